@@ -1,0 +1,140 @@
+//! The `mandate` command: run the service, apply migrations, manage root keys.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use mandate::clock::SystemClock;
+use mandate::server::config::Config;
+use mandate::server::startup::{self, Options, Server};
+use mandate::server::{api, keys, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mandate",
+    version,
+    about = "Task-scoped credentials for AI agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// TOML configuration file (overrides MANDATE_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Development mode: generate a root key into the data directory if none is configured.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        /// TOML configuration file (overrides MANDATE_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage root keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print the OpenAPI description of the HTTP API as JSON.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Write a new Ed25519 root key (PKCS#8 PEM, mode 0600); never overwrites.
+    Generate {
+        /// Where to write the key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line, naming the problem; causes are already part of each message.
+            eprintln!("mandate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config, dev } => {
+            let config = Config::from_env(config.as_deref())?;
+            telemetry::init(&config).map_err(anyhow::Error::msg)?;
+            tracing::info!(?config, "configuration");
+            runtime()?.block_on(async {
+                let server =
+                    Server::prepare(config, Options { dev }, Arc::new(SystemClock)).await?;
+                server.run(shutdown_signal()).await.context("server")?;
+                tracing::info!("stopped");
+                Ok(())
+            })
+        }
+        Command::Migrate { config } => {
+            let config = Config::from_env(config.as_deref())?;
+            telemetry::init(&config).map_err(anyhow::Error::msg)?;
+            let report = runtime()?.block_on(startup::migrate(&config))?;
+            println!(
+                "migrations: {} applied now, {} known",
+                report.applied, report.known
+            );
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Generate { out },
+        } => {
+            let key = keys::generate_key_file(&out)?;
+            println!(
+                "wrote {} (public key {})",
+                out.display(),
+                mandate::token::keys::format_public_key(&key.public())
+            );
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", api::openapi().to_pretty_json()?);
+            Ok(())
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

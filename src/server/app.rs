@@ -1,0 +1,102 @@
+//! The router and its middleware, kept apart from serving so tests can bind port 0 and shut down
+//! cleanly.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use super::api;
+use super::config::Config;
+use super::error::{problem_for_bare_errors, ApiError};
+use super::keys::KeyRing;
+use super::store::SharedStore;
+use crate::clock::SharedClock;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where records live.
+    pub store: SharedStore,
+    /// The root keys.
+    pub keys: Arc<KeyRing>,
+    /// The source of time.
+    pub clock: SharedClock,
+    /// The validated configuration.
+    pub config: Arc<Config>,
+}
+
+/// The whole HTTP application: API routes, `/openapi.json`, and the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.request_body_limit;
+    let timeout = state.config.request_timeout;
+    let (routes, spec) = api::routes().split_for_parts();
+    let spec = Arc::new(spec);
+    routes
+        .route(
+            "/openapi.json",
+            get(move || {
+                let spec = Arc::clone(&spec);
+                async move { Json(spec.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+        // Router::layer wraps outward: the body limit runs innermost, request ids outermost.
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(middleware::from_fn(problem_for_bare_errors))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::AUTHORIZATION,
+                    header::COOKIE,
+                ]))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
+}
+
+/// The span of one request: method, path (never the query string) and request id.
+fn request_span(request: &Request<Body>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id,
+    )
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

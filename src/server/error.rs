@@ -1,0 +1,190 @@
+//! One error type for every endpoint, rendered as RFC 9457 problem+json. Internal causes are
+//! logged with the request's span and answered with a generic message; they never reach clients.
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::store::StoreError;
+
+/// The media type of problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:mandate:problem:<code>`.
+    #[schema(example = "urn:mandate:problem:not-found")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short, fixed summary of the kind.
+    #[schema(example = "Not Found")]
+    pub title: String,
+    /// The HTTP status.
+    #[schema(example = 404)]
+    pub status: u16,
+    /// What went wrong in this occurrence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Problem {
+    /// A problem of kind `code` with the given status, title and detail.
+    pub fn new(status: StatusCode, code: &str, title: &str, detail: Option<String>) -> Self {
+        Self {
+            kind: format!("urn:mandate:problem:{code}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+        }
+    }
+
+    /// The generic problem for a bare status.
+    pub fn for_status(status: StatusCode) -> Self {
+        let title = status.canonical_reason().unwrap_or("Error");
+        let code = title.to_ascii_lowercase().replace(' ', "-");
+        Self::new(status, &code, title, None)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 404: nothing here.
+    #[error("not found")]
+    NotFound,
+    /// 400: the request is malformed; the message says how.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 409: the change contradicts what is stored; the message says what.
+    #[error("{0}")]
+    Conflict(String),
+    /// 503: a dependency (the store) is not available; the message names it.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure; logged, never described to the client.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "store unavailable");
+                ApiError::Unavailable("the store is unavailable; retry later".to_owned())
+            }
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl ApiError {
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        match self {
+            ApiError::NotFound => Problem::for_status(StatusCode::NOT_FOUND),
+            ApiError::BadRequest(detail) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Bad Request",
+                Some(detail.clone()),
+            ),
+            ApiError::Conflict(detail) => Problem::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                Some(detail.clone()),
+            ),
+            ApiError::Unavailable(detail) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service Unavailable",
+                Some(detail.clone()),
+            ),
+            ApiError::Internal(_) => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal Server Error",
+                Some("an internal error occurred; it has been logged".to_owned()),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = %cause, "internal error");
+        }
+        self.problem().into_response()
+    }
+}
+
+/// Gives every error response a problem+json body, including those produced by routing (404,
+/// 405) and by middleware (413 body too large, 408 timeout) that know nothing of our format.
+pub async fn problem_for_bare_errors(request: Request<Body>, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut replaced = Problem::for_status(status).into_response();
+    // Keep headers such as Allow (405) and Retry-After; the body and its length are replaced.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            replaced.headers_mut().insert(name, value.clone());
+        }
+    }
+    replaced
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_name_their_kind_as_a_urn() {
+        let p = Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(p.kind, "urn:mandate:problem:payload-too-large");
+        assert_eq!(p.title, "Payload Too Large");
+        assert_eq!(p.status, 413);
+    }
+
+    #[test]
+    fn internal_errors_never_describe_their_cause() {
+        let err = ApiError::Internal("password authentication failed for user x".into());
+        let body = serde_json::to_string(&err.problem()).unwrap();
+        assert!(!body.contains("password"), "{body}");
+        assert!(body.contains("\"status\":500"));
+    }
+
+    #[test]
+    fn store_conflicts_become_409_with_their_message() {
+        let err: ApiError = StoreError::Conflict("kid 1 is taken".into()).into();
+        let p = err.problem();
+        assert_eq!(p.status, 409);
+        assert_eq!(p.detail.as_deref(), Some("kid 1 is taken"));
+    }
+}

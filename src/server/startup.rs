@@ -1,0 +1,234 @@
+//! Start-up: everything that can be checked is checked before anything is created, so bad
+//! configuration stops the process with one line and leaves no data directory, database or key
+//! behind. Order: key files → listening socket → Postgres → data directory → development key →
+//! SQLite → migrations → key registration.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use super::app::{self, AppState};
+use super::config::{Config, Database};
+use super::keys::{self, KeyError, KeyRing, KeyRingError, RootKey, DEV_KID};
+use super::store::{self, MigrationReport, NewRootKey, SharedStore, StoreError};
+use crate::clock::SharedClock;
+
+/// How the service was asked to start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Generate a root key into the data directory when none is configured.
+    pub dev: bool,
+}
+
+/// Why the service did not start. Each message is one line naming the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A root key file is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Production (Postgres without `--dev`) needs configured root keys.
+    #[error("no root signing key configured: set MANDATE_ROOT_KEYS=KID=PATH (see docs/configuration.md), or run `mandate serve --dev`")]
+    NoRootKey,
+    /// The listening address cannot be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        reason: std::io::Error,
+    },
+    /// The data directory cannot be created.
+    #[error("cannot create data directory {path}: {reason}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The operating system's reason.
+        reason: std::io::Error,
+    },
+    /// The store could not be opened, migrated or written.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The key ring is inconsistent.
+    #[error(transparent)]
+    KeyRing(#[from] KeyRingError),
+}
+
+/// Where the root keys come from.
+enum KeySource {
+    /// Configured files, already loaded.
+    Files(Vec<(u32, biscuit_auth::KeyPair)>),
+    /// The development key, generated on first start.
+    Dev(PathBuf),
+}
+
+/// A service that has bound its socket, opened its store and loaded its keys.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    /// Validates, binds and opens everything `config` names.
+    pub async fn prepare(
+        config: Config,
+        options: Options,
+        clock: SharedClock,
+    ) -> Result<Server, StartupError> {
+        let source = load_configured_keys(&config, options)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|reason| StartupError::Listen {
+                    addr: config.listen,
+                    reason,
+                })?;
+        let store = open_store(&config, matches!(source, KeySource::Dev(_))).await?;
+        let report = store.migrate().await?;
+        tracing::info!(applied = report.applied, known = report.known, "migrations");
+        let keys = match source {
+            KeySource::Files(keys) => keys,
+            KeySource::Dev(path) => vec![(DEV_KID, load_or_generate_dev_key(&path)?)],
+        };
+        let active_kid = config.signing_kid().unwrap_or(DEV_KID);
+        let ring = register_keys(&store, keys, active_kid, &clock).await?;
+        tracing::info!(
+            listen = %listener.local_addr().map_err(|reason| StartupError::Listen { addr: config.listen, reason })?,
+            store = ?store.backend(),
+            active_kid,
+            "mandate is ready"
+        );
+        Ok(Server {
+            listener,
+            state: AppState {
+                store,
+                keys: Arc::new(ring),
+                clock,
+                config: Arc::new(config),
+            },
+        })
+    }
+
+    /// The bound address (useful when the configuration asked for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The state handlers see.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, drains in-flight requests, then closes the store.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let store = Arc::clone(&self.state.store);
+        let result = app::serve(self.listener, app::router(self.state), shutdown).await;
+        store.close().await;
+        result
+    }
+}
+
+/// Opens the configured store and applies pending migrations (`mandate migrate`).
+pub async fn migrate(config: &Config) -> Result<MigrationReport, StartupError> {
+    let store = open_store(config, false).await?;
+    let report = store.migrate().await;
+    store.close().await;
+    Ok(report?)
+}
+
+fn load_configured_keys(config: &Config, options: Options) -> Result<KeySource, StartupError> {
+    if !config.root_keys.is_empty() {
+        let keys = config
+            .root_keys
+            .iter()
+            .map(|file| Ok((file.kid, keys::load_key_file(&file.path)?)))
+            .collect::<Result<_, KeyError>>()?;
+        return Ok(KeySource::Files(keys));
+    }
+    if !options.dev && matches!(config.database, Database::Postgres(_)) {
+        return Err(StartupError::NoRootKey);
+    }
+    let path = keys::dev_key_path(&config.data_dir);
+    // An existing development key must pass the same checks as a configured one, before
+    // anything is created.
+    if path.exists() {
+        keys::load_key_file(&path)?;
+    }
+    Ok(KeySource::Dev(path))
+}
+
+fn load_or_generate_dev_key(path: &Path) -> Result<biscuit_auth::KeyPair, StartupError> {
+    if path.exists() {
+        return Ok(keys::load_key_file(path)?);
+    }
+    let key = keys::generate_key_file(path)?;
+    tracing::warn!(path = %path.display(), "generated a development root key; configure MANDATE_ROOT_KEYS in production");
+    Ok(key)
+}
+
+/// Opens the store (without migrating), creating the data directory first when something will
+/// live in it.
+async fn open_store(config: &Config, dev_key: bool) -> Result<SharedStore, StartupError> {
+    let connect = || {
+        store::connect(
+            &config.database,
+            &config.data_dir,
+            config.database_max_connections,
+        )
+    };
+    match &config.database {
+        Database::Postgres(url) => {
+            // Reach Postgres before creating anything locally.
+            let store = connect().await?;
+            tracing::info!(database = %url, "connected to postgres");
+            if dev_key {
+                create_data_dir(&config.data_dir)?;
+            }
+            Ok(store)
+        }
+        Database::Embedded => {
+            create_data_dir(&config.data_dir)?;
+            Ok(connect().await?)
+        }
+        Database::Sqlite(_) => {
+            if dev_key {
+                create_data_dir(&config.data_dir)?;
+            }
+            Ok(connect().await?)
+        }
+    }
+}
+
+fn create_data_dir(path: &Path) -> Result<(), StartupError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|reason| StartupError::DataDir {
+            path: path.to_path_buf(),
+            reason,
+        })
+}
+
+async fn register_keys(
+    store: &SharedStore,
+    keys: Vec<(u32, biscuit_auth::KeyPair)>,
+    active_kid: u32,
+    clock: &SharedClock,
+) -> Result<KeyRing, StartupError> {
+    let mut ring = Vec::with_capacity(keys.len());
+    for (kid, keypair) in keys {
+        let public_key = crate::token::keys::format_public_key(&keypair.public());
+        let record = store
+            .register_root_key(&NewRootKey { kid, public_key }, clock.now())
+            .await?;
+        ring.push(RootKey::new(kid, keypair, record.created_at));
+    }
+    Ok(KeyRing::new(ring, active_kid)?)
+}

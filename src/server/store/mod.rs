@@ -1,0 +1,269 @@
+//! Storage: one [`Store`] trait, implemented for Postgres (production) and SQLite (the embedded
+//! default). Both pass the same conformance suite (`tests/api/store.rs`). Transactions live here:
+//! every change and its audit event commit together or not at all.
+
+mod postgres;
+mod sqlite;
+
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use super::config::Database;
+
+/// A shared store handle.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite (embedded).
+    Sqlite,
+}
+
+/// The storage operations mandate needs. Each method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + Debug {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+
+    /// Succeeds when the database answers a trivial query.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Applies pending migrations; safe to call on every start and from several processes.
+    async fn migrate(&self) -> Result<MigrationReport, StoreError>;
+
+    /// Records a root key the first time it is published, with its audit event. Returns the
+    /// stored record (with its original `created_at` when the key was already known). A kid
+    /// already bound to another public key, or a public key already bound to another kid, is a
+    /// [`StoreError::Conflict`].
+    async fn register_root_key(
+        &self,
+        key: &NewRootKey,
+        at: DateTime<Utc>,
+    ) -> Result<RootKeyRecord, StoreError>;
+
+    /// Every recorded root key, by kid.
+    async fn root_keys(&self) -> Result<Vec<RootKeyRecord>, StoreError>;
+
+    /// Appends one audit event.
+    async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError>;
+
+    /// Audit events with `seq > after`, oldest first, at most `limit`.
+    async fn audit_events(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Closes every pooled connection.
+    async fn close(&self);
+}
+
+/// What a migration run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Migrations applied by this run.
+    pub applied: usize,
+    /// Migrations the binary knows.
+    pub known: usize,
+}
+
+/// A root key to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRootKey {
+    /// Key id.
+    pub kid: u32,
+    /// `ed25519/<hex>`.
+    pub public_key: String,
+}
+
+/// A recorded root key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootKeyRecord {
+    /// Key id.
+    pub kid: u32,
+    /// Always `ed25519`.
+    pub algorithm: String,
+    /// `ed25519/<hex>`.
+    pub public_key: String,
+    /// When mandate first published the key.
+    pub created_at: DateTime<Utc>,
+}
+
+/// How an audited action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    /// The action happened.
+    Success,
+    /// A policy or check refused it.
+    Denied,
+    /// It failed for another reason.
+    Failure,
+}
+
+impl AuditOutcome {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Success => "success",
+            AuditOutcome::Denied => "denied",
+            AuditOutcome::Failure => "failure",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "success" => Ok(AuditOutcome::Success),
+            "denied" => Ok(AuditOutcome::Denied),
+            "failure" => Ok(AuditOutcome::Failure),
+            other => Err(StoreError::Corrupt(format!("audit outcome `{other}`"))),
+        }
+    }
+}
+
+/// An audit event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditEvent {
+    /// Event id (UUIDv7).
+    pub id: Uuid,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Who acted: `system`, `admin:<name>`, `agent:<id>`, ….
+    pub actor: String,
+    /// What happened, dotted: `root_key.registered`, `mandate.issued`, ….
+    pub action: String,
+    /// What it happened to.
+    pub target: Option<String>,
+    /// How it ended.
+    pub outcome: AuditOutcome,
+    /// Structured details (never secrets).
+    pub details: serde_json::Value,
+}
+
+/// A stored audit event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    /// Position in the trail.
+    pub seq: i64,
+    /// Event id.
+    pub id: Uuid,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Who acted.
+    pub actor: String,
+    /// What happened.
+    pub action: String,
+    /// What it happened to.
+    pub target: Option<String>,
+    /// How it ended.
+    pub outcome: AuditOutcome,
+    /// Structured details.
+    pub details: serde_json::Value,
+}
+
+/// Storage failures. Only [`StoreError::Conflict`] carries a message meant for clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or has no free connection (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The change contradicts what is stored (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A stored value is not what mandate wrote (500).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// Migrations could not be applied.
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error (500).
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(error),
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+/// How long a request waits for a pooled connection before the store reports itself unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the configured store. SQLite files are created if missing; Postgres must be reachable.
+pub async fn connect(
+    database: &Database,
+    data_dir: &Path,
+    max_connections: u32,
+) -> Result<SharedStore, StoreError> {
+    match database {
+        Database::Postgres(url) => Ok(Arc::new(
+            PostgresStore::connect(url.expose(), max_connections).await?,
+        )),
+        Database::Embedded | Database::Sqlite(_) => {
+            let path = database.sqlite_path(data_dir).unwrap_or_default();
+            Ok(Arc::new(SqliteStore::open(&path, max_connections).await?))
+        }
+    }
+}
+
+/// A time-ordered id for a row created at `at`.
+pub fn new_id(at: DateTime<Utc>) -> Uuid {
+    let secs = u64::try_from(at.timestamp()).unwrap_or(0);
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        secs,
+        at.timestamp_subsec_nanos(),
+    ))
+}
+
+/// The audit event recorded when a root key is first published.
+fn root_key_registered(key: &NewRootKey, at: DateTime<Utc>) -> NewAuditEvent {
+    NewAuditEvent {
+        id: new_id(at),
+        occurred_at: at,
+        actor: "system".to_owned(),
+        action: "root_key.registered".to_owned(),
+        target: Some(format!("root_key:{}", key.kid)),
+        outcome: AuditOutcome::Success,
+        details: serde_json::json!({ "kid": key.kid, "public_key": key.public_key }),
+    }
+}
+
+/// Checks a stored root key against the one being registered.
+fn check_root_key(
+    key: &NewRootKey,
+    stored: Option<RootKeyRecord>,
+) -> Result<RootKeyRecord, StoreError> {
+    match stored {
+        Some(record) if record.public_key == key.public_key => Ok(record),
+        Some(_) => Err(StoreError::Conflict(format!(
+            "kid {} is already bound to another public key; kids are never reused",
+            key.kid
+        ))),
+        None => Err(StoreError::Conflict(format!(
+            "this public key is already registered under another kid than {}",
+            key.kid
+        ))),
+    }
+}
+
+fn kid_from_db(kid: i64) -> Result<u32, StoreError> {
+    u32::try_from(kid).map_err(|_| StoreError::Corrupt(format!("kid {kid}")))
+}
