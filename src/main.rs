@@ -74,7 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config, dev } => {
             let config = Config::from_env(config.as_deref())?;
             telemetry::init(&config).map_err(anyhow::Error::msg)?;
-            tracing::info!(?config, "configuration");
+            tracing::debug!(?config, "configuration");
             runtime()?.block_on(async {
                 let server =
                     Server::prepare(config, Options { dev }, Arc::new(SystemClock)).await?;

@@ -63,6 +63,11 @@ pub enum Database {
 }
 
 impl Database {
+    /// The store a `MANDATE_DATABASE_URL` value selects (`postgres://…` or `sqlite://PATH`).
+    pub fn from_url(url: &str) -> Result<Database, ConfigError> {
+        parse_database_url(url)
+    }
+
     /// The SQLite file this configuration uses, if any.
     pub fn sqlite_path(&self, data_dir: &Path) -> Option<PathBuf> {
         match self {
@@ -261,7 +266,7 @@ fn read_file(path: &Path) -> Result<Settings, ConfigError> {
         path: path.to_path_buf(),
         line: e
             .span()
-            .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
             .unwrap_or(1),
         message: e.message().replace('\n', " "),
     })

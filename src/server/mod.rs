@@ -1,13 +1,13 @@
 //! The mandate service (feature `server`): HTTP API, configuration, root keys and storage.
 //!
-//! - [`config`]: typed configuration from a TOML file and `MANDATE_*` variables.
-//! - [`startup`]: validates everything, binds, opens the store, loads keys; then runs.
-//! - [`app`]: the router and its middleware, separate from serving so tests bind port 0.
-//! - [`api`]: one module per resource.
-//! - [`error`]: the one error type, rendered as RFC 9457 problem+json.
-//! - [`keys`]: the root key ring.
-//! - [`store`]: the storage trait with its Postgres and SQLite implementations.
-//! - [`telemetry`]: logging.
+//! - [`config`] — typed configuration from a TOML file and `MANDATE_*` variables.
+//! - [`startup`] — validates everything, binds, opens the store, loads keys; then runs.
+//! - [`app`] — the router and its middleware, separate from serving so tests bind port 0.
+//! - [`api`] — one module per resource.
+//! - [`error`] — the one error type, rendered as RFC 9457 problem+json.
+//! - [`keys`] — the root key ring.
+//! - [`store`] — the storage trait with its Postgres and SQLite implementations.
+//! - [`telemetry`] — logging.
 
 pub mod api;
 pub mod app;

@@ -40,10 +40,13 @@ impl PostgresStore {
     }
 }
 
-async fn applied_migrations(pool: &PgPool) -> usize {
+/// The advisory lock key that serialises migration runs ("mandate" in ASCII).
+const MIGRATION_LOCK: i64 = 0x006d_616e_6461_7465;
+
+async fn applied_migrations(conn: &mut sqlx::PgConnection) -> usize {
     // Before the first run the bookkeeping table does not exist: nothing is applied.
     sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await
         .map_or(0, |n| usize::try_from(n).unwrap_or(0))
 }
@@ -106,11 +109,21 @@ impl Store for PostgresStore {
 
     #[tracing::instrument(skip(self), err)]
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        // sqlx holds a Postgres advisory lock while migrating, so replicas starting together
-        // apply each migration once.
-        let before = applied_migrations(&self.pool).await;
-        MIGRATOR.run(&self.pool).await?;
-        let after = applied_migrations(&self.pool).await;
+        // One session does the whole run under an advisory lock, so replicas starting together
+        // apply each migration once and each reports only what it applied itself.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        let before = applied_migrations(&mut conn).await;
+        let run = MIGRATOR.run_direct(&mut *conn).await;
+        let after = applied_migrations(&mut conn).await;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        run?;
         Ok(MigrationReport {
             applied: after.saturating_sub(before),
             known: MIGRATOR.iter().count(),

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -60,6 +60,12 @@ async fn applied_migrations(pool: &SqlitePool) -> usize {
         .map_or(0, |n| usize::try_from(n).unwrap_or(0))
 }
 
+/// Postgres keeps microseconds; SQLite keeps whatever it is given. Truncate so both stores
+/// return the same instant.
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
+}
+
 fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("uuid `{text}`")))
 }
@@ -97,7 +103,7 @@ async fn insert_audit(
 ) -> Result<AuditEvent, StoreError> {
     let row = sqlx::query(INSERT_AUDIT)
         .bind(event.id.to_string())
-        .bind(event.occurred_at)
+        .bind(micros(event.occurred_at))
         .bind(&event.actor)
         .bind(&event.action)
         .bind(&event.target)
@@ -144,7 +150,7 @@ impl Store for SqliteStore {
         )
         .bind(i64::from(key.kid))
         .bind(&key.public_key)
-        .bind(at)
+        .bind(micros(at))
         .execute(&mut *tx)
         .await?
         .rows_affected();

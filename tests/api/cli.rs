@@ -1,0 +1,437 @@
+//! The `mandate` binary as an operator runs it: start, restart, migrate, bad configuration.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mandate::server::store::SqliteStore;
+use mandate::server::store::Store;
+use mandate::token::keys::{KeyStatus, KeysDocument};
+use sqlx::Connection;
+
+use crate::helpers::TestDb;
+
+/// The binary with a clean environment: only PATH, plus what each test sets.
+fn mandate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mandate"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `mandate serve` process.
+struct Running {
+    child: Child,
+    base: String,
+    stderr: PathBuf,
+}
+
+impl Running {
+    /// Starts `serve` with `args` and `envs` on a free port and waits until /healthz answers.
+    async fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Running {
+        let port = free_port();
+        let stderr = dir.join(format!("stderr-{port}.log"));
+        let child = mandate()
+            .arg("serve")
+            .args(args)
+            .env("MANDATE_LISTEN", format!("127.0.0.1:{port}"))
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut running = Running {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = running.child.try_wait().unwrap() {
+                panic!("mandate exited with {status}: {}", running.log());
+            }
+            if reqwest::get(running.url("/healthz")).await.is_ok() {
+                return running;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mandate did not start: {}",
+                running.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    async fn json(&self, path: &str) -> serde_json::Value {
+        let response = reqwest::get(self.url(path)).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.unwrap()
+    }
+
+    async fn keys(&self) -> KeysDocument {
+        serde_json::from_value(self.json("/.well-known/mandate-keys").await).unwrap()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    async fn stop(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "mandate ignored SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn generate_key(path: &Path) -> Output {
+    mandate()
+        .args(["keys", "generate", "--out"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_embedded_default_keeps_its_key_and_data_across_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let data_str = data.to_str().unwrap();
+    let env = [("MANDATE_DATA_DIR", data_str)];
+
+    let first = Running::start(tmp.path(), &["--dev"], &env).await;
+    assert_eq!(first.json("/healthz").await["status"], "ok");
+    let ready = first.json("/readyz").await;
+    assert_eq!(ready["store"], "sqlite");
+    assert_eq!(ready["active_kid"], 1);
+    let keys = first.keys().await;
+    assert!(first.stop().await.success());
+    assert_eq!(keys.keys.len(), 1);
+    assert_eq!(keys.keys[0].status, KeyStatus::Active);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("root-key-1.pem")), 0o600);
+
+    // The embedded default needs no --dev to reuse what the first start created.
+    let second = Running::start(tmp.path(), &[], &env).await;
+    assert_eq!(second.keys().await, keys, "same key, same created_at");
+    assert!(second.stop().await.success());
+
+    let store = SqliteStore::open(&data.join("mandate.db"), 1)
+        .await
+        .unwrap();
+    let events = store.audit_events(0, 100).await.unwrap();
+    let registered: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "root_key.registered")
+        .collect();
+    assert_eq!(registered.len(), 1, "the key was recorded once: {events:?}");
+    assert_eq!(store.migrate().await.unwrap().applied, 0);
+}
+
+#[tokio::test]
+async fn the_same_binary_runs_on_postgres_and_migrates_once() {
+    let db = TestDb::create().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = [
+        ("MANDATE_DATABASE_URL", db.url.as_str()),
+        ("MANDATE_DATA_DIR", data.to_str().unwrap()),
+    ];
+    let first = Running::start(tmp.path(), &["--dev"], &env).await;
+    assert_eq!(first.json("/readyz").await["store"], "postgres");
+    let keys = first.keys().await;
+    assert!(first.stop().await.success());
+    assert!(
+        !data.join("mandate.db").exists(),
+        "no SQLite file on Postgres"
+    );
+
+    let second = Running::start(tmp.path(), &["--dev"], &env).await;
+    assert_eq!(second.keys().await, keys);
+    assert!(second.stop().await.success());
+
+    let out = mandate().arg("migrate").envs(env).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "migrations: 0 applied now, 1 known"
+    );
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    let keys_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM root_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys_rows, 1);
+}
+
+#[tokio::test]
+async fn concurrent_migrations_apply_each_migration_once() {
+    let db = TestDb::create().await;
+    let spawn = || {
+        mandate()
+            .arg("migrate")
+            .env("MANDATE_DATABASE_URL", &db.url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let mut applied = 0;
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        applied += text
+            .trim()
+            .strip_prefix("migrations: ")
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("unexpected output {text}"));
+    }
+    assert_eq!(applied, 1);
+}
+
+#[tokio::test]
+async fn configured_key_files_are_published_under_their_kids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = (tmp.path().join("old.pem"), tmp.path().join("new.pem"));
+    assert!(generate_key(&old).status.success());
+    assert!(generate_key(&new).status.success());
+    let data = tmp.path().join("data");
+    let keys = format!("5={},6={}", old.display(), new.display());
+    let env = [
+        ("MANDATE_DATA_DIR", data.to_str().unwrap()),
+        ("MANDATE_ROOT_KEYS", keys.as_str()),
+        ("MANDATE_ACTIVE_KID", "6"),
+    ];
+    let running = Running::start(tmp.path(), &[], &env).await;
+    let doc = running.keys().await;
+    assert!(running.stop().await.success());
+    let published: Vec<_> = doc.keys.iter().map(|k| (k.kid, k.status)).collect();
+    assert_eq!(
+        published,
+        vec![(5, KeyStatus::VerifyOnly), (6, KeyStatus::Active)]
+    );
+    let new_key = mandate::server::keys::load_key_file(&new).unwrap();
+    assert_eq!(doc.key_set().unwrap()[&6], new_key.public());
+    assert!(
+        !data.join("root-key-1.pem").exists(),
+        "no development key when keys are configured"
+    );
+}
+
+#[test]
+fn keys_generate_writes_an_owner_only_key_and_never_overwrites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("root.pem");
+    let out = generate_key(&path);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("public key ed25519/"));
+    assert_eq!(mode(&path), 0o600);
+    let before = std::fs::read(&path).unwrap();
+    let again = generate_key(&path);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("cannot write key file"));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the key is untouched"
+    );
+}
+
+/// Runs `serve` expecting failure; returns its stderr.
+fn failed_start(args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = mandate()
+        .arg("serve")
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started: {out:?}");
+    String::from_utf8_lossy(&out.stderr).trim_end().to_owned()
+}
+
+/// Runs `serve` expecting it to refuse its configuration; returns its single stderr line.
+fn refused(args: &[&str], envs: &[(&str, &str)]) -> String {
+    let stderr = failed_start(args, envs);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("mandate: "), "{stderr}");
+    stderr
+}
+
+/// One refused start-up: how it is started and what its error line must say.
+struct Case<'a> {
+    name: &'a str,
+    args: Vec<&'a str>,
+    envs: Vec<(&'a str, &'a str)>,
+    expected: &'a str,
+}
+
+#[tokio::test]
+async fn bad_configuration_stops_start_up_with_one_line_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let data_str = data.to_str().unwrap().to_owned();
+    let open_key = tmp.path().join("open.pem");
+    assert!(generate_key(&open_key).status.success());
+    std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let unknown_key_file = tmp.path().join("mandate.toml");
+    std::fs::write(&unknown_key_file, "listen = \"127.0.0.1:0\"\nbogus = 1\n").unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let db = TestDb::create().await;
+
+    let missing = format!("1={}", tmp.path().join("missing.pem").display());
+    let open = format!("1={}", open_key.display());
+    let config = unknown_key_file.to_str().unwrap();
+    let cases = [
+        Case {
+            name: "unreadable key file",
+            args: vec![],
+            envs: vec![("MANDATE_ROOT_KEYS", &missing)],
+            expected: "cannot read key file",
+        },
+        Case {
+            name: "key file readable by others",
+            args: vec![],
+            envs: vec![("MANDATE_ROOT_KEYS", &open)],
+            expected: "is readable by group or others (mode 0644)",
+        },
+        Case {
+            name: "malformed database URL",
+            args: vec!["--dev"],
+            envs: vec![("MANDATE_DATABASE_URL", "postgres//mandate:s3cret@db/m")],
+            expected: "database_url: ",
+        },
+        Case {
+            name: "unknown config key",
+            args: vec!["--config", config],
+            envs: vec![],
+            expected: "line 2: unknown field `bogus`",
+        },
+        Case {
+            name: "unknown environment variable",
+            args: vec![],
+            envs: vec![("MANDATE_LISTN", "127.0.0.1:1")],
+            expected: "unknown environment variable MANDATE_LISTN",
+        },
+        Case {
+            name: "port in use",
+            args: vec!["--dev"],
+            envs: vec![("MANDATE_LISTEN", &busy_addr)],
+            expected: "cannot listen on",
+        },
+        Case {
+            name: "postgres without keys or --dev",
+            args: vec![],
+            envs: vec![("MANDATE_DATABASE_URL", &db.url)],
+            expected: "no root signing key configured",
+        },
+    ];
+    for Case {
+        name,
+        args,
+        mut envs,
+        expected,
+    } in cases
+    {
+        envs.push(("MANDATE_DATA_DIR", &data_str));
+        let line = refused(&args, &envs);
+        assert!(line.contains(expected), "{name}: {line}");
+        assert!(!line.contains("s3cret"), "{name} leaks a secret: {line}");
+        assert!(!data.exists(), "{name} created the data directory");
+    }
+    drop(busy);
+
+    // No tables were created on Postgres either.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0);
+}
+
+#[tokio::test]
+async fn a_dev_key_readable_by_others_stops_start_up_before_the_database_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let key = data.join("root-key-1.pem");
+    assert!(generate_key(&key).status.success());
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let line = refused(&["--dev"], &[("MANDATE_DATA_DIR", data.to_str().unwrap())]);
+    assert!(line.contains("readable by group or others"), "{line}");
+    assert!(!data.join("mandate.db").exists());
+}
+
+#[tokio::test]
+async fn a_kid_bound_to_another_key_stops_start_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.pem"), tmp.path().join("b.pem"));
+    assert!(generate_key(&a).status.success());
+    assert!(generate_key(&b).status.success());
+    let data = tmp.path().join("data");
+    let data_str = data.to_str().unwrap();
+    let with_a = format!("1={}", a.display());
+    let running = Running::start(
+        tmp.path(),
+        &[],
+        &[
+            ("MANDATE_DATA_DIR", data_str),
+            ("MANDATE_ROOT_KEYS", &with_a),
+        ],
+    )
+    .await;
+    assert!(running.stop().await.success());
+    let with_b = format!("1={}", b.display());
+    let stderr = failed_start(
+        &[],
+        &[
+            ("MANDATE_DATA_DIR", data_str),
+            ("MANDATE_ROOT_KEYS", &with_b),
+        ],
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("mandate: store: "), "{stderr}");
+    assert!(
+        last.contains("kid 1 is already bound to another public key"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,191 @@
+//! The test harness: a real mandate server on 127.0.0.1:0 against a fresh database.
+
+pub mod postgres;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mandate::clock::ManualClock;
+use mandate::server::config::{Config, Database};
+use mandate::server::startup::{Options, Server};
+use mandate::server::store::{self, SharedStore};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use postgres::TestDb;
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh Postgres database.
+    Postgres,
+    /// A fresh SQLite file (the embedded default).
+    Sqlite,
+}
+
+/// The instant every test clock starts at.
+pub fn test_epoch() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-01T09:00:00.123456Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// A database (Postgres or SQLite) that lives as long as the value.
+pub struct TestDatabase {
+    /// The store configuration pointing at it.
+    pub database: Database,
+    /// Holds the SQLite file or data directory.
+    pub dir: tempfile::TempDir,
+    _postgres: Option<TestDb>,
+}
+
+impl TestDatabase {
+    /// A fresh, empty database of the given kind.
+    pub async fn new(backend: Backend) -> TestDatabase {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Postgres => {
+                let db = TestDb::create().await;
+                TestDatabase {
+                    database: Database::from_url(&db.url).unwrap(),
+                    dir,
+                    _postgres: Some(db),
+                }
+            }
+            Backend::Sqlite => TestDatabase {
+                database: Database::Embedded,
+                dir,
+                _postgres: None,
+            },
+        }
+    }
+
+    /// Opens a store on this database (not yet migrated).
+    pub async fn store(&self) -> SharedStore {
+        store::connect(&self.database, self.dir.path(), 5)
+            .await
+            .unwrap()
+    }
+
+    /// The data directory that belongs to this database.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A running mandate server.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+    /// The server's store, for assertions on what was recorded.
+    pub store: SharedStore,
+    /// The database and data directory.
+    pub db: TestDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// Starts mandate in development mode on a fresh database of the given kind.
+    pub async fn spawn(backend: Backend) -> TestApp {
+        let db = TestDatabase::new(backend).await;
+        let mut config = Config::defaults();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.database = db.database.clone();
+        config.data_dir = db.data_dir().to_path_buf();
+        config.database_max_connections = 5;
+        let clock = Arc::new(ManualClock::new(test_epoch()));
+        let server = Server::prepare(config, Options { dev: true }, clock)
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let store = server.state().store.clone();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            store,
+            db,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Runs one async test body against both stores: `both_stores!(name, |backend| async { … })`
+/// expands to `mod name { on_postgres, on_sqlite }`.
+#[macro_export]
+macro_rules! both_stores {
+    ($(#[$meta:meta])* $name:ident, $body:expr) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn on_postgres() {
+                ($body)($crate::helpers::Backend::Postgres).await;
+            }
+
+            #[tokio::test]
+            async fn on_sqlite() {
+                ($body)($crate::helpers::Backend::Sqlite).await;
+            }
+        }
+    };
+}
+
+/// Asserts that a response is problem+json with the given status, and returns the document.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["type"]
+        .as_str()
+        .unwrap()
+        .starts_with("urn:mandate:problem:"));
+    assert!(body["title"].is_string());
+    body
+}

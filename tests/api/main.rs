@@ -1,0 +1,8 @@
+//! Integration tests: a real mandate server over HTTP, real Postgres and SQLite, the real binary.
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+mod cli;
+mod health;
+mod helpers;
+mod openapi;
+mod store;
