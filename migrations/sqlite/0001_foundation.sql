@@ -1,6 +1,6 @@
--- SQLite twin of migrations/postgres/0001_foundation.sql: timestamps are RFC 3339 TEXT, ids TEXT,
--- JSON columns TEXT checked by json_valid.
--- The tables every capability of mandate stands on. Ids are TEXTv7 (time-ordered) unless a row
+-- SQLite twin of migrations/postgres/0001_foundation.sql: timestamps are RFC 3339 TEXT, UUIDs
+-- 16-byte BLOBs, JSON columns TEXT checked by json_valid, booleans 0/1.
+-- The tables every capability of mandate stands on. Ids are BLOBv7 (time-ordered) unless a row
 -- is named by an administrator (agents, tools, issuers, policies use readable slugs).
 
 -- Root signing keys, recorded the first time mandate publishes them. A kid is never re-bound to
@@ -14,7 +14,7 @@ CREATE TABLE root_keys (
 
 -- Admin API tokens (`mnd_adm_…`), stored as SHA-256 hashes only.
 CREATE TABLE admin_tokens (
-    id            TEXT PRIMARY KEY,
+    id            BLOB PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
     role          TEXT NOT NULL CHECK (role IN ('admin', 'auditor')),
     token_hash    BLOB NOT NULL UNIQUE,
@@ -41,7 +41,7 @@ CREATE TABLE agents (
 
 -- Agent secrets (`mnd_agt_…`), stored as SHA-256 hashes only.
 CREATE TABLE agent_secrets (
-    id           TEXT PRIMARY KEY,
+    id           BLOB PRIMARY KEY,
     agent_id     TEXT NOT NULL REFERENCES agents (id),
     secret_hash  BLOB NOT NULL UNIQUE,
     created_at   TEXT NOT NULL,
@@ -51,7 +51,7 @@ CREATE INDEX agent_secrets_agent ON agent_secrets (agent_id);
 
 -- Agents' Ed25519 public keys, used to attest delegation hops.
 CREATE TABLE agent_keys (
-    id          TEXT PRIMARY KEY,
+    id          BLOB PRIMARY KEY,
     agent_id    TEXT NOT NULL REFERENCES agents (id),
     algorithm   TEXT NOT NULL CHECK (algorithm = 'ed25519'),
     public_key  TEXT NOT NULL UNIQUE,
@@ -106,7 +106,7 @@ CREATE TABLE policies (
 
 -- Every mandate issued, written before its token is returned.
 CREATE TABLE mandates (
-    id                 TEXT PRIMARY KEY,
+    id                 BLOB PRIMARY KEY,
     agent_id           TEXT NOT NULL REFERENCES agents (id),
     principal_subject  TEXT NOT NULL,
     principal_issuer   TEXT NOT NULL,
@@ -128,9 +128,9 @@ CREATE INDEX mandates_expiry ON mandates (expires_at);
 -- Revoked revocation ids (a mandate's authority block or a derived token's last block).
 CREATE TABLE revocations (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
-    id             TEXT NOT NULL UNIQUE,
+    id             BLOB NOT NULL UNIQUE,
     revocation_id  BLOB NOT NULL UNIQUE,
-    mandate_id     TEXT REFERENCES mandates (id),
+    mandate_id     BLOB REFERENCES mandates (id),
     reason         TEXT NOT NULL,
     revoked_by     TEXT NOT NULL,
     revoked_at     TEXT NOT NULL,
@@ -141,7 +141,7 @@ CREATE INDEX revocations_expiry ON revocations (expires_at);
 -- The audit trail: every issuance, denial, revocation, admin change and receipt.
 CREATE TABLE audit_events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    id           TEXT NOT NULL UNIQUE,
+    id           BLOB NOT NULL UNIQUE,
     occurred_at  TEXT NOT NULL,
     actor        TEXT NOT NULL,
     action       TEXT NOT NULL,

@@ -1,10 +1,20 @@
 //! The store conformance suite: the same assertions against Postgres and SQLite.
 
 use chrono::Duration;
-use mandate::server::store::{new_id, AuditOutcome, NewAuditEvent, NewRootKey, StoreError};
+use mandate::server::store::{
+    new_id, AuditOutcome, NewAuditEvent, NewRootKey, SharedStore, StoreError,
+};
 
 use crate::both_stores;
-use crate::helpers::{test_epoch, TestDatabase};
+use crate::helpers::{test_epoch, Backend, TestDatabase};
+
+/// A fresh database and its migrated store; keep the database alive as long as the store.
+async fn migrated(backend: Backend) -> (TestDatabase, SharedStore) {
+    let db = TestDatabase::new(backend).await;
+    let store = db.store().await;
+    store.migrate().await.unwrap();
+    (db, store)
+}
 
 fn key(kid: u32, hex_digit: char) -> NewRootKey {
     NewRootKey {
@@ -41,9 +51,7 @@ both_stores!(migrations_apply_once, |backend| async move {
 both_stores!(
     a_root_key_keeps_the_time_it_was_first_registered,
     |backend| async move {
-        let db = TestDatabase::new(backend).await;
-        let store = db.store().await;
-        store.migrate().await.unwrap();
+        let (_db, store) = migrated(backend).await;
         let first = store
             .register_root_key(&key(1, 'a'), test_epoch())
             .await
@@ -69,9 +77,7 @@ both_stores!(
 both_stores!(
     a_kid_is_never_rebound_to_another_public_key,
     |backend| async move {
-        let db = TestDatabase::new(backend).await;
-        let store = db.store().await;
-        store.migrate().await.unwrap();
+        let (_db, store) = migrated(backend).await;
         let original = store
             .register_root_key(&key(7, 'a'), test_epoch())
             .await
@@ -92,9 +98,7 @@ both_stores!(
 both_stores!(
     a_public_key_cannot_take_a_second_kid,
     |backend| async move {
-        let db = TestDatabase::new(backend).await;
-        let store = db.store().await;
-        store.migrate().await.unwrap();
+        let (_db, store) = migrated(backend).await;
         store
             .register_root_key(&key(1, 'c'), test_epoch())
             .await
@@ -116,9 +120,7 @@ both_stores!(
 );
 
 both_stores!(root_keys_are_listed_by_kid, |backend| async move {
-    let db = TestDatabase::new(backend).await;
-    let store = db.store().await;
-    store.migrate().await.unwrap();
+    let (_db, store) = migrated(backend).await;
     for (kid, digit) in [(9, 'd'), (2, 'e'), (u32::MAX, 'f')] {
         store
             .register_root_key(&key(kid, digit), test_epoch())
@@ -138,9 +140,7 @@ both_stores!(root_keys_are_listed_by_kid, |backend| async move {
 both_stores!(
     audit_events_come_back_in_order_and_intact,
     |backend| async move {
-        let db = TestDatabase::new(backend).await;
-        let store = db.store().await;
-        store.migrate().await.unwrap();
+        let (_db, store) = migrated(backend).await;
         let written = [
             event("agent.created", 0, AuditOutcome::Success),
             event("mandate.denied", 1, AuditOutcome::Denied),
@@ -192,9 +192,7 @@ both_stores!(
 both_stores!(
     a_duplicate_audit_event_id_is_refused,
     |backend| async move {
-        let db = TestDatabase::new(backend).await;
-        let store = db.store().await;
-        store.migrate().await.unwrap();
+        let (_db, store) = migrated(backend).await;
         let e = event("agent.created", 0, AuditOutcome::Success);
         store.append_audit(&e).await.unwrap();
         assert!(store.append_audit(&e).await.is_err());
@@ -205,9 +203,7 @@ both_stores!(
 both_stores!(
     timestamps_keep_microseconds_on_both_stores,
     |backend| async move {
-        let db = TestDatabase::new(backend).await;
-        let store = db.store().await;
-        store.migrate().await.unwrap();
+        let (_db, store) = migrated(backend).await;
         let mut e = event("x", 0, AuditOutcome::Success);
         e.occurred_at = test_epoch() + Duration::nanoseconds(789);
         let stored = store.append_audit(&e).await.unwrap();

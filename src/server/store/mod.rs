@@ -1,8 +1,9 @@
 //! Storage: one [`Store`] trait, implemented for Postgres (production) and SQLite (the embedded
-//! default). Both pass the same conformance suite (`tests/api/store.rs`). Transactions live here:
-//! every change and its audit event commit together or not at all.
+//! default) from the same SQL (`sql.rs`). Both pass one conformance suite (`tests/api/store.rs`).
+//! Transactions live here: every change and its audit event commit together or not at all.
 
 mod postgres;
+mod sql;
 mod sqlite;
 
 use std::fmt::Debug;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -262,6 +263,12 @@ fn check_root_key(
             key.kid
         ))),
     }
+}
+
+/// Postgres keeps microseconds; SQLite keeps whatever it is given. Both stores write instants
+/// truncated to microseconds so they return the same values.
+fn db_time(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
 }
 
 fn kid_from_db(kid: i64) -> Result<u32, StoreError> {
