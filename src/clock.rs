@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + Debug {
@@ -15,7 +15,8 @@ pub trait Clock: Send + Sync + Debug {
 /// A shared clock handle.
 pub type SharedClock = Arc<dyn Clock>;
 
-/// The operating system's wall clock.
+/// The operating system's wall clock, at microsecond resolution: the precision both stores
+/// keep, so a value returned at creation equals the value read back later.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
@@ -25,7 +26,7 @@ impl Clock for SystemClock {
         reason = "the one place that reads the wall clock"
     )]
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        Utc::now().trunc_subsecs(6)
     }
 }
 

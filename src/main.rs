@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use mandate::clock::SystemClock;
+use mandate::clock::{Clock, SystemClock};
+use mandate::server::api::admin::tokens::issue_admin_token;
 use mandate::server::config::Config;
+use mandate::server::error::ApiError;
+use mandate::server::model::admin_token::{NewAdminToken, Role};
 use mandate::server::startup::{self, Options, Server};
 use mandate::server::{api, keys, telemetry};
 
@@ -44,8 +47,36 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage admin API tokens.
+    AdminToken {
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
     /// Print the OpenAPI description of the HTTP API as JSON.
     Openapi,
+}
+
+/// Roles as command-line values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Admin,
+    Auditor,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminTokenCommand {
+    /// Create an admin token in the database and print it once.
+    Create {
+        /// Unique name; admin requests are attributed to it.
+        #[arg(long)]
+        name: String,
+        /// `admin` (may change) or `auditor` (may only read).
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// TOML configuration file (overrides MANDATE_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,11 +135,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::AdminToken {
+            command: AdminTokenCommand::Create { name, role, config },
+        } => {
+            let config = Config::from_env(config.as_deref())?;
+            telemetry::init(&config).map_err(anyhow::Error::msg)?;
+            let issued = runtime()?.block_on(async {
+                let store = startup::open_migrated_store(&config).await?;
+                let issued = issue_admin_token(
+                    store.as_ref(),
+                    NewAdminToken {
+                        name,
+                        role: match role {
+                            RoleArg::Admin => Role::Admin,
+                            RoleArg::Auditor => Role::Auditor,
+                        },
+                    },
+                    "cli",
+                    SystemClock.now(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", describe(&e)));
+                store.close().await;
+                issued
+            })?;
+            println!("{}", issued.token);
+            eprintln!(
+                "created admin token `{}` (role {}); it is shown only this once",
+                issued.info.name,
+                issued.info.role.as_str()
+            );
+            Ok(())
+        }
         Command::Openapi => {
             println!("{}", api::openapi().to_pretty_json()?);
             Ok(())
         }
     }
+}
+
+/// One line for an API error: its detail, or its status title.
+fn describe(error: &ApiError) -> String {
+    let problem = error.problem();
+    problem.detail.unwrap_or(problem.title)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -22,7 +22,8 @@ CREATE TABLE admin_tokens (
     revoked_at    TIMESTAMPTZ
 );
 
--- Registered agents: non-human identities with an accountable owner.
+-- Registered agents: non-human identities with an accountable owner. `version` increases with
+-- every change (optimistic concurrency for updates).
 CREATE TABLE agents (
     id               TEXT PRIMARY KEY,
     display_name     TEXT NOT NULL,
@@ -33,6 +34,7 @@ CREATE TABLE agents (
     ceiling          JSONB NOT NULL DEFAULT '[]',
     max_ttl_seconds  INTEGER NOT NULL CHECK (max_ttl_seconds > 0),
     status           TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'retired')),
+    version          BIGINT NOT NULL DEFAULT 1,
     created_at       TIMESTAMPTZ NOT NULL,
     updated_at       TIMESTAMPTZ NOT NULL
 );
@@ -42,10 +44,12 @@ CREATE TABLE agent_secrets (
     id           UUID PRIMARY KEY,
     agent_id     TEXT NOT NULL REFERENCES agents (id),
     secret_hash  BYTEA NOT NULL UNIQUE,
+    created_by   TEXT NOT NULL,
     created_at   TIMESTAMPTZ NOT NULL,
     revoked_at   TIMESTAMPTZ
 );
-CREATE INDEX agent_secrets_agent ON agent_secrets (agent_id);
+-- At most one active secret per agent.
+CREATE UNIQUE INDEX agent_secrets_one_active ON agent_secrets (agent_id) WHERE revoked_at IS NULL;
 
 -- Agents' Ed25519 public keys, used to attest delegation hops.
 CREATE TABLE agent_keys (
@@ -66,7 +70,8 @@ CREATE TABLE tools (
     owner         TEXT NOT NULL CHECK (owner <> ''),
     description   TEXT,
     operations    JSONB NOT NULL DEFAULT '[]',
-    status        TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+    status        TEXT NOT NULL CHECK (status IN ('active', 'disabled', 'retired')),
+    version       BIGINT NOT NULL DEFAULT 1,
     created_at    TIMESTAMPTZ NOT NULL,
     updated_at    TIMESTAMPTZ NOT NULL
 );
@@ -77,11 +82,12 @@ CREATE TABLE issuers (
     issuer_url          TEXT NOT NULL UNIQUE,
     audiences           JSONB NOT NULL DEFAULT '[]',
     jwks_uri            TEXT,
-    use_discovery       BOOLEAN NOT NULL DEFAULT FALSE,
+    discovery           BOOLEAN NOT NULL DEFAULT FALSE,
     allowed_algorithms  JSONB NOT NULL DEFAULT '[]',
     subject_claim       TEXT NOT NULL DEFAULT 'sub',
     groups_claim        TEXT,
     status              TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+    version             BIGINT NOT NULL DEFAULT 1,
     created_at          TIMESTAMPTZ NOT NULL,
     updated_at          TIMESTAMPTZ NOT NULL
 );
@@ -89,7 +95,7 @@ CREATE TABLE issuers (
 -- Delegation policies: which principals may delegate which tool operations to which agents.
 CREATE TABLE policies (
     id               TEXT PRIMARY KEY,
-    name             TEXT NOT NULL UNIQUE,
+    name             TEXT NOT NULL,
     description      TEXT,
     issuer_id        TEXT NOT NULL REFERENCES issuers (id),
     subjects         JSONB NOT NULL DEFAULT '[]',
@@ -98,9 +104,12 @@ CREATE TABLE policies (
     grants           JSONB NOT NULL DEFAULT '[]',
     max_ttl_seconds  INTEGER NOT NULL CHECK (max_ttl_seconds > 0),
     enabled          BOOLEAN NOT NULL,
+    version          BIGINT NOT NULL DEFAULT 1,
     created_at       TIMESTAMPTZ NOT NULL,
     updated_at       TIMESTAMPTZ NOT NULL
 );
+
+CREATE INDEX policies_issuer ON policies (issuer_id);
 
 -- Every mandate issued, written before its token is returned.
 CREATE TABLE mandates (

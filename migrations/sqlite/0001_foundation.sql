@@ -24,7 +24,8 @@ CREATE TABLE admin_tokens (
     revoked_at    TEXT
 );
 
--- Registered agents: non-human identities with an accountable owner.
+-- Registered agents: non-human identities with an accountable owner. `version` increases with
+-- every change (optimistic concurrency for updates).
 CREATE TABLE agents (
     id               TEXT PRIMARY KEY,
     display_name     TEXT NOT NULL,
@@ -35,6 +36,7 @@ CREATE TABLE agents (
     ceiling          TEXT NOT NULL DEFAULT '[]' CHECK (ceiling IS NULL OR json_valid(ceiling)),
     max_ttl_seconds  INTEGER NOT NULL CHECK (max_ttl_seconds > 0),
     status           TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'retired')),
+    version          INTEGER NOT NULL DEFAULT 1,
     created_at       TEXT NOT NULL,
     updated_at       TEXT NOT NULL
 );
@@ -44,10 +46,12 @@ CREATE TABLE agent_secrets (
     id           BLOB PRIMARY KEY,
     agent_id     TEXT NOT NULL REFERENCES agents (id),
     secret_hash  BLOB NOT NULL UNIQUE,
+    created_by   TEXT NOT NULL,
     created_at   TEXT NOT NULL,
     revoked_at   TEXT
 );
-CREATE INDEX agent_secrets_agent ON agent_secrets (agent_id);
+-- At most one active secret per agent.
+CREATE UNIQUE INDEX agent_secrets_one_active ON agent_secrets (agent_id) WHERE revoked_at IS NULL;
 
 -- Agents' Ed25519 public keys, used to attest delegation hops.
 CREATE TABLE agent_keys (
@@ -68,7 +72,8 @@ CREATE TABLE tools (
     owner         TEXT NOT NULL CHECK (owner <> ''),
     description   TEXT,
     operations    TEXT NOT NULL DEFAULT '[]' CHECK (operations IS NULL OR json_valid(operations)),
-    status        TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+    status        TEXT NOT NULL CHECK (status IN ('active', 'disabled', 'retired')),
+    version       INTEGER NOT NULL DEFAULT 1,
     created_at    TEXT NOT NULL,
     updated_at    TEXT NOT NULL
 );
@@ -79,11 +84,12 @@ CREATE TABLE issuers (
     issuer_url          TEXT NOT NULL UNIQUE,
     audiences           TEXT NOT NULL DEFAULT '[]' CHECK (audiences IS NULL OR json_valid(audiences)),
     jwks_uri            TEXT,
-    use_discovery       INTEGER NOT NULL DEFAULT 0 CHECK (use_discovery IN (0, 1)),
+    discovery           INTEGER NOT NULL DEFAULT 0 CHECK (discovery IN (0, 1)),
     allowed_algorithms  TEXT NOT NULL DEFAULT '[]' CHECK (allowed_algorithms IS NULL OR json_valid(allowed_algorithms)),
     subject_claim       TEXT NOT NULL DEFAULT 'sub',
     groups_claim        TEXT,
     status              TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
+    version             INTEGER NOT NULL DEFAULT 1,
     created_at          TEXT NOT NULL,
     updated_at          TEXT NOT NULL
 );
@@ -91,7 +97,7 @@ CREATE TABLE issuers (
 -- Delegation policies: which principals may delegate which tool operations to which agents.
 CREATE TABLE policies (
     id               TEXT PRIMARY KEY,
-    name             TEXT NOT NULL UNIQUE,
+    name             TEXT NOT NULL,
     description      TEXT,
     issuer_id        TEXT NOT NULL REFERENCES issuers (id),
     subjects         TEXT NOT NULL DEFAULT '[]' CHECK (subjects IS NULL OR json_valid(subjects)),
@@ -100,9 +106,12 @@ CREATE TABLE policies (
     grants           TEXT NOT NULL DEFAULT '[]' CHECK (grants IS NULL OR json_valid(grants)),
     max_ttl_seconds  INTEGER NOT NULL CHECK (max_ttl_seconds > 0),
     enabled          INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    version          INTEGER NOT NULL DEFAULT 1,
     created_at       TEXT NOT NULL,
     updated_at       TEXT NOT NULL
 );
+
+CREATE INDEX policies_issuer ON policies (issuer_id);
 
 -- Every mandate issued, written before its token is returned.
 CREATE TABLE mandates (

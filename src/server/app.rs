@@ -20,6 +20,7 @@ use super::api;
 use super::config::Config;
 use super::error::{problem_for_bare_errors, ApiError};
 use super::keys::KeyRing;
+use super::secrets::SecretHash;
 use super::store::SharedStore;
 use crate::clock::SharedClock;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// The validated configuration.
     pub config: Arc<Config>,
+    /// Hash of the configured admin token, if any (compared in constant time, never stored).
+    pub bootstrap_admin: Option<SecretHash>,
 }
 
 /// The whole HTTP application: API routes, `/openapi.json`, and the middleware stack.
@@ -50,7 +53,7 @@ pub fn router(state: AppState) -> Router {
                 async move { Json(spec.as_ref().clone()) }
             }),
         )
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(|| async { ApiError::NotFound("no such endpoint".to_owned()) })
         .with_state(state)
         // Router::layer wraps outward: the body limit runs innermost, request ids outermost.
         .layer(RequestBodyLimitLayer::new(body_limit))
@@ -87,6 +90,7 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
         method = %request.method(),
         path = %request.uri().path(),
         request_id,
+        admin = tracing::field::Empty,
     )
 }
 

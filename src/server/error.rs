@@ -28,6 +28,20 @@ pub struct Problem {
     /// What went wrong in this occurrence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// For 422: each invalid field and what is wrong with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The field, as a path: `ceiling[0].operations[2]`.
+    #[schema(example = "owner")]
+    pub field: String,
+    /// What is wrong with it.
+    #[schema(example = "must not be empty")]
+    pub message: String,
 }
 
 impl Problem {
@@ -38,6 +52,7 @@ impl Problem {
             title: title.to_owned(),
             status: status.as_u16(),
             detail,
+            errors: Vec::new(),
         }
     }
 
@@ -65,12 +80,27 @@ impl IntoResponse for Problem {
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 404: nothing here.
-    #[error("not found")]
-    NotFound,
+    /// 404: nothing here; the message names what was looked for.
+    #[error("{0}")]
+    NotFound(String),
     /// 400: the request is malformed; the message says how.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: valid credentials that may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 413: the body is larger than the configured limit.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// 415: the body is not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: well-formed JSON with invalid fields; each is named.
+    #[error("invalid fields")]
+    Invalid(Vec<FieldError>),
     /// 409: the change contradicts what is stored; the message says what.
     #[error("{0}")]
     Conflict(String),
@@ -86,6 +116,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::NotFound(message) => ApiError::NotFound(message),
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "store unavailable");
                 ApiError::Unavailable("the store is unavailable; retry later".to_owned())
@@ -99,7 +130,47 @@ impl ApiError {
     /// The problem document for this error.
     pub fn problem(&self) -> Problem {
         match self {
-            ApiError::NotFound => Problem::for_status(StatusCode::NOT_FOUND),
+            ApiError::NotFound(detail) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not Found",
+                Some(detail.clone()),
+            ),
+            ApiError::PayloadTooLarge => Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE),
+            ApiError::Unauthorized(detail) => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                Some(detail.clone()),
+            ),
+            ApiError::Forbidden(detail) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                Some(detail.clone()),
+            ),
+            ApiError::UnsupportedMediaType(detail) => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported Media Type",
+                Some(detail.clone()),
+            ),
+            ApiError::Invalid(errors) => {
+                let mut problem = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid",
+                    "Unprocessable Content",
+                    Some(
+                        errors
+                            .iter()
+                            .map(|e| format!("{}: {}", e.field, e.message))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
+                );
+                problem.errors = errors.clone();
+                problem
+            }
             ApiError::BadRequest(detail) => Problem::new(
                 StatusCode::BAD_REQUEST,
                 "bad-request",
@@ -133,7 +204,15 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = %cause, "internal error");
         }
-        self.problem().into_response()
+        let unauthorized = matches!(self, ApiError::Unauthorized(_));
+        let mut response = self.problem().into_response();
+        if unauthorized {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mandate\""),
+            );
+        }
+        response
     }
 }
 

@@ -27,8 +27,10 @@ pub fn dev_key_path(data_dir: &Path) -> PathBuf {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The file could not be opened or read.
-    #[error("cannot read key file {path}: {reason}")]
+    #[error("cannot read {what} {path}: {reason}")]
     Unreadable {
+        /// What the file holds ("key file", "admin token file").
+        what: &'static str,
         /// The file.
         path: PathBuf,
         /// The operating system's reason.
@@ -36,9 +38,11 @@ pub enum KeyError {
     },
     /// The file's mode lets group or others read it.
     #[error(
-        "key file {path} is readable by group or others (mode {mode:04o}); run `chmod 600 {path}`"
+        "{what} {path} is readable by group or others (mode {mode:04o}); run `chmod 600 {path}`"
     )]
     TooOpen {
+        /// What the file holds.
+        what: &'static str,
         /// The file.
         path: PathBuf,
         /// Its permission bits.
@@ -60,9 +64,13 @@ pub enum KeyError {
     },
 }
 
-/// Reads an Ed25519 private key from a PEM file that only its owner may read.
-pub fn load_key_file(path: &Path) -> Result<KeyPair, KeyError> {
+/// Reads a secret file that only its owner may read; `what` names it in errors.
+pub fn read_private_file(
+    path: &Path,
+    what: &'static str,
+) -> Result<zeroize::Zeroizing<String>, KeyError> {
     let unreadable = |reason| KeyError::Unreadable {
+        what,
         path: path.to_path_buf(),
         reason,
     };
@@ -74,12 +82,19 @@ pub fn load_key_file(path: &Path) -> Result<KeyPair, KeyError> {
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyError::TooOpen {
+            what,
             path: path.to_path_buf(),
             mode,
         });
     }
-    let mut pem = zeroize::Zeroizing::new(String::new());
-    file.read_to_string(&mut pem).map_err(unreadable)?;
+    let mut text = zeroize::Zeroizing::new(String::new());
+    file.read_to_string(&mut text).map_err(unreadable)?;
+    Ok(text)
+}
+
+/// Reads an Ed25519 private key from a PEM file that only its owner may read.
+pub fn load_key_file(path: &Path) -> Result<KeyPair, KeyError> {
+    let pem = read_private_file(path, "key file")?;
     KeyPair::from_private_key_pem_with_algorithm(&pem, Algorithm::Ed25519).map_err(|_| {
         KeyError::NotAKey {
             path: path.to_path_buf(),

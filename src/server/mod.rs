@@ -6,6 +6,9 @@
 //! - [`api`] — one module per resource.
 //! - [`error`] — the one error type, rendered as RFC 9457 problem+json.
 //! - [`keys`] — the root key ring.
+//! - [`model`] — agents, tools, issuers, policies, admin tokens, and their validation.
+//! - [`policy`] — scope evaluation: pure functions over agents, tools and policies.
+//! - [`secrets`] — admin tokens and agent secrets: generation, hashing, comparison.
 //! - [`store`] — the storage trait with its Postgres and SQLite implementations.
 //! - [`telemetry`] — logging.
 
@@ -14,6 +17,9 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod model;
+pub mod policy;
+pub mod secrets;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

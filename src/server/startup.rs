@@ -12,8 +12,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::app::{self, AppState};
-use super::config::{Config, Database};
+use super::config::{is_strong_admin_token, AdminTokenSource, Config, Database, ADMIN_TOKEN_SHAPE};
 use super::keys::{self, KeyError, KeyRing, KeyRingError, RootKey, DEV_KID};
+use super::secrets::{self, SecretHash};
 use super::store::{self, MigrationReport, NewRootKey, SharedStore, StoreError};
 use crate::clock::SharedClock;
 
@@ -30,6 +31,12 @@ pub enum StartupError {
     /// A root key file is unusable.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The admin token file does not hold a well-formed token.
+    #[error("admin token file {path}: the token {}", ADMIN_TOKEN_SHAPE)]
+    AdminTokenFile {
+        /// The file.
+        path: PathBuf,
+    },
     /// Production (Postgres without `--dev`) needs configured root keys.
     #[error("no root signing key configured: set MANDATE_ROOT_KEYS=KID=PATH (see docs/configuration.md), or run `mandate serve --dev`")]
     NoRootKey,
@@ -79,6 +86,7 @@ impl Server {
         clock: SharedClock,
     ) -> Result<Server, StartupError> {
         let source = load_configured_keys(&config, options)?;
+        let bootstrap_admin = load_admin_token(&config)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -108,6 +116,7 @@ impl Server {
                 keys: Arc::new(ring),
                 clock,
                 config: Arc::new(config),
+                bootstrap_admin,
             },
         })
     }
@@ -132,6 +141,13 @@ impl Server {
         store.close().await;
         result
     }
+}
+
+/// Opens the configured store with its migrations applied (for commands other than `serve`).
+pub async fn open_migrated_store(config: &Config) -> Result<SharedStore, StartupError> {
+    let store = open_store(config, false).await?;
+    store.migrate().await?;
+    Ok(store)
 }
 
 /// Opens the configured store and applies pending migrations (`mandate migrate`).
@@ -161,6 +177,22 @@ fn load_configured_keys(config: &Config, options: Options) -> Result<KeySource, 
         keys::load_key_file(&path)?;
     }
     Ok(KeySource::Dev(path))
+}
+
+/// The hash of the configured admin token, read (and checked) before anything is created.
+fn load_admin_token(config: &Config) -> Result<Option<SecretHash>, StartupError> {
+    match &config.admin_token {
+        None => Ok(None),
+        Some(AdminTokenSource::Value(token)) => Ok(Some(token.hash())),
+        Some(AdminTokenSource::File(path)) => {
+            let text = keys::read_private_file(path, "admin token file")?;
+            let token = text.trim();
+            if !is_strong_admin_token(token) {
+                return Err(StartupError::AdminTokenFile { path: path.clone() });
+            }
+            Ok(Some(secrets::hash(token)))
+        }
+    }
 }
 
 fn load_or_generate_dev_key(path: &Path) -> Result<biscuit_auth::KeyPair, StartupError> {

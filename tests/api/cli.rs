@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use mandate::server::store::CoreStore;
 use mandate::server::store::SqliteStore;
-use mandate::server::store::Store;
 use mandate::token::keys::{KeyStatus, KeysDocument};
 use sqlx::Connection;
 
@@ -434,4 +434,117 @@ async fn a_kid_bound_to_another_key_stops_start_up() {
         last.contains("kid 1 is already bound to another public key"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn admin_token_create_prints_a_working_token_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = [("MANDATE_DATA_DIR", data.to_str().unwrap())];
+    let create = || {
+        mandate()
+            .args([
+                "admin-token",
+                "create",
+                "--name",
+                "reviewer",
+                "--role",
+                "auditor",
+            ])
+            .envs(env)
+            .output()
+            .unwrap()
+    };
+    let out = create();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(token.starts_with("mnd_adm_"), "{token}");
+    let again = create();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already exists"), "{stderr}");
+
+    let running = Running::start(tmp.path(), &[], &env).await;
+    let client = reqwest::Client::new();
+    let read = client
+        .get(running.url("/v1/admin/agents"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let write = client
+        .post(running.url("/v1/admin/tools"))
+        .bearer_auth(&token)
+        .json(
+            &serde_json::json!({"id": "t", "display_name": "T", "kind": "api", "owner": "o",
+                                  "operations": ["x"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 403);
+    assert!(running.stop().await.success());
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs_even_at_trace_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let bootstrap = "mnd_adm_log-test-0123456789abcdefghijklmnopqrstuvwxyz";
+    let env = [
+        ("MANDATE_DATA_DIR", data.to_str().unwrap()),
+        ("MANDATE_ADMIN_TOKEN", bootstrap),
+        ("MANDATE_LOG", "trace"),
+    ];
+    let running = Running::start(tmp.path(), &[], &env).await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, token: &str, body: serde_json::Value| {
+        client
+            .post(running.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let created: serde_json::Value = post(
+        "/v1/admin/tokens",
+        bootstrap,
+        serde_json::json!({"name": "ops", "role": "admin"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let agent = serde_json::json!({"id": "bot", "display_name": "Bot", "kind": "orchestrator",
+                                   "owner": "alice@example.com"});
+    assert_eq!(
+        post("/v1/admin/agents", &token, agent)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let issued: serde_json::Value =
+        post("/v1/admin/agents/bot/secret", &token, serde_json::json!({}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let secret = issued["secret"].as_str().unwrap().to_owned();
+    let log = running.log();
+    assert!(running.stop().await.success());
+    assert!(log.contains("TRACE"), "trace logging was on");
+    assert!(
+        log.contains("ops"),
+        "requests are attributed to their token's name"
+    );
+    for value in [bootstrap, token.as_str(), secret.as_str()] {
+        assert!(
+            !log.contains(&value[8..]),
+            "the log shows a secret: {value}"
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! Integration tests: a real mandate server over HTTP, real Postgres and SQLite, the real binary.
 #![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
+mod admin_access;
+mod admin_inventory;
 mod cli;
 mod health;
 mod helpers;

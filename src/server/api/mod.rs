@@ -1,6 +1,8 @@
 //! The HTTP API, one module per resource. Each route is declared once, with its OpenAPI
 //! description, through `utoipa_axum::routes!`.
 
+pub mod admin;
+pub mod extract;
 pub mod health;
 pub mod keys;
 
@@ -19,10 +21,31 @@ use super::app::AppState;
     ),
     tags(
         (name = "health", description = "Liveness and readiness probes"),
-        (name = "keys", description = "Root public keys for offline verification")
-    )
+        (name = "keys", description = "Root public keys for offline verification"),
+        (name = "admin", description = "Inventory, policies and audit for IAM teams (admin tokens)")
+    ),
+    modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer schemes the paths refer to.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An admin token: `mnd_adm_…` (role admin or auditor)"))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// Every API route with its OpenAPI description.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -30,6 +53,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(keys::mandate_keys))
+        .merge(admin::routes())
 }
 
 /// The OpenAPI description of the whole API, as served at `/openapi.json`.

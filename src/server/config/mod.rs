@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::server::secrets::Secret;
+
 mod database;
 
 use database::parse_database_url;
@@ -25,6 +27,9 @@ pub const ENV_VARS: &[&str] = &[
     "MANDATE_ACTIVE_KID",
     "MANDATE_REQUEST_BODY_LIMIT",
     "MANDATE_REQUEST_TIMEOUT_MS",
+    "MANDATE_MAX_TTL_SECONDS",
+    "MANDATE_ADMIN_TOKEN",
+    "MANDATE_ADMIN_TOKEN_FILE",
     "MANDATE_LOG",
     "MANDATE_LOG_FORMAT",
 ];
@@ -52,6 +57,19 @@ pub struct Config {
     pub log: String,
     /// Log line format.
     pub log_format: LogFormat,
+    /// The longest mandate any policy or agent may allow, in seconds.
+    pub max_ttl_seconds: u32,
+    /// Where the first admin token comes from, if configured.
+    pub admin_token: Option<AdminTokenSource>,
+}
+
+/// The configured admin token: given directly (environment only) or read from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminTokenSource {
+    /// `MANDATE_ADMIN_TOKEN`.
+    Value(Secret),
+    /// `admin_token_file` / `MANDATE_ADMIN_TOKEN_FILE`: an owner-only file holding the token.
+    File(PathBuf),
 }
 
 /// One root key file.
@@ -126,6 +144,11 @@ struct Settings {
     active_kid: Option<u32>,
     request_body_limit: Option<usize>,
     request_timeout_ms: Option<u64>,
+    max_ttl_seconds: Option<u32>,
+    admin_token_file: Option<PathBuf>,
+    // Environment only: a secret does not belong in a configuration file.
+    #[serde(skip)]
+    admin_token: Option<Secret>,
     log: Option<String>,
     log_format: Option<String>,
 }
@@ -220,6 +243,11 @@ fn apply_env(settings: &mut Settings, key: &str, value: &str) -> Result<(), Conf
         "MANDATE_REQUEST_TIMEOUT_MS" => {
             settings.request_timeout_ms = Some(parse_env(key, value, "a whole number")?)
         }
+        "MANDATE_MAX_TTL_SECONDS" => {
+            settings.max_ttl_seconds = Some(parse_env(key, value, "a whole number")?)
+        }
+        "MANDATE_ADMIN_TOKEN" => settings.admin_token = Some(Secret::new(value.to_owned())),
+        "MANDATE_ADMIN_TOKEN_FILE" => settings.admin_token_file = Some(PathBuf::from(value)),
         "MANDATE_LOG" => settings.log = Some(value.to_owned()),
         "MANDATE_LOG_FORMAT" => settings.log_format = Some(value.to_owned()),
         other => return Err(ConfigError::UnknownEnv(other.to_owned())),
@@ -307,6 +335,27 @@ fn validate(s: Settings) -> Result<Config, ConfigError> {
         ));
     }
 
+    let max_ttl_seconds = s.max_ttl_seconds.unwrap_or(3600);
+    if !(60..=86_400).contains(&max_ttl_seconds) {
+        return Err(invalid("max_ttl_seconds", "must be between 60 and 86400"));
+    }
+    let admin_token = match (s.admin_token, s.admin_token_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "admin_token",
+                "set MANDATE_ADMIN_TOKEN or admin_token_file, not both",
+            ))
+        }
+        (Some(token), None) => {
+            if !is_strong_admin_token(token.expose()) {
+                return Err(invalid("MANDATE_ADMIN_TOKEN", ADMIN_TOKEN_SHAPE));
+            }
+            Some(AdminTokenSource::Value(token))
+        }
+        (None, Some(path)) => Some(AdminTokenSource::File(path)),
+        (None, None) => None,
+    };
+
     let log = s.log.unwrap_or_else(|| "info".to_owned());
     tracing_subscriber::EnvFilter::try_new(&log)
         .map_err(|e| invalid("log", format!("not a log filter: {e}")))?;
@@ -334,7 +383,26 @@ fn validate(s: Settings) -> Result<Config, ConfigError> {
         request_timeout: Duration::from_millis(timeout_ms),
         log,
         log_format,
+        max_ttl_seconds,
+        admin_token,
     })
+}
+
+/// What a configured admin token must look like.
+pub const ADMIN_TOKEN_SHAPE: &str =
+    "must be mnd_adm_ followed by at least 32 characters of [A-Za-z0-9_-]";
+
+/// Whether a configured admin token is prefixed and long enough to be unguessable.
+pub fn is_strong_admin_token(token: &str) -> bool {
+    token
+        .strip_prefix(crate::server::secrets::ADMIN_TOKEN_PREFIX)
+        .is_some_and(|rest| {
+            rest.len() >= 32
+                && rest.len() <= 256
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 #[cfg(test)]

@@ -217,3 +217,65 @@ fn every_setting_is_documented() {
         assert!(parsed.is_ok(), "{key}: {parsed:?}");
     }
 }
+
+#[test]
+fn the_admin_token_comes_from_the_environment_or_a_file_never_both() {
+    let token = "mnd_adm_0123456789abcdefghijklmnopqrstuvwxyzABCD";
+    let config = load(&[("MANDATE_ADMIN_TOKEN", token)]).unwrap();
+    assert!(matches!(
+        config.admin_token,
+        Some(AdminTokenSource::Value(_))
+    ));
+    assert!(!format!("{config:?}").contains(token), "redacted in Debug");
+    let config = load(&[("MANDATE_ADMIN_TOKEN_FILE", "/run/secrets/admin")]).unwrap();
+    assert_eq!(
+        config.admin_token,
+        Some(AdminTokenSource::File("/run/secrets/admin".into()))
+    );
+    let err = load(&[
+        ("MANDATE_ADMIN_TOKEN", token),
+        ("MANDATE_ADMIN_TOKEN_FILE", "/x"),
+    ])
+    .unwrap_err();
+    assert!(err.to_string().contains("not both"), "{err}");
+}
+
+#[test]
+fn a_weak_admin_token_is_refused_without_echoing_it() {
+    for weak in [
+        "hunter2",
+        "mnd_adm_short",
+        "mnd_adm_has spaces in it and is long enough ok",
+    ] {
+        let err = load(&[("MANDATE_ADMIN_TOKEN", weak)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("MANDATE_ADMIN_TOKEN: must be mnd_adm_"),
+            "{err}"
+        );
+        assert!(!err.contains(weak), "{err}");
+    }
+}
+
+#[test]
+fn the_admin_token_cannot_be_written_into_the_file() {
+    let file = write("admin_token = \"mnd_adm_0123456789abcdefghijklmnopqrstuvwxyzABCD\"\n");
+    let err = Config::load(Some(file.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `admin_token`"), "{err}");
+}
+
+#[test]
+fn the_ttl_cap_is_bounded() {
+    assert_eq!(load(&[]).unwrap().max_ttl_seconds, 3600);
+    assert!(load(&[("MANDATE_MAX_TTL_SECONDS", "59")]).is_err());
+    assert!(load(&[("MANDATE_MAX_TTL_SECONDS", "86401")]).is_err());
+    assert_eq!(
+        load(&[("MANDATE_MAX_TTL_SECONDS", "600")])
+            .unwrap()
+            .max_ttl_seconds,
+        600
+    );
+}

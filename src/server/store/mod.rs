@@ -2,8 +2,8 @@
 //! default) from the same SQL (`sql.rs`). Both pass one conformance suite (`tests/api/store.rs`).
 //! Transactions live here: every change and its audit event commit together or not at all.
 
+mod inventory;
 mod postgres;
-mod sql;
 mod sqlite;
 
 use std::fmt::Debug;
@@ -16,6 +16,10 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use inventory::{
+    AdminTokenStore, AgentFilter, AgentStore, CatalogStore, IssuerFilter, NewSecret, PolicyFilter,
+    PolicyStore, SecretChange, ToolFilter,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -34,9 +38,15 @@ pub enum Backend {
     Sqlite,
 }
 
-/// The storage operations mandate needs. Each method is one transaction.
+/// Everything mandate stores, as one handle: the core operations, admin tokens and the
+/// inventory. Each method is one transaction; every change commits with its audit event.
+pub trait Store: CoreStore + AdminTokenStore + AgentStore + CatalogStore + PolicyStore {}
+
+impl<T> Store for T where T: CoreStore + AdminTokenStore + AgentStore + CatalogStore + PolicyStore {}
+
+/// Health, migrations, root keys and the audit trail.
 #[async_trait]
-pub trait Store: Send + Sync + Debug {
+pub trait CoreStore: Send + Sync + Debug {
     /// Which database this is.
     fn backend(&self) -> Backend;
 
@@ -101,7 +111,7 @@ pub struct RootKeyRecord {
 }
 
 /// How an audited action ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditOutcome {
     /// The action happened.
@@ -152,7 +162,7 @@ pub struct NewAuditEvent {
 }
 
 /// A stored audit event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// Position in the trail.
     pub seq: i64,
@@ -181,6 +191,9 @@ pub enum StoreError {
     /// The change contradicts what is stored (409).
     #[error("{0}")]
     Conflict(String),
+    /// The row to change does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
     /// A stored value is not what mandate wrote (500).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -194,6 +207,16 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &error {
+            if db.is_unique_violation() {
+                return StoreError::Conflict("it already exists".to_owned());
+            }
+            if db.is_foreign_key_violation() {
+                return StoreError::Conflict(
+                    "it refers to something that does not exist".to_owned(),
+                );
+            }
+        }
         match error {
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
@@ -273,4 +296,49 @@ fn db_time(at: DateTime<Utc>) -> DateTime<Utc> {
 
 fn kid_from_db(kid: i64) -> Result<u32, StoreError> {
     u32::try_from(kid).map_err(|_| StoreError::Corrupt(format!("kid {kid}")))
+}
+
+/// Maps a unique-key violation to a conflict that names what already exists.
+fn exists(what: String) -> impl FnOnce(StoreError) -> StoreError {
+    move |error| match error {
+        StoreError::Conflict(_) => StoreError::Conflict(format!("{what} already exists")),
+        other => other,
+    }
+}
+
+/// A stored text value parsed into its enum.
+fn parse_text<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, StoreError> {
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+/// The conflict of an update whose version was overtaken.
+fn changed_meanwhile(what: String) -> StoreError {
+    StoreError::Conflict(format!(
+        "{what} changed since it was read; fetch it again and retry"
+    ))
+}
+
+/// A stored non-negative INTEGER as u32.
+fn u32_from_db(value: i32) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative value {value}")))
+}
+
+/// The audit event of an admin change: who, what, to which target, before and after.
+pub fn change_event(
+    at: DateTime<Utc>,
+    actor: &str,
+    action: &str,
+    target: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        id: new_id(at),
+        occurred_at: at,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: Some(target),
+        outcome: AuditOutcome::Success,
+        details: serde_json::json!({ "before": before, "after": after }),
+    }
 }

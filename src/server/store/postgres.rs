@@ -2,15 +2,22 @@
 
 use std::str::FromStr;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::server::model::admin_token::AdminToken;
+use crate::server::model::agent::{Agent, AgentKey, AgentSecretInfo};
+use crate::server::model::issuer::Issuer;
+use crate::server::model::page::PageRequest;
+use crate::server::model::policy::{AgentScope, Policy};
+use crate::server::model::tool::Tool;
+use crate::server::secrets::SecretHash;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::sql::impl_store;
-use super::{
-    check_root_key, db_time, kid_from_db, root_key_registered, AuditEvent, AuditOutcome, Backend,
-    MigrationReport, NewAuditEvent, NewRootKey, RootKeyRecord, Store, StoreError, ACQUIRE_TIMEOUT,
-};
+use super::*;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -71,4 +78,12 @@ async fn applied_migrations(conn: &mut sqlx::PgConnection) -> usize {
         .map_or(0, |n| usize::try_from(n).unwrap_or(0))
 }
 
-impl_store!(PostgresStore, sqlx::Postgres, Backend::Postgres);
+type Db = sqlx::Postgres;
+type ThisStore = PostgresStore;
+const BACKEND: Backend = Backend::Postgres;
+
+include!("sql/core.rs");
+include!("sql/admin_tokens.rs");
+include!("sql/agents.rs");
+include!("sql/catalog.rs");
+include!("sql/policies.rs");

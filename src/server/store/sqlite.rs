@@ -3,17 +3,24 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::server::model::admin_token::AdminToken;
+use crate::server::model::agent::{Agent, AgentKey, AgentSecretInfo};
+use crate::server::model::issuer::Issuer;
+use crate::server::model::page::PageRequest;
+use crate::server::model::policy::{AgentScope, Policy};
+use crate::server::model::tool::Tool;
+use crate::server::secrets::SecretHash;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::sql::impl_store;
-use super::{
-    check_root_key, db_time, kid_from_db, root_key_registered, AuditEvent, AuditOutcome, Backend,
-    MigrationReport, NewAuditEvent, NewRootKey, RootKeyRecord, Store, StoreError, ACQUIRE_TIMEOUT,
-};
+use super::*;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -67,4 +74,12 @@ async fn applied_migrations(pool: &SqlitePool) -> usize {
         .map_or(0, |n| usize::try_from(n).unwrap_or(0))
 }
 
-impl_store!(SqliteStore, sqlx::Sqlite, Backend::Sqlite);
+type Db = sqlx::Sqlite;
+type ThisStore = SqliteStore;
+const BACKEND: Backend = Backend::Sqlite;
+
+include!("sql/core.rs");
+include!("sql/admin_tokens.rs");
+include!("sql/agents.rs");
+include!("sql/catalog.rs");
+include!("sql/policies.rs");

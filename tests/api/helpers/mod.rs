@@ -1,5 +1,6 @@
 //! The test harness: a real mandate server on 127.0.0.1:0 against a fresh database.
 
+pub mod fixtures;
 pub mod postgres;
 
 use std::path::Path;
@@ -8,9 +9,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mandate::clock::ManualClock;
-use mandate::server::config::{Config, Database};
+use mandate::server::config::{AdminTokenSource, Config, Database};
+use mandate::server::secrets::Secret;
 use mandate::server::startup::{Options, Server};
 use mandate::server::store::{self, SharedStore};
+use reqwest::Method;
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -24,6 +28,9 @@ pub enum Backend {
     /// A fresh SQLite file (the embedded default).
     Sqlite,
 }
+
+/// The configured (bootstrap) admin token of every test server.
+pub const ADMIN_TOKEN: &str = "mnd_adm_test-bootstrap-0123456789abcdefghijklmnopqrstuvwxyz";
 
 /// The instant every test clock starts at.
 pub fn test_epoch() -> DateTime<Utc> {
@@ -98,6 +105,7 @@ impl TestApp {
         config.database = db.database.clone();
         config.data_dir = db.data_dir().to_path_buf();
         config.database_max_connections = 5;
+        config.admin_token = Some(AdminTokenSource::Value(Secret::new(ADMIN_TOKEN.to_owned())));
         let clock = Arc::new(ManualClock::new(test_epoch()));
         let server = Server::prepare(config, Options { dev: true }, clock)
             .await
@@ -129,6 +137,75 @@ impl TestApp {
     /// `GET path`.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// Sends `method path` with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Calls as `token` and returns the status and the JSON body (`Null` when empty).
+    pub async fn as_token(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let response = self.call(method, path, Some(token), body.as_ref()).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    /// Calls as the bootstrap admin.
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.as_token(ADMIN_TOKEN, method, path, body).await
+    }
+
+    /// Calls as the bootstrap admin and asserts the status.
+    pub async fn admin_ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: u16,
+    ) -> Value {
+        let (got, json) = self.admin(method.clone(), path, body).await;
+        assert_eq!(got, status, "{method} {path}: {json}");
+        json
+    }
+
+    /// Creates a token with `role` over the API and returns it.
+    pub async fn token_with_role(&self, name: &str, role: &str) -> String {
+        let body = serde_json::json!({"name": name, "role": role});
+        let json = self
+            .admin_ok(Method::POST, "/v1/admin/tokens", Some(body), 201)
+            .await;
+        json["token"].as_str().unwrap().to_owned()
+    }
+
+    /// How many audit events the store holds.
+    pub async fn audit_len(&self) -> usize {
+        self.store.audit_events(0, 10_000).await.unwrap().len()
     }
 
     /// Stops the server gracefully and waits for it.

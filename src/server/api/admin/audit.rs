@@ -1,0 +1,53 @@
+//! `GET /v1/admin/audit`: the audit trail, oldest first.
+
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::Reader;
+use crate::server::api::extract::ApiQuery;
+use crate::server::app::AppState;
+use crate::server::error::{ApiError, FieldError, Problem};
+use crate::server::model::page::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::server::store::AuditEvent;
+
+/// Page of the audit trail.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only events after this sequence number (the last `seq` seen).
+    pub after: Option<i64>,
+    /// Events per page, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Read the audit trail in order.
+#[utoipa::path(
+    get, path = "/v1/admin/audit", tag = "admin", security(("admin_token" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Events after `after`, oldest first", body = Vec<AuditEvent>),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_audit(
+    State(state): State<AppState>,
+    Reader(_reader): Reader,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::Invalid(vec![FieldError {
+            field: "limit".to_owned(),
+            message: "must be between 1 and 200".to_owned(),
+        }]));
+    }
+    let events = state
+        .store
+        .audit_events(query.after.unwrap_or(0), limit)
+        .await?;
+    Ok(Json(events))
+}

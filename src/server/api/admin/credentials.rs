@@ -1,0 +1,236 @@
+//! An agent's credentials: its secret (`mnd_agt_…`, shown once, stored as a hash) and its
+//! Ed25519 public keys (used to attest the delegation hops it signs).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use uuid::Uuid;
+
+use super::agents::load_agent;
+use super::auth::{Caller, Writer};
+use super::snapshot;
+use crate::server::api::extract::ApiJson;
+use crate::server::app::AppState;
+use crate::server::error::{ApiError, FieldError, Problem};
+use crate::server::model::agent::{
+    AgentKey, AgentSecretInfo, AgentStatus, IssuedAgentSecret, NewAgentKey,
+};
+use crate::server::secrets::{self, AGENT_SECRET_PREFIX};
+use crate::server::store::{change_event, new_id, NewSecret, SecretChange};
+use crate::token::keys::{format_public_key, parse_public_key};
+
+async fn live_agent(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let agent = load_agent(state, id).await?;
+    if agent.status == AgentStatus::Retired {
+        return Err(ApiError::Conflict(format!("agent `{id}` is retired")));
+    }
+    Ok(())
+}
+
+/// Issues or rotates a secret and returns it, once.
+async fn new_secret(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    rotate: bool,
+) -> Result<(StatusCode, Json<IssuedAgentSecret>), ApiError> {
+    live_agent(state, id).await?;
+    let now = state.clock.now();
+    let secret =
+        secrets::generate(AGENT_SECRET_PREFIX).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let info = AgentSecretInfo {
+        id: new_id(now),
+        created_by: caller.actor(),
+        created_at: now,
+    };
+    let stored = NewSecret {
+        info: info.clone(),
+        hash: secret.hash(),
+    };
+    let (change, action) = if rotate {
+        (SecretChange::Rotate(stored), "agent.secret_rotated")
+    } else {
+        (SecretChange::Issue(stored), "agent.secret_issued")
+    };
+    let audit = change_event(
+        now,
+        &caller.actor(),
+        action,
+        format!("agent:{id}"),
+        None,
+        snapshot(&info),
+    );
+    state
+        .store
+        .change_agent_secret(id, &change, now, &audit)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedAgentSecret {
+            id: info.id,
+            agent_id: id.to_owned(),
+            secret: secret.expose().to_owned(),
+            created_at: now,
+        }),
+    ))
+}
+
+/// Issue the agent's secret (shown once). Refused if one is active: rotate it instead.
+#[utoipa::path(
+    post, path = "/v1/admin/agents/{id}/secret", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Agent id")),
+    responses(
+        (status = 201, description = "The secret, shown this once", body = IssuedAgentSecret),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A secret is active, or the agent is retired", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn issue_secret(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<IssuedAgentSecret>), ApiError> {
+    new_secret(&state, &caller, &id, false).await
+}
+
+/// Replace the agent's secret: the old one stops working now; the new one is shown once.
+#[utoipa::path(
+    post, path = "/v1/admin/agents/{id}/secret/rotate", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Agent id")),
+    responses(
+        (status = 201, description = "The new secret, shown this once", body = IssuedAgentSecret),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such agent, or no active secret", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The agent is retired", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<IssuedAgentSecret>), ApiError> {
+    new_secret(&state, &caller, &id, true).await
+}
+
+/// Revoke the agent's secret.
+#[utoipa::path(
+    delete, path = "/v1/admin/agents/{id}/secret", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Agent id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such agent, or no active secret", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_secret(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    load_agent(&state, &id).await?;
+    let before = state.store.agent_secret(&id).await?;
+    let now = state.clock.now();
+    let audit = change_event(
+        now,
+        &caller.actor(),
+        "agent.secret_revoked",
+        format!("agent:{id}"),
+        before.as_ref().and_then(snapshot),
+        None,
+    );
+    state
+        .store
+        .change_agent_secret(&id, &SecretChange::Revoke, now, &audit)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Register an Ed25519 public key with which the agent attests its delegation hops.
+#[utoipa::path(
+    post, path = "/v1/admin/agents/{id}/keys", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Agent id")),
+    request_body = NewAgentKey,
+    responses(
+        (status = 201, description = "Registered", body = AgentKey),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Key already registered, or agent retired", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not an ed25519 public key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn add_key(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NewAgentKey>,
+) -> Result<(StatusCode, Json<AgentKey>), ApiError> {
+    let public = parse_public_key(&body.public_key).map_err(|e| {
+        ApiError::Invalid(vec![FieldError {
+            field: "public_key".to_owned(),
+            message: e.to_string(),
+        }])
+    })?;
+    live_agent(&state, &id).await?;
+    let now = state.clock.now();
+    let key = AgentKey {
+        id: new_id(now),
+        agent_id: id.clone(),
+        // The canonical (lowercase) form, so one key cannot be registered twice by case.
+        public_key: format_public_key(&public),
+        created_at: now,
+    };
+    let audit = change_event(
+        now,
+        &caller.actor(),
+        "agent.key_added",
+        format!("agent:{id}"),
+        None,
+        snapshot(&key),
+    );
+    state.store.insert_agent_key(&key, &audit).await?;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+/// Remove one of the agent's public keys.
+#[utoipa::path(
+    delete, path = "/v1/admin/agents/{id}/keys/{key_id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Agent id"), ("key_id" = Uuid, Path, description = "Key id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such agent or key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn remove_key(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path((id, key_id)): Path<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let before = state
+        .store
+        .agent_keys(&id)
+        .await?
+        .into_iter()
+        .find(|k| k.id == key_id)
+        .ok_or_else(|| ApiError::NotFound(format!("agent `{id}` has no key {key_id}")))?;
+    let now = state.clock.now();
+    let audit = change_event(
+        now,
+        &caller.actor(),
+        "agent.key_removed",
+        format!("agent:{id}"),
+        snapshot(&before),
+        None,
+    );
+    state
+        .store
+        .remove_agent_key(&id, key_id, now, &audit)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

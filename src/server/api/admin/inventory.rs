@@ -1,0 +1,112 @@
+//! `GET /v1/admin/inventory`: for each agent, its accountable owner, every tool operation it can
+//! reach and the policies that allow each, and how many live mandates it holds.
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Reader;
+use crate::server::api::extract::ApiQuery;
+use crate::server::app::AppState;
+use crate::server::error::{ApiError, Problem};
+use crate::server::model::agent::{AgentKind, AgentStatus};
+use crate::server::model::page::{PageQuery, PageRequest, Paged};
+use crate::server::model::tool::Tool;
+use crate::server::policy::{reach, Reach};
+use crate::server::store::{AgentFilter, ToolFilter};
+
+/// Filters and page of the inventory.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InventoryQuery {
+    /// Only agents in this state.
+    pub status: Option<AgentStatus>,
+    /// Only agents with this owner.
+    pub owner: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Rows per page, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// One agent in the inventory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InventoryEntry {
+    /// Agent id.
+    pub agent: String,
+    /// Display name.
+    pub display_name: String,
+    /// Orchestrator or sub-agent.
+    pub kind: AgentKind,
+    /// The accountable human.
+    pub owner: String,
+    /// Owning team.
+    pub team: Option<String>,
+    /// Lifecycle state; agents that are not active reach nothing.
+    pub status: AgentStatus,
+    /// Every tool operation the agent can be granted, with the policies that allow it.
+    pub reach: Vec<Reach>,
+    /// Unexpired, unrevoked mandates the agent holds.
+    pub live_mandates: i64,
+}
+
+/// The agent inventory: owners, reachable tool operations and why, live mandates.
+#[utoipa::path(
+    get, path = "/v1/admin/inventory", tag = "admin", security(("admin_token" = [])),
+    params(InventoryQuery),
+    responses(
+        (status = 200, description = "One page of agents", body = Paged<InventoryEntry>),
+        (status = 400, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn inventory(
+    State(state): State<AppState>,
+    Reader(_reader): Reader,
+    ApiQuery(query): ApiQuery<InventoryQuery>,
+) -> Result<Json<Paged<InventoryEntry>>, ApiError> {
+    let page = PageRequest::try_from(&PageQuery {
+        cursor: query.cursor,
+        limit: query.limit,
+    })?;
+    let filter = AgentFilter {
+        status: query.status.map(|s| s.as_str().to_owned()),
+        owner: query.owner,
+        ..AgentFilter::default()
+    };
+    let agents = state.store.list_agents(&filter, &page).await?;
+    let policies = state.store.all_policies().await?;
+    let tools = all_tools(&state).await?;
+    let live = state.store.live_mandate_counts(state.clock.now()).await?;
+    let paged = Paged::from_rows(agents, &page, |a| a.id.clone());
+    Ok(Json(paged.map(|agent| InventoryEntry {
+        reach: reach(&agent, &policies, &tools),
+        live_mandates: live.get(&agent.id).copied().unwrap_or(0),
+        agent: agent.id,
+        display_name: agent.display_name,
+        kind: agent.kind,
+        owner: agent.owner,
+        team: agent.team,
+        status: agent.status,
+    })))
+}
+
+async fn all_tools(state: &AppState) -> Result<Vec<Tool>, ApiError> {
+    let mut tools = Vec::new();
+    let mut page = PageRequest::first(200);
+    loop {
+        let mut rows = state
+            .store
+            .list_tools(&ToolFilter::default(), &page)
+            .await?;
+        let more = rows.len() > 200;
+        rows.truncate(200);
+        page.after = rows.last().map(|t| t.id.clone());
+        tools.extend(rows);
+        if !more {
+            return Ok(tools);
+        }
+    }
+}

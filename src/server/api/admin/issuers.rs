@@ -1,0 +1,226 @@
+//! `/v1/admin/issuers`: the OIDC identity providers trusted to prove human principals.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::{Caller, Reader, Writer};
+use super::snapshot;
+use crate::server::api::extract::{ApiJson, ApiQuery};
+use crate::server::app::AppState;
+use crate::server::error::{ApiError, Problem};
+use crate::server::model::issuer::{Issuer, IssuerPatch, IssuerStatus, NewIssuer};
+use crate::server::model::page::{PageQuery, PageRequest, Paged};
+use crate::server::store::{change_event, IssuerFilter};
+
+/// Filters and page of `GET /v1/admin/issuers`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct IssuerQuery {
+    /// Only issuers in this state.
+    pub status: Option<IssuerStatus>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Rows per page, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
+async fn load_issuer(state: &AppState, id: &str) -> Result<Issuer, ApiError> {
+    state
+        .store
+        .issuer(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no issuer `{id}`")))
+}
+
+/// Trust an OIDC identity provider.
+#[utoipa::path(
+    post, path = "/v1/admin/issuers", tag = "admin", security(("admin_token" = [])),
+    request_body = NewIssuer,
+    responses(
+        (status = 201, description = "Registered", body = Issuer),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The id or issuer URL is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_issuer(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    ApiJson(body): ApiJson<NewIssuer>,
+) -> Result<(StatusCode, Json<Issuer>), ApiError> {
+    body.check()?;
+    let now = state.clock.now();
+    let issuer = body.into_issuer(now);
+    let audit = change_event(
+        now,
+        &caller.actor(),
+        "issuer.created",
+        format!("issuer:{}", issuer.id),
+        None,
+        snapshot(&issuer),
+    );
+    state.store.insert_issuer(&issuer, &audit).await?;
+    Ok((StatusCode::CREATED, Json(issuer)))
+}
+
+/// List issuers by id.
+#[utoipa::path(
+    get, path = "/v1/admin/issuers", tag = "admin", security(("admin_token" = [])),
+    params(IssuerQuery),
+    responses(
+        (status = 200, description = "One page", body = Paged<Issuer>),
+        (status = 400, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_issuers(
+    State(state): State<AppState>,
+    Reader(_reader): Reader,
+    ApiQuery(query): ApiQuery<IssuerQuery>,
+) -> Result<Json<Paged<Issuer>>, ApiError> {
+    let page = PageRequest::try_from(&PageQuery {
+        cursor: query.cursor,
+        limit: query.limit,
+    })?;
+    let filter = IssuerFilter {
+        status: query.status.map(|s| s.as_str().to_owned()),
+    };
+    let rows = state.store.list_issuers(&filter, &page).await?;
+    Ok(Json(Paged::from_rows(rows, &page, |i| i.id.clone())))
+}
+
+/// Read an issuer.
+#[utoipa::path(
+    get, path = "/v1/admin/issuers/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Issuer id")),
+    responses(
+        (status = 200, description = "The issuer", body = Issuer),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such issuer", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_issuer(
+    State(state): State<AppState>,
+    Reader(_reader): Reader,
+    Path(id): Path<String>,
+) -> Result<Json<Issuer>, ApiError> {
+    Ok(Json(load_issuer(&state, &id).await?))
+}
+
+async fn save(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    before: Issuer,
+    mut after: Issuer,
+) -> Result<Json<Issuer>, ApiError> {
+    let now = state.clock.now();
+    after.version = before.version + 1;
+    after.updated_at = now;
+    let audit = change_event(
+        now,
+        &caller.actor(),
+        action,
+        format!("issuer:{}", after.id),
+        snapshot(&before),
+        snapshot(&after),
+    );
+    state.store.update_issuer(&after, &audit).await?;
+    Ok(Json(after))
+}
+
+/// Change an issuer's audiences, keys location, algorithms or claim mapping.
+#[utoipa::path(
+    patch, path = "/v1/admin/issuers/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Issuer id")),
+    request_body = IssuerPatch,
+    responses(
+        (status = 200, description = "Updated", body = Issuer),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such issuer", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Changed concurrently", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_issuer(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<IssuerPatch>,
+) -> Result<Json<Issuer>, ApiError> {
+    let before = load_issuer(&state, &id).await?;
+    let after = patch.apply(before.clone())?;
+    save(&state, &caller, "issuer.updated", before, after).await
+}
+
+async fn set_status(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    to: IssuerStatus,
+    action: &str,
+) -> Result<Json<Issuer>, ApiError> {
+    let before = load_issuer(state, id).await?;
+    if before.status == to {
+        return Err(ApiError::Conflict(format!(
+            "issuer `{id}` is already {}",
+            to.as_str()
+        )));
+    }
+    let mut after = before.clone();
+    after.status = to;
+    save(state, caller, action, before, after).await
+}
+
+/// Stop accepting an issuer's tokens.
+#[utoipa::path(
+    post, path = "/v1/admin/issuers/{id}/disable", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Issuer id")),
+    responses(
+        (status = 200, description = "Disabled", body = Issuer),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such issuer", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already disabled", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn disable_issuer(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<String>,
+) -> Result<Json<Issuer>, ApiError> {
+    set_status(
+        &state,
+        &caller,
+        &id,
+        IssuerStatus::Disabled,
+        "issuer.disabled",
+    )
+    .await
+}
+
+/// Accept an issuer's tokens again.
+#[utoipa::path(
+    post, path = "/v1/admin/issuers/{id}/enable", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Issuer id")),
+    responses(
+        (status = 200, description = "Active again", body = Issuer),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such issuer", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already active", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn enable_issuer(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<String>,
+) -> Result<Json<Issuer>, ApiError> {
+    set_status(&state, &caller, &id, IssuerStatus::Active, "issuer.enabled").await
+}

@@ -1,0 +1,200 @@
+//! `/v1/admin/policies`: which principals may delegate which tool operations to which agents.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::{Reader, Writer};
+use super::{check_agents, check_grants, snapshot};
+use crate::server::api::extract::{ApiJson, ApiQuery};
+use crate::server::app::AppState;
+use crate::server::error::{ApiError, FieldError, Problem};
+use crate::server::model::page::{PageQuery, PageRequest, Paged};
+use crate::server::model::policy::{NewPolicy, Policy, PolicyPatch};
+use crate::server::store::{change_event, PolicyFilter};
+
+/// Filters and page of `GET /v1/admin/policies`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PolicyQuery {
+    /// Only enabled (or disabled) policies.
+    pub enabled: Option<bool>,
+    /// Only policies of this issuer.
+    pub issuer: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Rows per page, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
+async fn load_policy(state: &AppState, id: &str) -> Result<Policy, ApiError> {
+    state
+        .store
+        .policy(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no policy `{id}`")))
+}
+
+/// A policy may name only a known issuer, known live agents, and offered tool operations.
+async fn check_references(state: &AppState, policy: &Policy) -> Result<(), ApiError> {
+    if state.store.issuer(&policy.issuer).await?.is_none() {
+        return Err(ApiError::Invalid(vec![FieldError {
+            field: "issuer".to_owned(),
+            message: format!("unknown issuer `{}`", policy.issuer),
+        }]));
+    }
+    check_agents(state, "agents", policy.agents.listed()).await?;
+    check_grants(state, "grants", &policy.grants).await
+}
+
+/// Create a delegation policy.
+#[utoipa::path(
+    post, path = "/v1/admin/policies", tag = "admin", security(("admin_token" = [])),
+    request_body = NewPolicy,
+    responses(
+        (status = 201, description = "Created", body = Policy),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields or unknown references, named", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_policy(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    ApiJson(body): ApiJson<NewPolicy>,
+) -> Result<(StatusCode, Json<Policy>), ApiError> {
+    let now = state.clock.now();
+    let policy = body.into_policy(state.config.max_ttl_seconds, now)?;
+    check_references(&state, &policy).await?;
+    let audit = change_event(
+        now,
+        &caller.actor(),
+        "policy.created",
+        format!("policy:{}", policy.id),
+        None,
+        snapshot(&policy),
+    );
+    state.store.insert_policy(&policy, &audit).await?;
+    Ok((StatusCode::CREATED, Json(policy)))
+}
+
+/// List policies by id.
+#[utoipa::path(
+    get, path = "/v1/admin/policies", tag = "admin", security(("admin_token" = [])),
+    params(PolicyQuery),
+    responses(
+        (status = 200, description = "One page", body = Paged<Policy>),
+        (status = 400, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_policies(
+    State(state): State<AppState>,
+    Reader(_reader): Reader,
+    ApiQuery(query): ApiQuery<PolicyQuery>,
+) -> Result<Json<Paged<Policy>>, ApiError> {
+    let page = PageRequest::try_from(&PageQuery {
+        cursor: query.cursor,
+        limit: query.limit,
+    })?;
+    let filter = PolicyFilter {
+        enabled: query.enabled,
+        issuer: query.issuer,
+    };
+    let rows = state.store.list_policies(&filter, &page).await?;
+    Ok(Json(Paged::from_rows(rows, &page, |p| p.id.clone())))
+}
+
+/// Read a policy.
+#[utoipa::path(
+    get, path = "/v1/admin/policies/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Policy id")),
+    responses(
+        (status = 200, description = "The policy", body = Policy),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such policy", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_policy(
+    State(state): State<AppState>,
+    Reader(_reader): Reader,
+    Path(id): Path<String>,
+) -> Result<Json<Policy>, ApiError> {
+    Ok(Json(load_policy(&state, &id).await?))
+}
+
+/// Change a policy (enable or disable it with `{"enabled": false}`).
+#[utoipa::path(
+    patch, path = "/v1/admin/policies/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Policy id")),
+    request_body = PolicyPatch,
+    responses(
+        (status = 200, description = "Updated", body = Policy),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such policy", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Changed concurrently", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields or unknown references, named", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_policy(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<PolicyPatch>,
+) -> Result<Json<Policy>, ApiError> {
+    let before = load_policy(&state, &id).await?;
+    let mut after = patch.apply(before.clone(), state.config.max_ttl_seconds)?;
+    check_references(&state, &after).await?;
+    let now = state.clock.now();
+    after.version = before.version + 1;
+    after.updated_at = now;
+    let audit = change_event(
+        now,
+        &caller.actor(),
+        "policy.updated",
+        format!("policy:{id}"),
+        snapshot(&before),
+        snapshot(&after),
+    );
+    state.store.update_policy(&after, &audit).await?;
+    Ok(Json(after))
+}
+
+/// Delete a policy.
+#[utoipa::path(
+    delete, path = "/v1/admin/policies/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Policy id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such policy", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Changed concurrently", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_policy(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let before = load_policy(&state, &id).await?;
+    let now = state.clock.now();
+    let audit = change_event(
+        now,
+        &caller.actor(),
+        "policy.deleted",
+        format!("policy:{id}"),
+        snapshot(&before),
+        None,
+    );
+    state
+        .store
+        .delete_policy(&id, before.version, &audit)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,143 @@
+//! `/v1/admin/tokens`: admin API tokens, shown once at creation, revocable.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::auth::{Reader, Writer, BOOTSTRAP_NAME};
+use super::snapshot;
+use crate::server::api::extract::{ApiJson, ApiQuery};
+use crate::server::app::AppState;
+use crate::server::error::{ApiError, FieldError, Problem};
+use crate::server::model::admin_token::{AdminToken, IssuedAdminToken, NewAdminToken};
+use crate::server::model::page::{PageQuery, PageRequest, Paged};
+use crate::server::secrets::{self, ADMIN_TOKEN_PREFIX};
+use crate::server::store::{change_event, new_id, Store};
+
+/// Creates an admin token, records it (hash only) with its audit event, and returns it once.
+/// Shared by the API and `mandate admin-token create`.
+pub async fn issue_admin_token(
+    store: &dyn Store,
+    request: NewAdminToken,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<IssuedAdminToken, ApiError> {
+    request.check()?;
+    if request.name == BOOTSTRAP_NAME {
+        return Err(ApiError::Invalid(vec![FieldError {
+            field: "name".to_owned(),
+            message: format!("`{BOOTSTRAP_NAME}` is reserved for the configured admin token"),
+        }]));
+    }
+    let secret =
+        secrets::generate(ADMIN_TOKEN_PREFIX).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let info = AdminToken {
+        id: new_id(now),
+        name: request.name,
+        role: request.role,
+        created_by: actor.to_owned(),
+        created_at: now,
+        revoked_at: None,
+    };
+    let audit = change_event(
+        now,
+        actor,
+        "admin_token.created",
+        format!("admin_token:{}", info.name),
+        None,
+        snapshot(&info),
+    );
+    store
+        .insert_admin_token(&info, &secret.hash(), &audit)
+        .await?;
+    Ok(IssuedAdminToken {
+        info,
+        token: secret.expose().to_owned(),
+    })
+}
+
+/// Create an admin token (shown once).
+#[utoipa::path(
+    post, path = "/v1/admin/tokens", tag = "admin", security(("admin_token" = [])),
+    request_body = NewAdminToken,
+    responses(
+        (status = 201, description = "The token, shown this once", body = IssuedAdminToken),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_token(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    ApiJson(body): ApiJson<NewAdminToken>,
+) -> Result<(StatusCode, Json<IssuedAdminToken>), ApiError> {
+    let issued = issue_admin_token(
+        state.store.as_ref(),
+        body,
+        &caller.actor(),
+        state.clock.now(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// List admin tokens by name (never the tokens themselves).
+#[utoipa::path(
+    get, path = "/v1/admin/tokens", tag = "admin", security(("admin_token" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page", body = Paged<AdminToken>),
+        (status = 400, description = "Bad cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    Reader(_reader): Reader,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<Paged<AdminToken>>, ApiError> {
+    let page = PageRequest::try_from(&query)?;
+    let rows = state.store.list_admin_tokens(&page).await?;
+    Ok(Json(Paged::from_rows(rows, &page, |t| t.name.clone())))
+}
+
+/// Revoke an admin token.
+#[utoipa::path(
+    delete, path = "/v1/admin/tokens/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Token id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such active token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let before = state
+        .store
+        .admin_token(id)
+        .await?
+        .filter(|t| t.revoked_at.is_none())
+        .ok_or_else(|| ApiError::NotFound(format!("no active admin token {id}")))?;
+    let now = state.clock.now();
+    let mut after = before.clone();
+    after.revoked_at = Some(now);
+    let audit = change_event(
+        now,
+        &caller.actor(),
+        "admin_token.revoked",
+        format!("admin_token:{}", before.name),
+        snapshot(&before),
+        snapshot(&after),
+    );
+    state.store.revoke_admin_token(id, now, &audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

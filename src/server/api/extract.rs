@@ -1,0 +1,139 @@
+//! Extractors that answer in problem+json: JSON bodies (unknown fields refused by each type's
+//! `deny_unknown_fields`), and query strings.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::server::error::{ApiError, FieldError};
+
+/// A JSON body; malformed JSON is 400, a wrong media type 415, invalid fields 422.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_error(rejection)),
+        }
+    }
+}
+
+fn json_error(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => {
+            let (field, message) = field_of(&e.body_text());
+            ApiError::Invalid(vec![FieldError { field, message }])
+        }
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::BadRequest("the body is not well-formed JSON".to_owned())
+        }
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::UnsupportedMediaType("send the body as application/json".to_owned())
+        }
+        other if other.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge
+        }
+        other => ApiError::BadRequest(other.body_text()),
+    }
+}
+
+/// The field a deserialisation error is about, and what is wrong with it. axum reports
+/// `…target type: PATH: MESSAGE`, and serde names missing and unknown fields in backticks.
+fn field_of(text: &str) -> (String, String) {
+    let rest = text
+        .split_once("target type: ")
+        .map_or(text, |(_, rest)| rest);
+    let (path, message) = match rest.split_once(": ") {
+        Some((path, message)) if !path.is_empty() && !path.contains(' ') => (Some(path), message),
+        _ => (None, rest),
+    };
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|after| after.split('`').next());
+    let field = match (path.filter(|p| *p != "."), named) {
+        // An unknown field is already the last segment of its path.
+        (Some(path), Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_owned()
+        }
+        (Some(path), Some(name)) => format!("{path}.{name}"),
+        (None, Some(name)) => name.to_owned(),
+        (Some(path), None) => path.to_owned(),
+        (None, None) => "body".to_owned(),
+    };
+    (field, message.to_owned())
+}
+
+/// A query string; unknown or malformed parameters are 400.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                Err(ApiError::BadRequest(e.body_text()))
+            }
+            Err(other) => Err(ApiError::BadRequest(other.body_text())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn deserialisation_errors_name_their_field() {
+        let prefix = "Failed to deserialize the JSON body into the target type: ";
+        for (text, field) in [
+            ("missing field `owner` at line 1 column 20", "owner"),
+            (
+                "unknown field `colour`, expected one of `id` at line 1 column 9",
+                "colour",
+            ),
+            (
+                "colour: unknown field `colour`, expected one of `id`",
+                "colour",
+            ),
+            (
+                "ceiling[0].hue: unknown field `hue`, expected `tool`",
+                "ceiling[0].hue",
+            ),
+            (
+                "max_ttl_seconds: invalid type: string \"x\", expected i64 at line 1 column 30",
+                "max_ttl_seconds",
+            ),
+            (
+                "ceiling[0]: missing field `tool` at line 1 column 40",
+                "ceiling[0].tool",
+            ),
+            (
+                "kind: unknown variant `robot`, expected `orchestrator` or `sub_agent`",
+                "kind",
+            ),
+            (
+                "invalid type: integer `3`, expected struct NewAgent",
+                "body",
+            ),
+        ] {
+            assert_eq!(field_of(&format!("{prefix}{text}")).0, field, "{text}");
+        }
+    }
+}

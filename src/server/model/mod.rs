@@ -1,0 +1,289 @@
+//! The inventory IAM teams administer: agents, tools, issuers, policies and admin tokens, with
+//! the validation rules every write must pass. Types here are what the API speaks and what the
+//! store keeps.
+
+pub mod admin_token;
+pub mod agent;
+pub mod issuer;
+pub mod page;
+pub mod policy;
+pub mod tool;
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, FieldError};
+
+/// Longest id (agents, tools, issuers, policies, operations).
+pub const MAX_ID_LEN: usize = 64;
+/// Most grants in one ceiling or policy, and most operations in one grant or tool.
+pub const MAX_ITEMS: usize = 256;
+
+/// Tool operations granted together: `{tool, operations}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// The tool's id.
+    #[schema(example = "github")]
+    pub tool: String,
+    /// Operations of that tool.
+    #[schema(example = json!(["issues.read", "issues.create"]))]
+    pub operations: Vec<String>,
+}
+
+/// Collects every problem of a request body, so one answer names all the bad fields.
+#[derive(Debug, Default)]
+pub struct Check {
+    errors: Vec<FieldError>,
+}
+
+impl Check {
+    /// A check with no problems yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a problem with `field`.
+    pub fn fail(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// An id: 1 to 64 characters of `[a-z0-9._-]`, starting with a letter or digit.
+    pub fn id(&mut self, field: &str, value: &str) {
+        if let Err(message) = check_id(value) {
+            self.fail(field, message);
+        }
+    }
+
+    /// Free text: at most `max` characters, no control or bidirectional-override characters,
+    /// and (when `required`) not blank.
+    pub fn text(&mut self, field: &str, value: &str, max: usize, required: bool) {
+        if required && value.trim().is_empty() {
+            self.fail(field, "must not be empty");
+        } else if value.chars().count() > max {
+            self.fail(field, format!("must be at most {max} characters"));
+        } else if value.chars().any(is_forbidden_char) {
+            self.fail(
+                field,
+                "must not contain control or bidirectional-override characters",
+            );
+        }
+    }
+
+    /// Optional free text.
+    pub fn optional_text(&mut self, field: &str, value: Option<&str>, max: usize) {
+        if let Some(value) = value {
+            self.text(field, value, max, false);
+        }
+    }
+
+    /// A list of distinct ids.
+    pub fn ids(&mut self, field: &str, values: &[String]) {
+        if values.len() > MAX_ITEMS {
+            self.fail(field, format!("must have at most {MAX_ITEMS} entries"));
+            return;
+        }
+        let mut seen = BTreeSet::new();
+        for (i, value) in values.iter().enumerate() {
+            self.id(&format!("{field}[{i}]"), value);
+            if !seen.insert(value) {
+                self.fail(
+                    format!("{field}[{i}]"),
+                    format!("`{value}` is listed twice"),
+                );
+            }
+        }
+    }
+
+    /// A TTL in seconds between 1 and `cap`.
+    pub fn ttl(&mut self, field: &str, value: i64, cap: u32) {
+        if value < 1 || value > i64::from(cap) {
+            self.fail(field, format!("must be between 1 and {cap} seconds"));
+        }
+    }
+
+    /// Grants: well-formed ids, at least one operation each, no tool or operation twice.
+    pub fn grants(&mut self, field: &str, grants: &[Grant]) {
+        if grants.len() > MAX_ITEMS {
+            self.fail(field, format!("must have at most {MAX_ITEMS} entries"));
+            return;
+        }
+        let mut tools = BTreeSet::new();
+        for (i, grant) in grants.iter().enumerate() {
+            self.id(&format!("{field}[{i}].tool"), &grant.tool);
+            if !tools.insert(&grant.tool) {
+                self.fail(
+                    format!("{field}[{i}].tool"),
+                    format!("`{}` is listed twice", grant.tool),
+                );
+            }
+            if grant.operations.is_empty() {
+                self.fail(
+                    format!("{field}[{i}].operations"),
+                    "must name at least one operation",
+                );
+            }
+            self.ids(&format!("{field}[{i}].operations"), &grant.operations);
+        }
+    }
+
+    /// The problems found, if any, as one 422 answer.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Invalid(self.errors))
+        }
+    }
+}
+
+/// Checks one id.
+pub fn check_id(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err(format!("must be at most {MAX_ID_LEN} characters"));
+    }
+    let mut bytes = value.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let rest_ok = bytes.all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-'
+    });
+    if first_ok && rest_ok {
+        Ok(())
+    } else {
+        Err("must match [a-z0-9][a-z0-9._-]* (lowercase letters, digits, '.', '_', '-')".to_owned())
+    }
+}
+
+fn is_forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+}
+
+/// For PATCH bodies: absent stays `None` (unchanged), `null` becomes `Some(None)` (cleared).
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Implements `as_str` and `FromStr` for a unit enum stored as text.
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The wire and stored name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                match text {
+                    $($text => Ok($ty::$variant),)+
+                    other => Err(format!("unknown {} `{other}`", stringify!($ty))),
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_lowercase_slugs_of_bounded_length() {
+        for good in ["a", "github", "crm.v2", "sub_agent-7", &"a".repeat(64)] {
+            assert_eq!(check_id(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "GitHub",
+            "-lead",
+            ".hidden",
+            "has space",
+            "slash/y",
+            "ünï",
+            "nul\0",
+            &"a".repeat(65),
+        ] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn text_refuses_controls_bidi_overrides_and_oversize() {
+        let mut check = Check::new();
+        check.text("a", "fine ünïcode ✓", 20, true);
+        check.text("b", "   ", 20, true);
+        check.text("c", "x\u{0}y", 20, true);
+        check.text("d", "abc\u{202E}fed", 20, true);
+        check.text("e", &"x".repeat(21), 20, true);
+        let Err(ApiError::Invalid(errors)) = check.finish() else {
+            panic!("expected errors")
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn grants_need_operations_and_no_repeats() {
+        let mut check = Check::new();
+        check.grants(
+            "grants",
+            &[
+                Grant {
+                    tool: "crm".into(),
+                    operations: vec![],
+                },
+                Grant {
+                    tool: "crm".into(),
+                    operations: vec!["read".into(), "read".into()],
+                },
+            ],
+        );
+        let Err(ApiError::Invalid(errors)) = check.finish() else {
+            panic!("expected errors")
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "grants[0].operations",
+                "grants[1].tool",
+                "grants[1].operations[1]"
+            ]
+        );
+    }
+
+    #[test]
+    fn ttls_are_bounded_by_the_cap() {
+        let mut check = Check::new();
+        check.ttl("a", 0, 3600);
+        check.ttl("b", -5, 3600);
+        check.ttl("c", 3601, 3600);
+        check.ttl("d", 3600, 3600);
+        check.ttl("e", 1, 3600);
+        let Err(ApiError::Invalid(errors)) = check.finish() else {
+            panic!("expected errors")
+        };
+        assert_eq!(errors.len(), 3);
+    }
+}

@@ -1,0 +1,134 @@
+// Health, migrations, root keys and the audit trail, in SQL that Postgres and SQLite both accept
+// (`$N` parameters, `RETURNING`, `ON CONFLICT`). Included by postgres.rs and sqlite.rs, each of
+// which defines `Db` (the sqlx database), `ThisStore` and `BACKEND`.
+
+type DbRow = <Db as sqlx::Database>::Row;
+type DbConnection = <Db as sqlx::Database>::Connection;
+
+fn root_key_from_row(row: &DbRow) -> Result<RootKeyRecord, StoreError> {
+    use sqlx::Row as _;
+    Ok(RootKeyRecord {
+        kid: kid_from_db(row.try_get("kid")?)?,
+        algorithm: row.try_get("algorithm")?,
+        public_key: row.try_get("public_key")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn audit_from_row(row: &DbRow) -> Result<AuditEvent, StoreError> {
+    use sqlx::Row as _;
+    let sqlx::types::Json(details) = row.try_get("details")?;
+    Ok(AuditEvent {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        occurred_at: row.try_get("occurred_at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        outcome: AuditOutcome::parse(row.try_get("outcome")?)?,
+        details,
+    })
+}
+
+async fn insert_audit(
+    conn: &mut DbConnection,
+    event: &NewAuditEvent,
+) -> Result<AuditEvent, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO audit_events \
+         (id, occurred_at, actor, action, target, outcome, details) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+    )
+    .bind(event.id)
+    .bind(db_time(event.occurred_at))
+    .bind(&event.actor)
+    .bind(&event.action)
+    .bind(&event.target)
+    .bind(event.outcome.as_str())
+    .bind(sqlx::types::Json(&event.details))
+    .fetch_one(conn)
+    .await?;
+    audit_from_row(&row)
+}
+
+#[async_trait::async_trait]
+impl CoreStore for ThisStore {
+    fn backend(&self) -> Backend {
+        BACKEND
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        self.run_migrations().await
+    }
+
+    #[tracing::instrument(skip(self, key, at), fields(kid = key.kid), err)]
+    async fn register_root_key(
+        &self,
+        key: &NewRootKey,
+        at: DateTime<Utc>,
+    ) -> Result<RootKeyRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO root_keys (kid, algorithm, public_key, created_at) \
+             VALUES ($1, 'ed25519', $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(i64::from(key.kid))
+        .bind(&key.public_key)
+        .bind(db_time(at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            insert_audit(&mut tx, &root_key_registered(key, at)).await?;
+        }
+        let stored = sqlx::query("SELECT * FROM root_keys WHERE kid = $1")
+            .bind(i64::from(key.kid))
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(root_key_from_row)
+            .transpose()?;
+        let record = check_root_key(key, stored)?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn root_keys(&self) -> Result<Vec<RootKeyRecord>, StoreError> {
+        sqlx::query("SELECT * FROM root_keys ORDER BY kid")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(root_key_from_row)
+            .collect()
+    }
+
+    #[tracing::instrument(skip(self, event), fields(action = %event.action), err)]
+    async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_audit(&mut conn, event).await
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn audit_events(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

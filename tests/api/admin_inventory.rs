@@ -1,0 +1,744 @@
+//! The inventory IAM teams keep: agents, tools, issuers and policies, what each bad input gets,
+//! the audit event each change writes, references that must hold, and stable pagination.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_stores;
+use crate::helpers::fixtures::seed;
+use crate::helpers::{assert_problem, TestApp, ADMIN_TOKEN};
+
+fn agent_body(id: &str) -> Value {
+    json!({"id": id, "display_name": "Agent", "kind": "orchestrator", "owner": "alice@example.com",
+           "ceiling": [{"tool": "crm", "operations": ["read"]}]})
+}
+
+/// Sends `body` as admin and asserts a 4xx problem naming `field` (when given).
+async fn refused(app: &TestApp, method: Method, path: &str, body: Value, status: u16, field: &str) {
+    let response = app
+        .call(method.clone(), path, Some(ADMIN_TOKEN), Some(&body))
+        .await;
+    let problem = assert_problem(response, status).await;
+    if !field.is_empty() {
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .map(|e| e.iter().filter_map(|e| e["field"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            fields.contains(&field),
+            "{method} {path} {body}: expected field {field}, got {problem}"
+        );
+    }
+}
+
+both_stores!(
+    bad_input_gets_a_problem_naming_the_field_and_changes_nothing,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        seed(&app).await;
+        let before = app.audit_len().await;
+        let with = |mut body: Value, key: &str, value: Value| {
+            body[key] = value;
+            body
+        };
+        let without = |mut body: Value, key: &str| {
+            body.as_object_mut().unwrap().remove(key);
+            body
+        };
+        let agent = agent_body("new-agent");
+        let cases: Vec<(Value, u16, &str)> = vec![
+            (with(agent.clone(), "id", json!("")), 422, "id"),
+            (with(agent.clone(), "id", json!("a".repeat(65))), 422, "id"),
+            (with(agent.clone(), "id", json!("Upper")), 422, "id"),
+            (with(agent.clone(), "id", json!("has/slash")), 422, "id"),
+            (with(agent.clone(), "id", json!("nul\u{0}byte")), 422, "id"),
+            (with(agent.clone(), "id", json!("bot")), 409, ""),
+            (without(agent.clone(), "owner"), 422, "owner"),
+            (with(agent.clone(), "owner", json!("  ")), 422, "owner"),
+            (
+                with(agent.clone(), "owner", json!("eve\u{202E}moc.liam")),
+                422,
+                "owner",
+            ),
+            (
+                with(agent.clone(), "display_name", json!("x".repeat(129))),
+                422,
+                "display_name",
+            ),
+            (
+                with(agent.clone(), "max_ttl_seconds", json!(0)),
+                422,
+                "max_ttl_seconds",
+            ),
+            (
+                with(agent.clone(), "max_ttl_seconds", json!(-5)),
+                422,
+                "max_ttl_seconds",
+            ),
+            (
+                with(agent.clone(), "max_ttl_seconds", json!(3601)),
+                422,
+                "max_ttl_seconds",
+            ),
+            (
+                with(agent.clone(), "max_ttl_seconds", json!(1e30)),
+                422,
+                "max_ttl_seconds",
+            ),
+            (
+                with(agent.clone(), "max_ttl_seconds", json!("ten")),
+                422,
+                "max_ttl_seconds",
+            ),
+            (with(agent.clone(), "kind", json!("robot")), 422, "kind"),
+            (with(agent.clone(), "colour", json!("blue")), 422, "colour"),
+            (
+                with(
+                    agent.clone(),
+                    "ceiling",
+                    json!([{"tool": "crm", "operations": ["launch"]}]),
+                ),
+                422,
+                "ceiling[0].operations[0]",
+            ),
+            (
+                with(
+                    agent.clone(),
+                    "ceiling",
+                    json!([{"tool": "nope", "operations": ["read"]}]),
+                ),
+                422,
+                "ceiling[0].tool",
+            ),
+            (
+                with(
+                    agent.clone(),
+                    "ceiling",
+                    json!([{"tool": "crm", "operations": []}]),
+                ),
+                422,
+                "ceiling[0].operations",
+            ),
+        ];
+        for (body, status, field) in cases {
+            refused(&app, Method::POST, "/v1/admin/agents", body, status, field).await;
+        }
+
+        let issuer = json!({"id": "i2", "issuer_url": "https://i2.example.com/", "audiences": ["m"],
+                        "discovery": true, "allowed_algorithms": ["RS256"]});
+        for (body, field) in [
+            (
+                with(issuer.clone(), "issuer_url", json!("not a url")),
+                "issuer_url",
+            ),
+            (
+                with(issuer.clone(), "issuer_url", json!("http://i2.example.com")),
+                "issuer_url",
+            ),
+            (
+                with(issuer.clone(), "allowed_algorithms", json!(["HS256"])),
+                "allowed_algorithms[0]",
+            ),
+            (
+                with(issuer.clone(), "allowed_algorithms", json!(["none"])),
+                "allowed_algorithms[0]",
+            ),
+            (with(issuer.clone(), "audiences", json!([])), "audiences"),
+            (with(issuer.clone(), "discovery", json!(false)), "jwks_uri"),
+        ] {
+            refused(&app, Method::POST, "/v1/admin/issuers", body, 422, field).await;
+        }
+        refused(
+            &app,
+            Method::POST,
+            "/v1/admin/issuers",
+            with(
+                issuer.clone(),
+                "issuer_url",
+                json!("https://idp.example.com/"),
+            ),
+            409,
+            "",
+        )
+        .await;
+
+        let tool = json!({"id": "t2", "display_name": "T", "kind": "api", "owner": "o",
+                      "operations": ["run"]});
+        for (body, field) in [
+            (with(tool.clone(), "operations", json!([])), "operations"),
+            (
+                with(tool.clone(), "operations", json!(["run", "run"])),
+                "operations[1]",
+            ),
+            (
+                with(tool.clone(), "operations", json!(["Run It"])),
+                "operations[0]",
+            ),
+            (with(tool.clone(), "kind", json!("database")), "kind"),
+            (without(tool.clone(), "owner"), "owner"),
+        ] {
+            refused(&app, Method::POST, "/v1/admin/tools", body, 422, field).await;
+        }
+
+        let policy = json!({"id": "p2", "issuer": "idp", "groups": ["support"], "agents": ["bot"],
+                        "grants": [{"tool": "crm", "operations": ["read"]}],
+                        "max_ttl_seconds": 300});
+        for (body, field) in [
+            (
+                with(policy.clone(), "agents", json!(["ghost"])),
+                "agents[0]",
+            ),
+            (with(policy.clone(), "agents", json!("everyone")), "agents"),
+            (with(policy.clone(), "issuer", json!("ghost-idp")), "issuer"),
+            (
+                with(
+                    policy.clone(),
+                    "grants",
+                    json!([{"tool": "ghost", "operations": ["read"]}]),
+                ),
+                "grants[0].tool",
+            ),
+            (
+                with(
+                    policy.clone(),
+                    "grants",
+                    json!([{"tool": "crm", "operations": ["purge"]}]),
+                ),
+                "grants[0].operations[0]",
+            ),
+            (with(policy.clone(), "grants", json!([])), "grants"),
+            (
+                with(policy.clone(), "max_ttl_seconds", json!(0)),
+                "max_ttl_seconds",
+            ),
+            (
+                with(policy.clone(), "max_ttl_seconds", json!(86_400)),
+                "max_ttl_seconds",
+            ),
+            (
+                with(
+                    with(policy.clone(), "groups", json!([])),
+                    "subjects",
+                    json!([]),
+                ),
+                "subjects",
+            ),
+        ] {
+            refused(&app, Method::POST, "/v1/admin/policies", body, 422, field).await;
+        }
+        refused(
+            &app,
+            Method::PATCH,
+            "/v1/admin/agents/bot",
+            json!({"owner": ""}),
+            422,
+            "owner",
+        )
+        .await;
+        refused(
+            &app,
+            Method::PATCH,
+            "/v1/admin/policies/p1",
+            json!({"max_ttl_seconds": -1}),
+            422,
+            "max_ttl_seconds",
+        )
+        .await;
+
+        // Malformed JSON, a wrong media type, and an unknown id.
+        let response = app
+            .client
+            .post(app.url("/v1/admin/agents"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body("{\"id\": ")
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 400).await;
+        let response = app
+            .client
+            .post(app.url("/v1/admin/agents"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "text/plain")
+            .body(agent.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 415).await;
+        let (status, _) = app.admin(Method::GET, "/v1/admin/agents/ghost", None).await;
+        assert_eq!(status, 404);
+        let (status, _) = app
+            .admin(Method::GET, "/v1/admin/agents?limit=0", None)
+            .await;
+        assert_eq!(status, 422);
+        let (status, _) = app
+            .admin(Method::GET, "/v1/admin/agents?cursor=%%%", None)
+            .await;
+        assert!(status == 400 || status == 422, "{status}");
+        let (status, _) = app
+            .admin(Method::GET, "/v1/admin/agents?status=zombie", None)
+            .await;
+        assert_eq!(status, 400);
+
+        assert_eq!(app.audit_len().await, before, "no failed change is audited");
+        let bot = app
+            .admin_ok(Method::GET, "/v1/admin/agents/bot", None, 200)
+            .await;
+        assert_eq!(bot["version"], 1, "nothing changed");
+    }
+);
+
+both_stores!(
+    every_successful_change_writes_exactly_one_audit_event,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        seed(&app).await;
+        let steps: Vec<(Method, &str, Option<Value>, u16, &str)> = vec![
+            (
+                Method::POST,
+                "/v1/admin/agents",
+                Some(agent_body("a2")),
+                201,
+                "agent.created",
+            ),
+            (
+                Method::PATCH,
+                "/v1/admin/agents/a2",
+                Some(json!({"team": "ops"})),
+                200,
+                "agent.updated",
+            ),
+            (
+                Method::POST,
+                "/v1/admin/agents/a2/suspend",
+                None,
+                200,
+                "agent.suspended",
+            ),
+            (
+                Method::POST,
+                "/v1/admin/agents/a2/resume",
+                None,
+                200,
+                "agent.resumed",
+            ),
+            (
+                Method::POST,
+                "/v1/admin/agents/a2/secret",
+                None,
+                201,
+                "agent.secret_issued",
+            ),
+            (
+                Method::POST,
+                "/v1/admin/agents/a2/secret/rotate",
+                None,
+                201,
+                "agent.secret_rotated",
+            ),
+            (
+                Method::DELETE,
+                "/v1/admin/agents/a2/secret",
+                None,
+                204,
+                "agent.secret_revoked",
+            ),
+            (
+                Method::POST,
+                "/v1/admin/tools/crm/disable",
+                None,
+                200,
+                "tool.disabled",
+            ),
+            (
+                Method::POST,
+                "/v1/admin/tools/crm/enable",
+                None,
+                200,
+                "tool.enabled",
+            ),
+            (
+                Method::PATCH,
+                "/v1/admin/tools/github",
+                Some(json!({"description": "GH"})),
+                200,
+                "tool.updated",
+            ),
+            (
+                Method::POST,
+                "/v1/admin/issuers/idp/disable",
+                None,
+                200,
+                "issuer.disabled",
+            ),
+            (
+                Method::POST,
+                "/v1/admin/issuers/idp/enable",
+                None,
+                200,
+                "issuer.enabled",
+            ),
+            (
+                Method::PATCH,
+                "/v1/admin/issuers/idp",
+                Some(json!({"groups_claim": null})),
+                200,
+                "issuer.updated",
+            ),
+            (
+                Method::PATCH,
+                "/v1/admin/policies/p1",
+                Some(json!({"enabled": false})),
+                200,
+                "policy.updated",
+            ),
+            (
+                Method::DELETE,
+                "/v1/admin/policies/p1",
+                None,
+                204,
+                "policy.deleted",
+            ),
+            (
+                Method::POST,
+                "/v1/admin/agents/a2/retire",
+                None,
+                200,
+                "agent.retired",
+            ),
+        ];
+        for (method, path, body, status, action) in steps {
+            let before = app.store.audit_events(0, 10_000).await.unwrap();
+            app.admin_ok(method.clone(), path, body, status).await;
+            let after = app.store.audit_events(0, 10_000).await.unwrap();
+            assert_eq!(after.len(), before.len() + 1, "{method} {path}");
+            let event = after.last().unwrap();
+            assert_eq!(event.action, action, "{method} {path}");
+            assert_eq!(event.actor, "admin:bootstrap");
+        }
+        // A failed change writes nothing: the same secret revoked twice, a retired agent resumed.
+        let before = app.audit_len().await;
+        for (method, path, status) in [
+            (Method::DELETE, "/v1/admin/agents/a2/secret", 404),
+            (Method::POST, "/v1/admin/agents/a2/resume", 409),
+            (Method::POST, "/v1/admin/agents/a2/suspend", 409),
+            (Method::POST, "/v1/admin/agents/a2/secret", 409),
+            (Method::POST, "/v1/admin/issuers/idp/enable", 409),
+            (Method::DELETE, "/v1/admin/policies/p1", 404),
+        ] {
+            let (got, body) = app.admin(method.clone(), path, None).await;
+            assert_eq!(got, status, "{method} {path}: {body}");
+        }
+        assert_eq!(app.audit_len().await, before);
+    }
+);
+
+both_stores!(updates_record_before_and_after, |backend| async move {
+    let app = TestApp::spawn(backend).await;
+    seed(&app).await;
+    let updated = app
+        .admin_ok(
+            Method::PATCH,
+            "/v1/admin/agents/bot",
+            Some(json!({"owner": "dave@example.com", "team": null})),
+            200,
+        )
+        .await;
+    assert_eq!(updated["owner"], "dave@example.com");
+    assert_eq!(updated["team"], Value::Null);
+    assert_eq!(updated["version"], 2);
+    let events = app.store.audit_events(0, 1000).await.unwrap();
+    let event = events.last().unwrap();
+    assert_eq!(event.details["before"]["owner"], "alice@example.com");
+    assert_eq!(event.details["before"]["team"], "support");
+    assert_eq!(event.details["after"]["owner"], "dave@example.com");
+    let read = app
+        .admin_ok(Method::GET, "/v1/admin/agents/bot", None, 200)
+        .await;
+    assert_eq!(read["owner"], "dave@example.com");
+    assert_eq!(read["updated_at"], updated["updated_at"]);
+});
+
+both_stores!(
+    what_policies_reference_cannot_silently_disappear,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        seed(&app).await;
+        // p1 names bot and grants crm read/write; bot's ceiling holds crm read/write.
+        let (status, problem) = app
+            .admin(Method::POST, "/v1/admin/agents/bot/retire", None)
+            .await;
+        assert_eq!(status, 409, "{problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("policy `p1`"));
+        let (status, problem) = app
+            .admin(Method::POST, "/v1/admin/tools/crm/retire", None)
+            .await;
+        assert_eq!(status, 409);
+        assert!(problem["detail"].as_str().unwrap().contains("agent `bot`"));
+        let (status, problem) = app
+            .admin(
+                Method::PATCH,
+                "/v1/admin/tools/crm",
+                Some(json!({"operations": ["delete"]})),
+            )
+            .await;
+        assert_eq!(status, 409, "removing granted operations: {problem}");
+        // Removing an operation nobody grants is fine.
+        app.admin_ok(
+            Method::PATCH,
+            "/v1/admin/tools/crm",
+            Some(json!({"operations": ["read", "write"]})),
+            200,
+        )
+        .await;
+        // Forced retirement goes ahead and the inventory stops showing the agent's reach.
+        let retired = app
+            .admin_ok(
+                Method::POST,
+                "/v1/admin/agents/bot/retire?force=true",
+                None,
+                200,
+            )
+            .await;
+        assert_eq!(retired["status"], "retired");
+        let (status, _) = app
+            .admin(
+                Method::PATCH,
+                "/v1/admin/agents/bot",
+                Some(json!({"team": "x"})),
+            )
+            .await;
+        assert_eq!(status, 409, "a retired agent cannot be changed");
+        let (status, problem) = app
+            .admin(
+                Method::POST,
+                "/v1/admin/policies",
+                Some(
+                    json!({"id": "p3", "issuer": "idp", "subjects": ["alice"], "agents": ["bot"],
+                        "grants": [{"tool": "crm", "operations": ["read"]}],
+                        "max_ttl_seconds": 60}),
+                ),
+            )
+            .await;
+        assert_eq!(
+            status, 422,
+            "a new policy cannot name a retired agent: {problem}"
+        );
+    }
+);
+
+both_stores!(
+    the_inventory_shows_owners_reach_and_the_policies_behind_it,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        seed(&app).await;
+        app.admin_ok(
+            Method::POST,
+            "/v1/admin/policies",
+            Some(
+                json!({"id": "p0-any", "issuer": "idp", "subjects": ["alice"], "agents": "*",
+                    "grants": [{"tool": "crm", "operations": ["read", "delete"]}],
+                    "max_ttl_seconds": 120}),
+            ),
+            201,
+        )
+        .await;
+        let inventory = app
+            .admin_ok(Method::GET, "/v1/admin/inventory", None, 200)
+            .await;
+        let entries = inventory["items"].as_array().unwrap();
+        let bot = entries.iter().find(|e| e["agent"] == "bot").unwrap();
+        assert_eq!(bot["owner"], "alice@example.com");
+        assert_eq!(bot["live_mandates"], 0);
+        assert_eq!(
+            bot["reach"],
+            json!([
+                {"tool": "crm", "operation": "read", "policies": ["p0-any", "p1"]},
+                {"tool": "crm", "operation": "write", "policies": ["p1"]},
+            ]),
+            "delete is outside bot's ceiling"
+        );
+        let helper = entries.iter().find(|e| e["agent"] == "helper").unwrap();
+        assert_eq!(
+            helper["reach"],
+            json!([{"tool": "crm", "operation": "read", "policies": ["p0-any"]}])
+        );
+        // Suspending the agent or disabling the tool takes the reach away.
+        app.admin_ok(Method::POST, "/v1/admin/tools/crm/disable", None, 200)
+            .await;
+        let inventory = app
+            .admin_ok(Method::GET, "/v1/admin/inventory", None, 200)
+            .await;
+        for entry in inventory["items"].as_array().unwrap() {
+            assert_eq!(entry["reach"], json!([]), "{entry}");
+        }
+        let filtered = app
+            .admin_ok(Method::GET, "/v1/admin/inventory?owner=nobody", None, 200)
+            .await;
+        assert_eq!(filtered["items"], json!([]));
+    }
+);
+
+both_stores!(
+    agent_keys_are_registered_once_and_removable,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        seed(&app).await;
+        let detail = app
+            .admin_ok(Method::GET, "/v1/admin/agents/helper", None, 200)
+            .await;
+        let keys = detail["public_keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1);
+        let key = keys[0]["public_key"].as_str().unwrap().to_owned();
+        let id = keys[0]["id"].as_str().unwrap().to_owned();
+        // The same key, even in capitals, cannot be registered again (here or for another agent).
+        let shouted = format!("ed25519/{}", key[8..].to_uppercase());
+        for agent in ["helper", "bot"] {
+            let (status, _) = app
+                .admin(
+                    Method::POST,
+                    &format!("/v1/admin/agents/{agent}/keys"),
+                    Some(json!({"public_key": shouted})),
+                )
+                .await;
+            assert_eq!(status, 409);
+        }
+        let (status, problem) = app
+            .admin(
+                Method::POST,
+                "/v1/admin/agents/bot/keys",
+                Some(json!({"public_key": "ed25519/xyz"})),
+            )
+            .await;
+        assert_eq!(status, 422, "{problem}");
+        app.admin_ok(
+            Method::DELETE,
+            &format!("/v1/admin/agents/helper/keys/{id}"),
+            None,
+            204,
+        )
+        .await;
+        let detail = app
+            .admin_ok(Method::GET, "/v1/admin/agents/helper", None, 200)
+            .await;
+        assert_eq!(detail["public_keys"], json!([]));
+        let (status, _) = app
+            .admin(
+                Method::DELETE,
+                &format!("/v1/admin/agents/helper/keys/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 404);
+    }
+);
+
+both_stores!(
+    pagination_is_stable_while_rows_are_inserted,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        seed(&app).await;
+        for i in 0..30 {
+            app.admin_ok(
+                Method::POST,
+                "/v1/admin/agents",
+                Some(agent_body(&format!("agent-{i:02}0"))),
+                201,
+            )
+            .await;
+        }
+        let existing: BTreeSet<String> = (0..30).map(|i| format!("agent-{i:02}0")).collect();
+        // Insert rows that sort between and before the ones being paged, while paging.
+        let writer = {
+            let client = app.client.clone();
+            let url = app.url("/v1/admin/agents");
+            tokio::spawn(async move {
+                for i in 0..30 {
+                    for id in [format!("agent-{i:02}5"), format!("aaa-{i:02}")] {
+                        let response = client
+                            .post(&url)
+                            .bearer_auth(ADMIN_TOKEN)
+                            .json(&agent_body(&id))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(response.status(), 201);
+                    }
+                }
+            })
+        };
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/v1/admin/agents?limit=4&cursor={c}"),
+                None => "/v1/admin/agents?limit=4".to_owned(),
+            };
+            let page = app.admin_ok(Method::GET, &path, None, 200).await;
+            for item in page["items"].as_array().unwrap() {
+                seen.push(item["id"].as_str().unwrap().to_owned());
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+            tokio::task::yield_now().await;
+        }
+        writer.await.unwrap();
+        let unique: BTreeSet<String> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "no row twice: {seen:?}");
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "in key order: {seen:?}"
+        );
+        assert!(
+            existing.is_subset(&unique),
+            "every row that existed is seen"
+        );
+    }
+);
+
+both_stores!(
+    admin_tokens_can_be_listed_and_revoked_but_never_shown_again,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let token = app.token_with_role("ci-bot", "auditor").await;
+        let (status, _) = app
+            .as_token(&token, Method::GET, "/v1/admin/agents", None)
+            .await;
+        assert_eq!(status, 200);
+        let list = app
+            .admin_ok(Method::GET, "/v1/admin/tokens", None, 200)
+            .await;
+        let entry = &list["items"][0];
+        assert_eq!(entry["name"], "ci-bot");
+        assert_eq!(entry["role"], "auditor");
+        assert!(entry.get("token").is_none());
+        let (status, _) = app
+            .admin(
+                Method::POST,
+                "/v1/admin/tokens",
+                Some(json!({"name": "ci-bot", "role": "admin"})),
+            )
+            .await;
+        assert_eq!(status, 409, "names are unique");
+        let (status, _) = app
+            .admin(
+                Method::POST,
+                "/v1/admin/tokens",
+                Some(json!({"name": "bootstrap", "role": "admin"})),
+            )
+            .await;
+        assert_eq!(status, 422, "the configured token's name is reserved");
+        let id = entry["id"].as_str().unwrap();
+        app.admin_ok(Method::DELETE, &format!("/v1/admin/tokens/{id}"), None, 204)
+            .await;
+        let (status, _) = app
+            .as_token(&token, Method::GET, "/v1/admin/agents", None)
+            .await;
+        assert_eq!(status, 401, "a revoked token is refused");
+    }
+);

@@ -1,0 +1,60 @@
+//! A small inventory most admin tests start from.
+
+use reqwest::Method;
+use serde_json::json;
+
+use super::TestApp;
+
+/// The public key registered for agent `helper` in [`seed`].
+pub const HELPER_KEY: &str =
+    "ed25519/acdd6d5b53bfee478bf689f8e012fe7988bf755e3d7c5152947abc149bc20189";
+
+/// Tools `crm` (read, write, delete) and `github` (issues.read, issues.create); issuer `idp`;
+/// agents `bot` (orchestrator, ceiling crm read+write) and `helper` (sub-agent); policy `p1`
+/// (support group may delegate crm read+write to bot for 10 minutes).
+pub async fn seed(app: &TestApp) {
+    let posts = [
+        (
+            "/v1/admin/tools",
+            json!({"id": "crm", "display_name": "CRM", "kind": "api", "owner": "bob@example.com",
+                   "operations": ["read", "write", "delete"]}),
+        ),
+        (
+            "/v1/admin/tools",
+            json!({"id": "github", "display_name": "GitHub MCP", "kind": "mcp_server",
+                   "owner": "carol@example.com", "operations": ["issues.read", "issues.create"]}),
+        ),
+        (
+            "/v1/admin/issuers",
+            json!({"id": "idp", "issuer_url": "https://idp.example.com/", "audiences": ["mandate"],
+                   "discovery": true, "allowed_algorithms": ["RS256", "ES256"],
+                   "groups_claim": "groups"}),
+        ),
+        (
+            "/v1/admin/agents",
+            json!({"id": "bot", "display_name": "Support bot", "kind": "orchestrator",
+                   "owner": "alice@example.com", "team": "support",
+                   "ceiling": [{"tool": "crm", "operations": ["read", "write"]}],
+                   "max_ttl_seconds": 900}),
+        ),
+        (
+            "/v1/admin/agents",
+            json!({"id": "helper", "display_name": "Helper", "kind": "sub_agent",
+                   "owner": "alice@example.com",
+                   "ceiling": [{"tool": "crm", "operations": ["read"]}]}),
+        ),
+        (
+            "/v1/admin/policies",
+            json!({"id": "p1", "issuer": "idp", "groups": ["support"], "agents": ["bot"],
+                   "grants": [{"tool": "crm", "operations": ["read", "write"]}],
+                   "max_ttl_seconds": 600}),
+        ),
+        (
+            "/v1/admin/agents/helper/keys",
+            json!({"public_key": HELPER_KEY}),
+        ),
+    ];
+    for (path, body) in posts {
+        app.admin_ok(Method::POST, path, Some(body), 201).await;
+    }
+}
