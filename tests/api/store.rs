@@ -658,10 +658,20 @@ mod inventory {
                 Err(StoreError::NotFound(_))
             ));
             let page = store
-                .list_admin_tokens(&PageRequest::first(10))
+                .list_admin_tokens(None, &PageRequest::first(10))
                 .await
                 .unwrap();
-            assert_eq!(page.len(), 1);
+            assert_eq!(page.len(), 1, "revoked tokens stay listed");
+            let auditors = store
+                .list_admin_tokens(Some("auditor"), &PageRequest::first(10))
+                .await
+                .unwrap();
+            assert_eq!(auditors.len(), 1);
+            let admins = store
+                .list_admin_tokens(Some("admin"), &PageRequest::first(10))
+                .await
+                .unwrap();
+            assert!(admins.is_empty());
         }
     );
 

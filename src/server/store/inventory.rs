@@ -38,8 +38,12 @@ pub trait AdminTokenStore: Send + Sync {
     /// One token by id, revoked or not.
     async fn admin_token(&self, id: Uuid) -> Result<Option<AdminToken>, StoreError>;
 
-    /// Tokens by name, after the page cursor.
-    async fn list_admin_tokens(&self, page: &PageRequest) -> Result<Vec<AdminToken>, StoreError>;
+    /// Tokens by name, after the page cursor; only those with `role` when given.
+    async fn list_admin_tokens(
+        &self,
+        role: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Vec<AdminToken>, StoreError>;
 
     /// Revokes an unrevoked token; `NotFound` when there is none.
     async fn revoke_admin_token(

@@ -4,6 +4,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::auth::{Reader, Writer, BOOTSTRAP_NAME};
@@ -11,7 +13,7 @@ use super::snapshot;
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::app::AppState;
 use crate::server::error::{ApiError, FieldError, Problem};
-use crate::server::model::admin_token::{AdminToken, IssuedAdminToken, NewAdminToken};
+use crate::server::model::admin_token::{AdminToken, IssuedAdminToken, NewAdminToken, Role};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::secrets::{self, ADMIN_TOKEN_PREFIX};
 use crate::server::store::{change_event, new_id, Store};
@@ -85,10 +87,23 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, Json(issued)))
 }
 
+/// Filters and page of `GET /v1/admin/tokens`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TokenQuery {
+    /// Only tokens with this role.
+    pub role: Option<Role>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Rows per page, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
 /// List admin tokens by name (never the tokens themselves).
 #[utoipa::path(
     get, path = "/v1/admin/tokens", tag = "admin", security(("admin_token" = [])),
-    params(PageQuery),
+    params(TokenQuery),
     responses(
         (status = 200, description = "One page", body = Paged<AdminToken>),
         (status = 400, description = "Bad cursor", body = Problem, content_type = "application/problem+json"),
@@ -98,10 +113,14 @@ pub async fn create_token(
 pub async fn list_tokens(
     State(state): State<AppState>,
     Reader(_reader): Reader,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<TokenQuery>,
 ) -> Result<Json<Paged<AdminToken>>, ApiError> {
-    let page = PageRequest::try_from(&query)?;
-    let rows = state.store.list_admin_tokens(&page).await?;
+    let page = PageRequest::try_from(&PageQuery {
+        cursor: query.cursor,
+        limit: query.limit,
+    })?;
+    let role = query.role.map(Role::as_str);
+    let rows = state.store.list_admin_tokens(role, &page).await?;
     Ok(Json(Paged::from_rows(rows, &page, |t| t.name.clone())))
 }
 

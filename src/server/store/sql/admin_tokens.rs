@@ -67,11 +67,16 @@ impl AdminTokenStore for ThisStore {
     }
 
     #[tracing::instrument(skip(self), err)]
-    async fn list_admin_tokens(&self, page: &PageRequest) -> Result<Vec<AdminToken>, StoreError> {
+    async fn list_admin_tokens(
+        &self,
+        role: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Vec<AdminToken>, StoreError> {
         sqlx::query(
-            "SELECT * FROM admin_tokens WHERE (CAST($1 AS TEXT) IS NULL OR name > $1) \
-             ORDER BY name LIMIT $2",
+            "SELECT * FROM admin_tokens WHERE (CAST($1 AS TEXT) IS NULL OR role = $1) AND \
+             (CAST($2 AS TEXT) IS NULL OR name > $2) ORDER BY name LIMIT $3",
         )
+        .bind(role)
         .bind(&page.after)
         .bind(page.fetch_limit())
         .fetch_all(&self.pool)
