@@ -3,8 +3,10 @@
 
 mod admin_access;
 mod admin_inventory;
+mod admin_validation;
 mod cli;
 mod health;
 mod helpers;
 mod openapi;
 mod store;
+mod store_inventory;

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod extract;
 pub mod health;
 pub mod keys;
+pub mod problems;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -24,6 +25,7 @@ use super::app::AppState;
         (name = "keys", description = "Root public keys for offline verification"),
         (name = "admin", description = "Inventory, policies and audit for IAM teams (admin tokens)")
     ),
+    components(schemas(crate::server::error::Problem, crate::server::error::FieldError)),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;

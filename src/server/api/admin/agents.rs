@@ -9,8 +9,11 @@ use utoipa::IntoParams;
 use super::auth::{Caller, Reader, Writer};
 use super::{check_grants, snapshot, still_used};
 use crate::server::api::extract::{ApiJson, ApiQuery};
+use crate::server::api::problems::{
+    ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
+};
 use crate::server::app::AppState;
-use crate::server::error::{ApiError, Problem};
+use crate::server::error::ApiError;
 use crate::server::model::agent::{
     Agent, AgentDetail, AgentKind, AgentPatch, AgentStatus, NewAgent,
 };
@@ -60,11 +63,7 @@ pub(super) async fn load_agent(state: &AppState, id: &str) -> Result<Agent, ApiE
     request_body = NewAgent,
     responses(
         (status = 201, description = "Registered", body = Agent),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
+        CreateErrors,
     )
 )]
 pub async fn create_agent(
@@ -95,8 +94,7 @@ pub async fn create_agent(
     params(AgentQuery),
     responses(
         (status = 200, description = "One page", body = Paged<Agent>),
-        (status = 400, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        ListErrors,
     )
 )]
 pub async fn list_agents(
@@ -124,8 +122,7 @@ pub async fn list_agents(
     params(("id" = String, Path, description = "Agent id")),
     responses(
         (status = 200, description = "The agent", body = AgentDetail),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+        GetErrors,
     )
 )]
 pub async fn get_agent(
@@ -150,11 +147,7 @@ pub async fn get_agent(
     request_body = AgentPatch,
     responses(
         (status = 200, description = "Updated", body = Agent),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Retired, or changed concurrently", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
+        ChangeErrors,
     )
 )]
 pub async fn update_agent(
@@ -226,10 +219,7 @@ async fn transition(
     params(("id" = String, Path, description = "Agent id")),
     responses(
         (status = 200, description = "Suspended", body = Agent),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not active", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn suspend_agent(
@@ -254,10 +244,7 @@ pub async fn suspend_agent(
     params(("id" = String, Path, description = "Agent id")),
     responses(
         (status = 200, description = "Active again", body = Agent),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not suspended", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn resume_agent(
@@ -282,10 +269,7 @@ pub async fn resume_agent(
     params(("id" = String, Path, description = "Agent id"), ForceQuery),
     responses(
         (status = 200, description = "Retired", body = Agent),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already retired, or named by policies", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn retire_agent(

@@ -7,8 +7,9 @@ use utoipa::IntoParams;
 
 use super::auth::Reader;
 use crate::server::api::extract::ApiQuery;
+use crate::server::api::problems::ListErrors;
 use crate::server::app::AppState;
-use crate::server::error::{ApiError, FieldError, Problem};
+use crate::server::error::{ApiError, FieldError};
 use crate::server::model::page::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::server::store::AuditEvent;
 
@@ -29,8 +30,7 @@ pub struct AuditQuery {
     params(AuditQuery),
     responses(
         (status = 200, description = "Events after `after`, oldest first", body = Vec<AuditEvent>),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad limit", body = Problem, content_type = "application/problem+json"),
+        ListErrors,
     )
 )]
 pub async fn list_audit(

@@ -10,8 +10,9 @@ use super::agents::load_agent;
 use super::auth::{Caller, Writer};
 use super::snapshot;
 use crate::server::api::extract::ApiJson;
+use crate::server::api::problems::{ActionErrors, ChangeErrors};
 use crate::server::app::AppState;
-use crate::server::error::{ApiError, FieldError, Problem};
+use crate::server::error::{ApiError, FieldError};
 use crate::server::model::agent::{
     AgentKey, AgentSecretInfo, AgentStatus, IssuedAgentSecret, NewAgentKey,
 };
@@ -81,10 +82,7 @@ async fn new_secret(
     params(("id" = String, Path, description = "Agent id")),
     responses(
         (status = 201, description = "The secret, shown this once", body = IssuedAgentSecret),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A secret is active, or the agent is retired", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn issue_secret(
@@ -101,10 +99,7 @@ pub async fn issue_secret(
     params(("id" = String, Path, description = "Agent id")),
     responses(
         (status = 201, description = "The new secret, shown this once", body = IssuedAgentSecret),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such agent, or no active secret", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The agent is retired", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn rotate_secret(
@@ -121,9 +116,7 @@ pub async fn rotate_secret(
     params(("id" = String, Path, description = "Agent id")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such agent, or no active secret", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn revoke_secret(
@@ -156,11 +149,7 @@ pub async fn revoke_secret(
     request_body = NewAgentKey,
     responses(
         (status = 201, description = "Registered", body = AgentKey),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Key already registered, or agent retired", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not an ed25519 public key", body = Problem, content_type = "application/problem+json"),
+        ChangeErrors,
     )
 )]
 pub async fn add_key(
@@ -202,9 +191,7 @@ pub async fn add_key(
     params(("id" = String, Path, description = "Agent id"), ("key_id" = Uuid, Path, description = "Key id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such agent or key", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn remove_key(

@@ -8,8 +8,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Reader;
 use crate::server::api::extract::ApiQuery;
+use crate::server::api::problems::ListErrors;
 use crate::server::app::AppState;
-use crate::server::error::{ApiError, Problem};
+use crate::server::error::ApiError;
 use crate::server::model::agent::{AgentKind, AgentStatus};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::tool::Tool;
@@ -58,8 +59,7 @@ pub struct InventoryEntry {
     params(InventoryQuery),
     responses(
         (status = 200, description = "One page of agents", body = Paged<InventoryEntry>),
-        (status = 400, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        ListErrors,
     )
 )]
 pub async fn inventory(

@@ -9,8 +9,11 @@ use utoipa::IntoParams;
 use super::auth::{Caller, Reader, Writer};
 use super::snapshot;
 use crate::server::api::extract::{ApiJson, ApiQuery};
+use crate::server::api::problems::{
+    ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
+};
 use crate::server::app::AppState;
-use crate::server::error::{ApiError, Problem};
+use crate::server::error::ApiError;
 use crate::server::model::issuer::{Issuer, IssuerPatch, IssuerStatus, NewIssuer};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::store::{change_event, IssuerFilter};
@@ -42,10 +45,7 @@ async fn load_issuer(state: &AppState, id: &str) -> Result<Issuer, ApiError> {
     request_body = NewIssuer,
     responses(
         (status = 201, description = "Registered", body = Issuer),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The id or issuer URL is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
+        CreateErrors,
     )
 )]
 pub async fn create_issuer(
@@ -74,8 +74,7 @@ pub async fn create_issuer(
     params(IssuerQuery),
     responses(
         (status = 200, description = "One page", body = Paged<Issuer>),
-        (status = 400, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        ListErrors,
     )
 )]
 pub async fn list_issuers(
@@ -100,8 +99,7 @@ pub async fn list_issuers(
     params(("id" = String, Path, description = "Issuer id")),
     responses(
         (status = 200, description = "The issuer", body = Issuer),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such issuer", body = Problem, content_type = "application/problem+json"),
+        GetErrors,
     )
 )]
 pub async fn get_issuer(
@@ -141,11 +139,7 @@ async fn save(
     request_body = IssuerPatch,
     responses(
         (status = 200, description = "Updated", body = Issuer),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such issuer", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Changed concurrently", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
+        ChangeErrors,
     )
 )]
 pub async fn update_issuer(
@@ -184,10 +178,7 @@ async fn set_status(
     params(("id" = String, Path, description = "Issuer id")),
     responses(
         (status = 200, description = "Disabled", body = Issuer),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such issuer", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already disabled", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn disable_issuer(
@@ -211,10 +202,7 @@ pub async fn disable_issuer(
     params(("id" = String, Path, description = "Issuer id")),
     responses(
         (status = 200, description = "Active again", body = Issuer),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such issuer", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already active", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn enable_issuer(

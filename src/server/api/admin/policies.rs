@@ -9,8 +9,11 @@ use utoipa::IntoParams;
 use super::auth::{Reader, Writer};
 use super::{check_agents, check_grants, snapshot};
 use crate::server::api::extract::{ApiJson, ApiQuery};
+use crate::server::api::problems::{
+    ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
+};
 use crate::server::app::AppState;
-use crate::server::error::{ApiError, FieldError, Problem};
+use crate::server::error::{ApiError, FieldError};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::policy::{NewPolicy, Policy, PolicyPatch};
 use crate::server::store::{change_event, PolicyFilter};
@@ -56,10 +59,7 @@ async fn check_references(state: &AppState, policy: &Policy) -> Result<(), ApiEr
     request_body = NewPolicy,
     responses(
         (status = 201, description = "Created", body = Policy),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields or unknown references, named", body = Problem, content_type = "application/problem+json"),
+        CreateErrors,
     )
 )]
 pub async fn create_policy(
@@ -88,8 +88,7 @@ pub async fn create_policy(
     params(PolicyQuery),
     responses(
         (status = 200, description = "One page", body = Paged<Policy>),
-        (status = 400, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        ListErrors,
     )
 )]
 pub async fn list_policies(
@@ -115,8 +114,7 @@ pub async fn list_policies(
     params(("id" = String, Path, description = "Policy id")),
     responses(
         (status = 200, description = "The policy", body = Policy),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such policy", body = Problem, content_type = "application/problem+json"),
+        GetErrors,
     )
 )]
 pub async fn get_policy(
@@ -134,11 +132,7 @@ pub async fn get_policy(
     request_body = PolicyPatch,
     responses(
         (status = 200, description = "Updated", body = Policy),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such policy", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Changed concurrently", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields or unknown references, named", body = Problem, content_type = "application/problem+json"),
+        ChangeErrors,
     )
 )]
 pub async fn update_policy(
@@ -171,10 +165,7 @@ pub async fn update_policy(
     params(("id" = String, Path, description = "Policy id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such policy", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Changed concurrently", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn delete_policy(

@@ -11,8 +11,9 @@ use uuid::Uuid;
 use super::auth::{Reader, Writer, BOOTSTRAP_NAME};
 use super::snapshot;
 use crate::server::api::extract::{ApiJson, ApiQuery};
+use crate::server::api::problems::{ActionErrors, CreateErrors, ListErrors};
 use crate::server::app::AppState;
-use crate::server::error::{ApiError, FieldError, Problem};
+use crate::server::error::{ApiError, FieldError};
 use crate::server::model::admin_token::{AdminToken, IssuedAdminToken, NewAdminToken, Role};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::secrets::{self, ADMIN_TOKEN_PREFIX};
@@ -66,10 +67,7 @@ pub async fn issue_admin_token(
     request_body = NewAdminToken,
     responses(
         (status = 201, description = "The token, shown this once", body = IssuedAdminToken),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
+        CreateErrors,
     )
 )]
 pub async fn create_token(
@@ -106,8 +104,7 @@ pub struct TokenQuery {
     params(TokenQuery),
     responses(
         (status = 200, description = "One page", body = Paged<AdminToken>),
-        (status = 400, description = "Bad cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        ListErrors,
     )
 )]
 pub async fn list_tokens(
@@ -130,9 +127,7 @@ pub async fn list_tokens(
     params(("id" = Uuid, Path, description = "Token id")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such active token", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn revoke_token(

@@ -10,8 +10,11 @@ use super::agents::ForceQuery;
 use super::auth::{Caller, Reader, Writer};
 use super::{all_agents, snapshot, still_used};
 use crate::server::api::extract::{ApiJson, ApiQuery};
+use crate::server::api::problems::{
+    ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
+};
 use crate::server::app::AppState;
-use crate::server::error::{ApiError, Problem};
+use crate::server::error::ApiError;
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::tool::{NewTool, Tool, ToolKind, ToolPatch, ToolStatus};
 use crate::server::model::Grant;
@@ -78,10 +81,7 @@ async fn users_of(
     request_body = NewTool,
     responses(
         (status = 201, description = "Registered", body = Tool),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
+        CreateErrors,
     )
 )]
 pub async fn create_tool(
@@ -110,8 +110,7 @@ pub async fn create_tool(
     params(ToolQuery),
     responses(
         (status = 200, description = "One page", body = Paged<Tool>),
-        (status = 400, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        ListErrors,
     )
 )]
 pub async fn list_tools(
@@ -138,8 +137,7 @@ pub async fn list_tools(
     params(("id" = String, Path, description = "Tool id")),
     responses(
         (status = 200, description = "The tool", body = Tool),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such tool", body = Problem, content_type = "application/problem+json"),
+        GetErrors,
     )
 )]
 pub async fn get_tool(
@@ -179,11 +177,7 @@ async fn save(
     request_body = ToolPatch,
     responses(
         (status = 200, description = "Updated", body = Tool),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such tool", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A removed operation is still granted, or concurrent change", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
+        ChangeErrors,
     )
 )]
 pub async fn update_tool(
@@ -244,10 +238,7 @@ async fn transition(
     params(("id" = String, Path, description = "Tool id")),
     responses(
         (status = 200, description = "Disabled", body = Tool),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such tool", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not active", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn disable_tool(
@@ -272,10 +263,7 @@ pub async fn disable_tool(
     params(("id" = String, Path, description = "Tool id")),
     responses(
         (status = 200, description = "Active again", body = Tool),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such tool", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not disabled", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn enable_tool(
@@ -300,10 +288,7 @@ pub async fn enable_tool(
     params(("id" = String, Path, description = "Tool id"), ForceQuery),
     responses(
         (status = 200, description = "Retired", body = Tool),
-        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such tool", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already retired, or still granted", body = Problem, content_type = "application/problem+json"),
+        ActionErrors,
     )
 )]
 pub async fn retire_tool(
