@@ -1,4 +1,5 @@
--- The tables every capability of mandate stands on. Ids are UUIDv7 (time-ordered) unless a row
+-- The tables every capability of mandate stands on. Slug keys use the "C" collation so lists
+-- page in byte order, as on SQLite, whatever the server's locale. Ids are UUIDv7 (time-ordered) unless a row
 -- is named by an administrator (agents, tools, issuers, policies use readable slugs).
 
 -- Root signing keys, recorded the first time mandate publishes them. A kid is never re-bound to
@@ -13,7 +14,7 @@ CREATE TABLE root_keys (
 -- Admin API tokens (`mnd_adm_…`), stored as SHA-256 hashes only.
 CREATE TABLE admin_tokens (
     id            UUID PRIMARY KEY,
-    name          TEXT NOT NULL UNIQUE,
+    name          TEXT COLLATE "C" NOT NULL UNIQUE,
     role          TEXT NOT NULL CHECK (role IN ('admin', 'auditor')),
     token_hash    BYTEA NOT NULL UNIQUE,
     created_by    TEXT NOT NULL,
@@ -25,7 +26,7 @@ CREATE TABLE admin_tokens (
 -- Registered agents: non-human identities with an accountable owner. `version` increases with
 -- every change (optimistic concurrency for updates).
 CREATE TABLE agents (
-    id               TEXT PRIMARY KEY,
+    id               TEXT COLLATE "C" PRIMARY KEY,
     display_name     TEXT NOT NULL,
     kind             TEXT NOT NULL CHECK (kind IN ('orchestrator', 'sub_agent')),
     owner            TEXT NOT NULL CHECK (owner <> ''),
@@ -56,15 +57,17 @@ CREATE TABLE agent_keys (
     id          UUID PRIMARY KEY,
     agent_id    TEXT NOT NULL REFERENCES agents (id),
     algorithm   TEXT NOT NULL CHECK (algorithm = 'ed25519'),
-    public_key  TEXT NOT NULL UNIQUE,
+    public_key  TEXT NOT NULL,
     created_at  TIMESTAMPTZ NOT NULL,
     removed_at  TIMESTAMPTZ
 );
 CREATE INDEX agent_keys_agent ON agent_keys (agent_id);
+-- A key attests for one agent at a time; once removed it may be registered again.
+CREATE UNIQUE INDEX agent_keys_live ON agent_keys (public_key) WHERE removed_at IS NULL;
 
 -- Downstream APIs, MCP servers and tools, with the operations they offer.
 CREATE TABLE tools (
-    id            TEXT PRIMARY KEY,
+    id            TEXT COLLATE "C" PRIMARY KEY,
     display_name  TEXT NOT NULL,
     kind          TEXT NOT NULL CHECK (kind IN ('api', 'mcp_server', 'tool')),
     owner         TEXT NOT NULL CHECK (owner <> ''),
@@ -78,7 +81,7 @@ CREATE TABLE tools (
 
 -- Trusted OIDC identity providers.
 CREATE TABLE issuers (
-    id                  TEXT PRIMARY KEY,
+    id                  TEXT COLLATE "C" PRIMARY KEY,
     issuer_url          TEXT NOT NULL UNIQUE,
     audiences           JSONB NOT NULL DEFAULT '[]',
     jwks_uri            TEXT,
@@ -94,7 +97,7 @@ CREATE TABLE issuers (
 
 -- Delegation policies: which principals may delegate which tool operations to which agents.
 CREATE TABLE policies (
-    id               TEXT PRIMARY KEY,
+    id               TEXT COLLATE "C" PRIMARY KEY,
     name             TEXT NOT NULL,
     description      TEXT,
     issuer_id        TEXT NOT NULL REFERENCES issuers (id),

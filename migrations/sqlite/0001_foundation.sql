@@ -58,11 +58,13 @@ CREATE TABLE agent_keys (
     id          BLOB PRIMARY KEY,
     agent_id    TEXT NOT NULL REFERENCES agents (id),
     algorithm   TEXT NOT NULL CHECK (algorithm = 'ed25519'),
-    public_key  TEXT NOT NULL UNIQUE,
+    public_key  TEXT NOT NULL,
     created_at  TEXT NOT NULL,
     removed_at  TEXT
 );
 CREATE INDEX agent_keys_agent ON agent_keys (agent_id);
+-- A key attests for one agent at a time; once removed it may be registered again.
+CREATE UNIQUE INDEX agent_keys_live ON agent_keys (public_key) WHERE removed_at IS NULL;
 
 -- Downstream APIs, MCP servers and tools, with the operations they offer.
 CREATE TABLE tools (

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::model::agent::{Agent, AgentStatus};
 use super::model::policy::Policy;
 use super::model::tool::{Tool, ToolStatus};
+use super::model::Grant;
 
 /// One tool operation an agent can reach, and the policies that allow it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -30,6 +31,147 @@ pub fn ceiling_allows(agent: &Agent, tool: &str, operation: &str) -> bool {
         .iter()
         .any(|g| g.tool == tool && g.operations.iter().any(|o| o == operation))
 }
+
+/// A human principal, as proven by an issuer's token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The issuer's id in mandate.
+    pub issuer_id: String,
+    /// The issuer's URL (the token's `iss`).
+    pub issuer_url: String,
+    /// The subject (from the issuer's subject claim).
+    pub subject: String,
+    /// Groups (from the issuer's groups claim).
+    pub groups: Vec<String>,
+}
+
+/// Whether `policy` covers `principal`: same issuer, and the subject or one of the groups named.
+pub fn covers_principal(policy: &Policy, principal: &Principal) -> bool {
+    policy.issuer == principal.issuer_id
+        && (policy.subjects.iter().any(|s| *s == principal.subject)
+            || policy.groups.iter().any(|g| principal.groups.contains(g)))
+}
+
+/// Why one requested operation is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DenialReason {
+    /// No tool with this id is registered.
+    UnknownTool,
+    /// The tool is disabled or retired.
+    ToolInactive,
+    /// The tool offers no such operation.
+    UnknownOperation,
+    /// The agent's ceiling does not include it.
+    OutsideAgentCeiling,
+    /// No enabled policy grants it to this agent for this principal.
+    NoPolicy,
+}
+
+/// One refused operation and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Denial {
+    /// Tool id.
+    pub tool: String,
+    /// Operation.
+    pub operation: String,
+    /// Why it is refused.
+    pub reason: DenialReason,
+}
+
+/// The outcome of evaluating a requested scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    /// The granted rights, sorted (empty when anything is denied).
+    pub granted: Vec<crate::token::Right>,
+    /// Every refused operation, in request order.
+    pub denied: Vec<Denial>,
+    /// The longest TTL the policies behind the grants allow: for each right the most generous
+    /// policy granting it, then the least of those over all rights.
+    pub policy_ttl: Option<u32>,
+}
+
+/// Evaluates `requested` for `agent` acting for `principal`. All or nothing: one denied
+/// operation denies the request, and every denied operation is reported.
+pub fn evaluate(
+    principal: &Principal,
+    agent: &Agent,
+    requested: &[Grant],
+    policies: &[Policy],
+    tools: &[Tool],
+) -> Evaluation {
+    let applicable: Vec<&Policy> = policies
+        .iter()
+        .filter(|p| p.enabled && p.agents.covers(&agent.id) && covers_principal(p, principal))
+        .collect();
+    let mut granted = Vec::new();
+    let mut denied = Vec::new();
+    let mut policy_ttl: Option<u32> = None;
+    for grant in requested {
+        let tool = tools.iter().find(|t| t.id == grant.tool);
+        for operation in &grant.operations {
+            let deny = |reason| Denial {
+                tool: grant.tool.clone(),
+                operation: operation.clone(),
+                reason,
+            };
+            let Some(tool) = tool else {
+                denied.push(deny(DenialReason::UnknownTool));
+                continue;
+            };
+            if tool.status != ToolStatus::Active {
+                denied.push(deny(DenialReason::ToolInactive));
+            } else if !tool.operations.contains(operation) {
+                denied.push(deny(DenialReason::UnknownOperation));
+            } else if !ceiling_allows(agent, &tool.id, operation) {
+                denied.push(deny(DenialReason::OutsideAgentCeiling));
+            } else {
+                let best = applicable
+                    .iter()
+                    .filter(|p| {
+                        p.grants.iter().any(|g| {
+                            g.tool == tool.id && g.operations.iter().any(|o| o == operation)
+                        })
+                    })
+                    .map(|p| p.max_ttl_seconds)
+                    .max();
+                match best {
+                    None => denied.push(deny(DenialReason::NoPolicy)),
+                    Some(ttl) => {
+                        policy_ttl = Some(policy_ttl.map_or(ttl, |t| t.min(ttl)));
+                        granted.push(crate::token::Right {
+                            tool: tool.id.clone(),
+                            operation: operation.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if !denied.is_empty() {
+        granted.clear();
+        policy_ttl = None;
+    }
+    granted.sort();
+    granted.dedup();
+    Evaluation {
+        granted,
+        denied,
+        policy_ttl,
+    }
+}
+
+/// The mandate's lifetime: the least of what was asked, what the policies allow, the agent's
+/// maximum and the service cap.
+pub fn mandate_ttl(requested: Option<u32>, policy_ttl: u32, agent_max: u32, cap: u32) -> u32 {
+    [requested.unwrap_or(DEFAULT_TTL), policy_ttl, agent_max, cap]
+        .into_iter()
+        .min()
+        .unwrap_or(0)
+}
+
+/// Lifetime of a mandate when none is asked for: 15 minutes.
+pub const DEFAULT_TTL: u32 = 900;
 
 /// Every operation `agent` can reach through `policies` (for any principal they cover), sorted
 /// by tool and operation. Agents that are not active reach nothing.
@@ -78,7 +220,6 @@ mod tests {
     use crate::server::model::agent::AgentKind;
     use crate::server::model::policy::AgentScope;
     use crate::server::model::tool::ToolKind;
-    use crate::server::model::Grant;
 
     fn grant(tool: &str, ops: &[&str]) -> Grant {
         Grant {
@@ -137,6 +278,163 @@ mod tests {
             version: 1,
             created_at: t,
             updated_at: t,
+        }
+    }
+
+    fn alice(groups: &[&str]) -> Principal {
+        Principal {
+            issuer_id: "idp".into(),
+            issuer_url: "https://idp.example.com/".into(),
+            subject: "alice".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    fn reasons(e: &Evaluation) -> Vec<(String, DenialReason)> {
+        e.denied
+            .iter()
+            .map(|d| (format!("{}:{}", d.tool, d.operation), d.reason))
+            .collect()
+    }
+
+    #[test]
+    fn a_request_within_policy_ceiling_and_tool_is_granted_with_the_policy_ttl() {
+        let bot = agent("bot", vec![grant("crm", &["read", "write"])]);
+        let tools = [tool("crm", &["read", "write"])];
+        let mut short = policy("short", AgentScope::Any, vec![grant("crm", &["read"])]);
+        short.max_ttl_seconds = 60;
+        let long = policy(
+            "long",
+            AgentScope::Any,
+            vec![grant("crm", &["read", "write"])],
+        );
+        let e = evaluate(
+            &alice(&["staff"]),
+            &bot,
+            &[grant("crm", &["read", "write"])],
+            &[short, long],
+            &tools,
+        );
+        assert!(e.denied.is_empty());
+        assert_eq!(e.granted.len(), 2);
+        // read is allowed for 600 s by `long`: the most generous policy per right counts.
+        assert_eq!(e.policy_ttl, Some(600));
+    }
+
+    #[test]
+    fn every_denied_operation_is_reported_with_its_reason() {
+        let bot = agent(
+            "bot",
+            vec![grant("crm", &["read", "write"]), grant("old", &["x"])],
+        );
+        let mut old = tool("old", &["x"]);
+        old.status = ToolStatus::Disabled;
+        let tools = [tool("crm", &["read", "write", "delete"]), old];
+        let policies = [policy("p", AgentScope::Any, vec![grant("crm", &["read"])])];
+        let requested = [
+            grant("crm", &["read", "write", "delete", "purge"]),
+            grant("old", &["x"]),
+            grant("ghost", &["y"]),
+        ];
+        let e = evaluate(&alice(&["staff"]), &bot, &requested, &policies, &tools);
+        assert_eq!(
+            reasons(&e),
+            vec![
+                ("crm:write".into(), DenialReason::NoPolicy),
+                ("crm:delete".into(), DenialReason::OutsideAgentCeiling),
+                ("crm:purge".into(), DenialReason::UnknownOperation),
+                ("old:x".into(), DenialReason::ToolInactive),
+                ("ghost:y".into(), DenialReason::UnknownTool),
+            ]
+        );
+        assert!(e.granted.is_empty(), "all or nothing");
+        assert_eq!(e.policy_ttl, None);
+    }
+
+    #[test]
+    fn a_policy_covers_only_its_issuer_subjects_groups_and_agents() {
+        let bot = agent("bot", vec![grant("crm", &["read"])]);
+        let tools = [tool("crm", &["read"])];
+        let ask = [grant("crm", &["read"])];
+        let mut by_subject = policy("s", AgentScope::Any, vec![grant("crm", &["read"])]);
+        by_subject.groups = vec![];
+        by_subject.subjects = vec!["alice".into()];
+        assert!(
+            evaluate(&alice(&[]), &bot, &ask, &[by_subject.clone()], &tools)
+                .denied
+                .is_empty()
+        );
+        let mut bob = alice(&[]);
+        bob.subject = "bob".into();
+        assert!(!evaluate(&bob, &bot, &ask, &[by_subject.clone()], &tools)
+            .denied
+            .is_empty());
+        let mut other_issuer = alice(&["staff"]);
+        other_issuer.issuer_id = "other".into();
+        let by_group = policy("g", AgentScope::Any, vec![grant("crm", &["read"])]);
+        assert!(
+            !evaluate(&other_issuer, &bot, &ask, &[by_group.clone()], &tools)
+                .denied
+                .is_empty()
+        );
+        assert!(
+            !evaluate(&alice(&["sales"]), &bot, &ask, &[by_group.clone()], &tools)
+                .denied
+                .is_empty()
+        );
+        let for_other_agent = policy(
+            "o",
+            AgentScope::Listed(vec!["x".into()]),
+            vec![grant("crm", &["read"])],
+        );
+        assert!(
+            !evaluate(&alice(&["staff"]), &bot, &ask, &[for_other_agent], &tools)
+                .denied
+                .is_empty()
+        );
+        let mut disabled = by_group;
+        disabled.enabled = false;
+        assert!(
+            !evaluate(&alice(&["staff"]), &bot, &ask, &[disabled], &tools)
+                .denied
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_ttl_is_the_least_of_request_policy_agent_and_cap() {
+        assert_eq!(mandate_ttl(None, 3600, 3600, 3600), 900);
+        assert_eq!(mandate_ttl(Some(120), 600, 900, 3600), 120);
+        assert_eq!(mandate_ttl(Some(3000), 600, 900, 3600), 600);
+        assert_eq!(mandate_ttl(Some(3000), 3000, 300, 3600), 300);
+        assert_eq!(mandate_ttl(Some(3000), 3000, 3000, 60), 60);
+    }
+
+    proptest::proptest! {
+        /// Granting is monotone: adding a policy never removes a grant, and removing one never
+        /// adds a grant.
+        #[test]
+        fn adding_a_policy_never_takes_a_right_away(
+            ops in proptest::collection::vec(0usize..4, 1..4),
+            first in proptest::collection::vec(0usize..4, 1..4),
+            second in proptest::collection::vec(0usize..4, 1..4),
+        ) {
+            let names = ["a", "b", "c", "d"];
+            let pick = |ix: &[usize]| -> Vec<&str> { let mut v: Vec<&str> = ix.iter().map(|i| names[*i]).collect(); v.sort(); v.dedup(); v };
+            let bot = agent("bot", vec![grant("t", &names)]);
+            let tools = [tool("t", &names)];
+            let ask = [grant("t", &pick(&ops))];
+            let one = [policy("p1", AgentScope::Any, vec![grant("t", &pick(&first))])];
+            let two = [one[0].clone(), policy("p2", AgentScope::Any, vec![grant("t", &pick(&second))])];
+            let e1 = evaluate(&alice(&["staff"]), &bot, &ask, &one, &tools);
+            let e2 = evaluate(&alice(&["staff"]), &bot, &ask, &two, &tools);
+            proptest::prop_assert!(e2.denied.len() <= e1.denied.len());
+            if e1.denied.is_empty() {
+                proptest::prop_assert_eq!(&e1.granted, &e2.granted);
+            }
+            for d in &e2.denied {
+                proptest::prop_assert!(e1.denied.contains(d));
+            }
         }
     }
 

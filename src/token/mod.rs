@@ -1,6 +1,160 @@
-//! The mandate/v1 token schema, shared by the service and by offline verifiers.
+//! The mandate/v1 token schema, shared by the service and by offline verifiers: minting the
+//! authority block, verifying a token, and the published key formats. Documented for other
+//! Biscuit libraries in `docs/token-schema.md`.
 //!
 //! This module builds without the `server` feature, so downstream services can depend on it
 //! alone.
 
 pub mod keys;
+pub mod mint;
+pub mod verify;
+
+use serde::{Deserialize, Serialize};
+
+/// The schema version every mandate states as `mandate_schema(1)`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The largest token a verifier parses.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// One granted right: an operation of a tool.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct Right {
+    /// The tool's id.
+    pub tool: String,
+    /// The operation.
+    pub operation: String,
+}
+
+/// Why a token could not be minted or was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The token is larger than [`MAX_TOKEN_BYTES`].
+    #[error("token larger than {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
+    /// The token does not follow the mandate/v1 schema.
+    #[error("not a mandate/v1 token")]
+    Malformed,
+    /// A fact the schema requires is absent or repeated.
+    #[error("the authority block must state exactly one `{0}` fact")]
+    MissingFact(&'static str),
+    /// A time outside the representable range.
+    #[error("time out of range")]
+    Time,
+    /// The Biscuit library refused the token (bad signature, failed check, unknown key, …).
+    #[error("biscuit: {0}")]
+    Biscuit(#[from] biscuit_auth::error::Token),
+}
+
+impl From<biscuit_auth::error::Format> for TokenError {
+    fn from(error: biscuit_auth::error::Format) -> Self {
+        TokenError::Biscuit(biscuit_auth::error::Token::Format(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use biscuit_auth::KeyPair;
+    use chrono::{DateTime, Utc};
+
+    use super::keys::KeySet;
+    use super::mint::{mint, MandateSpec};
+    use super::verify::{verify, AccessRequest};
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn spec(subject: &str, task: &str) -> MandateSpec {
+        MandateSpec {
+            mandate_id: "01900000-0000-7000-8000-000000000001".into(),
+            task_id: task.into(),
+            task_digest: vec![7; 32],
+            principal_subject: subject.into(),
+            principal_issuer: "https://idp.example.com/".into(),
+            agent_id: "bot".into(),
+            rights: vec![
+                Right {
+                    tool: "crm".into(),
+                    operation: "read".into(),
+                },
+                Right {
+                    tool: "crm".into(),
+                    operation: "write".into(),
+                },
+            ],
+            expires_at: at(600),
+        }
+    }
+
+    fn request(tool: &str, operation: &str, now: DateTime<Utc>) -> AccessRequest {
+        AccessRequest {
+            tool: tool.into(),
+            operation: operation.into(),
+            now,
+        }
+    }
+
+    #[test]
+    fn a_minted_mandate_grants_exactly_its_rights_until_it_expires() {
+        let root = KeyPair::new();
+        let minted = mint(&spec("alice", "task-1"), &root, 3).unwrap();
+        let keys = KeySet::from([(3, root.public())]);
+        let authority = verify(&minted.token, &keys, &request("crm", "read", at(0))).unwrap();
+        assert_eq!(authority.principal_subject, "alice");
+        assert_eq!(authority.agent_id, "bot");
+        assert_eq!(authority.task_id, "task-1");
+        assert_eq!(authority.expires_at, at(600));
+        assert_eq!(authority.rights.len(), 2);
+        assert!(verify(&minted.token, &keys, &request("crm", "write", at(600))).is_ok());
+        assert!(verify(&minted.token, &keys, &request("crm", "delete", at(0))).is_err());
+        assert!(verify(&minted.token, &keys, &request("mail", "read", at(0))).is_err());
+        assert!(verify(&minted.token, &keys, &request("crm", "read", at(601))).is_err());
+        assert_eq!(minted.revocation_id.len(), 64, "an Ed25519 signature");
+    }
+
+    #[test]
+    fn a_mandate_verifies_only_under_its_own_kid() {
+        let root = KeyPair::new();
+        let minted = mint(&spec("alice", "t"), &root, 3).unwrap();
+        let wrong_kid = KeySet::from([(4, root.public())]);
+        assert!(verify(&minted.token, &wrong_kid, &request("crm", "read", at(0))).is_err());
+        let wrong_key = KeySet::from([(3, KeyPair::new().public())]);
+        assert!(verify(&minted.token, &wrong_key, &request("crm", "read", at(0))).is_err());
+    }
+
+    #[test]
+    fn datalog_in_values_is_data_not_code() {
+        let root = KeyPair::new();
+        let hostile = "alice\"); right(\"crm\", \"delete\"); check if true; //\n\u{202E}";
+        let minted = mint(&spec(hostile, "t\"); right(\"x\",\"y\")"), &root, 1).unwrap();
+        let keys = KeySet::from([(1, root.public())]);
+        let authority = verify(&minted.token, &keys, &request("crm", "read", at(0))).unwrap();
+        assert_eq!(authority.principal_subject, hostile);
+        assert_eq!(authority.rights.len(), 2);
+        assert!(verify(&minted.token, &keys, &request("crm", "delete", at(0))).is_err());
+        assert!(verify(&minted.token, &keys, &request("x", "y", at(0))).is_err());
+    }
+
+    #[test]
+    fn oversized_tokens_are_refused_before_parsing() {
+        let keys = KeySet::new();
+        let huge = "A".repeat(MAX_TOKEN_BYTES + 1);
+        assert!(matches!(
+            verify(&huge, &keys, &request("crm", "read", at(0))),
+            Err(TokenError::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn a_mandate_without_rights_grants_nothing() {
+        let root = KeyPair::new();
+        let mut empty = spec("alice", "t");
+        empty.rights.clear();
+        let minted = mint(&empty, &root, 1).unwrap();
+        let keys = KeySet::from([(1, root.public())]);
+        assert!(verify(&minted.token, &keys, &request("crm", "read", at(0))).is_err());
+    }
+}

@@ -163,6 +163,7 @@ both_stores!(
 both_stores!(updates_record_before_and_after, |backend| async move {
     let app = TestApp::spawn(backend).await;
     seed(&app).await;
+    app.clock.advance(chrono::Duration::minutes(5));
     let updated = app
         .admin_ok(
             Method::PATCH,
@@ -184,6 +185,14 @@ both_stores!(updates_record_before_and_after, |backend| async move {
         .await;
     assert_eq!(read["owner"], "dave@example.com");
     assert_eq!(read["updated_at"], updated["updated_at"]);
+    assert_ne!(
+        read["updated_at"], read["created_at"],
+        "the update moved updated_at"
+    );
+    assert_eq!(
+        event.details["after"]["updated_at"], read["updated_at"],
+        "the audit records what was stored"
+    );
 });
 
 both_stores!(
@@ -236,6 +245,16 @@ both_stores!(
             )
             .await;
         assert_eq!(status, 409, "a retired agent cannot be changed");
+        // The policy that still names the retired agent can be disabled all the same.
+        let disabled = app
+            .admin_ok(
+                Method::PATCH,
+                "/v1/admin/policies/p1",
+                Some(json!({"enabled": false})),
+                200,
+            )
+            .await;
+        assert_eq!(disabled["enabled"], false);
         let (status, problem) = app
             .admin(
                 Method::POST,

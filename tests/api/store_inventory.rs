@@ -369,6 +369,48 @@ both_stores!(
     }
 );
 
+both_stores!(
+    a_change_whose_audit_event_fails_is_rolled_back_whole,
+    |backend| async move {
+        let (_db, store) = store_with_rows(backend).await;
+        let now = test_epoch();
+        let secret = |n: u8| NewSecret {
+            info: AgentSecretInfo {
+                id: new_id(now + Duration::seconds(i64::from(n))),
+                created_by: "admin:t".into(),
+                created_at: now,
+            },
+            hash: hash(&format!("secret-{n}")),
+        };
+        let issued = audit("issue");
+        store
+            .change_agent_secret("b", &SecretChange::Issue(secret(1)), now, &issued)
+            .await
+            .unwrap();
+        // Reusing an event id makes the audit insert fail after the old secret was revoked
+        // and its successor inserted: nothing of it may remain.
+        let err = store
+            .change_agent_secret("b", &SecretChange::Rotate(secret(2)), now, &issued)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        assert_eq!(
+            store
+                .agent_by_secret(&hash("secret-1"))
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            "b",
+            "the old secret still works"
+        );
+        assert_eq!(
+            store.agent_by_secret(&hash("secret-2")).await.unwrap(),
+            None
+        );
+    }
+);
+
 both_stores!(agent_keys_are_unique_and_removable, |backend| async move {
     let (_db, store) = store_with_rows(backend).await;
     let key = |agent: &str, id_seconds: i64| AgentKey {

@@ -59,11 +59,19 @@ impl NewAdminToken {
 }
 
 /// A new admin token, shown once.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct IssuedAdminToken {
     /// Its metadata.
     #[serde(flatten)]
     pub info: AdminToken,
     /// `mnd_adm_…`: store it now; mandate keeps only its hash.
     pub token: String,
+}
+
+impl std::fmt::Debug for IssuedAdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedAdminToken")
+            .field("token", &"[redacted]")
+            .finish_non_exhaustive()
+    }
 }

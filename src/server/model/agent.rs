@@ -166,7 +166,7 @@ pub struct AgentDetail {
 }
 
 /// An agent secret, shown once.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct IssuedAgentSecret {
     /// Secret id.
     pub id: Uuid,
@@ -262,5 +262,13 @@ impl AgentPatch {
             agent.max_ttl_seconds = v;
         }
         agent
+    }
+}
+
+impl std::fmt::Debug for IssuedAgentSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedAgentSecret")
+            .field("secret", &"[redacted]")
+            .finish_non_exhaustive()
     }
 }

@@ -70,6 +70,20 @@ impl PostgresStore {
     }
 }
 
+/// The transaction-scoped advisory lock that orders audit appends ("audit" in ASCII).
+const AUDIT_LOCK: i64 = 0x0061_7564_6974;
+
+/// Audit `seq` values come from a sequence, handed out at insert time. Taken before the insert
+/// and held to commit, this lock makes commit order equal `seq` order, so a reader paging with
+/// `seq > last` never skips an event that commits late (from this or another replica).
+async fn serialize_audit(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 async fn applied_migrations(conn: &mut sqlx::PgConnection) -> usize {
     // Before the first run the bookkeeping table does not exist: nothing is applied.
     sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")

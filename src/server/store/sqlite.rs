@@ -66,6 +66,11 @@ impl SqliteStore {
     }
 }
 
+/// SQLite has one writer at a time: audit appends already commit in `seq` order.
+async fn serialize_audit(_conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    Ok(())
+}
+
 async fn applied_migrations(pool: &SqlitePool) -> usize {
     // Before the first run the bookkeeping table does not exist: nothing is applied.
     sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")

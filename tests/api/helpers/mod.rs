@@ -90,6 +90,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The server's store, for assertions on what was recorded.
     pub store: SharedStore,
+    /// The server's clock; tests move it.
+    pub clock: Arc<ManualClock>,
     /// The database and data directory.
     pub db: TestDatabase,
     shutdown: Option<oneshot::Sender<()>>,
@@ -107,7 +109,7 @@ impl TestApp {
         config.database_max_connections = 5;
         config.admin_token = Some(AdminTokenSource::Value(Secret::new(ADMIN_TOKEN.to_owned())));
         let clock = Arc::new(ManualClock::new(test_epoch()));
-        let server = Server::prepare(config, Options { dev: true }, clock)
+        let server = Server::prepare(config, Options { dev: true }, clock.clone())
             .await
             .unwrap();
         let addr = server.local_addr().unwrap();
@@ -123,6 +125,7 @@ impl TestApp {
                 .build()
                 .unwrap(),
             store,
+            clock,
             db,
             shutdown: Some(tx),
             task: Some(task),

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::agents::load_agent;
 use super::auth::{Caller, Writer};
-use super::snapshot;
+use super::{shown_once, snapshot, ShownOnce};
 use crate::server::api::extract::ApiJson;
 use crate::server::api::problems::{ActionErrors, ChangeErrors};
 use crate::server::app::AppState;
@@ -34,8 +34,9 @@ async fn new_secret(
     caller: &Caller,
     id: &str,
     rotate: bool,
-) -> Result<(StatusCode, Json<IssuedAgentSecret>), ApiError> {
+) -> Result<ShownOnce<IssuedAgentSecret>, ApiError> {
     live_agent(state, id).await?;
+    let before = state.store.agent_secret(id).await?;
     let now = state.clock.now();
     let secret =
         secrets::generate(AGENT_SECRET_PREFIX).map_err(|e| ApiError::Internal(Box::new(e)))?;
@@ -58,22 +59,19 @@ async fn new_secret(
         &caller.actor(),
         action,
         format!("agent:{id}"),
-        None,
+        before.as_ref().and_then(snapshot),
         snapshot(&info),
     );
     state
         .store
         .change_agent_secret(id, &change, now, &audit)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(IssuedAgentSecret {
-            id: info.id,
-            agent_id: id.to_owned(),
-            secret: secret.expose().to_owned(),
-            created_at: now,
-        }),
-    ))
+    Ok(shown_once(IssuedAgentSecret {
+        id: info.id,
+        agent_id: id.to_owned(),
+        secret: secret.expose().to_owned(),
+        created_at: now,
+    }))
 }
 
 /// Issue the agent's secret (shown once). Refused if one is active: rotate it instead.
@@ -89,7 +87,7 @@ pub async fn issue_secret(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<IssuedAgentSecret>), ApiError> {
+) -> Result<ShownOnce<IssuedAgentSecret>, ApiError> {
     new_secret(&state, &caller, &id, false).await
 }
 
@@ -106,7 +104,7 @@ pub async fn rotate_secret(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<IssuedAgentSecret>), ApiError> {
+) -> Result<ShownOnce<IssuedAgentSecret>, ApiError> {
     new_secret(&state, &caller, &id, true).await
 }
 

@@ -7,15 +7,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Reader;
+use super::{active_issuers, all_tools};
 use crate::server::api::extract::ApiQuery;
 use crate::server::api::problems::ListErrors;
 use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::agent::{AgentKind, AgentStatus};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
-use crate::server::model::tool::Tool;
 use crate::server::policy::{reach, Reach};
-use crate::server::store::{AgentFilter, ToolFilter};
+use crate::server::store::AgentFilter;
 
 /// Filters and page of the inventory.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -77,7 +77,15 @@ pub async fn inventory(
         ..AgentFilter::default()
     };
     let agents = state.store.list_agents(&filter, &page).await?;
-    let policies = state.store.all_policies().await?;
+    // Policies of a disabled issuer grant nothing: no principal of it is accepted.
+    let issuers = active_issuers(&state).await?;
+    let policies: Vec<_> = state
+        .store
+        .all_policies()
+        .await?
+        .into_iter()
+        .filter(|p| issuers.iter().any(|i| i.id == p.issuer))
+        .collect();
     let tools = all_tools(&state).await?;
     let live = state.store.live_mandate_counts(state.clock.now()).await?;
     let paged = Paged::from_rows(agents, &page, |a| a.id.clone());
@@ -91,22 +99,4 @@ pub async fn inventory(
         team: agent.team,
         status: agent.status,
     })))
-}
-
-async fn all_tools(state: &AppState) -> Result<Vec<Tool>, ApiError> {
-    let mut tools = Vec::new();
-    let mut page = PageRequest::first(200);
-    loop {
-        let mut rows = state
-            .store
-            .list_tools(&ToolFilter::default(), &page)
-            .await?;
-        let more = rows.len() > 200;
-        rows.truncate(200);
-        page.after = rows.last().map(|t| t.id.clone());
-        tools.extend(rows);
-        if !more {
-            return Ok(tools);
-        }
-    }
 }

@@ -16,6 +16,7 @@ use crate::server::app::AppState;
 use crate::server::error::{ApiError, FieldError};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::policy::{NewPolicy, Policy, PolicyPatch};
+use crate::server::model::Grant;
 use crate::server::store::{change_event, PolicyFilter};
 
 /// Filters and page of `GET /v1/admin/policies`.
@@ -41,16 +42,37 @@ async fn load_policy(state: &AppState, id: &str) -> Result<Policy, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no policy `{id}`")))
 }
 
-/// A policy may name only a known issuer, known live agents, and offered tool operations.
-async fn check_references(state: &AppState, policy: &Policy) -> Result<(), ApiError> {
+/// A policy may name only a known issuer, known live agents, and offered tool operations. On
+/// update, what the policy already named stays allowed (an agent retired by force can still be
+/// disabled or edited out of it); only what the change adds is checked.
+async fn check_references(
+    state: &AppState,
+    policy: &Policy,
+    before: Option<&Policy>,
+) -> Result<(), ApiError> {
     if state.store.issuer(&policy.issuer).await?.is_none() {
         return Err(ApiError::Invalid(vec![FieldError {
             field: "issuer".to_owned(),
             message: format!("unknown issuer `{}`", policy.issuer),
         }]));
     }
-    check_agents(state, "agents", policy.agents.listed()).await?;
-    check_grants(state, "grants", &policy.grants).await
+    let known_agents = before.map(|b| b.agents.listed()).unwrap_or_default();
+    let new_agents: Vec<String> = policy
+        .agents
+        .listed()
+        .iter()
+        .filter(|a| !known_agents.contains(a))
+        .cloned()
+        .collect();
+    check_agents(state, "agents", &new_agents).await?;
+    let known_grants = before.map(|b| b.grants.as_slice()).unwrap_or_default();
+    let new_grants: Vec<Grant> = policy
+        .grants
+        .iter()
+        .filter(|g| !known_grants.contains(g))
+        .cloned()
+        .collect();
+    check_grants(state, "grants", &new_grants).await
 }
 
 /// Create a delegation policy.
@@ -69,7 +91,7 @@ pub async fn create_policy(
 ) -> Result<(StatusCode, Json<Policy>), ApiError> {
     let now = state.clock.now();
     let policy = body.into_policy(state.config.max_ttl_seconds, now)?;
-    check_references(&state, &policy).await?;
+    check_references(&state, &policy, None).await?;
     let audit = change_event(
         now,
         &caller.actor(),
@@ -143,7 +165,7 @@ pub async fn update_policy(
 ) -> Result<Json<Policy>, ApiError> {
     let before = load_policy(&state, &id).await?;
     let mut after = patch.apply(before.clone(), state.config.max_ttl_seconds)?;
-    check_references(&state, &after).await?;
+    check_references(&state, &after, Some(&before)).await?;
     let now = state.clock.now();
     after.version = before.version + 1;
     after.updated_at = now;

@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::auth::{Reader, Writer, BOOTSTRAP_NAME};
-use super::snapshot;
+use super::{shown_once, snapshot, ShownOnce};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{ActionErrors, CreateErrors, ListErrors};
 use crate::server::app::AppState;
@@ -74,15 +74,10 @@ pub async fn create_token(
     State(state): State<AppState>,
     Writer(caller): Writer,
     ApiJson(body): ApiJson<NewAdminToken>,
-) -> Result<(StatusCode, Json<IssuedAdminToken>), ApiError> {
-    let issued = issue_admin_token(
-        state.store.as_ref(),
-        body,
-        &caller.actor(),
-        state.clock.now(),
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(issued)))
+) -> Result<ShownOnce<IssuedAdminToken>, ApiError> {
+    let now = state.clock.now();
+    let issued = issue_admin_token(state.store.as_ref(), body, &caller.actor(), now).await?;
+    Ok(shown_once(issued))
 }
 
 /// Filters and page of `GET /v1/admin/tokens`.

@@ -15,6 +15,7 @@ use crate::server::api::problems::{
 };
 use crate::server::app::AppState;
 use crate::server::error::ApiError;
+use crate::server::model::agent::AgentStatus;
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::tool::{NewTool, Tool, ToolKind, ToolPatch, ToolStatus};
 use crate::server::model::Grant;
@@ -69,7 +70,8 @@ async fn users_of(
         all_agents(state)
             .await?
             .iter()
-            .filter(|a| uses(&a.ceiling))
+            // A retired agent can never use its ceiling again; it holds nothing up.
+            .filter(|a| a.status != AgentStatus::Retired && uses(&a.ceiling))
             .map(|a| format!("the ceiling of agent `{}`", a.id)),
     );
     Ok(users)

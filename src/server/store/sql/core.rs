@@ -34,6 +34,7 @@ async fn insert_audit(
     conn: &mut DbConnection,
     event: &NewAuditEvent,
 ) -> Result<AuditEvent, StoreError> {
+    serialize_audit(conn).await?;
     let row = sqlx::query(
         "INSERT INTO audit_events \
          (id, occurred_at, actor, action, target, outcome, details) \
@@ -112,8 +113,10 @@ impl CoreStore for ThisStore {
 
     #[tracing::instrument(skip(self, event), fields(action = %event.action), err)]
     async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        insert_audit(&mut conn, event).await
+        let mut tx = self.pool.begin().await?;
+        let stored = insert_audit(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(stored)
     }
 
     #[tracing::instrument(skip(self), err)]
