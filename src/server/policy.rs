@@ -48,7 +48,7 @@ pub struct Principal {
 /// Whether `policy` covers `principal`: same issuer, and the subject or one of the groups named.
 pub fn covers_principal(policy: &Policy, principal: &Principal) -> bool {
     policy.issuer == principal.issuer_id
-        && (policy.subjects.iter().any(|s| *s == principal.subject)
+        && (policy.subjects.contains(&principal.subject)
             || policy.groups.iter().any(|g| principal.groups.contains(g)))
 }
 
@@ -359,29 +359,43 @@ mod tests {
         let mut by_subject = policy("s", AgentScope::Any, vec![grant("crm", &["read"])]);
         by_subject.groups = vec![];
         by_subject.subjects = vec!["alice".into()];
+        assert!(evaluate(
+            &alice(&[]),
+            &bot,
+            &ask,
+            std::slice::from_ref(&by_subject),
+            &tools
+        )
+        .denied
+        .is_empty());
+        let mut bob = alice(&[]);
+        bob.subject = "bob".into();
         assert!(
-            evaluate(&alice(&[]), &bot, &ask, &[by_subject.clone()], &tools)
+            !evaluate(&bob, &bot, &ask, std::slice::from_ref(&by_subject), &tools)
                 .denied
                 .is_empty()
         );
-        let mut bob = alice(&[]);
-        bob.subject = "bob".into();
-        assert!(!evaluate(&bob, &bot, &ask, &[by_subject.clone()], &tools)
-            .denied
-            .is_empty());
         let mut other_issuer = alice(&["staff"]);
         other_issuer.issuer_id = "other".into();
         let by_group = policy("g", AgentScope::Any, vec![grant("crm", &["read"])]);
-        assert!(
-            !evaluate(&other_issuer, &bot, &ask, &[by_group.clone()], &tools)
-                .denied
-                .is_empty()
-        );
-        assert!(
-            !evaluate(&alice(&["sales"]), &bot, &ask, &[by_group.clone()], &tools)
-                .denied
-                .is_empty()
-        );
+        assert!(!evaluate(
+            &other_issuer,
+            &bot,
+            &ask,
+            std::slice::from_ref(&by_group),
+            &tools
+        )
+        .denied
+        .is_empty());
+        assert!(!evaluate(
+            &alice(&["sales"]),
+            &bot,
+            &ask,
+            std::slice::from_ref(&by_group),
+            &tools
+        )
+        .denied
+        .is_empty());
         let for_other_agent = policy(
             "o",
             AgentScope::Listed(vec!["x".into()]),
