@@ -23,6 +23,16 @@ CREATE TABLE admin_tokens (
     revoked_at    TIMESTAMPTZ
 );
 
+-- One row whose generation every change to agents, tools, issuers or policies advances, in the
+-- change's transaction and only if it still holds the generation read before the change was
+-- checked. A change checked against a stale inventory (a policy naming an agent being retired
+-- meanwhile) therefore fails instead of landing.
+CREATE TABLE inventory_state (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    generation  BIGINT NOT NULL
+);
+INSERT INTO inventory_state (id, generation) VALUES (1, 0);
+
 -- Registered agents: non-human identities with an accountable owner. `version` increases with
 -- every change (optimistic concurrency for updates).
 CREATE TABLE agents (

@@ -485,3 +485,29 @@ both_stores!(
         assert_eq!(status, 401, "a revoked token is refused");
     }
 );
+
+both_stores!(
+    a_policy_and_the_retirement_of_its_agent_never_both_land,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        seed(&app).await;
+        for i in 0..8 {
+            let id = format!("racer-{i}");
+            app.admin_ok(Method::POST, "/v1/admin/agents", Some(agent_body(&id)), 201)
+                .await;
+            let policy = json!({"id": format!("race-{i}"), "issuer": "idp", "subjects": ["alice"],
+                                "agents": [id], "grants": [{"tool": "crm", "operations": ["read"]}],
+                                "max_ttl_seconds": 60});
+            let create = app.admin(Method::POST, "/v1/admin/policies", Some(policy));
+            let retire_path = format!("/v1/admin/agents/{id}/retire");
+            let retire = app.admin(Method::POST, &retire_path, None);
+            let ((created, _), (retired, _)) = tokio::join!(create, retire);
+            assert!(
+                !(created == 201 && retired == 200),
+                "round {i}: a policy names a retired agent"
+            );
+            assert!([201, 409, 422].contains(&created), "{created}");
+            assert!([200, 409].contains(&retired), "{retired}");
+        }
+    }
+);

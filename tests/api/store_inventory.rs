@@ -10,13 +10,17 @@ use mandate::server::model::tool::{Tool, ToolKind, ToolStatus};
 use mandate::server::model::Grant;
 use mandate::server::secrets::hash;
 use mandate::server::store::{
-    change_event, new_id, AgentFilter, IssuerFilter, NewSecret, PolicyFilter, SecretChange,
-    SharedStore, StoreError, ToolFilter,
+    change_event, new_id, AgentFilter, InventoryGuard, IssuerFilter, NewSecret, PolicyFilter,
+    SecretChange, SharedStore, StoreError, ToolFilter,
 };
 
 use crate::both_stores;
 use crate::helpers::{test_epoch, Backend, TestDatabase};
 use crate::store::migrated;
+
+async fn guard(store: &SharedStore) -> InventoryGuard {
+    store.inventory_guard().await.unwrap()
+}
 
 fn audit(action: &str) -> mandate::server::store::NewAuditEvent {
     change_event(test_epoch(), "admin:t", action, "x:y".into(), None, None)
@@ -97,9 +101,16 @@ fn policy(id: &str, agents: AgentScope, enabled: bool) -> Policy {
 
 async fn store_with_rows(backend: Backend) -> (TestDatabase, SharedStore) {
     let (db, store) = migrated(backend).await;
-    store.insert_tool(&tool("crm"), &audit("t")).await.unwrap();
     store
-        .insert_issuer(&issuer("idp", "https://idp.example.com/"), &audit("i"))
+        .insert_tool(&tool("crm"), guard(&store).await, &audit("t"))
+        .await
+        .unwrap();
+    store
+        .insert_issuer(
+            &issuer("idp", "https://idp.example.com/"),
+            guard(&store).await,
+            &audit("i"),
+        )
         .await
         .unwrap();
     for (id, owner, status) in [
@@ -108,7 +119,7 @@ async fn store_with_rows(backend: Backend) -> (TestDatabase, SharedStore) {
         ("c", "alice", AgentStatus::Active),
     ] {
         store
-            .insert_agent(&agent(id, owner, status), &audit("a"))
+            .insert_agent(&agent(id, owner, status), guard(&store).await, &audit("a"))
             .await
             .unwrap();
     }
@@ -128,8 +139,14 @@ both_stores!(rows_read_back_exactly_as_written, |backend| async move {
     );
     let listed = policy("p", AgentScope::Listed(vec!["b".into()]), true);
     let any = policy("q", AgentScope::Any, false);
-    store.insert_policy(&listed, &audit("p")).await.unwrap();
-    store.insert_policy(&any, &audit("p")).await.unwrap();
+    store
+        .insert_policy(&listed, guard(&store).await, &audit("p"))
+        .await
+        .unwrap();
+    store
+        .insert_policy(&any, guard(&store).await, &audit("p"))
+        .await
+        .unwrap();
     assert_eq!(store.policy("p").await.unwrap(), Some(listed.clone()));
     assert_eq!(store.policy("q").await.unwrap(), Some(any.clone()));
     assert_eq!(store.all_policies().await.unwrap(), vec![listed, any]);
@@ -144,7 +161,11 @@ both_stores!(
         let (_db, store) = store_with_rows(backend).await;
         let before = store.audit_events(0, 100).await.unwrap().len();
         let err = store
-            .insert_agent(&agent("b", "x", AgentStatus::Active), &audit("a"))
+            .insert_agent(
+                &agent("b", "x", AgentStatus::Active),
+                guard(&store).await,
+                &audit("a"),
+            )
             .await
             .unwrap_err();
         assert!(
@@ -152,12 +173,18 @@ both_stores!(
             "{err}"
         );
         assert!(matches!(
-            store.insert_tool(&tool("crm"), &audit("t")).await,
+            store
+                .insert_tool(&tool("crm"), guard(&store).await, &audit("t"))
+                .await,
             Err(StoreError::Conflict(_))
         ));
         assert!(matches!(
             store
-                .insert_issuer(&issuer("other", "https://idp.example.com/"), &audit("i"))
+                .insert_issuer(
+                    &issuer("other", "https://idp.example.com/"),
+                    guard(&store).await,
+                    &audit("i")
+                )
                 .await,
             Err(StoreError::Conflict(_))
         ));
@@ -231,11 +258,19 @@ both_stores!(
             .unwrap();
         assert_eq!(issuers.len(), 1);
         store
-            .insert_policy(&policy("p", AgentScope::Any, false), &audit("p"))
+            .insert_policy(
+                &policy("p", AgentScope::Any, false),
+                guard(&store).await,
+                &audit("p"),
+            )
             .await
             .unwrap();
         store
-            .insert_policy(&policy("q", AgentScope::Any, true), &audit("p"))
+            .insert_policy(
+                &policy("q", AgentScope::Any, true),
+                guard(&store).await,
+                &audit("p"),
+            )
             .await
             .unwrap();
         let enabled = store
@@ -262,7 +297,10 @@ both_stores!(
         let mut changed = agent("b", "dave", AgentStatus::Suspended);
         changed.version = 2;
         changed.updated_at = test_epoch() + Duration::minutes(1);
-        store.update_agent(&changed, &audit("u")).await.unwrap();
+        store
+            .update_agent(&changed, guard(&store).await, &audit("u"))
+            .await
+            .unwrap();
         assert_eq!(store.agent("b").await.unwrap(), Some(changed.clone()));
         // A second writer that read version 1 loses, and writes nothing.
         let before = store.audit_events(0, 100).await.unwrap().len();
@@ -270,23 +308,36 @@ both_stores!(
         let mut stale = stale;
         stale.version = 2;
         assert!(matches!(
-            store.update_agent(&stale, &audit("u")).await,
+            store
+                .update_agent(&stale, guard(&store).await, &audit("u"))
+                .await,
             Err(StoreError::Conflict(_))
         ));
         assert_eq!(store.agent("b").await.unwrap(), Some(changed));
         assert_eq!(store.audit_events(0, 100).await.unwrap().len(), before);
 
         let mut p = policy("p", AgentScope::Any, true);
-        store.insert_policy(&p, &audit("p")).await.unwrap();
+        store
+            .insert_policy(&p, guard(&store).await, &audit("p"))
+            .await
+            .unwrap();
         assert!(matches!(
-            store.delete_policy("p", 7, &audit("d")).await,
+            store
+                .delete_policy("p", 7, guard(&store).await, &audit("d"))
+                .await,
             Err(StoreError::Conflict(_))
         ));
         p.version = 2;
         p.agents = AgentScope::Listed(vec!["a".into()]);
-        store.update_policy(&p, &audit("u")).await.unwrap();
+        store
+            .update_policy(&p, guard(&store).await, &audit("u"))
+            .await
+            .unwrap();
         assert_eq!(store.policy("p").await.unwrap(), Some(p));
-        store.delete_policy("p", 2, &audit("d")).await.unwrap();
+        store
+            .delete_policy("p", 2, guard(&store).await, &audit("d"))
+            .await
+            .unwrap();
         assert_eq!(store.policy("p").await.unwrap(), None);
     }
 );
@@ -618,3 +669,31 @@ async fn insert_mandate(
         }
     }
 }
+
+both_stores!(
+    a_change_checked_against_a_stale_inventory_is_refused,
+    |backend| async move {
+        let (_db, store) = store_with_rows(backend).await;
+        let checked = guard(&store).await;
+        store
+            .insert_tool(&tool("mail"), checked, &audit("t"))
+            .await
+            .unwrap();
+        let before = store.audit_events(0, 100).await.unwrap().len();
+        let err = store
+            .insert_agent(&agent("d", "x", AgentStatus::Active), checked, &audit("a"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(m) if m.contains("retry")),
+            "{err}"
+        );
+        assert_eq!(store.agent("d").await.unwrap(), None);
+        assert_eq!(store.audit_events(0, 100).await.unwrap().len(), before);
+        assert_ne!(
+            guard(&store).await,
+            checked,
+            "every change advances the generation"
+        );
+    }
+);

@@ -18,6 +18,12 @@ use crate::server::model::policy::Policy;
 use crate::server::model::tool::Tool;
 use crate::server::secrets::SecretHash;
 
+/// The inventory generation a change was checked against (see `inventory_state` in the
+/// migrations). Writes of agents, tools, issuers and policies take one and fail with a conflict
+/// if any other such write landed after it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InventoryGuard(pub i64);
+
 /// Admin API tokens.
 #[async_trait]
 pub trait AdminTokenStore: Send + Sync {
@@ -117,8 +123,15 @@ pub struct NewSecret {
 /// Agents and their credentials.
 #[async_trait]
 pub trait AgentStore: Send + Sync {
+    /// The current inventory generation; read it before checking a change.
+    async fn inventory_guard(&self) -> Result<InventoryGuard, StoreError>;
     /// Registers an agent; a taken id is a conflict.
-    async fn insert_agent(&self, agent: &Agent, audit: &NewAuditEvent) -> Result<(), StoreError>;
+    async fn insert_agent(
+        &self,
+        agent: &Agent,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
     /// One agent.
     async fn agent(&self, id: &str) -> Result<Option<Agent>, StoreError>;
     /// Agents by id, after the page cursor, up to `page.fetch_limit()`.
@@ -128,7 +141,12 @@ pub trait AgentStore: Send + Sync {
         page: &PageRequest,
     ) -> Result<Vec<Agent>, StoreError>;
     /// Replaces the agent whose version is `agent.version - 1`.
-    async fn update_agent(&self, agent: &Agent, audit: &NewAuditEvent) -> Result<(), StoreError>;
+    async fn update_agent(
+        &self,
+        agent: &Agent,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
 
     /// The agent's active secret.
     async fn agent_secret(&self, agent_id: &str) -> Result<Option<AgentSecretInfo>, StoreError>;
@@ -164,7 +182,12 @@ pub trait AgentStore: Send + Sync {
 #[async_trait]
 pub trait CatalogStore: Send + Sync {
     /// Registers a tool; a taken id is a conflict.
-    async fn insert_tool(&self, tool: &Tool, audit: &NewAuditEvent) -> Result<(), StoreError>;
+    async fn insert_tool(
+        &self,
+        tool: &Tool,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
     /// One tool.
     async fn tool(&self, id: &str) -> Result<Option<Tool>, StoreError>;
     /// Tools by id, after the page cursor.
@@ -174,11 +197,20 @@ pub trait CatalogStore: Send + Sync {
         page: &PageRequest,
     ) -> Result<Vec<Tool>, StoreError>;
     /// Replaces the tool whose version is `tool.version - 1`.
-    async fn update_tool(&self, tool: &Tool, audit: &NewAuditEvent) -> Result<(), StoreError>;
+    async fn update_tool(
+        &self,
+        tool: &Tool,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
 
     /// Registers an issuer; a taken id or issuer URL is a conflict.
-    async fn insert_issuer(&self, issuer: &Issuer, audit: &NewAuditEvent)
-        -> Result<(), StoreError>;
+    async fn insert_issuer(
+        &self,
+        issuer: &Issuer,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
     /// One issuer.
     async fn issuer(&self, id: &str) -> Result<Option<Issuer>, StoreError>;
     /// Issuers by id, after the page cursor.
@@ -188,16 +220,24 @@ pub trait CatalogStore: Send + Sync {
         page: &PageRequest,
     ) -> Result<Vec<Issuer>, StoreError>;
     /// Replaces the issuer whose version is `issuer.version - 1`.
-    async fn update_issuer(&self, issuer: &Issuer, audit: &NewAuditEvent)
-        -> Result<(), StoreError>;
+    async fn update_issuer(
+        &self,
+        issuer: &Issuer,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
 }
 
 /// Delegation policies, and the live mandates the inventory counts.
 #[async_trait]
 pub trait PolicyStore: Send + Sync {
     /// Creates a policy; a taken id is a conflict.
-    async fn insert_policy(&self, policy: &Policy, audit: &NewAuditEvent)
-        -> Result<(), StoreError>;
+    async fn insert_policy(
+        &self,
+        policy: &Policy,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
     /// One policy.
     async fn policy(&self, id: &str) -> Result<Option<Policy>, StoreError>;
     /// Policies by id, after the page cursor.
@@ -209,13 +249,18 @@ pub trait PolicyStore: Send + Sync {
     /// Every policy (for reference checks and the inventory).
     async fn all_policies(&self) -> Result<Vec<Policy>, StoreError>;
     /// Replaces the policy whose version is `policy.version - 1`.
-    async fn update_policy(&self, policy: &Policy, audit: &NewAuditEvent)
-        -> Result<(), StoreError>;
+    async fn update_policy(
+        &self,
+        policy: &Policy,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
     /// Deletes the policy if it is still at `version`.
     async fn delete_policy(
         &self,
         id: &str,
         version: i64,
+        guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError>;
 

@@ -17,8 +17,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use inventory::{
-    AdminTokenStore, AgentFilter, AgentStore, CatalogStore, IssuerFilter, NewSecret, PolicyFilter,
-    PolicyStore, SecretChange, ToolFilter,
+    AdminTokenStore, AgentFilter, AgentStore, CatalogStore, InventoryGuard, IssuerFilter,
+    NewSecret, PolicyFilter, PolicyStore, SecretChange, ToolFilter,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -316,6 +316,13 @@ fn changed_meanwhile(what: String) -> StoreError {
     StoreError::Conflict(format!(
         "{what} changed since it was read; fetch it again and retry"
     ))
+}
+
+/// The conflict of a change checked against an inventory that changed meanwhile.
+fn inventory_moved() -> StoreError {
+    StoreError::Conflict(
+        "the inventory changed while this change was being checked; retry it".to_owned(),
+    )
 }
 
 /// A stored non-negative INTEGER as u32.

@@ -18,7 +18,7 @@ use crate::server::model::agent::{
     Agent, AgentDetail, AgentKind, AgentPatch, AgentStatus, NewAgent,
 };
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
-use crate::server::store::{change_event, AgentFilter};
+use crate::server::store::{change_event, AgentFilter, InventoryGuard};
 
 /// Filters and page of `GET /v1/admin/agents`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -71,6 +71,7 @@ pub async fn create_agent(
     Writer(caller): Writer,
     ApiJson(body): ApiJson<NewAgent>,
 ) -> Result<(StatusCode, Json<Agent>), ApiError> {
+    let guard = state.store.inventory_guard().await?;
     let cap = state.config.max_ttl_seconds;
     body.check(cap)?;
     check_grants(&state, "ceiling", &body.ceiling).await?;
@@ -84,7 +85,7 @@ pub async fn create_agent(
         None,
         snapshot(&agent),
     );
-    state.store.insert_agent(&agent, &audit).await?;
+    state.store.insert_agent(&agent, guard, &audit).await?;
     Ok((StatusCode::CREATED, Json(agent)))
 }
 
@@ -156,6 +157,7 @@ pub async fn update_agent(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<AgentPatch>,
 ) -> Result<Json<Agent>, ApiError> {
+    let guard = state.store.inventory_guard().await?;
     patch.check(state.config.max_ttl_seconds)?;
     if let Some(ceiling) = &patch.ceiling {
         check_grants(&state, "ceiling", ceiling).await?;
@@ -165,13 +167,14 @@ pub async fn update_agent(
         return Err(ApiError::Conflict(format!("agent `{id}` is retired")));
     }
     let after = patch.apply(before.clone());
-    save(&state, &caller, "agent.updated", before, after).await
+    save(&state, &caller, guard, "agent.updated", before, after).await
 }
 
 /// Writes a changed agent with its audit event.
 async fn save(
     state: &AppState,
     caller: &Caller,
+    guard: InventoryGuard,
     action: &str,
     before: Agent,
     mut after: Agent,
@@ -187,7 +190,7 @@ async fn save(
         snapshot(&before),
         snapshot(&after),
     );
-    state.store.update_agent(&after, &audit).await?;
+    state.store.update_agent(&after, guard, &audit).await?;
     Ok(Json(after))
 }
 
@@ -195,6 +198,7 @@ async fn save(
 async fn transition(
     state: &AppState,
     caller: &Caller,
+    guard: InventoryGuard,
     id: &str,
     from: &[AgentStatus],
     to: AgentStatus,
@@ -210,7 +214,7 @@ async fn transition(
     }
     let mut after = before.clone();
     after.status = to;
-    save(state, caller, action, before, after).await
+    save(state, caller, guard, action, before, after).await
 }
 
 /// Suspend an active agent: it receives no mandates until resumed.
@@ -227,9 +231,11 @@ pub async fn suspend_agent(
     Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<Json<Agent>, ApiError> {
+    let guard = state.store.inventory_guard().await?;
     transition(
         &state,
         &caller,
+        guard,
         &id,
         &[AgentStatus::Active],
         AgentStatus::Suspended,
@@ -252,9 +258,11 @@ pub async fn resume_agent(
     Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<Json<Agent>, ApiError> {
+    let guard = state.store.inventory_guard().await?;
     transition(
         &state,
         &caller,
+        guard,
         &id,
         &[AgentStatus::Suspended],
         AgentStatus::Active,
@@ -278,6 +286,7 @@ pub async fn retire_agent(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<ForceQuery>,
 ) -> Result<Json<Agent>, ApiError> {
+    let guard = state.store.inventory_guard().await?;
     if !query.force {
         let users: Vec<String> = state
             .store
@@ -294,6 +303,7 @@ pub async fn retire_agent(
     transition(
         &state,
         &caller,
+        guard,
         &id,
         &[AgentStatus::Active, AgentStatus::Suspended],
         AgentStatus::Retired,

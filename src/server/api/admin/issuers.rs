@@ -16,7 +16,7 @@ use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::issuer::{Issuer, IssuerPatch, IssuerStatus, NewIssuer};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
-use crate::server::store::{change_event, IssuerFilter};
+use crate::server::store::{change_event, InventoryGuard, IssuerFilter};
 
 /// Filters and page of `GET /v1/admin/issuers`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -53,6 +53,7 @@ pub async fn create_issuer(
     Writer(caller): Writer,
     ApiJson(body): ApiJson<NewIssuer>,
 ) -> Result<(StatusCode, Json<Issuer>), ApiError> {
+    let guard = state.store.inventory_guard().await?;
     body.check()?;
     let now = state.clock.now();
     let issuer = body.into_issuer(now);
@@ -64,7 +65,7 @@ pub async fn create_issuer(
         None,
         snapshot(&issuer),
     );
-    state.store.insert_issuer(&issuer, &audit).await?;
+    state.store.insert_issuer(&issuer, guard, &audit).await?;
     Ok((StatusCode::CREATED, Json(issuer)))
 }
 
@@ -113,6 +114,7 @@ pub async fn get_issuer(
 async fn save(
     state: &AppState,
     caller: &Caller,
+    guard: InventoryGuard,
     action: &str,
     before: Issuer,
     mut after: Issuer,
@@ -128,7 +130,7 @@ async fn save(
         snapshot(&before),
         snapshot(&after),
     );
-    state.store.update_issuer(&after, &audit).await?;
+    state.store.update_issuer(&after, guard, &audit).await?;
     Ok(Json(after))
 }
 
@@ -148,14 +150,16 @@ pub async fn update_issuer(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<IssuerPatch>,
 ) -> Result<Json<Issuer>, ApiError> {
+    let guard = state.store.inventory_guard().await?;
     let before = load_issuer(&state, &id).await?;
     let after = patch.apply(before.clone())?;
-    save(&state, &caller, "issuer.updated", before, after).await
+    save(&state, &caller, guard, "issuer.updated", before, after).await
 }
 
 async fn set_status(
     state: &AppState,
     caller: &Caller,
+    guard: InventoryGuard,
     id: &str,
     to: IssuerStatus,
     action: &str,
@@ -169,7 +173,7 @@ async fn set_status(
     }
     let mut after = before.clone();
     after.status = to;
-    save(state, caller, action, before, after).await
+    save(state, caller, guard, action, before, after).await
 }
 
 /// Stop accepting an issuer's tokens.
@@ -186,9 +190,11 @@ pub async fn disable_issuer(
     Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<Json<Issuer>, ApiError> {
+    let guard = state.store.inventory_guard().await?;
     set_status(
         &state,
         &caller,
+        guard,
         &id,
         IssuerStatus::Disabled,
         "issuer.disabled",
@@ -210,5 +216,14 @@ pub async fn enable_issuer(
     Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<Json<Issuer>, ApiError> {
-    set_status(&state, &caller, &id, IssuerStatus::Active, "issuer.enabled").await
+    let guard = state.store.inventory_guard().await?;
+    set_status(
+        &state,
+        &caller,
+        guard,
+        &id,
+        IssuerStatus::Active,
+        "issuer.enabled",
+    )
+    .await
 }

@@ -89,6 +89,7 @@ pub async fn create_policy(
     Writer(caller): Writer,
     ApiJson(body): ApiJson<NewPolicy>,
 ) -> Result<(StatusCode, Json<Policy>), ApiError> {
+    let guard = state.store.inventory_guard().await?;
     let now = state.clock.now();
     let policy = body.into_policy(state.config.max_ttl_seconds, now)?;
     check_references(&state, &policy, None).await?;
@@ -100,7 +101,7 @@ pub async fn create_policy(
         None,
         snapshot(&policy),
     );
-    state.store.insert_policy(&policy, &audit).await?;
+    state.store.insert_policy(&policy, guard, &audit).await?;
     Ok((StatusCode::CREATED, Json(policy)))
 }
 
@@ -163,6 +164,7 @@ pub async fn update_policy(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<PolicyPatch>,
 ) -> Result<Json<Policy>, ApiError> {
+    let guard = state.store.inventory_guard().await?;
     let before = load_policy(&state, &id).await?;
     let mut after = patch.apply(before.clone(), state.config.max_ttl_seconds)?;
     check_references(&state, &after, Some(&before)).await?;
@@ -177,7 +179,7 @@ pub async fn update_policy(
         snapshot(&before),
         snapshot(&after),
     );
-    state.store.update_policy(&after, &audit).await?;
+    state.store.update_policy(&after, guard, &audit).await?;
     Ok(Json(after))
 }
 
@@ -195,6 +197,7 @@ pub async fn delete_policy(
     Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let guard = state.store.inventory_guard().await?;
     let before = load_policy(&state, &id).await?;
     let now = state.clock.now();
     let audit = change_event(
@@ -207,7 +210,7 @@ pub async fn delete_policy(
     );
     state
         .store
-        .delete_policy(&id, before.version, &audit)
+        .delete_policy(&id, before.version, guard, &audit)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -19,7 +19,7 @@ use crate::server::model::agent::AgentStatus;
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::tool::{NewTool, Tool, ToolKind, ToolPatch, ToolStatus};
 use crate::server::model::Grant;
-use crate::server::store::{change_event, ToolFilter};
+use crate::server::store::{change_event, InventoryGuard, ToolFilter};
 
 /// Filters and page of `GET /v1/admin/tools`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -91,6 +91,7 @@ pub async fn create_tool(
     Writer(caller): Writer,
     ApiJson(body): ApiJson<NewTool>,
 ) -> Result<(StatusCode, Json<Tool>), ApiError> {
+    let guard = state.store.inventory_guard().await?;
     body.check()?;
     let now = state.clock.now();
     let tool = body.into_tool(now);
@@ -102,7 +103,7 @@ pub async fn create_tool(
         None,
         snapshot(&tool),
     );
-    state.store.insert_tool(&tool, &audit).await?;
+    state.store.insert_tool(&tool, guard, &audit).await?;
     Ok((StatusCode::CREATED, Json(tool)))
 }
 
@@ -153,6 +154,7 @@ pub async fn get_tool(
 async fn save(
     state: &AppState,
     caller: &Caller,
+    guard: InventoryGuard,
     action: &str,
     before: Tool,
     mut after: Tool,
@@ -168,7 +170,7 @@ async fn save(
         snapshot(&before),
         snapshot(&after),
     );
-    state.store.update_tool(&after, &audit).await?;
+    state.store.update_tool(&after, guard, &audit).await?;
     Ok(Json(after))
 }
 
@@ -188,6 +190,7 @@ pub async fn update_tool(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<ToolPatch>,
 ) -> Result<Json<Tool>, ApiError> {
+    let guard = state.store.inventory_guard().await?;
     patch.check()?;
     let before = load_tool(&state, &id).await?;
     if before.status == ToolStatus::Retired {
@@ -210,12 +213,13 @@ pub async fn update_tool(
             )));
         }
     }
-    save(&state, &caller, "tool.updated", before, after).await
+    save(&state, &caller, guard, "tool.updated", before, after).await
 }
 
 async fn transition(
     state: &AppState,
     caller: &Caller,
+    guard: InventoryGuard,
     id: &str,
     from: &[ToolStatus],
     to: ToolStatus,
@@ -231,7 +235,7 @@ async fn transition(
     }
     let mut after = before.clone();
     after.status = to;
-    save(state, caller, action, before, after).await
+    save(state, caller, guard, action, before, after).await
 }
 
 /// Disable a tool: no mandate grants it until it is enabled again.
@@ -248,9 +252,11 @@ pub async fn disable_tool(
     Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<Json<Tool>, ApiError> {
+    let guard = state.store.inventory_guard().await?;
     transition(
         &state,
         &caller,
+        guard,
         &id,
         &[ToolStatus::Active],
         ToolStatus::Disabled,
@@ -273,9 +279,11 @@ pub async fn enable_tool(
     Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<Json<Tool>, ApiError> {
+    let guard = state.store.inventory_guard().await?;
     transition(
         &state,
         &caller,
+        guard,
         &id,
         &[ToolStatus::Disabled],
         ToolStatus::Active,
@@ -299,6 +307,7 @@ pub async fn retire_tool(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<ForceQuery>,
 ) -> Result<Json<Tool>, ApiError> {
+    let guard = state.store.inventory_guard().await?;
     if !query.force {
         let users = users_of(&state, &id, None).await?;
         if !users.is_empty() {
@@ -308,6 +317,7 @@ pub async fn retire_tool(
     transition(
         &state,
         &caller,
+        guard,
         &id,
         &[ToolStatus::Active, ToolStatus::Disabled],
         ToolStatus::Retired,

@@ -57,9 +57,24 @@ async fn insert_secret(
 
 #[async_trait::async_trait]
 impl AgentStore for ThisStore {
+    #[tracing::instrument(skip(self), err)]
+    async fn inventory_guard(&self) -> Result<InventoryGuard, StoreError> {
+        let generation: i64 =
+            sqlx::query_scalar("SELECT generation FROM inventory_state WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(InventoryGuard(generation))
+    }
+
     #[tracing::instrument(skip_all, fields(id = %agent.id), err)]
-    async fn insert_agent(&self, agent: &Agent, audit: &NewAuditEvent) -> Result<(), StoreError> {
+    async fn insert_agent(
+        &self,
+        agent: &Agent,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        advance_inventory(&mut tx, guard).await?;
         sqlx::query(
             "INSERT INTO agents (id, display_name, kind, owner, team, description, ceiling, \
              max_ttl_seconds, status, version, created_at, updated_at) \
@@ -126,8 +141,14 @@ impl AgentStore for ThisStore {
     }
 
     #[tracing::instrument(skip_all, fields(id = %agent.id), err)]
-    async fn update_agent(&self, agent: &Agent, audit: &NewAuditEvent) -> Result<(), StoreError> {
+    async fn update_agent(
+        &self,
+        agent: &Agent,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        advance_inventory(&mut tx, guard).await?;
         let updated = sqlx::query(
             "UPDATE agents SET display_name = $2, owner = $3, team = $4, description = $5, \
              ceiling = $6, max_ttl_seconds = $7, status = $8, version = $9, updated_at = $10 \

@@ -40,8 +40,14 @@ fn issuer_from_row(row: &DbRow) -> Result<Issuer, StoreError> {
 #[async_trait::async_trait]
 impl CatalogStore for ThisStore {
     #[tracing::instrument(skip_all, fields(id = %tool.id), err)]
-    async fn insert_tool(&self, tool: &Tool, audit: &NewAuditEvent) -> Result<(), StoreError> {
+    async fn insert_tool(
+        &self,
+        tool: &Tool,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        advance_inventory(&mut tx, guard).await?;
         sqlx::query(
             "INSERT INTO tools (id, display_name, kind, owner, description, operations, status, \
              version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -103,8 +109,14 @@ impl CatalogStore for ThisStore {
     }
 
     #[tracing::instrument(skip_all, fields(id = %tool.id), err)]
-    async fn update_tool(&self, tool: &Tool, audit: &NewAuditEvent) -> Result<(), StoreError> {
+    async fn update_tool(
+        &self,
+        tool: &Tool,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        advance_inventory(&mut tx, guard).await?;
         let updated = sqlx::query(
             "UPDATE tools SET display_name = $2, owner = $3, description = $4, operations = $5, \
              status = $6, version = $7, updated_at = $8 WHERE id = $1 AND version = $9",
@@ -133,9 +145,11 @@ impl CatalogStore for ThisStore {
     async fn insert_issuer(
         &self,
         issuer: &Issuer,
+        guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        advance_inventory(&mut tx, guard).await?;
         sqlx::query(
             "INSERT INTO issuers (id, issuer_url, audiences, jwks_uri, discovery, \
              allowed_algorithms, subject_claim, groups_claim, status, version, created_at, \
@@ -202,9 +216,11 @@ impl CatalogStore for ThisStore {
     async fn update_issuer(
         &self,
         issuer: &Issuer,
+        guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        advance_inventory(&mut tx, guard).await?;
         let updated = sqlx::query(
             "UPDATE issuers SET audiences = $2, jwks_uri = $3, discovery = $4, \
              allowed_algorithms = $5, subject_claim = $6, groups_claim = $7, status = $8, \

@@ -52,6 +52,23 @@ async fn insert_audit(
     audit_from_row(&row)
 }
 
+/// Advances the inventory generation if it is still `guard`; first write of a change's
+/// transaction.
+async fn advance_inventory(conn: &mut DbConnection, guard: InventoryGuard) -> Result<(), StoreError> {
+    let advanced = sqlx::query(
+        "UPDATE inventory_state SET generation = generation + 1 WHERE id = 1 AND generation = $1",
+    )
+    .bind(guard.0)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    if advanced == 1 {
+        Ok(())
+    } else {
+        Err(inventory_moved())
+    }
+}
+
 #[async_trait::async_trait]
 impl CoreStore for ThisStore {
     fn backend(&self) -> Backend {

@@ -37,9 +37,11 @@ impl PolicyStore for ThisStore {
     async fn insert_policy(
         &self,
         policy: &Policy,
+        guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        advance_inventory(&mut tx, guard).await?;
         sqlx::query(
             "INSERT INTO policies (id, name, description, issuer_id, subjects, groups, agents, \
              grants, max_ttl_seconds, enabled, version, created_at, updated_at) \
@@ -116,9 +118,11 @@ impl PolicyStore for ThisStore {
     async fn update_policy(
         &self,
         policy: &Policy,
+        guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        advance_inventory(&mut tx, guard).await?;
         let updated = sqlx::query(
             "UPDATE policies SET name = $2, description = $3, subjects = $4, groups = $5, \
              agents = $6, grants = $7, max_ttl_seconds = $8, enabled = $9, version = $10, \
@@ -152,9 +156,11 @@ impl PolicyStore for ThisStore {
         &self,
         id: &str,
         version: i64,
+        guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        advance_inventory(&mut tx, guard).await?;
         let deleted = sqlx::query("DELETE FROM policies WHERE id = $1 AND version = $2")
             .bind(id)
             .bind(version)
