@@ -19,6 +19,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use super::api;
 use super::config::Config;
 use super::error::{problem_for_bare_errors, ApiError};
+use super::idp::IdentityVerifier;
 use super::keys::KeyRing;
 use super::secrets::SecretHash;
 use super::store::SharedStore;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Hash of the configured admin token, if any (compared in constant time, never stored).
     pub bootstrap_admin: Option<SecretHash>,
+    /// Validates human principals' tokens against the trusted issuers.
+    pub idp: Arc<IdentityVerifier>,
 }
 
 /// The whole HTTP application: API routes, `/openapi.json`, and the middleware stack.
@@ -91,6 +94,7 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
         path = %request.uri().path(),
         request_id,
         admin = tracing::field::Empty,
+        agent = tracing::field::Empty,
     )
 }
 

@@ -7,6 +7,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::idp::IdpError;
+use super::policy::Denial;
 use super::store::StoreError;
 
 /// The media type of problem documents.
@@ -31,6 +33,12 @@ pub struct Problem {
     /// For 422: each invalid field and what is wrong with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// A stable reason code (for a refused subject token: `expired`, `bad_signature`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For a refused mint: every denied operation and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<Denial>,
 }
 
 /// One invalid field of a request.
@@ -53,6 +61,8 @@ impl Problem {
             status: status.as_u16(),
             detail,
             errors: Vec::new(),
+            reason: None,
+            denied: Vec::new(),
         }
     }
 
@@ -89,6 +99,12 @@ pub enum ApiError {
     /// 401: no valid credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// 401: the human principal's token was refused; the reason names the check that failed.
+    #[error("{0}")]
+    SubjectRejected(IdpError),
+    /// 403: the requested scope is not granted; every denied operation is listed.
+    #[error("requested operations are denied")]
+    Denied(Vec<Denial>),
     /// 403: valid credentials that may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -143,6 +159,40 @@ impl ApiError {
                 "Unauthorized",
                 Some(detail.clone()),
             ),
+            ApiError::SubjectRejected(error) => {
+                let mut problem = Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "subject-token-rejected",
+                    "Subject Token Rejected",
+                    Some(error.to_string()),
+                );
+                problem.reason = Some(error.code().to_owned());
+                problem
+            }
+            ApiError::Denied(denied) => {
+                let mut problem = Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "scope-denied",
+                    "Scope Denied",
+                    Some(
+                        denied
+                            .iter()
+                            .map(|d| {
+                                let reason = serde_json::to_value(d.reason).unwrap_or_default();
+                                format!(
+                                    "{}:{} ({})",
+                                    d.tool,
+                                    d.operation,
+                                    reason.as_str().unwrap_or("")
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                );
+                problem.denied = denied.clone();
+                problem
+            }
             ApiError::Forbidden(detail) => Problem::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",

@@ -5,7 +5,9 @@
 //! - [`app`] — the router and its middleware, separate from serving so tests bind port 0.
 //! - [`api`] — one module per resource.
 //! - [`error`] — the one error type, rendered as RFC 9457 problem+json.
+//! - [`idp`] — trusted issuers: JWKS fetching and caching, JWT validation.
 //! - [`keys`] — the root key ring.
+//! - [`mint`] — issuing a mandate: checks, scope evaluation, signing, recording.
 //! - [`model`] — agents, tools, issuers, policies, admin tokens, and their validation.
 //! - [`policy`] — scope evaluation: pure functions over agents, tools and policies.
 //! - [`secrets`] — admin tokens and agent secrets: generation, hashing, comparison.
@@ -16,7 +18,9 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod idp;
 pub mod keys;
+pub mod mint;
 pub mod model;
 pub mod policy;
 pub mod secrets;

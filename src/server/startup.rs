@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use super::app::{self, AppState};
 use super::config::{is_strong_admin_token, AdminTokenSource, Config, Database, ADMIN_TOKEN_SHAPE};
+use super::idp::{IdentityVerifier, IdpSettings};
 use super::keys::{self, KeyError, KeyRing, KeyRingError, RootKey, DEV_KID};
 use super::secrets::{self, SecretHash};
 use super::store::{self, MigrationReport, NewRootKey, SharedStore, StoreError};
@@ -59,6 +60,9 @@ pub enum StartupError {
     /// The store could not be opened, migrated or written.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The HTTP client for issuers' keys could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
     /// The key ring is inconsistent.
     #[error(transparent)]
     KeyRing(#[from] KeyRingError),
@@ -117,6 +121,10 @@ impl Server {
                 clock,
                 config: Arc::new(config),
                 bootstrap_admin,
+                idp: Arc::new(
+                    IdentityVerifier::new(IdpSettings::default())
+                        .map_err(|e| StartupError::Http(e.to_string()))?,
+                ),
             },
         })
     }

@@ -7,6 +7,7 @@ mod admin_validation;
 mod cli;
 mod health;
 mod helpers;
+mod mint;
 mod openapi;
 mod store;
 mod store_inventory;

@@ -2,9 +2,12 @@
 //! description, through `utoipa_axum::routes!`.
 
 pub mod admin;
+pub mod agent_auth;
 pub mod extract;
 pub mod health;
 pub mod keys;
+pub mod mandates;
+pub mod oauth;
 pub mod problems;
 
 use utoipa::OpenApi;
@@ -23,6 +26,7 @@ use super::app::AppState;
     tags(
         (name = "health", description = "Liveness and readiness probes"),
         (name = "keys", description = "Root public keys for offline verification"),
+        (name = "mandates", description = "Minting mandates (agent secret)"),
         (name = "admin", description = "Inventory, policies and audit for IAM teams (admin tokens)")
     ),
     components(schemas(crate::server::error::Problem, crate::server::error::FieldError)),
@@ -46,6 +50,26 @@ impl utoipa::Modify for SecuritySchemes {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "agent_secret",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An orchestrator's agent secret: `mnd_agt_…`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "client_basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "Agent id and agent secret (RFC 6749 client_secret_basic)",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -55,6 +79,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(keys::mandate_keys))
+        .routes(routes!(mandates::create_mandate))
+        .routes(routes!(oauth::token))
         .merge(admin::routes())
 }
 

@@ -3,6 +3,7 @@
 //! Transactions live here: every change and its audit event commit together or not at all.
 
 mod inventory;
+mod mandates;
 mod postgres;
 mod sqlite;
 
@@ -20,10 +21,15 @@ pub use inventory::{
     AdminTokenStore, AgentFilter, AgentStore, CatalogStore, InventoryGuard, IssuerFilter,
     NewSecret, PolicyFilter, PolicyStore, SecretChange, ToolFilter,
 };
+pub use mandates::{Issuance, MandateStore};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use super::config::Database;
+use super::model::agent::Agent;
+use super::model::issuer::{Issuer, IssuerStatus};
+use super::model::page::PageRequest;
+use super::model::tool::Tool;
 
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;
@@ -40,9 +46,15 @@ pub enum Backend {
 
 /// Everything mandate stores, as one handle: the core operations, admin tokens and the
 /// inventory. Each method is one transaction; every change commits with its audit event.
-pub trait Store: CoreStore + AdminTokenStore + AgentStore + CatalogStore + PolicyStore {}
+pub trait Store:
+    CoreStore + AdminTokenStore + AgentStore + CatalogStore + PolicyStore + MandateStore
+{
+}
 
-impl<T> Store for T where T: CoreStore + AdminTokenStore + AgentStore + CatalogStore + PolicyStore {}
+impl<T> Store for T where
+    T: CoreStore + AdminTokenStore + AgentStore + CatalogStore + PolicyStore + MandateStore
+{
+}
 
 /// Health, migrations, root keys and the audit trail.
 #[async_trait]
@@ -348,4 +360,58 @@ pub fn change_event(
         outcome: AuditOutcome::Success,
         details: serde_json::json!({ "before": before, "after": after }),
     }
+}
+
+/// Every row of a list, fetched page by page with `fetch` (which returns up to one row more
+/// than the page size, as the list methods do).
+async fn every<T, F, Fut>(mut fetch: F, key: impl Fn(&T) -> String) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, StoreError>>,
+{
+    const PAGE: u32 = 200;
+    let mut all = Vec::new();
+    let mut page = PageRequest::first(PAGE);
+    loop {
+        let mut rows = fetch(page.clone()).await?;
+        let more = rows.len() > PAGE as usize;
+        rows.truncate(PAGE as usize);
+        page.after = rows.last().map(&key);
+        all.extend(rows);
+        if !more {
+            return Ok(all);
+        }
+    }
+}
+
+/// Every agent.
+pub async fn all_agents(store: &dyn Store) -> Result<Vec<Agent>, StoreError> {
+    let filter = &AgentFilter::default();
+    every(
+        |page| async move { store.list_agents(filter, &page).await },
+        |a| a.id.clone(),
+    )
+    .await
+}
+
+/// Every tool.
+pub async fn all_tools(store: &dyn Store) -> Result<Vec<Tool>, StoreError> {
+    let filter = &ToolFilter::default();
+    every(
+        |page| async move { store.list_tools(filter, &page).await },
+        |t| t.id.clone(),
+    )
+    .await
+}
+
+/// Every active issuer.
+pub async fn active_issuers(store: &dyn Store) -> Result<Vec<Issuer>, StoreError> {
+    let filter = &IssuerFilter {
+        status: Some(IssuerStatus::Active.as_str().to_owned()),
+    };
+    every(
+        |page| async move { store.list_issuers(filter, &page).await },
+        |i| i.id.clone(),
+    )
+    .await
 }

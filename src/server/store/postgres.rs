@@ -101,3 +101,4 @@ include!("sql/admin_tokens.rs");
 include!("sql/agents.rs");
 include!("sql/catalog.rs");
 include!("sql/policies.rs");
+include!("sql/mandates.rs");

@@ -58,3 +58,43 @@ pub async fn seed(app: &TestApp) {
         app.admin_ok(Method::POST, path, Some(body), 201).await;
     }
 }
+
+/// [`seed`], plus a running test identity provider trusted as issuer `test-idp`, policy
+/// `support-crm` (group `support` may delegate crm read+write to bot for 10 minutes) and bot's
+/// agent secret, which is returned with the provider.
+pub async fn mint_setup(app: &TestApp) -> (super::idp::TestIdp, String) {
+    seed(app).await;
+    let idp = super::idp::TestIdp::start().await;
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/issuers",
+        Some(
+            json!({"id": "test-idp", "issuer_url": idp.issuer, "audiences": ["mandate"],
+                    "jwks_uri": idp.jwks_uri(), "allowed_algorithms": ["RS256", "ES256"],
+                    "groups_claim": "groups"}),
+        ),
+        201,
+    )
+    .await;
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/policies",
+        Some(
+            json!({"id": "support-crm", "issuer": "test-idp", "groups": ["support"],
+                    "agents": ["bot"], "grants": [{"tool": "crm", "operations": ["read", "write"]}],
+                    "max_ttl_seconds": 600}),
+        ),
+        201,
+    )
+    .await;
+    let issued = app
+        .admin_ok(Method::POST, "/v1/admin/agents/bot/secret", None, 201)
+        .await;
+    (idp, issued["secret"].as_str().unwrap().to_owned())
+}
+
+/// A `POST /v1/mandates` body.
+pub fn mint_body(subject_token: &str, scope: serde_json::Value) -> serde_json::Value {
+    json!({"subject_token": subject_token, "task": {"description": "Summarise ACME tickets"},
+           "scope": scope})
+}

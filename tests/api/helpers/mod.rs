@@ -1,6 +1,7 @@
 //! The test harness: a real mandate server on 127.0.0.1:0 against a fresh database.
 
 pub mod fixtures;
+pub mod idp;
 pub mod postgres;
 
 use std::path::Path;

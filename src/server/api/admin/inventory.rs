@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Reader;
-use super::{active_issuers, all_tools};
 use crate::server::api::extract::ApiQuery;
 use crate::server::api::problems::ListErrors;
 use crate::server::app::AppState;
@@ -15,7 +14,7 @@ use crate::server::error::ApiError;
 use crate::server::model::agent::{AgentKind, AgentStatus};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::policy::{reach, Reach};
-use crate::server::store::AgentFilter;
+use crate::server::store::{self, AgentFilter};
 
 /// Filters and page of the inventory.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -78,7 +77,7 @@ pub async fn inventory(
     };
     let agents = state.store.list_agents(&filter, &page).await?;
     // Policies of a disabled issuer grant nothing: no principal of it is accepted.
-    let issuers = active_issuers(&state).await?;
+    let issuers = store::active_issuers(state.store.as_ref()).await?;
     let policies: Vec<_> = state
         .store
         .all_policies()
@@ -86,7 +85,7 @@ pub async fn inventory(
         .into_iter()
         .filter(|p| issuers.iter().any(|i| i.id == p.issuer))
         .collect();
-    let tools = all_tools(&state).await?;
+    let tools = store::all_tools(state.store.as_ref()).await?;
     let live = state.store.live_mandate_counts(state.clock.now()).await?;
     let paged = Paged::from_rows(agents, &page, |a| a.id.clone());
     Ok(Json(paged.map(|agent| InventoryEntry {

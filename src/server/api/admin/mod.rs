@@ -19,11 +19,9 @@ use utoipa_axum::routes;
 use crate::server::app::AppState;
 use crate::server::error::{ApiError, FieldError};
 use crate::server::model::agent::{Agent, AgentStatus};
-use crate::server::model::issuer::{Issuer, IssuerStatus};
-use crate::server::model::page::PageRequest;
-use crate::server::model::tool::{Tool, ToolStatus};
+use crate::server::model::tool::ToolStatus;
 use crate::server::model::Grant;
-use crate::server::store::{AgentFilter, IssuerFilter, ToolFilter};
+use crate::server::store;
 
 /// Every admin route.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -136,64 +134,9 @@ async fn check_agents(state: &AppState, field: &str, ids: &[String]) -> Result<(
     }
 }
 
-/// Every row of a list, fetched page by page with `fetch` (which returns up to one row more
-/// than the page size, as the store's list methods do).
-pub(crate) async fn every<T, F, Fut>(
-    mut fetch: F,
-    key: impl Fn(&T) -> String,
-) -> Result<Vec<T>, ApiError>
-where
-    F: FnMut(PageRequest) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<T>, crate::server::store::StoreError>>,
-{
-    const PAGE: u32 = 200;
-    let mut all = Vec::new();
-    let mut page = PageRequest::first(PAGE);
-    loop {
-        let mut rows = fetch(page.clone()).await?;
-        let more = rows.len() > PAGE as usize;
-        rows.truncate(PAGE as usize);
-        page.after = rows.last().map(&key);
-        all.extend(rows);
-        if !more {
-            return Ok(all);
-        }
-    }
-}
-
 /// Every agent (for reference checks).
 async fn all_agents(state: &AppState) -> Result<Vec<Agent>, ApiError> {
-    let filter = AgentFilter::default();
-    let filter = &filter;
-    every(
-        |page| async move { state.store.list_agents(filter, &page).await },
-        |a| a.id.clone(),
-    )
-    .await
-}
-
-/// Every tool.
-pub(crate) async fn all_tools(state: &AppState) -> Result<Vec<Tool>, ApiError> {
-    let filter = ToolFilter::default();
-    let filter = &filter;
-    every(
-        |page| async move { state.store.list_tools(filter, &page).await },
-        |t| t.id.clone(),
-    )
-    .await
-}
-
-/// Every active issuer.
-pub(crate) async fn active_issuers(state: &AppState) -> Result<Vec<Issuer>, ApiError> {
-    let filter = IssuerFilter {
-        status: Some(IssuerStatus::Active.as_str().to_owned()),
-    };
-    let filter = &filter;
-    every(
-        |page| async move { state.store.list_issuers(filter, &page).await },
-        |i| i.id.clone(),
-    )
-    .await
+    Ok(store::all_agents(state.store.as_ref()).await?)
 }
 
 /// The 409 of a change that others still depend on.

@@ -1,0 +1,100 @@
+//! `POST /v1/mandates`: an orchestrator exchanges a human principal's token and a task for a
+//! mandate.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::agent_auth::Orchestrator;
+use super::extract::ApiJson;
+use crate::server::app::AppState;
+use crate::server::error::{ApiError, Problem};
+use crate::server::mint::{mint, Issued, MintRequest, RequestMeta};
+use crate::server::model::Grant;
+
+/// The task a mandate is for.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskBody {
+    /// What the task is (at most 4096 bytes), stored and bound verbatim.
+    #[schema(example = "Summarise open support tickets for ACME")]
+    pub description: String,
+    /// The caller's own id for the task (at most 128 characters).
+    #[serde(default, rename = "ref")]
+    pub task_ref: Option<String>,
+}
+
+/// `POST /v1/mandates`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MintBody {
+    /// The human principal's JWT from a trusted issuer.
+    pub subject_token: String,
+    /// The task.
+    pub task: TaskBody,
+    /// Tool operations wanted; all must be granted or nothing is.
+    pub scope: Vec<Grant>,
+    /// Wanted lifetime, 1 to the service cap (default 900; never more than policy or agent allow).
+    #[serde(default)]
+    pub ttl_seconds: Option<i64>,
+}
+
+/// Metadata of the request, for the issuance record.
+pub fn request_meta(headers: &HeaderMap, endpoint: &'static str) -> RequestMeta {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect::<String>())
+    };
+    RequestMeta {
+        endpoint,
+        request_id: text("x-request-id"),
+        user_agent: text("user-agent"),
+    }
+}
+
+/// Mint a mandate for a task, on behalf of the human whose token is presented.
+#[utoipa::path(
+    post, path = "/v1/mandates", tag = "mandates", security(("agent_secret" = [])),
+    request_body = MintBody,
+    responses(
+        (status = 201, description = "Minted and recorded", body = Issued,
+         headers(("cache-control" = String, description = "no-store"))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Bad agent secret, or the subject token was refused (`reason` names the check)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A sub-agent, or operations denied (`denied` lists each with its reason)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store or the issuer's keys are unavailable; nothing was issued", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_mandate(
+    State(state): State<AppState>,
+    Orchestrator(agent): Orchestrator,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<MintBody>,
+) -> Result<(StatusCode, [(HeaderName, &'static str); 1], Json<Issued>), ApiError> {
+    let request = MintRequest {
+        subject_token: body.subject_token,
+        task_description: body.task.description,
+        task_ref: body.task.task_ref,
+        scope: body.scope,
+        ttl_seconds: body.ttl_seconds,
+    };
+    let issued = mint(
+        &state,
+        &agent,
+        request,
+        request_meta(&headers, "/v1/mandates"),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(issued),
+    ))
+}

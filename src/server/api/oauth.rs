@@ -1,0 +1,387 @@
+//! `POST /oauth2/token`: the same exchange as `POST /v1/mandates`, as OAuth 2.0 Token Exchange
+//! (RFC 8693) with RFC 6749 client authentication and errors, for clients that speak OAuth.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::agent_auth::{agent_for_secret, require_orchestrator};
+use super::mandates::request_meta;
+use crate::server::app::AppState;
+use crate::server::error::ApiError;
+use crate::server::mint::{mint, MintRequest};
+use crate::server::model::agent::Agent;
+use crate::server::model::Grant;
+
+/// The grant type of RFC 8693.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The token type mandate issues.
+pub const MANDATE_TOKEN_TYPE: &str = "urn:mandate:params:oauth:token-type:mandate";
+/// The `actor_token_type` of an agent secret sent as `actor_token`.
+pub const AGENT_SECRET_TOKEN_TYPE: &str = "urn:mandate:params:oauth:token-type:agent-secret";
+/// Subject token types accepted: all are JWTs from a trusted issuer.
+const SUBJECT_TOKEN_TYPES: &[&str] = &[
+    "urn:ietf:params:oauth:token-type:jwt",
+    "urn:ietf:params:oauth:token-type:id_token",
+    "urn:ietf:params:oauth:token-type:access_token",
+];
+
+/// A successful exchange (RFC 8693 section 2.2.1), with mandate's extensions.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    /// The mandate.
+    pub access_token: String,
+    /// `urn:mandate:params:oauth:token-type:mandate`.
+    pub issued_token_type: String,
+    /// `Bearer`.
+    pub token_type: String,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// The granted scope, `tool:operation` separated by spaces.
+    pub scope: String,
+    /// The mandate's id.
+    pub mandate_id: String,
+    /// The authority block's revocation id, hex.
+    pub revocation_id: String,
+}
+
+/// An RFC 6749 error response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OAuthError {
+    /// RFC 6749 / RFC 8693 error code.
+    #[schema(example = "invalid_scope")]
+    pub error: String,
+    /// What went wrong.
+    pub error_description: String,
+}
+
+struct Refusal {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+}
+
+fn refuse(status: StatusCode, error: &'static str, description: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        error,
+        description: description.into(),
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(OAuthError {
+                error: self.error.to_owned(),
+                error_description: self.description,
+            }),
+        )
+            .into_response();
+        if self.error == "invalid_client" {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"mandate\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        let description = error.problem().detail.unwrap_or_default();
+        match error {
+            ApiError::Invalid(_) | ApiError::BadRequest(_) => {
+                refuse(StatusCode::BAD_REQUEST, "invalid_request", description)
+            }
+            ApiError::SubjectRejected(e) => refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("subject_token refused ({}): {e}", e.code()),
+            ),
+            ApiError::Denied(_) => refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                format!("denied: {description}"),
+            ),
+            ApiError::Unauthorized(_) => {
+                refuse(StatusCode::UNAUTHORIZED, "invalid_client", description)
+            }
+            ApiError::Forbidden(_) => {
+                refuse(StatusCode::BAD_REQUEST, "unauthorized_client", description)
+            }
+            ApiError::Unavailable(_) => refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                description,
+            ),
+            ApiError::PayloadTooLarge => refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "request body too large",
+            ),
+            other => {
+                let _ = other.into_response(); // logs internal causes
+                refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "an internal error occurred; it has been logged",
+                )
+            }
+        }
+    }
+}
+
+/// The form, each parameter at most once (RFC 6749 section 3.2).
+fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Refusal> {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if form_type != Some(true) {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send the parameters as application/x-www-form-urlencoded",
+        ));
+    }
+    let mut form = HashMap::new();
+    for (name, value) in url::form_urlencoded::parse(body) {
+        if form.insert(name.to_string(), value.to_string()).is_some() {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("parameter `{name}` is repeated"),
+            ));
+        }
+    }
+    Ok(form)
+}
+
+/// `Authorization: Basic` credentials (client id and secret, each form-urlencoded).
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Refusal> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "malformed client credentials",
+        )
+    };
+    let value = value.to_str().map_err(|_| bad())?;
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    let unescape = |s: &str| -> String {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((unescape(id), unescape(secret))))
+}
+
+/// The orchestrator behind the request: HTTP Basic (client id = agent id) or `actor_token`.
+async fn client(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<Agent, Refusal> {
+    let invalid = || {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        )
+    };
+    let basic = basic_credentials(headers)?;
+    let actor = form.get("actor_token");
+    let agent = match (basic, actor) {
+        (Some(_), Some(_)) => {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "authenticate with HTTP Basic or actor_token, not both",
+            ))
+        }
+        (None, None) => return Err(invalid()),
+        (Some((client_id, secret)), None) => agent_for_secret(state, &secret)
+            .await?
+            .filter(|agent| agent.id == client_id),
+        (None, Some(token)) => {
+            if form.get("actor_token_type").map(String::as_str) != Some(AGENT_SECRET_TOKEN_TYPE) {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("actor_token_type must be {AGENT_SECRET_TOKEN_TYPE}"),
+                ));
+            }
+            agent_for_secret(state, token).await?
+        }
+    };
+    Ok(require_orchestrator(agent.ok_or_else(invalid)?)?)
+}
+
+/// `tool:operation tool:operation …`, grouped by tool in order of appearance.
+fn parse_scope(scope: &str) -> Result<Vec<Grant>, Refusal> {
+    let mut grants: Vec<Grant> = Vec::new();
+    for item in scope.split(' ').filter(|s| !s.is_empty()) {
+        let (tool, operation) = item.split_once(':').ok_or_else(|| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                format!("`{item}` is not tool:operation"),
+            )
+        })?;
+        match grants.iter_mut().find(|g| g.tool == tool) {
+            Some(grant) => grant.operations.push(operation.to_owned()),
+            None => grants.push(Grant {
+                tool: tool.to_owned(),
+                operations: vec![operation.to_owned()],
+            }),
+        }
+    }
+    Ok(grants)
+}
+
+fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, Refusal> {
+    form.get(name).map(String::as_str).ok_or_else(|| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("missing parameter `{name}`"),
+        )
+    })
+}
+
+async fn exchange(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, Refusal> {
+    let form = parse_form(headers, body)?;
+    let grant_type = required(&form, "grant_type")?;
+    if grant_type != TOKEN_EXCHANGE {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("only {TOKEN_EXCHANGE} is supported"),
+        ));
+    }
+    let agent = client(state, headers, &form).await?;
+    let subject_token = required(&form, "subject_token")?;
+    let subject_token_type = required(&form, "subject_token_type")?;
+    if !SUBJECT_TOKEN_TYPES.contains(&subject_token_type) {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!(
+                "subject_token_type must be one of {}",
+                SUBJECT_TOKEN_TYPES.join(", ")
+            ),
+        ));
+    }
+    if let Some(wanted) = form.get("requested_token_type") {
+        if wanted != MANDATE_TOKEN_TYPE {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("requested_token_type must be {MANDATE_TOKEN_TYPE}"),
+            ));
+        }
+    }
+    let scope = parse_scope(required(&form, "scope")?)?;
+    let ttl_seconds = match form.get("ttl_seconds") {
+        None => None,
+        Some(ttl) => Some(ttl.parse::<i64>().map_err(|_| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "ttl_seconds is not a number",
+            )
+        })?),
+    };
+    let request = MintRequest {
+        subject_token: subject_token.to_owned(),
+        task_description: required(&form, "task_description")?.to_owned(),
+        task_ref: form.get("task_ref").cloned(),
+        scope,
+        ttl_seconds,
+    };
+    let now = state.clock.now();
+    let issued = mint(
+        state,
+        &agent,
+        request,
+        request_meta(headers, "/oauth2/token"),
+    )
+    .await?;
+    Ok(TokenResponse {
+        access_token: issued.token,
+        issued_token_type: MANDATE_TOKEN_TYPE.to_owned(),
+        token_type: "Bearer".to_owned(),
+        expires_in: (issued.expires_at - now).num_seconds(),
+        scope: issued
+            .scope
+            .iter()
+            .map(|r| format!("{}:{}", r.tool, r.operation))
+            .collect::<Vec<_>>()
+            .join(" "),
+        mandate_id: issued.mandate_id.to_string(),
+        revocation_id: issued.revocation_id,
+    })
+}
+
+/// OAuth 2.0 Token Exchange (RFC 8693): a human's JWT for a mandate. Form parameters:
+/// `grant_type`, `subject_token`, `subject_token_type`, `scope` (`tool:operation …`),
+/// `task_description`, optional `task_ref`, `ttl_seconds`, `requested_token_type`; the
+/// orchestrator authenticates with HTTP Basic (agent id, agent secret) or `actor_token` (its
+/// secret, `actor_token_type` = `urn:mandate:params:oauth:token-type:agent-secret`).
+#[utoipa::path(
+    post, path = "/oauth2/token", tag = "mandates", security((), ("client_basic" = [])),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+                 description = "RFC 8693 token exchange parameters"),
+    responses(
+        (status = 200, description = "Minted and recorded", body = TokenResponse),
+        (status = 400, description = "invalid_request, invalid_scope, unsupported_grant_type or unauthorized_client", body = OAuthError),
+        (status = 401, description = "invalid_client", body = OAuthError),
+        (status = 413, description = "Body too large", body = OAuthError),
+        (status = 500, description = "server_error", body = OAuthError),
+        (status = 503, description = "temporarily_unavailable: nothing was issued", body = OAuthError),
+    )
+)]
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match exchange(&state, &headers, &body).await {
+        Ok(response) => (
+            StatusCode::OK,
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::PRAGMA, "no-cache"),
+            ],
+            Json(response),
+        )
+            .into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}

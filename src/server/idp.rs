@@ -1,0 +1,453 @@
+//! Trusted issuers' tokens: fetching and caching each issuer's JWKS, and validating a human
+//! principal's JWT against the issuer it names. Expiry is checked against the injected clock,
+//! the algorithm against the issuer's allowlist (never `none`, never HMAC), and the signing key
+//! must be one the issuer publishes.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration as StdDuration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+
+use super::model::issuer::Issuer;
+use super::policy::Principal;
+
+/// The largest subject token accepted.
+pub const MAX_SUBJECT_TOKEN_BYTES: usize = 16 * 1024;
+/// The largest JWKS or discovery document read.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+/// Most groups read from a token.
+const MAX_GROUPS: usize = 256;
+
+/// How tokens are validated and keys fetched.
+#[derive(Debug, Clone, Copy)]
+pub struct IdpSettings {
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// How long fetched keys are used before they are fetched again.
+    pub cache_ttl: Duration,
+    /// How long keys may still be used when the issuer cannot be reached.
+    pub max_stale: Duration,
+    /// A token signed with an unknown key refetches the keys at most once per this interval.
+    pub unknown_kid_refetch: Duration,
+    /// Timeout of each HTTP request to an issuer.
+    pub fetch_timeout: StdDuration,
+}
+
+impl Default for IdpSettings {
+    fn default() -> Self {
+        Self {
+            leeway: Duration::seconds(60),
+            cache_ttl: Duration::minutes(5),
+            max_stale: Duration::hours(1),
+            unknown_kid_refetch: Duration::seconds(30),
+            fetch_timeout: StdDuration::from_secs(5),
+        }
+    }
+}
+
+/// Why a subject token was refused. Each has a stable reason code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdpError {
+    /// Not a well-formed JWT (or larger than allowed).
+    #[error("the subject token is malformed: {0}")]
+    Malformed(&'static str),
+    /// `iss` names no active trusted issuer.
+    #[error("the subject token's issuer is not trusted")]
+    UntrustedIssuer,
+    /// The header's algorithm is not in the issuer's allowlist.
+    #[error("algorithm `{0}` is not allowed for this issuer")]
+    AlgorithmNotAllowed(String),
+    /// The issuer publishes no key with the token's `kid`.
+    #[error("the subject token is signed with a key the issuer does not publish")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("the subject token's signature does not verify")]
+    BadSignature,
+    /// `aud` holds none of the issuer's accepted audiences.
+    #[error("the subject token is not meant for mandate (audience)")]
+    WrongAudience,
+    /// `exp` has passed (beyond the leeway), or is missing.
+    #[error("the subject token has expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("the subject token is not valid yet")]
+    NotYetValid,
+    /// The mapped subject claim is missing or unusable.
+    #[error("the subject token has no usable subject claim")]
+    MissingSubject,
+    /// The issuer's keys cannot be fetched and none are cached.
+    #[error("the issuer's keys are unavailable")]
+    KeysUnavailable,
+}
+
+impl IdpError {
+    /// The stable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IdpError::Malformed(_) => "malformed_token",
+            IdpError::UntrustedIssuer => "untrusted_issuer",
+            IdpError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+            IdpError::UnknownKey => "unknown_key",
+            IdpError::BadSignature => "bad_signature",
+            IdpError::WrongAudience => "wrong_audience",
+            IdpError::Expired => "expired",
+            IdpError::NotYetValid => "not_yet_valid",
+            IdpError::MissingSubject => "missing_subject",
+            IdpError::KeysUnavailable => "issuer_keys_unavailable",
+        }
+    }
+}
+
+/// One issuer's keys as last fetched.
+#[derive(Debug, Clone)]
+struct CachedKeys {
+    /// Where they came from (changes when the issuer's configuration does).
+    source: String,
+    keys: Vec<Jwk>,
+    fetched_at: DateTime<Utc>,
+    last_unknown_kid_refetch: Option<DateTime<Utc>>,
+}
+
+/// Validates subject tokens; shared by every request.
+#[derive(Debug)]
+pub struct IdentityVerifier {
+    http: reqwest::Client,
+    settings: IdpSettings,
+    cache: Mutex<HashMap<String, CachedKeys>>,
+}
+
+/// The JOSE header fields mandate reads.
+struct Header {
+    alg: String,
+    kid: Option<String>,
+}
+
+fn decode_segment(segment: &str) -> Result<Map<String, Value>, IdpError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| IdpError::Malformed("not base64url"))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(IdpError::Malformed("not a JSON object")),
+    }
+}
+
+/// Reads the header and the unverified claims (only to find the issuer; nothing else is
+/// trusted before the signature verifies).
+fn peek(token: &str) -> Result<(Header, Map<String, Value>), IdpError> {
+    if token.len() > MAX_SUBJECT_TOKEN_BYTES {
+        return Err(IdpError::Malformed("too large"));
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(IdpError::Malformed("not three segments"));
+    };
+    let header = decode_segment(header)?;
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(IdpError::Malformed("no alg"))?
+        .to_owned();
+    let kid = header.get("kid").and_then(Value::as_str).map(str::to_owned);
+    Ok((Header { alg, kid }, decode_segment(claims)?))
+}
+
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, IdpError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .as_f64()
+            .filter(|v| v.is_finite())
+            // Truncation of fractional seconds is intended; NumericDate may carry them.
+            .map(|v| Some(v as i64))
+            .ok_or(IdpError::Malformed("a date claim is not a number")),
+    }
+}
+
+/// The groups in `claims[name]`: a list of strings (or one string), bounded.
+fn groups_of(claims: &Map<String, Value>, name: Option<&str>) -> Vec<String> {
+    let Some(value) = name.and_then(|n| claims.get(n)) else {
+        return Vec::new();
+    };
+    let list: Vec<&Value> = match value {
+        Value::Array(items) => items.iter().collect(),
+        single @ Value::String(_) => vec![single],
+        _ => Vec::new(),
+    };
+    list.into_iter()
+        .filter_map(Value::as_str)
+        .filter(|g| !g.is_empty() && g.len() <= 256 && !g.contains('\0'))
+        .take(MAX_GROUPS)
+        .map(str::to_owned)
+        .collect()
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+}
+
+fn allowed_url(text: &str) -> Option<reqwest::Url> {
+    let url = reqwest::Url::parse(text).ok()?;
+    (url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url))).then_some(url)
+}
+
+impl IdentityVerifier {
+    /// A verifier with its own HTTP client.
+    pub fn new(settings: IdpSettings) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.fetch_timeout)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent("mandate")
+            .build()?;
+        Ok(Self {
+            http,
+            settings,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Validates `token` against the active `issuers` at `now` and returns the principal.
+    pub async fn verify(
+        &self,
+        token: &str,
+        issuers: &[Issuer],
+        now: DateTime<Utc>,
+    ) -> Result<Principal, IdpError> {
+        let (header, unverified) = peek(token)?;
+        let iss = unverified
+            .get("iss")
+            .and_then(Value::as_str)
+            .ok_or(IdpError::UntrustedIssuer)?;
+        let issuer = issuers
+            .iter()
+            .find(|i| i.issuer_url == iss)
+            .ok_or(IdpError::UntrustedIssuer)?;
+        let algorithm: Algorithm = header
+            .alg
+            .parse()
+            .map_err(|_| IdpError::AlgorithmNotAllowed(header.alg.clone()))?;
+        if !issuer.allowed_algorithms.contains(&header.alg) {
+            return Err(IdpError::AlgorithmNotAllowed(header.alg));
+        }
+        let jwk = self.key(issuer, header.kid.as_deref(), now).await?;
+        if let Some(key_alg) = jwk.common.key_algorithm {
+            let key_alg = serde_json::to_value(key_alg).unwrap_or_default();
+            if key_alg.as_str() != Some(header.alg.as_str()) {
+                return Err(IdpError::AlgorithmNotAllowed(header.alg));
+            }
+        }
+        let key = DecodingKey::from_jwk(&jwk).map_err(|_| IdpError::UnknownKey)?;
+        let mut validation = Validation::new(algorithm);
+        validation.set_issuer(&[iss]);
+        validation.set_audience(&issuer.audiences);
+        // Time is checked below against the injected clock, not the library's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.required_spec_claims = HashSet::from(["iss".to_owned(), "aud".to_owned()]);
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => IdpError::WrongAudience,
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => IdpError::UntrustedIssuer,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
+                    IdpError::AlgorithmNotAllowed(header.alg.clone())
+                }
+                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => IdpError::WrongAudience,
+                _ => IdpError::BadSignature,
+            })?
+            .claims;
+        let leeway = self.settings.leeway.num_seconds();
+        let exp = numeric_date(&claims, "exp")?.ok_or(IdpError::Expired)?;
+        if now.timestamp() > exp.saturating_add(leeway) {
+            return Err(IdpError::Expired);
+        }
+        if let Some(nbf) = numeric_date(&claims, "nbf")? {
+            if now.timestamp().saturating_add(leeway) < nbf {
+                return Err(IdpError::NotYetValid);
+            }
+        }
+        let subject = claims
+            .get(&issuer.subject_claim)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 256 && !s.contains('\0'))
+            .ok_or(IdpError::MissingSubject)?
+            .to_owned();
+        Ok(Principal {
+            issuer_id: issuer.id.clone(),
+            issuer_url: issuer.issuer_url.clone(),
+            subject,
+            groups: groups_of(&claims, issuer.groups_claim.as_deref()),
+        })
+    }
+
+    /// The issuer's key for `kid`: from the cache while fresh; refetched when stale, and when
+    /// the kid is unknown (at most once per `unknown_kid_refetch`).
+    async fn key(
+        &self,
+        issuer: &Issuer,
+        kid: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Jwk, IdpError> {
+        let source = issuer
+            .jwks_uri
+            .clone()
+            .unwrap_or_else(|| format!("discovery:{}", issuer.issuer_url));
+        let mut cache = self.cache.lock().await;
+        let cached = cache
+            .get(&issuer.id)
+            .filter(|c| c.source == source)
+            .cloned();
+        let fresh = cached
+            .as_ref()
+            .is_some_and(|c| now < c.fetched_at + self.settings.cache_ttl);
+        let mut entry = match (cached, fresh) {
+            (Some(entry), true) => entry,
+            (stale, _) => match self.fetch(issuer).await {
+                Ok(keys) => CachedKeys {
+                    source: source.clone(),
+                    keys,
+                    fetched_at: now,
+                    last_unknown_kid_refetch: stale.and_then(|s| s.last_unknown_kid_refetch),
+                },
+                Err(error) => {
+                    tracing::warn!(issuer = %issuer.id, %error, "cannot fetch issuer keys");
+                    match stale.filter(|s| now < s.fetched_at + self.settings.max_stale) {
+                        Some(stale) => stale,
+                        None => return Err(IdpError::KeysUnavailable),
+                    }
+                }
+            },
+        };
+        if find_key(&entry.keys, kid).is_none() {
+            let may_refetch = entry
+                .last_unknown_kid_refetch
+                .is_none_or(|at| now >= at + self.settings.unknown_kid_refetch);
+            if may_refetch {
+                entry.last_unknown_kid_refetch = Some(now);
+                if let Ok(keys) = self.fetch(issuer).await {
+                    entry.keys = keys;
+                    entry.fetched_at = now;
+                }
+            }
+        }
+        let found = find_key(&entry.keys, kid).cloned();
+        cache.insert(issuer.id.clone(), entry);
+        found.ok_or(IdpError::UnknownKey)
+    }
+
+    /// Fetches the issuer's JWKS (through discovery when no `jwks_uri` is set).
+    async fn fetch(&self, issuer: &Issuer) -> Result<Vec<Jwk>, String> {
+        let jwks_uri = match &issuer.jwks_uri {
+            Some(uri) => uri.clone(),
+            None => {
+                let base = issuer.issuer_url.trim_end_matches('/');
+                let url = format!("{base}/.well-known/openid-configuration");
+                let config = self.get_json(&url).await?;
+                if config.get("issuer").and_then(Value::as_str) != Some(&issuer.issuer_url) {
+                    return Err("discovery document names another issuer".to_owned());
+                }
+                config
+                    .get("jwks_uri")
+                    .and_then(Value::as_str)
+                    .ok_or("discovery document has no jwks_uri")?
+                    .to_owned()
+            }
+        };
+        let jwks = self.get_json(&jwks_uri).await?;
+        let keys = jwks
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or("the JWKS has no keys array")?;
+        // Keys of types mandate cannot use are skipped rather than failing the whole set.
+        Ok(keys
+            .iter()
+            .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())
+            .collect())
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, String> {
+        let url = allowed_url(url).ok_or("keys URL must be https (http only on loopback)")?;
+        let mut response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("answered {}", response.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_DOCUMENT_BYTES {
+                return Err("document too large".to_owned());
+            }
+        }
+        serde_json::from_slice(&body).map_err(|_| "not JSON".to_owned())
+    }
+}
+
+/// The key with `kid`, or the only key when the token names none.
+fn find_key<'a>(keys: &'a [Jwk], kid: Option<&str>) -> Option<&'a Jwk> {
+    match kid {
+        Some(kid) => keys
+            .iter()
+            .find(|k| k.common.key_id.as_deref() == Some(kid)),
+        None if keys.len() == 1 => keys.first(),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(value: Value) -> String {
+        URL_SAFE_NO_PAD.encode(value.to_string())
+    }
+
+    #[test]
+    fn tokens_that_are_not_three_base64_json_segments_are_malformed() {
+        let ok_header = segment(serde_json::json!({"alg": "RS256"}));
+        for bad in [
+            "".to_owned(),
+            "a.b".to_owned(),
+            "a.b.c.d".to_owned(),
+            format!("{ok_header}.!!!.sig"),
+            format!("{}.{}.sig", segment(serde_json::json!([1])), ok_header),
+            "x".repeat(MAX_SUBJECT_TOKEN_BYTES + 1),
+        ] {
+            assert!(
+                matches!(peek(&bad), Err(IdpError::Malformed(_))),
+                "{bad:.40}"
+            );
+        }
+    }
+
+    #[test]
+    fn groups_are_read_from_a_list_or_a_string_and_bounded() {
+        let claims: Map<String, Value> = serde_json::from_value(serde_json::json!({
+            "list": ["a", 3, "", "b"], "one": "solo", "many": vec!["g"; 1000]
+        }))
+        .unwrap();
+        assert_eq!(groups_of(&claims, Some("list")), ["a", "b"]);
+        assert_eq!(groups_of(&claims, Some("one")), ["solo"]);
+        assert_eq!(groups_of(&claims, Some("many")).len(), MAX_GROUPS);
+        assert!(groups_of(&claims, None).is_empty());
+    }
+
+    #[test]
+    fn only_https_or_loopback_http_urls_are_fetched() {
+        assert!(allowed_url("https://idp.example.com/jwks").is_some());
+        assert!(allowed_url("http://127.0.0.1:9/jwks").is_some());
+        assert!(allowed_url("http://idp.example.com/jwks").is_none());
+        assert!(allowed_url("file:///etc/passwd").is_none());
+    }
+}

@@ -1,0 +1,251 @@
+//! Issuing a mandate, shared by `POST /v1/mandates` and the RFC 8693 token endpoint: validate
+//! the request, prove the human principal, evaluate the requested scope, sign, and record the
+//! issuance with its audit event before the token is handed back. Refusals are audited too.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::app::AppState;
+use super::error::{ApiError, FieldError};
+use super::model::agent::Agent;
+use super::model::{Check, Grant};
+use super::policy::{evaluate, mandate_ttl, Denial};
+use super::store::{self, new_id, AuditOutcome, Issuance, NewAuditEvent};
+use crate::token::mint::{mint as mint_token, MandateSpec};
+use crate::token::Right;
+
+/// Longest task description, in bytes.
+pub const MAX_TASK_BYTES: usize = 4096;
+/// Most tool entries in one requested scope.
+pub const MAX_SCOPE_TOOLS: usize = 64;
+
+/// What an orchestrator asks for.
+#[derive(Debug, Clone)]
+pub struct MintRequest {
+    /// The human principal's JWT.
+    pub subject_token: String,
+    /// What the task is, verbatim.
+    pub task_description: String,
+    /// The caller's own id for the task, if any.
+    pub task_ref: Option<String>,
+    /// The tool operations wanted.
+    pub scope: Vec<Grant>,
+    /// Wanted lifetime in seconds (default 15 minutes).
+    pub ttl_seconds: Option<i64>,
+}
+
+/// Where a request came from, recorded with the issuance (never secrets).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestMeta {
+    /// The endpoint used.
+    pub endpoint: &'static str,
+    /// The request's `x-request-id`.
+    pub request_id: Option<String>,
+    /// The caller's `user-agent` (truncated).
+    pub user_agent: Option<String>,
+}
+
+/// A minted mandate, as answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Issued {
+    /// The mandate: a Biscuit token, base64url.
+    pub token: String,
+    /// Its id.
+    pub mandate_id: Uuid,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// The granted rights.
+    pub scope: Vec<Right>,
+    /// The authority block's revocation id, hex.
+    pub revocation_id: String,
+}
+
+impl MintRequest {
+    fn check(&self, cap: u32) -> Result<(), ApiError> {
+        let mut check = Check::new();
+        if self.subject_token.is_empty() {
+            check.fail("subject_token", "must not be empty");
+        }
+        if self.task_description.trim().is_empty() {
+            check.fail("task.description", "must not be empty");
+        } else if self.task_description.len() > MAX_TASK_BYTES {
+            check.fail(
+                "task.description",
+                format!("must be at most {MAX_TASK_BYTES} bytes"),
+            );
+        } else if self.task_description.contains('\0') {
+            check.fail("task.description", "must not contain NUL characters");
+        }
+        if let Some(task_ref) = &self.task_ref {
+            check.text("task.ref", task_ref, 128, true);
+        }
+        if self.scope.is_empty() {
+            check.fail("scope", "must request at least one tool operation");
+        } else if self.scope.len() > MAX_SCOPE_TOOLS {
+            check.fail(
+                "scope",
+                format!("must name at most {MAX_SCOPE_TOOLS} tools"),
+            );
+        } else {
+            check.grants("scope", &self.scope);
+        }
+        if let Some(ttl) = self.ttl_seconds {
+            check.ttl("ttl_seconds", ttl, cap);
+        }
+        check.finish()
+    }
+}
+
+fn sha256(text: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+/// Records a refusal; a refusal stands even if it cannot be recorded.
+async fn audit_denial(
+    state: &AppState,
+    agent: &Agent,
+    now: DateTime<Utc>,
+    details: serde_json::Value,
+) {
+    let event = NewAuditEvent {
+        id: new_id(now),
+        occurred_at: now,
+        actor: format!("agent:{}", agent.id),
+        action: "mandate.denied".to_owned(),
+        target: Some(format!("agent:{}", agent.id)),
+        outcome: AuditOutcome::Denied,
+        details,
+    };
+    if let Err(error) = state.store.append_audit(&event).await {
+        tracing::error!(%error, "could not record a mint denial");
+    }
+}
+
+/// Mints a mandate for `agent` (an authenticated, active orchestrator).
+#[tracing::instrument(skip_all, fields(agent = %agent.id))]
+pub async fn mint(
+    state: &AppState,
+    agent: &Agent,
+    request: MintRequest,
+    meta: RequestMeta,
+) -> Result<Issued, ApiError> {
+    let cap = state.config.max_ttl_seconds;
+    request.check(cap)?;
+    let now = state.clock.now();
+    let issuers = store::active_issuers(state.store.as_ref()).await?;
+    let principal = match state
+        .idp
+        .verify(&request.subject_token, &issuers, now)
+        .await
+    {
+        Ok(principal) => principal,
+        Err(error) => {
+            audit_denial(
+                state,
+                agent,
+                now,
+                json!({ "reason": error.code(), "scope": request.scope }),
+            )
+            .await;
+            return Err(match error {
+                super::idp::IdpError::KeysUnavailable => ApiError::Unavailable(
+                    "the issuer's keys cannot be fetched; retry later".to_owned(),
+                ),
+                other => ApiError::SubjectRejected(other),
+            });
+        }
+    };
+    let policies = state.store.all_policies().await?;
+    let tools = store::all_tools(state.store.as_ref()).await?;
+    let evaluation = evaluate(&principal, agent, &request.scope, &policies, &tools);
+    let principal_json = json!({
+        "subject": principal.subject, "issuer": principal.issuer_url, "groups": principal.groups,
+    });
+    if !evaluation.denied.is_empty() {
+        audit_denial(
+            state,
+            agent,
+            now,
+            json!({
+                "reason": "scope_denied", "principal": principal_json,
+                "scope": request.scope, "denied": evaluation.denied,
+            }),
+        )
+        .await;
+        return Err(ApiError::Denied(evaluation.denied));
+    }
+    let Some(policy_ttl) = evaluation.policy_ttl else {
+        return Err(ApiError::Denied(Vec::<Denial>::new()));
+    };
+    let requested_ttl = request.ttl_seconds.and_then(|t| u32::try_from(t).ok());
+    let ttl = mandate_ttl(requested_ttl, policy_ttl, agent.max_ttl_seconds, cap);
+    let mandate_id = new_id(now);
+    let task_id = request
+        .task_ref
+        .clone()
+        .unwrap_or_else(|| format!("task-{mandate_id}"));
+    let expires_at = now + Duration::seconds(i64::from(ttl));
+    let root = state.keys.active();
+    let spec = MandateSpec {
+        mandate_id: mandate_id.to_string(),
+        task_id: task_id.clone(),
+        task_digest: sha256(&request.task_description),
+        principal_subject: principal.subject.clone(),
+        principal_issuer: principal.issuer_url.clone(),
+        agent_id: agent.id.clone(),
+        rights: evaluation.granted.clone(),
+        expires_at,
+    };
+    let minted =
+        mint_token(&spec, root.keypair(), root.kid).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let issuance = Issuance {
+        id: mandate_id,
+        agent_id: agent.id.clone(),
+        principal_subject: principal.subject.clone(),
+        principal_issuer: principal.issuer_url.clone(),
+        task_id: task_id.clone(),
+        task_description: request.task_description,
+        task_digest: spec.task_digest,
+        scope: evaluation.granted.clone(),
+        root_kid: root.kid,
+        revocation_id: minted.revocation_id.clone(),
+        issued_at: now,
+        expires_at,
+        request_meta: serde_json::to_value(&meta).unwrap_or_default(),
+    };
+    let audit = NewAuditEvent {
+        id: new_id(now),
+        occurred_at: now,
+        actor: format!("agent:{}", agent.id),
+        action: "mandate.issued".to_owned(),
+        target: Some(format!("mandate:{mandate_id}")),
+        outcome: AuditOutcome::Success,
+        details: json!({
+            "principal": principal_json, "agent": agent.id, "task_id": task_id,
+            "scope": evaluation.granted, "expires_at": expires_at, "kid": root.kid,
+            "revocation_id": hex::encode(&minted.revocation_id),
+        }),
+    };
+    // Nothing leaves unless its record is committed.
+    state.store.insert_mandate(&issuance, &audit).await?;
+    Ok(Issued {
+        token: minted.token,
+        mandate_id,
+        expires_at,
+        scope: evaluation.granted,
+        revocation_id: hex::encode(minted.revocation_id),
+    })
+}
+
+/// A field error for one value, as the mint endpoints report them.
+pub fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::Invalid(vec![FieldError {
+        field: field.to_owned(),
+        message: message.to_owned(),
+    }])
+}

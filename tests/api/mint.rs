@@ -1,0 +1,529 @@
+//! Minting: a human's token from a real identity provider over HTTP, exchanged by an
+//! orchestrator for a mandate that verifies offline and grants exactly what policy allows.
+
+use chrono::Duration;
+use mandate::clock::Clock;
+use mandate::token::keys::KeysDocument;
+use mandate::token::verify::{verify, AccessRequest};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_stores;
+use crate::helpers::fixtures::{mint_body, mint_setup};
+use crate::helpers::idp::{sign_hs256_with_public_key, sign_with, unsigned};
+use crate::helpers::{assert_problem, TestApp};
+
+/// Mints as `secret` and returns status and body.
+async fn mint(app: &TestApp, secret: &str, body: &Value) -> (u16, Value) {
+    app.as_token(secret, Method::POST, "/v1/mandates", Some(body.clone()))
+        .await
+}
+
+async fn issued_count(app: &TestApp) -> usize {
+    app.store
+        .audit_events(0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "mandate.issued")
+        .count()
+}
+
+async fn key_set(app: &TestApp) -> mandate::token::keys::KeySet {
+    let doc: KeysDocument = app
+        .get("/.well-known/mandate-keys")
+        .await
+        .json()
+        .await
+        .unwrap();
+    doc.key_set().unwrap()
+}
+
+fn access(tool: &str, operation: &str, now: chrono::DateTime<chrono::Utc>) -> AccessRequest {
+    AccessRequest {
+        tool: tool.into(),
+        operation: operation.into(),
+        now,
+    }
+}
+
+both_stores!(
+    a_valid_mint_returns_a_recorded_mandate_that_verifies_offline,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let now = app.clock.now();
+        let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], now));
+        let (status, body) = mint(
+            &app,
+            &secret,
+            &mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}])),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["scope"], json!([{"tool": "crm", "operation": "read"}]));
+        // TTL = min(default 900, policy 600, agent 900, cap 3600).
+        let expires_at: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(body["expires_at"].clone()).unwrap();
+        assert_eq!(expires_at, now + Duration::seconds(600));
+
+        let token = body["token"].as_str().unwrap();
+        let keys = key_set(&app).await;
+        let authority = verify(token, &keys, &access("crm", "read", now)).unwrap();
+        assert_eq!(authority.principal_subject, "alice");
+        assert_eq!(authority.principal_issuer, idp.issuer);
+        assert_eq!(authority.agent_id, "bot");
+        assert_eq!(authority.mandate_id, body["mandate_id"].as_str().unwrap());
+        assert!(authority.task_id.starts_with("task-"));
+        assert!(verify(token, &keys, &access("crm", "read", expires_at)).is_ok());
+        assert!(verify(
+            token,
+            &keys,
+            &access("crm", "read", expires_at + Duration::seconds(1))
+        )
+        .is_err());
+        assert!(
+            verify(token, &keys, &access("crm", "write", now)).is_err(),
+            "not requested"
+        );
+        assert!(verify(token, &keys, &access("crm", "delete", now)).is_err());
+
+        let id: uuid::Uuid = body["mandate_id"].as_str().unwrap().parse().unwrap();
+        let issuance = app.store.mandate(id).await.unwrap().unwrap();
+        assert_eq!(issuance.agent_id, "bot");
+        assert_eq!(issuance.principal_subject, "alice");
+        assert_eq!(issuance.task_description, "Summarise ACME tickets");
+        assert_eq!(issuance.root_kid, 1);
+        assert_eq!(
+            hex::encode(&issuance.revocation_id),
+            body["revocation_id"].as_str().unwrap()
+        );
+        assert_eq!(issuance.expires_at, expires_at);
+        assert_eq!(issued_count(&app).await, 1);
+    }
+);
+
+both_stores!(
+    every_bad_subject_token_is_401_with_its_reason_and_audited,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let now = app.clock.now();
+        let good = idp.claims("alice", &["support"], now);
+        let with = |key: &str, value: Value| {
+            let mut claims = good.clone();
+            claims[key] = value;
+            claims
+        };
+        let without = |key: &str| {
+            let mut claims = good.clone();
+            claims.as_object_mut().unwrap().remove(key);
+            claims
+        };
+        let cases: Vec<(&str, String, &str)> = vec![
+            (
+                "bad signature",
+                sign_with("rsa-1", "rsa-2", &good),
+                "bad_signature",
+            ),
+            (
+                "wrong iss",
+                idp.sign("rsa-1", &with("iss", json!("https://evil.example.com"))),
+                "untrusted_issuer",
+            ),
+            (
+                "wrong aud",
+                idp.sign("rsa-1", &with("aud", json!("someone-else"))),
+                "wrong_audience",
+            ),
+            (
+                "no aud",
+                idp.sign("rsa-1", &without("aud")),
+                "wrong_audience",
+            ),
+            (
+                "expired",
+                idp.sign("rsa-1", &with("exp", json!(now.timestamp() - 120))),
+                "expired",
+            ),
+            ("no exp", idp.sign("rsa-1", &without("exp")), "expired"),
+            (
+                "nbf in the future",
+                idp.sign("rsa-1", &with("nbf", json!(now.timestamp() + 600))),
+                "not_yet_valid",
+            ),
+            ("alg none", unsigned(&good), "algorithm_not_allowed"),
+            (
+                "HS256 with the public key",
+                sign_hs256_with_public_key(&good),
+                "algorithm_not_allowed",
+            ),
+            (
+                "unknown kid",
+                sign_with("nope", "rsa-1", &good),
+                "unknown_key",
+            ),
+            (
+                "no subject",
+                idp.sign("rsa-1", &without("sub")),
+                "missing_subject",
+            ),
+            (
+                "not a JWT",
+                "definitely-not-a-jwt".to_owned(),
+                "malformed_token",
+            ),
+        ];
+        for (name, jwt, reason) in cases {
+            let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
+            let response = app
+                .call(Method::POST, "/v1/mandates", Some(&secret), Some(&body))
+                .await;
+            let problem = assert_problem(response, 401).await;
+            assert_eq!(problem["reason"], reason, "{name}: {problem}");
+            assert!(problem.get("token").is_none());
+        }
+        assert_eq!(issued_count(&app).await, 0);
+        let denials = app
+            .store
+            .audit_events(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "mandate.denied")
+            .count();
+        assert_eq!(denials, 12, "every refusal is audited");
+        // Within the leeway the clock skew is tolerated.
+        let skewed = idp.sign("rsa-1", &with("nbf", json!(now.timestamp() + 30)));
+        let (status, body) = mint(
+            &app,
+            &secret,
+            &mint_body(&skewed, json!([{"tool": "crm", "operations": ["read"]}])),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+);
+
+both_stores!(
+    rotated_issuer_keys_are_fetched_once_per_unknown_kid,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let now = app.clock.now();
+        let claims = idp.claims("alice", &["support"], now);
+        let scope = json!([{"tool": "crm", "operations": ["read"]}]);
+        let (status, _) = mint(
+            &app,
+            &secret,
+            &mint_body(&idp.sign("rsa-1", &claims), scope.clone()),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let (status, body) = mint(
+            &app,
+            &secret,
+            &mint_body(&idp.sign("ec-1", &claims), scope.clone()),
+        )
+        .await;
+        assert_eq!(status, 201, "EC keys work too: {body}");
+        assert_eq!(idp.jwks_hits(), 1, "the keys were cached");
+
+        // The provider rotates: rsa-1 and ec-1 are withdrawn, rsa-2 appears.
+        idp.publish(&["rsa-2"]);
+        let (status, body) = mint(
+            &app,
+            &secret,
+            &mint_body(&idp.sign("rsa-2", &claims), scope.clone()),
+        )
+        .await;
+        assert_eq!(status, 201, "an unknown kid refetches the keys: {body}");
+        assert_eq!(idp.jwks_hits(), 2);
+        let (status, body) = mint(
+            &app,
+            &secret,
+            &mint_body(&idp.sign("rsa-1", &claims), scope.clone()),
+        )
+        .await;
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (401, Some("unknown_key"))
+        );
+        assert_eq!(idp.jwks_hits(), 2, "at most one refetch per interval");
+        // After the interval an unknown kid may refetch again.
+        idp.publish(&["rsa-1", "rsa-2"]);
+        app.clock.advance(Duration::seconds(31));
+        let later = idp.claims("alice", &["support"], app.clock.now());
+        let (status, body) =
+            mint(&app, &secret, &mint_body(&idp.sign("rsa-1", &later), scope)).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(idp.jwks_hits(), 3);
+    }
+);
+
+both_stores!(
+    only_an_active_orchestrator_with_its_secret_mints,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+        let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
+        let response = app
+            .call(Method::POST, "/v1/mandates", None, Some(&body))
+            .await;
+        assert_problem(response, 401).await;
+        let wrong = "mnd_agt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let response = app
+            .call(Method::POST, "/v1/mandates", Some(wrong), Some(&body))
+            .await;
+        assert_problem(response, 401).await;
+        let response = app
+            .call(
+                Method::POST,
+                "/v1/mandates",
+                Some(crate::helpers::ADMIN_TOKEN),
+                Some(&body),
+            )
+            .await;
+        assert_problem(response, 401).await;
+        // A sub-agent with a valid secret may not start tasks.
+        let helper = app
+            .admin_ok(Method::POST, "/v1/admin/agents/helper/secret", None, 201)
+            .await;
+        let response = app
+            .call(
+                Method::POST,
+                "/v1/mandates",
+                helper["secret"].as_str(),
+                Some(&body),
+            )
+            .await;
+        assert_problem(response, 403).await;
+        // Suspended: its secret stops working; resumed: it works again.
+        app.admin_ok(Method::POST, "/v1/admin/agents/bot/suspend", None, 200)
+            .await;
+        let response = app
+            .call(Method::POST, "/v1/mandates", Some(&secret), Some(&body))
+            .await;
+        assert_problem(response, 401).await;
+        app.admin_ok(Method::POST, "/v1/admin/agents/bot/resume", None, 200)
+            .await;
+        let (status, _) = mint(&app, &secret, &body).await;
+        assert_eq!(status, 201);
+        assert_eq!(issued_count(&app).await, 1);
+    }
+);
+
+both_stores!(
+    each_denied_operation_is_listed_with_its_reason,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let now = app.clock.now();
+        let alice = idp.sign("rsa-1", &idp.claims("alice", &["support"], now));
+        let scope = json!([
+            {"tool": "crm", "operations": ["read", "delete", "purge"]},
+            {"tool": "github", "operations": ["issues.read"]},
+            {"tool": "ghost", "operations": ["haunt"]},
+        ]);
+        let response = app
+            .call(
+                Method::POST,
+                "/v1/mandates",
+                Some(&secret),
+                Some(&mint_body(&alice, scope)),
+            )
+            .await;
+        let problem = assert_problem(response, 403).await;
+        assert_eq!(
+            problem["denied"],
+            json!([
+                {"tool": "crm", "operation": "delete", "reason": "outside_agent_ceiling"},
+                {"tool": "crm", "operation": "purge", "reason": "unknown_operation"},
+                {"tool": "github", "operation": "issues.read", "reason": "outside_agent_ceiling"},
+                {"tool": "ghost", "operation": "haunt", "reason": "unknown_tool"},
+            ])
+        );
+        // Someone outside the support group: no policy covers them.
+        let bob = idp.sign("rsa-1", &idp.claims("bob", &["sales"], now));
+        let (status, body) = mint(
+            &app,
+            &secret,
+            &mint_body(&bob, json!([{"tool": "crm", "operations": ["read"]}])),
+        )
+        .await;
+        assert_eq!(status, 403);
+        assert_eq!(body["denied"][0]["reason"], "no_policy");
+        // A disabled tool.
+        app.admin_ok(Method::POST, "/v1/admin/tools/crm/disable", None, 200)
+            .await;
+        let (status, body) = mint(
+            &app,
+            &secret,
+            &mint_body(&alice, json!([{"tool": "crm", "operations": ["read"]}])),
+        )
+        .await;
+        assert_eq!(status, 403);
+        assert_eq!(body["denied"][0]["reason"], "tool_inactive");
+        assert_eq!(issued_count(&app).await, 0);
+        let denied: Vec<_> = app
+            .store
+            .audit_events(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "mandate.denied")
+            .collect();
+        assert_eq!(denied.len(), 3);
+        assert_eq!(denied[0].details["denied"].as_array().unwrap().len(), 4);
+        assert_eq!(denied[0].details["principal"]["subject"], "alice");
+    }
+);
+
+both_stores!(
+    the_ttl_is_the_least_of_request_policy_agent_and_cap,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let now = app.clock.now();
+        let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], now));
+        for (asked, expected) in [(Some(120), 120), (Some(3000), 600), (None, 600)] {
+            let mut body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
+            if let Some(ttl) = asked {
+                body["ttl_seconds"] = json!(ttl);
+            }
+            let (status, body) = mint(&app, &secret, &body).await;
+            assert_eq!(status, 201, "{body}");
+            let expires: chrono::DateTime<chrono::Utc> =
+                serde_json::from_value(body["expires_at"].clone()).unwrap();
+            assert_eq!(
+                expires,
+                now + Duration::seconds(expected),
+                "asked {asked:?}"
+            );
+        }
+        app.admin_ok(
+            Method::PATCH,
+            "/v1/admin/agents/bot",
+            Some(json!({"max_ttl_seconds": 60})),
+            200,
+        )
+        .await;
+        let (_, body) = mint(
+            &app,
+            &secret,
+            &mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}])),
+        )
+        .await;
+        let expires: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(body["expires_at"].clone()).unwrap();
+        assert_eq!(expires, now + Duration::seconds(60), "the agent's maximum");
+        for bad in [json!(0), json!(-1), json!(3601), json!("soon")] {
+            let mut body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
+            body["ttl_seconds"] = bad.clone();
+            let (status, problem) = mint(&app, &secret, &body).await;
+            assert_eq!(status, 422, "{bad}: {problem}");
+            assert_eq!(problem["errors"][0]["field"], "ttl_seconds");
+        }
+    }
+);
+
+both_stores!(bad_mint_requests_name_their_field, |backend| async move {
+    let app = TestApp::spawn(backend).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+    let base = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
+    let with = |path: &[&str], value: Value| {
+        let mut body = base.clone();
+        let mut at = &mut body;
+        for key in &path[..path.len() - 1] {
+            at = &mut at[*key];
+        }
+        at[path[path.len() - 1]] = value;
+        body
+    };
+    for (body, field) in [
+        (with(&["scope"], json!([])), "scope"),
+        (
+            with(&["scope"], json!([{"tool": "crm", "operations": []}])),
+            "scope[0].operations",
+        ),
+        (
+            with(&["task", "description"], json!("")),
+            "task.description",
+        ),
+        (
+            with(&["task", "description"], json!("é".repeat(2049))),
+            "task.description",
+        ),
+        (
+            with(&["task", "description"], json!("nul\u{0}")),
+            "task.description",
+        ),
+        (with(&["task", "ref"], json!("x".repeat(129))), "task.ref"),
+        (with(&["subject_token"], json!("")), "subject_token"),
+        (with(&["extra"], json!(1)), "extra"),
+    ] {
+        let (status, problem) = mint(&app, &secret, &body).await;
+        assert_eq!(status, 422, "{field}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+    assert_eq!(issued_count(&app).await, 0);
+});
+
+both_stores!(
+    datalog_in_a_task_subject_or_group_is_stored_verbatim_and_grants_nothing,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let hostile_subject = "alice\"), right(\"crm\", \"delete\"); check if false; //\n";
+        // Policies may not name a subject with a newline; the principal is matched by this group.
+    let hostile_group = "support\"); right(\"crm\",\"delete\"); //";
+        app.admin_ok(
+            Method::POST,
+            "/v1/admin/policies",
+            Some(
+                json!({"id": "hostile", "issuer": "test-idp",
+                    "groups": [hostile_group], "agents": ["bot"],
+                    "grants": [{"tool": "crm", "operations": ["read"]}], "max_ttl_seconds": 300}),
+            ),
+            201,
+        )
+        .await;
+        let now = app.clock.now();
+        let jwt = idp.sign("rsa-1", &idp.claims(hostile_subject, &[hostile_group], now));
+        // 4 KiB of unicode, with Datalog, quotes and newlines.
+        let mut description =
+            String::from("right(\"crm\", \"delete\");\n\"quoted\" 'single' $var {param}\n");
+        while description.len() + 'é'.len_utf8() <= 4096 {
+            description.push('é');
+        }
+        let body = json!({"subject_token": jwt, "task": {"description": description, "ref": "t\"); right(\"x\",\"y\")"},
+                      "scope": [{"tool": "crm", "operations": ["read"]}]});
+        let (status, issued) = mint(&app, &secret, &body).await;
+        assert_eq!(status, 201, "{issued}");
+        let token = issued["token"].as_str().unwrap();
+        let keys = key_set(&app).await;
+        let authority = verify(token, &keys, &access("crm", "read", now)).unwrap();
+        assert_eq!(authority.principal_subject, hostile_subject);
+        assert_eq!(authority.task_id, "t\"); right(\"x\",\"y\")");
+        assert_eq!(authority.rights.len(), 1);
+        for (tool, op) in [("crm", "delete"), ("x", "y"), ("crm", "write")] {
+            assert!(
+                verify(token, &keys, &access(tool, op, now)).is_err(),
+                "{tool}:{op}"
+            );
+        }
+        let id: uuid::Uuid = issued["mandate_id"].as_str().unwrap().parse().unwrap();
+        let stored = app.store.mandate(id).await.unwrap().unwrap();
+        assert_eq!(stored.task_description, description);
+        assert_eq!(stored.principal_subject, hostile_subject);
+        assert_eq!(
+            hex::encode(&stored.task_digest),
+            hex::encode(ring::digest::digest(
+                &ring::digest::SHA256,
+                description.as_bytes()
+            ))
+        );
+    }
+);
