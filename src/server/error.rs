@@ -271,11 +271,13 @@ impl IntoResponse for ApiError {
 pub async fn problem_for_bare_errors(request: Request<Body>, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_problem = response
+    // Bare errors have no body or axum's text/plain one; JSON errors (the OAuth endpoint's
+    // RFC 6749 format, or problem+json) are already well-formed.
+    let bare = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !bare {
         return response;
     }
     let (parts, _) = response.into_parts();

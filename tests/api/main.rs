@@ -8,6 +8,8 @@ mod cli;
 mod health;
 mod helpers;
 mod mint;
+mod mint_failure;
+mod oauth;
 mod openapi;
 mod store;
 mod store_inventory;

@@ -478,15 +478,13 @@ both_stores!(
         let (idp, secret) = mint_setup(&app).await;
         let hostile_subject = "alice\"), right(\"crm\", \"delete\"); check if false; //\n";
         // Policies may not name a subject with a newline; the principal is matched by this group.
-    let hostile_group = "support\"); right(\"crm\",\"delete\"); //";
+        let hostile_group = "support\"); right(\"crm\",\"delete\"); //";
         app.admin_ok(
             Method::POST,
             "/v1/admin/policies",
-            Some(
-                json!({"id": "hostile", "issuer": "test-idp",
+            Some(json!({"id": "hostile", "issuer": "test-idp",
                     "groups": [hostile_group], "agents": ["bot"],
-                    "grants": [{"tool": "crm", "operations": ["read"]}], "max_ttl_seconds": 300}),
-            ),
+                    "grants": [{"tool": "crm", "operations": ["read"]}], "max_ttl_seconds": 300})),
             201,
         )
         .await;

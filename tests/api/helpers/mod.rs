@@ -70,6 +70,15 @@ impl TestDatabase {
         }
     }
 
+    /// A database at `url` that this value does not own (a private cluster's).
+    pub fn at(url: &str) -> TestDatabase {
+        TestDatabase {
+            database: Database::from_url(url).unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+            _postgres: None,
+        }
+    }
+
     /// Opens a store on this database (not yet migrated).
     pub async fn store(&self) -> SharedStore {
         store::connect(&self.database, self.dir.path(), 5)
@@ -102,7 +111,11 @@ pub struct TestApp {
 impl TestApp {
     /// Starts mandate in development mode on a fresh database of the given kind.
     pub async fn spawn(backend: Backend) -> TestApp {
-        let db = TestDatabase::new(backend).await;
+        Self::spawn_on(TestDatabase::new(backend).await).await
+    }
+
+    /// Starts mandate in development mode on `db`.
+    pub async fn spawn_on(db: TestDatabase) -> TestApp {
         let mut config = Config::defaults();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.database = db.database.clone();

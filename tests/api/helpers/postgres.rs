@@ -43,7 +43,7 @@ fn discover() -> Result<PgServer, String> {
         });
     }
     match find_pg_bin() {
-        Some(bin) => start_throwaway(&bin),
+        Some(_) => start_throwaway(),
         None => {
             let ci = if std::env::var("CI").as_deref() == Ok("true") {
                 " (CI=true: a missing Postgres fails the run)"
@@ -115,62 +115,108 @@ fn free_port() -> u16 {
         .unwrap_or(54329)
 }
 
-/// Starts a private cluster that stops itself (and deletes its files) when this process exits.
-fn start_throwaway(bin: &Path) -> Result<PgServer, String> {
-    let root = std::env::temp_dir().join(format!("mandate-test-pg-{}", std::process::id()));
-    let data = root.join("data");
-    std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
-    if running_as_root() {
-        let mut chown = Command::new("chown");
-        chown.args(["-R", "postgres:postgres"]).arg(&root);
-        run(chown, "chown of the throwaway cluster directory")?;
+/// A private Postgres cluster started with `initdb`/`pg_ctl` on a free port, owned by the test
+/// process: it stops itself and deletes its files when this process exits, and tests that need
+/// the database to fail may stop and start it (never the shared server).
+pub struct Cluster {
+    bin: PathBuf,
+    root: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    /// Creates and starts a cluster; fails with a message when initdb/pg_ctl are missing.
+    pub fn create() -> Result<Cluster, String> {
+        let bin = find_pg_bin().ok_or(
+            "initdb and pg_ctl are needed to start a private Postgres cluster \
+             (Debian/Ubuntu: `apt install postgresql`)",
+        )?;
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let root = std::env::temp_dir().join(format!("mandate-test-pg-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
+        if running_as_root() {
+            let mut chown = Command::new("chown");
+            chown.args(["-R", "postgres:postgres"]).arg(&root);
+            run(chown, "chown of the cluster directory")?;
+        }
+        let mut initdb = pg_command(&bin.join("initdb"));
+        initdb.arg("-D").arg(root.join("data")).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
+        run(initdb, "initdb")?;
+        let cluster = Cluster {
+            bin,
+            root,
+            port: free_port(),
+        };
+        cluster.start()?;
+        // A watchdog outlives this process: when it is gone, stop the cluster, remove its files.
+        let watchdog = format!(
+            "while [ -d /proc/{pid} ]; do sleep 1; done; '{pg_ctl}' -D '{data}' -m immediate stop; rm -rf '{root}'",
+            pid = std::process::id(),
+            pg_ctl = cluster.bin.join("pg_ctl").display(),
+            data = cluster.root.join("data").display(),
+            root = cluster.root.display(),
+        );
+        let mut sh = pg_command(Path::new("/bin/sh"));
+        sh.args(["-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("watchdog: {e}"))?;
+        Ok(cluster)
     }
-    let mut initdb = pg_command(&bin.join("initdb"));
-    initdb.arg("-D").arg(&data).args([
-        "-U",
-        "postgres",
-        "--auth=trust",
-        "--no-sync",
-        "-E",
-        "UTF8",
-        "--locale=C",
-    ]);
-    run(initdb, "initdb")?;
-    let port = free_port();
-    let mut start = pg_command(&bin.join("pg_ctl"));
-    start
-        .arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(root.join("log"))
-        .arg("-o")
-        .arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
-            root.display()
-        ))
-        .args(["-w", "start"]);
-    run(start, "pg_ctl start")?;
-    // A watchdog outlives this process: when it is gone, stop the cluster and remove its files.
-    let watchdog = format!(
-        "while [ -d /proc/{pid} ]; do sleep 1; done; '{pg_ctl}' -D '{data}' -m immediate stop; rm -rf '{root}'",
-        pid = std::process::id(),
-        pg_ctl = bin.join("pg_ctl").display(),
-        data = data.display(),
-        root = root.display(),
-    );
-    let mut sh = pg_command(Path::new("/bin/sh"));
-    sh.args(["-c", &watchdog])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("watchdog: {e}"))?;
+
+    /// Starts the (stopped) cluster and waits until it accepts connections.
+    pub fn start(&self) -> Result<(), String> {
+        let mut start = pg_command(&self.bin.join("pg_ctl"));
+        start
+            .arg("-D")
+            .arg(self.root.join("data"))
+            .arg("-l")
+            .arg(self.root.join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+                self.port,
+                self.root.display()
+            ))
+            .args(["-w", "start"]);
+        run(start, "pg_ctl start")
+    }
+
+    /// Stops the cluster (fast shutdown: open connections are cut).
+    pub fn stop(&self) -> Result<(), String> {
+        let mut stop = pg_command(&self.bin.join("pg_ctl"));
+        stop.arg("-D")
+            .arg(self.root.join("data"))
+            .args(["-m", "fast", "-w", "stop"]);
+        run(stop, "pg_ctl stop")
+    }
+
+    /// A URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+fn start_throwaway() -> Result<PgServer, String> {
+    let cluster = Cluster::create()?;
     eprintln!(
-        "tests: started a throwaway Postgres on 127.0.0.1:{port} in {}",
-        root.display()
+        "tests: started a throwaway Postgres on 127.0.0.1:{} in {}",
+        cluster.port,
+        cluster.root.display()
     );
     Ok(PgServer {
-        admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        admin_url: cluster.url(),
     })
 }
 
