@@ -54,6 +54,29 @@ enum Command {
     },
     /// Print the OpenAPI description of the HTTP API as JSON.
     Openapi,
+    /// Development helpers (for a service started with `serve --dev`).
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Print a human principal's token signed by the built-in development identity provider.
+    Login {
+        /// The principal's subject.
+        subject: String,
+        /// A group the principal belongs to (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Lifetime of the token in seconds.
+        #[arg(long, default_value_t = 600)]
+        ttl: i64,
+        /// TOML configuration file (overrides MANDATE_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Roles as command-line values.
@@ -107,8 +130,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(&config).map_err(anyhow::Error::msg)?;
             tracing::debug!(?config, "configuration");
             runtime()?.block_on(async {
-                let server =
-                    Server::prepare(config, Options { dev }, Arc::new(SystemClock)).await?;
+                let options = Options { dev, dev_seed: dev };
+                let server = Server::prepare(config, options, Arc::new(SystemClock)).await?;
+                if let Some(walkthrough) = server.walkthrough() {
+                    println!("{walkthrough}");
+                }
                 server.run(shutdown_signal()).await.context("server")?;
                 tracing::info!("stopped");
                 Ok(())
@@ -165,6 +191,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 issued.info.name,
                 issued.info.role.as_str()
             );
+            Ok(())
+        }
+        Command::Dev {
+            command:
+                DevCommand::Login {
+                    subject,
+                    groups,
+                    ttl,
+                    config,
+                },
+        } => {
+            let config = Config::from_env(config.as_deref())?;
+            let token = mandate::server::dev::login(
+                &config.data_dir,
+                config.listen,
+                &subject,
+                &groups,
+                SystemClock.now(),
+                chrono::Duration::seconds(ttl.clamp(1, 86_400)),
+            )?;
+            println!("{token}");
             Ok(())
         }
         Command::Openapi => {

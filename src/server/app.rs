@@ -18,6 +18,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use super::api;
 use super::config::Config;
+use super::dev::{self, DevIdp};
 use super::error::{problem_for_bare_errors, ApiError};
 use super::idp::IdentityVerifier;
 use super::keys::KeyRing;
@@ -40,14 +41,19 @@ pub struct AppState {
     pub bootstrap_admin: Option<SecretHash>,
     /// Validates human principals' tokens against the trusted issuers.
     pub idp: Arc<IdentityVerifier>,
+    /// The built-in identity provider (development mode only).
+    pub dev_idp: Option<Arc<DevIdp>>,
 }
 
 /// The whole HTTP application: API routes, `/openapi.json`, and the middleware stack.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.request_body_limit;
     let timeout = state.config.request_timeout;
-    let (routes, spec) = api::routes().split_for_parts();
+    let (mut routes, spec) = api::routes().split_for_parts();
     let spec = Arc::new(spec);
+    if let Some(idp) = &state.dev_idp {
+        routes = routes.merge(dev::routes(Arc::clone(idp)));
+    }
     routes
         .route(
             "/openapi.json",

@@ -4,6 +4,7 @@
 //! - [`startup`] — validates everything, binds, opens the store, loads keys; then runs.
 //! - [`app`] — the router and its middleware, separate from serving so tests bind port 0.
 //! - [`api`] — one module per resource.
+//! - [`dev`] — development mode: built-in identity provider and seed inventory.
 //! - [`error`] — the one error type, rendered as RFC 9457 problem+json.
 //! - [`idp`] — trusted issuers: JWKS fetching and caching, JWT validation.
 //! - [`keys`] — the root key ring.
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod dev;
 pub mod error;
 pub mod idp;
 pub mod keys;

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use super::app::{self, AppState};
 use super::config::{is_strong_admin_token, AdminTokenSource, Config, Database, ADMIN_TOKEN_SHAPE};
+use super::dev::{self, DevIdp};
 use super::idp::{IdentityVerifier, IdpSettings};
 use super::keys::{self, KeyError, KeyRing, KeyRingError, RootKey, DEV_KID};
 use super::secrets::{self, SecretHash};
@@ -22,8 +23,12 @@ use crate::clock::SharedClock;
 /// How the service was asked to start.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
-    /// Generate a root key into the data directory when none is configured.
+    /// Development mode: generate a root key into the data directory when none is configured,
+    /// and run the built-in identity provider.
     pub dev: bool,
+    /// In development mode, also seed the walkthrough's inventory (`serve --dev` does; tests
+    /// that need an empty inventory do not).
+    pub dev_seed: bool,
 }
 
 /// Why the service did not start. Each message is one line naming the problem.
@@ -80,6 +85,7 @@ enum KeySource {
 pub struct Server {
     listener: TcpListener,
     state: AppState,
+    walkthrough: Option<String>,
 }
 
 impl Server {
@@ -107,26 +113,45 @@ impl Server {
         };
         let active_kid = config.signing_kid().unwrap_or(DEV_KID);
         let ring = register_keys(&store, keys, active_kid, &clock).await?;
-        tracing::info!(
-            listen = %listener.local_addr().map_err(|reason| StartupError::Listen { addr: config.listen, reason })?,
-            store = ?store.backend(),
-            active_kid,
-            "mandate is ready"
-        );
+        let local = listener
+            .local_addr()
+            .map_err(|reason| StartupError::Listen {
+                addr: config.listen,
+                reason,
+            })?;
+        let dev_idp = if options.dev {
+            Some(Arc::new(DevIdp::load_or_create(&config.data_dir, local)?))
+        } else {
+            None
+        };
+        tracing::info!(listen = %local, store = ?store.backend(), active_kid, "mandate is ready");
+        let data_dir = config.data_dir.clone();
+        let state = AppState {
+            store,
+            keys: Arc::new(ring),
+            clock,
+            config: Arc::new(config),
+            bootstrap_admin,
+            idp: Arc::new(
+                IdentityVerifier::new(IdpSettings::default())
+                    .map_err(|e| StartupError::Http(e.to_string()))?,
+            ),
+            dev_idp,
+        };
+        let walkthrough = match (&state.dev_idp, options.dev_seed) {
+            (Some(idp), true) => dev::seed(&state, idp, &data_dir).await?,
+            _ => None,
+        };
         Ok(Server {
             listener,
-            state: AppState {
-                store,
-                keys: Arc::new(ring),
-                clock,
-                config: Arc::new(config),
-                bootstrap_admin,
-                idp: Arc::new(
-                    IdentityVerifier::new(IdpSettings::default())
-                        .map_err(|e| StartupError::Http(e.to_string()))?,
-                ),
-            },
+            state,
+            walkthrough,
         })
+    }
+
+    /// What to print after the development inventory was seeded, if it just was.
+    pub fn walkthrough(&self) -> Option<&str> {
+        self.walkthrough.as_deref()
     }
 
     /// The bound address (useful when the configuration asked for port 0).

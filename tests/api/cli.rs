@@ -548,3 +548,73 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
         );
     }
 }
+
+/// The shell block after the README's walkthrough marker.
+fn readme_walkthrough() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let after = readme.split_once("<!-- walkthrough:").unwrap().1;
+    let block = after.split_once("```sh\n").unwrap().1;
+    block.split_once("```").unwrap().0.to_owned()
+}
+
+#[tokio::test]
+async fn the_readme_walkthrough_mints_a_mandate_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let stdout = tmp.path().join("stdout.log");
+    let mut server = mandate()
+        .args(["serve", "--dev"])
+        .current_dir(tmp.path())
+        .env("MANDATE_LISTEN", &listen)
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("http://{listen}/readyz"))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "mandate did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let printed = std::fs::read_to_string(&stdout).unwrap();
+    assert!(printed.contains("Mint a mandate"), "{printed}");
+    // The block as written; only the port differs (this test cannot count on 8080 being free),
+    // and `cargo run -q --release --` runs the binary under test.
+    let script = format!(
+        "set -euo pipefail\ncargo() {{ while [ \"$1\" != \"--\" ]; do shift; done; shift; \"$WALKTHROUGH_BIN\" \"$@\"; }}\n{}",
+        readme_walkthrough().replace("127.0.0.1:8080", &listen)
+    );
+    let out = tokio::task::spawn_blocking({
+        let dir = tmp.path().to_path_buf();
+        let listen = listen.clone();
+        move || {
+            Command::new("bash")
+                .arg("-c")
+                .arg(script)
+                .current_dir(dir)
+                .env("WALKTHROUGH_BIN", env!("CARGO_BIN_EXE_mandate"))
+                .env("MANDATE_LISTEN", listen)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    assert!(out.status.success(), "{out:?}");
+    let minted: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(
+        minted["scope"],
+        serde_json::json!([{"tool": "crm", "operation": "read"}])
+    );
+    assert!(minted["token"].as_str().unwrap().len() > 100);
+    assert!(minted["mandate_id"].is_string());
+}

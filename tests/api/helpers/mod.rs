@@ -123,9 +123,16 @@ impl TestApp {
         config.database_max_connections = 5;
         config.admin_token = Some(AdminTokenSource::Value(Secret::new(ADMIN_TOKEN.to_owned())));
         let clock = Arc::new(ManualClock::new(test_epoch()));
-        let server = Server::prepare(config, Options { dev: true }, clock.clone())
-            .await
-            .unwrap();
+        let server = Server::prepare(
+            config,
+            Options {
+                dev: true,
+                dev_seed: false,
+            },
+            clock.clone(),
+        )
+        .await
+        .unwrap();
         let addr = server.local_addr().unwrap();
         let store = server.state().store.clone();
         let (tx, rx) = oneshot::channel();

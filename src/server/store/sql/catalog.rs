@@ -224,7 +224,7 @@ impl CatalogStore for ThisStore {
         let updated = sqlx::query(
             "UPDATE issuers SET audiences = $2, jwks_uri = $3, discovery = $4, \
              allowed_algorithms = $5, subject_claim = $6, groups_claim = $7, status = $8, \
-             version = $9, updated_at = $10 WHERE id = $1 AND version = $11",
+             version = $9, updated_at = $10, issuer_url = $12 WHERE id = $1 AND version = $11",
         )
         .bind(&issuer.id)
         .bind(sqlx::types::Json(&issuer.audiences))
@@ -237,6 +237,7 @@ impl CatalogStore for ThisStore {
         .bind(issuer.version)
         .bind(db_time(issuer.updated_at))
         .bind(issuer.version - 1)
+        .bind(&issuer.issuer_url)
         .execute(&mut *tx)
         .await?
         .rows_affected();

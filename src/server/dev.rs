@@ -1,0 +1,333 @@
+//! Development mode only (`serve --dev`): a built-in identity provider whose keys mandate
+//! serves, `mandate dev login` to sign a human's token with it, and a seed inventory (an
+//! orchestrator with its secret, two tools, one policy) so that a newcomer mints a real mandate
+//! within a minute of starting the service.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+
+use super::app::AppState;
+use super::keys::{self, KeyError};
+use super::model::agent::{AgentKind, AgentSecretInfo, NewAgent};
+use super::model::issuer::NewIssuer;
+use super::model::policy::{AgentScope, NewPolicy};
+use super::model::tool::{NewTool, ToolKind};
+use super::model::Grant;
+use super::secrets::{self, AGENT_SECRET_PREFIX};
+use super::store::{
+    change_event, new_id, NewAuditEvent, NewSecret, SecretChange, SharedStore, StoreError,
+};
+
+/// The dev issuer's id.
+pub const DEV_ISSUER: &str = "dev-idp";
+/// The seeded orchestrator.
+pub const DEV_AGENT: &str = "dev-orchestrator";
+/// The key id of the dev issuer's only key.
+const DEV_KID: &str = "dev-1";
+/// Who the seed's audit events name.
+const SEED_ACTOR: &str = "system:dev-seed";
+
+/// Where the dev issuer's signing key lives.
+pub fn dev_idp_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("dev-idp-key.pem")
+}
+
+/// Where the seeded orchestrator's secret is written (mode 0600) on first start.
+pub fn dev_secret_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("dev-orchestrator.secret")
+}
+
+/// The dev issuer's URL for a service listening on `listen`.
+pub fn issuer_url(listen: SocketAddr) -> String {
+    let host = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/dev/idp", SocketAddr::new(host, listen.port()))
+}
+
+/// The built-in identity provider.
+#[derive(Debug)]
+pub struct DevIdp {
+    public_key: Vec<u8>,
+    issuer: String,
+}
+
+impl DevIdp {
+    /// Loads (or creates) the dev issuer's key in `data_dir`.
+    pub fn load_or_create(data_dir: &Path, listen: SocketAddr) -> Result<Self, KeyError> {
+        let path = dev_idp_key_path(data_dir);
+        let key = if path.exists() {
+            keys::load_key_file(&path)?
+        } else {
+            keys::generate_key_file(&path)?
+        };
+        Ok(Self {
+            public_key: key.public().to_bytes(),
+            issuer: issuer_url(listen),
+        })
+    }
+
+    /// The JWKS the issuer publishes.
+    pub fn jwks(&self) -> Value {
+        json!({"keys": [{
+            "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": DEV_KID,
+            "x": URL_SAFE_NO_PAD.encode(&self.public_key),
+        }]})
+    }
+
+    /// Its issuer URL.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+async fn jwks(State(idp): State<Arc<DevIdp>>) -> Json<Value> {
+    Json(idp.jwks())
+}
+
+async fn discovery(State(idp): State<Arc<DevIdp>>) -> Json<Value> {
+    Json(json!({
+        "issuer": idp.issuer, "jwks_uri": format!("{}/jwks.json", idp.issuer),
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+    }))
+}
+
+/// The dev issuer's routes: its JWKS and discovery document.
+pub fn routes<S: Clone + Send + Sync + 'static>(idp: Arc<DevIdp>) -> Router<S> {
+    Router::new()
+        .route("/dev/idp/jwks.json", get(jwks))
+        .route("/dev/idp/.well-known/openid-configuration", get(discovery))
+        .with_state(idp)
+}
+
+/// Why `mandate dev login` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The dev issuer's key is missing or unusable.
+    #[error("{0} (start `mandate serve --dev` once to create it)")]
+    Key(#[from] KeyError),
+    /// Signing failed.
+    #[error("cannot sign the token: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+/// A human's token from the dev issuer, valid for `ttl`.
+pub fn login(
+    data_dir: &Path,
+    listen: SocketAddr,
+    subject: &str,
+    groups: &[String],
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> Result<String, LoginError> {
+    let pem = keys::read_private_file(&dev_idp_key_path(data_dir), "dev issuer key")?;
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes())?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(DEV_KID.to_owned());
+    let claims = json!({
+        "iss": issuer_url(listen), "sub": subject, "aud": "mandate", "groups": groups,
+        "iat": now.timestamp(), "nbf": now.timestamp(), "exp": (now + ttl).timestamp(),
+    });
+    Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+}
+
+/// Seeds the dev inventory once, and keeps the dev issuer pointing at this service. Returns
+/// the walkthrough to print when it seeded.
+pub async fn seed(
+    state: &AppState,
+    idp: &DevIdp,
+    data_dir: &Path,
+) -> Result<Option<String>, StoreError> {
+    let store: &SharedStore = &state.store;
+    let now = state.clock.now();
+    let cap = state.config.max_ttl_seconds;
+    let jwks_uri = format!("{}/jwks.json", idp.issuer);
+    match store.issuer(DEV_ISSUER).await? {
+        Some(mut issuer) if issuer.issuer_url != idp.issuer => {
+            let before = serde_json::to_value(&issuer).ok();
+            issuer.issuer_url = idp.issuer.clone();
+            issuer.jwks_uri = Some(jwks_uri);
+            issuer.version += 1;
+            issuer.updated_at = now;
+            let audit = change_event(
+                now,
+                SEED_ACTOR,
+                "issuer.updated",
+                format!("issuer:{DEV_ISSUER}"),
+                before,
+                serde_json::to_value(&issuer).ok(),
+            );
+            store
+                .update_issuer(&issuer, store.inventory_guard().await?, &audit)
+                .await?;
+        }
+        Some(_) => {}
+        None => {
+            let issuer = NewIssuer {
+                id: DEV_ISSUER.to_owned(),
+                issuer_url: idp.issuer.clone(),
+                audiences: vec!["mandate".to_owned()],
+                jwks_uri: Some(jwks_uri),
+                discovery: false,
+                allowed_algorithms: vec!["EdDSA".to_owned()],
+                subject_claim: None,
+                groups_claim: Some("groups".to_owned()),
+            }
+            .into_issuer(now);
+            let audit = created("issuer", DEV_ISSUER, &issuer, now);
+            store
+                .insert_issuer(&issuer, store.inventory_guard().await?, &audit)
+                .await?;
+        }
+    }
+    if store.agent(DEV_AGENT).await?.is_some() {
+        return Ok(None);
+    }
+    let grant = |tool: &str, ops: &[&str]| Grant {
+        tool: tool.to_owned(),
+        operations: ops.iter().map(|o| o.to_string()).collect(),
+    };
+    for (id, name, kind) in [
+        ("crm", "CRM API", ToolKind::Api),
+        ("calendar", "Calendar MCP server", ToolKind::McpServer),
+    ] {
+        let tool = NewTool {
+            id: id.to_owned(),
+            display_name: name.to_owned(),
+            kind,
+            owner: "dev@localhost".to_owned(),
+            description: Some("Seeded by serve --dev".to_owned()),
+            operations: vec!["read".to_owned(), "write".to_owned()],
+        }
+        .into_tool(now);
+        if store.tool(id).await?.is_none() {
+            let audit = created("tool", id, &tool, now);
+            store
+                .insert_tool(&tool, store.inventory_guard().await?, &audit)
+                .await?;
+        }
+    }
+    let agent = NewAgent {
+        id: DEV_AGENT.to_owned(),
+        display_name: "Dev orchestrator".to_owned(),
+        kind: AgentKind::Orchestrator,
+        owner: "dev@localhost".to_owned(),
+        team: None,
+        description: Some("Seeded by serve --dev".to_owned()),
+        ceiling: vec![
+            grant("crm", &["read", "write"]),
+            grant("calendar", &["read"]),
+        ],
+        max_ttl_seconds: None,
+    }
+    .into_agent(cap, now);
+    let audit = created("agent", DEV_AGENT, &agent, now);
+    store
+        .insert_agent(&agent, store.inventory_guard().await?, &audit)
+        .await?;
+    let policy = NewPolicy {
+        id: "dev-staff".to_owned(),
+        name: Some("Staff may delegate CRM and calendar reads".to_owned()),
+        description: None,
+        issuer: DEV_ISSUER.to_owned(),
+        subjects: vec![],
+        groups: vec!["staff".to_owned()],
+        agents: AgentScope::Listed(vec![DEV_AGENT.to_owned()]),
+        grants: vec![
+            grant("crm", &["read", "write"]),
+            grant("calendar", &["read"]),
+        ],
+        max_ttl_seconds: i64::from(900.min(cap)),
+        enabled: Some(true),
+    }
+    .into_policy(cap, now)
+    .map_err(|e| StoreError::Conflict(e.to_string()))?;
+    let audit = created("policy", &policy.id, &policy, now);
+    store
+        .insert_policy(&policy, store.inventory_guard().await?, &audit)
+        .await?;
+    let secret =
+        secrets::generate(AGENT_SECRET_PREFIX).map_err(|e| StoreError::Conflict(e.to_string()))?;
+    let info = AgentSecretInfo {
+        id: new_id(now),
+        created_by: SEED_ACTOR.to_owned(),
+        created_at: now,
+    };
+    let audit = change_event(
+        now,
+        SEED_ACTOR,
+        "agent.secret_issued",
+        format!("agent:{DEV_AGENT}"),
+        None,
+        serde_json::to_value(&info).ok(),
+    );
+    let change = SecretChange::Issue(NewSecret {
+        info,
+        hash: secret.hash(),
+    });
+    store
+        .change_agent_secret(DEV_AGENT, &change, now, &audit)
+        .await?;
+    let secret_path = dev_secret_path(data_dir);
+    write_secret(&secret_path, secret.expose()).map_err(|e| {
+        StoreError::Conflict(format!("cannot write {}: {e}", secret_path.display()))
+    })?;
+    Ok(Some(walkthrough(&secret_path, state.config.listen)))
+}
+
+/// The audit event of one seeded row.
+fn created<T: serde::Serialize>(
+    kind: &str,
+    id: &str,
+    value: &T,
+    now: DateTime<Utc>,
+) -> NewAuditEvent {
+    change_event(
+        now,
+        SEED_ACTOR,
+        &format!("{kind}.created"),
+        format!("{kind}:{id}"),
+        None,
+        serde_json::to_value(value).ok(),
+    )
+}
+
+fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+/// What to do next, printed once when the dev inventory is seeded.
+fn walkthrough(secret_path: &Path, listen: SocketAddr) -> String {
+    format!(
+        "\nmandate is running in development mode on http://{listen}\n\
+         Seeded: issuer {DEV_ISSUER}, tools crm and calendar, orchestrator {DEV_AGENT}, policy dev-staff\n\
+         (group \"staff\" may delegate crm read/write and calendar read). The orchestrator's secret\n\
+         is in {secret} (shown nowhere else). Mint a mandate:\n\n\
+         \x20 SECRET=$(cat {secret})\n\
+         \x20 TOKEN=$(cargo run -q --release -- dev login alice --group staff)\n\
+         \x20 curl -s -X POST http://{listen}/v1/mandates -H \"Authorization: Bearer $SECRET\" \\\n\
+         \x20   -H 'content-type: application/json' \\\n\
+         \x20   -d '{{\"subject_token\":\"'$TOKEN'\",\"task\":{{\"description\":\"Summarise open CRM tickets\"}},\"scope\":[{{\"tool\":\"crm\",\"operations\":[\"read\"]}}]}}'\n",
+        secret = secret_path.display(),
+    )
+}
