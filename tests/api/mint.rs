@@ -525,3 +525,63 @@ both_stores!(
         );
     }
 );
+
+both_stores!(
+    an_issuer_found_by_discovery_is_trusted_too,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (_, secret) = mint_setup(&app).await;
+        let other = crate::helpers::idp::TestIdp::start().await;
+        app.admin_ok(
+            Method::POST,
+            "/v1/admin/issuers",
+            Some(
+                json!({"id": "discovered", "issuer_url": other.issuer, "audiences": ["mandate"],
+                    "discovery": true, "allowed_algorithms": ["ES256"], "groups_claim": "groups"}),
+            ),
+            201,
+        )
+        .await;
+        app.admin_ok(
+            Method::POST,
+            "/v1/admin/policies",
+            Some(
+                json!({"id": "discovered-crm", "issuer": "discovered", "subjects": ["carol"],
+                    "agents": "*", "grants": [{"tool": "crm", "operations": ["read"]}],
+                    "max_ttl_seconds": 300}),
+            ),
+            201,
+        )
+        .await;
+        let claims = other.claims("carol", &[], app.clock.now());
+        let (status, body) = mint(
+            &app,
+            &secret,
+            &mint_body(
+                &other.sign("ec-1", &claims),
+                json!([{"tool": "crm", "operations": ["read"]}]),
+            ),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(
+            other.jwks_hits(),
+            1,
+            "the JWKS named by the discovery document was fetched"
+        );
+        // RS256 is not in this issuer's allowlist, although its key is published.
+        let (status, body) = mint(
+            &app,
+            &secret,
+            &mint_body(
+                &other.sign("rsa-1", &claims),
+                json!([{"tool": "crm", "operations": ["read"]}]),
+            ),
+        )
+        .await;
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (401, Some("algorithm_not_allowed"))
+        );
+    }
+);
