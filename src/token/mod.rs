@@ -5,6 +5,9 @@
 //! This module builds without the `server` feature, so downstream services can depend on it
 //! alone.
 
+pub mod attenuate;
+pub mod attest;
+pub mod inspect;
 pub mod keys;
 pub mod mint;
 pub mod verify;
@@ -42,9 +45,52 @@ pub enum TokenError {
     /// A time outside the representable range.
     #[error("time out of range")]
     Time,
+    /// More blocks than the verifier accepts.
+    #[error("too many blocks")]
+    TooManyBlocks,
+    /// The token names a root key the verifier does not know.
+    #[error("signed with an unknown root key")]
+    UnknownKey,
+    /// A signature does not verify (tampered, truncated or moved blocks).
+    #[error("a signature does not verify")]
+    BadSignature,
+    /// The mandate, or a block's shorter expiry, has passed.
+    #[error("the mandate has expired")]
+    Expired,
+    /// One of the token's revocation ids is revoked.
+    #[error("the mandate has been revoked")]
+    Revoked,
+    /// An attestation block is not what it claims.
+    #[error("forged attestation: {0}")]
+    ForgedAttestation(String),
+    /// The request is not granted; names the failed checks.
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
+    /// An attenuation that would narrow nothing.
+    #[error("an attenuation must restrict something or name a delegate")]
+    EmptyAttenuation,
     /// The Biscuit library refused the token (bad signature, failed check, unknown key, …).
     #[error("biscuit: {0}")]
     Biscuit(#[from] biscuit_auth::error::Token),
+}
+
+impl TokenError {
+    /// The stable reason code of a refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::TooLarge => "too_large",
+            TokenError::Malformed | TokenError::MissingFact(_) | TokenError::Time => "malformed",
+            TokenError::TooManyBlocks => "too_many_blocks",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::Revoked => "revoked",
+            TokenError::ForgedAttestation(_) => "forged_attestation",
+            TokenError::NotAuthorized(_) => "not_authorized",
+            TokenError::EmptyAttenuation => "empty_attenuation",
+            TokenError::Biscuit(_) => "invalid",
+        }
+    }
 }
 
 impl From<biscuit_auth::error::Format> for TokenError {
@@ -52,6 +98,9 @@ impl From<biscuit_auth::error::Format> for TokenError {
         TokenError::Biscuit(biscuit_auth::error::Token::Format(error))
     }
 }
+
+#[cfg(test)]
+mod chain_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,17 +1,23 @@
-//! Verifying a mandate offline with the published root keys, and reading who it speaks for.
-//! Authorizer run limits are set explicitly; the library's defaults are not relied on.
+//! Verifying a mandate offline with the published root keys, and reading who it speaks for:
+//! the principal, the agent, and every delegation hop, attested or claimed. Token size, block
+//! count and authorizer run limits are bounded explicitly, and clock skew is a parameter.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use biscuit_auth::builder::Term;
-use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit};
+use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
+use super::inspect::{chain_of, BlockKind, Chain};
 use super::keys::KeySet;
 use super::{Right, TokenError, MAX_TOKEN_BYTES, SCHEMA_VERSION};
 
-/// What a verifier asks: may the holder do `operation` on `tool` at `now`?
+/// Registered agents' Ed25519 public keys, by agent id (what makes a hop attested).
+pub type AgentKeys = HashMap<String, Vec<PublicKey>>;
+
+/// What a verifier asks: may the holder do `operation` on `tool` (on `resource`) at `now`?
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRequest {
     /// The tool being called.
@@ -22,23 +28,70 @@ pub struct AccessRequest {
     pub now: DateTime<Utc>,
 }
 
-/// The authority a verified mandate carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authority {
+/// Bounds and tolerances of verification.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Largest token accepted, in bytes.
+    pub max_bytes: usize,
+    /// Most blocks accepted (authority included).
+    pub max_blocks: usize,
+    /// Clock skew tolerated on expiry.
+    pub skew: chrono::Duration,
+    /// Authorizer run limits.
+    pub limits: AuthorizerLimits,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            max_bytes: MAX_TOKEN_BYTES,
+            max_blocks: 16,
+            skew: chrono::Duration::zero(),
+            limits: run_limits(),
+        }
+    }
+}
+
+/// What a verifier trusts: root keys, agents' keys, and revoked ids.
+pub struct Trust<'a> {
+    /// Root keys by kid.
+    pub keys: &'a KeySet,
+    /// Registered agents' keys.
+    pub agent_keys: &'a AgentKeys,
+    /// Whether a revocation id (any block's) is revoked.
+    pub is_revoked: &'a (dyn Fn(&[u8]) -> bool + Send + Sync),
+}
+
+/// One step of the delegation chain after the orchestrator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    /// The agent that received the token.
+    pub agent: String,
+    /// Whether that agent signed its hop with its registered key.
+    pub attested: bool,
+}
+
+/// A verified mandate: who acts, for whom, through which hops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
     /// The mandate's id.
     pub mandate_id: String,
     /// The human principal's subject.
     pub principal_subject: String,
     /// The issuer that proved the principal.
     pub principal_issuer: String,
-    /// The agent the mandate was minted for.
+    /// The orchestrator the mandate was minted for.
     pub agent_id: String,
     /// The task's id.
     pub task_id: String,
-    /// Every right of the authority block.
+    /// Every hop after the orchestrator, in order.
+    pub hops: Vec<Hop>,
+    /// The rights the mandate granted (later blocks may narrow what is usable).
     pub rights: Vec<Right>,
-    /// When the mandate expires.
+    /// When the mandate expires (a later block may end it earlier).
     pub expires_at: DateTime<Utc>,
+    /// Every block's revocation id, hex, authority first.
+    pub revocation_ids: Vec<String>,
 }
 
 /// Bounds on one authorization: enough for any mandate, small enough that no token can make a
@@ -51,38 +104,158 @@ pub fn run_limits() -> AuthorizerLimits {
     }
 }
 
-/// Parses `token`, checks its signatures against `keys` (by `root_key_id`), and authorizes
-/// `request`: its tool and operation must be a right of the mandate and every check of every
-/// block must pass at `request.now`.
-pub fn verify(
+/// Verifies `token` for `request` with root keys only: no agent keys (every hop reads as
+/// claimed) and no revocation list. See [`verify_with`].
+pub fn verify(token: &str, keys: &KeySet, request: &AccessRequest) -> Result<Verified, TokenError> {
+    let no_agents = AgentKeys::new();
+    let trust = Trust {
+        keys,
+        agent_keys: &no_agents,
+        is_revoked: &|_| false,
+    };
+    verify_with(token, &trust, request, None, &VerifyOptions::default())
+}
+
+fn map_biscuit(error: biscuit_auth::error::Token) -> TokenError {
+    use biscuit_auth::error::{FailedCheck, Format, Logic, Token};
+    match error {
+        Token::Format(Format::UnknownPublicKey) => TokenError::UnknownKey,
+        Token::Format(Format::Signature(_) | Format::InvalidSignatureSize(_)) => {
+            TokenError::BadSignature
+        }
+        Token::Format(_) | Token::Base64(_) => TokenError::Malformed,
+        Token::FailedLogic(
+            Logic::Unauthorized { checks, .. } | Logic::NoMatchingPolicy { checks },
+        ) => {
+            let failed: Vec<String> = checks
+                .iter()
+                .map(|c| match c {
+                    FailedCheck::Block(b) => b.rule.clone(),
+                    FailedCheck::Authorizer(a) => a.rule.clone(),
+                })
+                .collect();
+            if failed.iter().any(|rule| rule.contains("time($time)")) {
+                TokenError::Expired
+            } else if failed.is_empty() {
+                TokenError::NotAuthorized("no right for this tool and operation".to_owned())
+            } else {
+                TokenError::NotAuthorized(failed.join("; "))
+            }
+        }
+        Token::RunLimit(_) => TokenError::NotAuthorized("authorizer run limits reached".to_owned()),
+        other => TokenError::Biscuit(other),
+    }
+}
+
+/// The hops of `chain`: each `delegate` names a claimed hop; an attestation block turns the
+/// last hop into an attested one, if its key is registered for that agent.
+fn hops(chain: &Chain, agent_keys: &AgentKeys) -> Result<Vec<Hop>, TokenError> {
+    let mut hops: Vec<Hop> = Vec::new();
+    for block in &chain.blocks[1..] {
+        match block.kind {
+            BlockKind::Attestation => {
+                let agent = block.hop.as_ref().ok_or_else(|| {
+                    TokenError::ForgedAttestation("a third-party block attests no hop".into())
+                })?;
+                let last = hops
+                    .last_mut()
+                    .filter(|h| &h.agent == agent && !h.attested)
+                    .ok_or_else(|| {
+                        TokenError::ForgedAttestation(format!(
+                            "`{agent}` attests a hop the token was not delegated to it for"
+                        ))
+                    })?;
+                let signer = block.external_key.as_deref().unwrap_or_default();
+                let registered = agent_keys
+                    .get(agent)
+                    .is_some_and(|keys| keys.iter().any(|k| k.print() == signer));
+                if !registered {
+                    return Err(TokenError::ForgedAttestation(format!(
+                        "the attestation of `{agent}` is not signed by a key registered for it"
+                    )));
+                }
+                last.attested = true;
+            }
+            BlockKind::Attenuation => {
+                if block.hop.is_some() {
+                    return Err(TokenError::ForgedAttestation(
+                        "a hop claimed without a signature of its own".into(),
+                    ));
+                }
+                if let Some(agent) = &block.delegate {
+                    hops.push(Hop {
+                        agent: agent.clone(),
+                        attested: false,
+                    });
+                }
+            }
+            BlockKind::Authority => return Err(TokenError::Malformed),
+        }
+    }
+    Ok(hops)
+}
+
+/// Parses `token`, checks every signature against `trust.keys` (by `root_key_id`), refuses
+/// revoked ids and forged attestations, and authorizes `request` (with `resource`, if the call
+/// names one): its tool and operation must be a right of the mandate and every check of every
+/// block must pass at `request.now` (less `options.skew` for expiry).
+pub fn verify_with(
     token: &str,
-    keys: &KeySet,
+    trust: &Trust<'_>,
     request: &AccessRequest,
-) -> Result<Authority, TokenError> {
-    if token.len() > MAX_TOKEN_BYTES {
+    resource: Option<&str>,
+    options: &VerifyOptions,
+) -> Result<Verified, TokenError> {
+    if token.len() > options.max_bytes {
         return Err(TokenError::TooLarge);
     }
+    let keys = trust.keys;
     let biscuit = Biscuit::from_base64(token, |kid: Option<u32>| {
         kid.and_then(|kid| keys.get(&kid).copied())
             .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
-    })?;
-    let now = u64::try_from(request.now.timestamp()).map_err(|_| TokenError::Time)?;
-    let params = HashMap::from([
+    })
+    .map_err(map_biscuit)?;
+    if biscuit.block_count() > options.max_blocks {
+        return Err(TokenError::TooManyBlocks);
+    }
+    let revocation_ids = biscuit.revocation_identifiers();
+    if revocation_ids.iter().any(|id| (trust.is_revoked)(id)) {
+        return Err(TokenError::Revoked);
+    }
+    let chain = chain_of(
+        biscuit.block_count(),
+        |i| Ok(biscuit.print_block_source(i)?),
+        &biscuit.external_public_keys(),
+        &revocation_ids,
+        biscuit.root_key_id(),
+    )?;
+    let hops = hops(&chain, trust.agent_keys)?;
+
+    let now = (request.now - options.skew).timestamp();
+    let now = u64::try_from(now).map_err(|_| TokenError::Time)?;
+    let mut params = HashMap::from([
         ("now".to_owned(), Term::Date(now)),
         ("tool".to_owned(), Term::Str(request.tool.clone())),
         ("operation".to_owned(), Term::Str(request.operation.clone())),
     ]);
+    let mut source = String::from("time({now}); tool({tool}); operation({operation});\n");
+    if let Some(resource) = resource {
+        source.push_str("resource({resource});\n");
+        params.insert("resource".to_owned(), Term::Str(resource.to_owned()));
+    }
+    source.push_str("allow if mandate_schema(1), right({tool}, {operation});");
     let mut authorizer = AuthorizerBuilder::new()
-        .code_with_params(
-            "time({now}); tool({tool}); operation({operation});\n\
-             allow if mandate_schema(1), right({tool}, {operation});",
-            params,
-            HashMap::new(),
-        )?
-        .set_limits(run_limits())
-        .build(&biscuit)?;
-    authorizer.authorize()?;
-    read_authority(&mut authorizer)
+        .code_with_params(source, params, HashMap::new())?
+        .set_limits(options.limits.clone())
+        .build(&biscuit)
+        .map_err(map_biscuit)?;
+    authorizer.authorize().map_err(map_biscuit)?;
+    let authority = read_authority(&mut authorizer)?;
+    Ok(Verified {
+        hops,
+        revocation_ids: revocation_ids.iter().map(hex::encode).collect(),
+        ..authority
+    })
 }
 
 fn one<T>(mut rows: Vec<T>, what: &'static str) -> Result<T, TokenError> {
@@ -94,7 +267,7 @@ fn one<T>(mut rows: Vec<T>, what: &'static str) -> Result<T, TokenError> {
 }
 
 /// Reads the authority block's facts (only the authority block is trusted for them).
-fn read_authority(authorizer: &mut biscuit_auth::Authorizer) -> Result<Authority, TokenError> {
+fn read_authority(authorizer: &mut biscuit_auth::Authorizer) -> Result<Verified, TokenError> {
     let schema: Vec<(i64,)> = authorizer.query("data($v) <- mandate_schema($v)")?;
     if one(schema, "mandate_schema")?.0 != SCHEMA_VERSION {
         return Err(TokenError::Malformed);
@@ -115,14 +288,15 @@ fn read_authority(authorizer: &mut biscuit_auth::Authorizer) -> Result<Authority
         .map(|(tool, operation)| Right { tool, operation })
         .collect();
     rights.sort();
-    let expires_at = DateTime::<Utc>::from(expires);
-    Ok(Authority {
+    Ok(Verified {
         mandate_id,
         principal_subject,
         principal_issuer,
         agent_id,
         task_id,
+        hops: Vec::new(),
         rights,
-        expires_at,
+        expires_at: DateTime::<Utc>::from(expires),
+        revocation_ids: Vec::new(),
     })
 }

@@ -1,0 +1,78 @@
+//! Narrowing a mandate offline: a first-party block that only adds checks (tools and
+//! operations, resources, an earlier expiry) and names the next holder. No key and no call to
+//! mandate is needed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+use biscuit_auth::builder::Term;
+use biscuit_auth::{BlockBuilder, UnverifiedBiscuit};
+use chrono::{DateTime, Utc};
+
+use super::{Right, TokenError};
+
+/// How to narrow a mandate. Every part is optional; at least one must be given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attenuation {
+    /// Only these (tool, operation) pairs stay usable.
+    pub rights: Option<Vec<Right>>,
+    /// Only calls naming one of these resources stay allowed.
+    pub resources: Option<Vec<String>>,
+    /// The derived token stops working at this time (or earlier, if the parent does).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The agent that will hold the derived token.
+    pub delegate: Option<String>,
+}
+
+/// Datalog source and parameters of an attenuation block.
+fn block(attenuation: &Attenuation) -> Result<BlockBuilder, TokenError> {
+    let mut source = String::new();
+    let mut params: HashMap<String, Term> = HashMap::new();
+    if let Some(agent) = &attenuation.delegate {
+        source.push_str("delegate({delegate});\n");
+        params.insert("delegate".to_owned(), Term::Str(agent.clone()));
+    }
+    if let Some(rights) = &attenuation.rights {
+        if rights.is_empty() {
+            source.push_str("check if false;\n");
+        } else {
+            source.push_str("check if tool($tool), operation($operation), ");
+            for (i, right) in rights.iter().enumerate() {
+                if i > 0 {
+                    source.push_str(" || ");
+                }
+                // Writing to a String cannot fail.
+                let _ = write!(
+                    source,
+                    "($tool == {{tool{i}}} && $operation == {{operation{i}}})"
+                );
+                params.insert(format!("tool{i}"), Term::Str(right.tool.clone()));
+                params.insert(format!("operation{i}"), Term::Str(right.operation.clone()));
+            }
+            source.push_str(";\n");
+        }
+    }
+    if let Some(resources) = &attenuation.resources {
+        source.push_str("check if resource($resource), {resources}.contains($resource);\n");
+        let set: BTreeSet<Term> = resources.iter().cloned().map(Term::Str).collect();
+        params.insert("resources".to_owned(), Term::Set(set));
+    }
+    if let Some(expires) = attenuation.expires_at {
+        source.push_str("check if time($time), $time <= {expires};\n");
+        let secs = u64::try_from(expires.timestamp()).map_err(|_| TokenError::Time)?;
+        params.insert("expires".to_owned(), Term::Date(secs));
+    }
+    if source.is_empty() {
+        return Err(TokenError::EmptyAttenuation);
+    }
+    Ok(BlockBuilder::new().code_with_params(source, params, HashMap::new())?)
+}
+
+/// Appends an attenuation block to `token` (base64) and returns the derived token.
+pub fn attenuate(token: &str, attenuation: &Attenuation) -> Result<String, TokenError> {
+    if token.len() > super::MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge);
+    }
+    let parent = UnverifiedBiscuit::from_base64(token)?;
+    Ok(parent.append(block(attenuation)?)?.to_base64()?)
+}
