@@ -3,10 +3,14 @@
 //! Module map:
 //! - [`clock`] — the injected source of time; nothing else calls `now()`.
 //! - [`token`] — the mandate/v1 token schema and published key formats; builds without the server.
+//! - `verifier` (feature `verifier`) — downstream verification: key cache, tower layer.
 //! - `server` (feature `server`, default) — the HTTP service, its configuration, keys and storage.
 
 pub mod clock;
 pub mod token;
+
+#[cfg(feature = "verifier")]
+pub mod verifier;
 
 #[cfg(feature = "server")]
 pub mod server;

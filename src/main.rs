@@ -1,4 +1,7 @@
-//! The `mandate` command: run the service, apply migrations, manage root keys.
+//! The `mandate` command: run the service, apply migrations, manage root keys, and work with
+//! mandates offline.
+
+mod token_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +57,11 @@ enum Command {
     },
     /// Print the OpenAPI description of the HTTP API as JSON.
     Openapi,
+    /// Work with mandates offline: attenuate, attest, inspect, verify.
+    Token {
+        #[command(subcommand)]
+        command: token_cli::TokenCommand,
+    },
     /// Development helpers (for a service started with `serve --dev`).
     Dev {
         #[command(subcommand)]
@@ -214,6 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Token { command } => token_cli::run(command),
         Command::Openapi => {
             println!("{}", api::openapi().to_pretty_json()?);
             Ok(())

@@ -47,6 +47,44 @@ pub struct PublishedKey {
     pub created_at: DateTime<Utc>,
 }
 
+/// The document served at `/.well-known/mandate-agent-keys`: the Ed25519 keys with which
+/// registered agents attest their delegation hops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AgentKeysDocument {
+    /// Every agent (not retired) with at least one registered key.
+    pub agents: Vec<PublishedAgentKeys>,
+}
+
+/// One agent's registered public keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PublishedAgentKeys {
+    /// The agent's id.
+    #[cfg_attr(feature = "server", schema(example = "research-agent"))]
+    pub agent: String,
+    /// Its keys, `ed25519/<hex>`.
+    pub public_keys: Vec<String>,
+}
+
+impl AgentKeysDocument {
+    /// The keys by agent, refusing malformed ones.
+    pub fn agent_keys(&self) -> Result<crate::token::verify::AgentKeys, KeyFormatError> {
+        let mut map = crate::token::verify::AgentKeys::new();
+        for entry in &self.agents {
+            let keys = entry
+                .public_keys
+                .iter()
+                .map(|k| parse_public_key(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            map.entry(entry.agent.clone()).or_default().extend(keys);
+        }
+        Ok(map)
+    }
+}
+
 /// Whether a root key signs new mandates or only verifies older ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]

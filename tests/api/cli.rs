@@ -618,3 +618,212 @@ async fn the_readme_walkthrough_mints_a_mandate_as_written() {
     assert!(minted["token"].as_str().unwrap().len() > 100);
     assert!(minted["mandate_id"].is_string());
 }
+
+/// Runs `mandate ARGS` with `stdin` piped in; returns (success, stdout, stderr).
+async fn mandate_with_stdin(args: &[&str], stdin: &str) -> (bool, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let stdin = stdin.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut child = mandate()
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn token_commands_attenuate_attest_inspect_and_verify_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let admin = "mnd_adm_cli-token-test-0123456789abcdefghijklmnopqrstuvwxyz";
+    let env = [
+        ("MANDATE_DATA_DIR", data.to_str().unwrap()),
+        ("MANDATE_ADMIN_TOKEN", admin),
+    ];
+    let running = Running::start(tmp.path(), &["--dev"], &env).await;
+    let client = reqwest::Client::new();
+    // A sub-agent with a key, registered over the admin API.
+    let key_file = tmp.path().join("research.pem");
+    assert!(generate_key(&key_file).status.success());
+    let public = mandate::token::keys::format_public_key(
+        &mandate::server::keys::load_key_file(&key_file)
+            .unwrap()
+            .public(),
+    );
+    for (path, body) in [
+        (
+            "/v1/admin/agents",
+            serde_json::json!({"id": "research", "display_name": "R", "kind": "sub_agent", "owner": "o"}),
+        ),
+        (
+            "/v1/admin/agents/research/keys",
+            serde_json::json!({"public_key": public}),
+        ),
+    ] {
+        let response = client
+            .post(running.url(path))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    // Mint as the seeded orchestrator for a dev-idp principal.
+    let secret = std::fs::read_to_string(data.join("dev-orchestrator.secret")).unwrap();
+    let port = running.base.rsplit(':').next().unwrap().to_owned();
+    let listen = format!("127.0.0.1:{port}");
+    let login = mandate()
+        .args(["dev", "login", "alice", "--group", "staff"])
+        .env("MANDATE_DATA_DIR", &data)
+        .env("MANDATE_LISTEN", &listen)
+        .output()
+        .unwrap();
+    let jwt = String::from_utf8_lossy(&login.stdout).trim().to_owned();
+    let minted: serde_json::Value = client
+        .post(running.url("/v1/mandates"))
+        .bearer_auth(secret.trim())
+        .json(
+            &serde_json::json!({"subject_token": jwt, "task": {"description": "t"},
+                                  "scope": [{"tool": "crm", "operations": ["read", "write"]}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = minted["token"].as_str().unwrap().to_owned();
+
+    let (ok, narrowed, err) = mandate_with_stdin(
+        &[
+            "token",
+            "attenuate",
+            "--right",
+            "crm:read",
+            "--delegate",
+            "research",
+            "--expires-in",
+            "300",
+        ],
+        &token,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let key = key_file.to_str().unwrap();
+    let (ok, attested, err) = mandate_with_stdin(
+        &["token", "attest", "--agent", "research", "--key", key],
+        &narrowed,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, &attested).unwrap();
+    let file = token_file.to_str().unwrap();
+    let (ok, chain, err) = mandate_with_stdin(&["token", "inspect", "--in", file], "").await;
+    assert!(ok, "{err}");
+    let chain: serde_json::Value = serde_json::from_str(&chain).unwrap();
+    assert_eq!(chain["blocks"].as_array().unwrap().len(), 3);
+    assert_eq!(chain["blocks"][2]["kind"], "attestation");
+
+    let base = running.base.clone();
+    let (ok, verified, err) = mandate_with_stdin(
+        &[
+            "token",
+            "verify",
+            "--in",
+            file,
+            "--mandate",
+            &base,
+            "--tool",
+            "crm",
+            "--operation",
+            "read",
+        ],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    let verified: serde_json::Value = serde_json::from_str(&verified).unwrap();
+    assert_eq!(verified["principal_subject"], "alice");
+    assert_eq!(
+        verified["hops"],
+        serde_json::json!([{"agent": "research", "attested": true}])
+    );
+    let (ok, _, err) = mandate_with_stdin(
+        &[
+            "token",
+            "verify",
+            "--in",
+            file,
+            "--mandate",
+            &base,
+            "--tool",
+            "crm",
+            "--operation",
+            "write",
+        ],
+        "",
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("not authorized"), "{err}");
+
+    // Offline: saved key documents, mandate stopped.
+    let keys: String = reqwest::get(running.url("/.well-known/mandate-keys"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let agent_keys: String = reqwest::get(running.url("/.well-known/mandate-agent-keys"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(running.stop().await.success());
+    std::fs::write(tmp.path().join("keys.json"), keys).unwrap();
+    std::fs::write(tmp.path().join("agents.json"), agent_keys).unwrap();
+    let keys_path = tmp.path().join("keys.json");
+    let agents_path = tmp.path().join("agents.json");
+    let (ok, verified, err) = mandate_with_stdin(
+        &[
+            "token",
+            "verify",
+            "--keys",
+            keys_path.to_str().unwrap(),
+            "--agent-keys",
+            agents_path.to_str().unwrap(),
+            "--tool",
+            "crm",
+            "--operation",
+            "read",
+        ],
+        &attested,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(verified.contains("\"attested\": true"), "{verified}");
+    let (ok, _, err) = mandate_with_stdin(&["token", "inspect"], "").await;
+    assert!(!ok);
+    assert!(err.contains("no token given"), "{err}");
+}

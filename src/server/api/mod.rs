@@ -79,6 +79,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(keys::mandate_keys))
+        .routes(routes!(keys::agent_keys))
         .routes(routes!(mandates::create_mandate))
         .routes(routes!(oauth::token))
         .merge(admin::routes())

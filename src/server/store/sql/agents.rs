@@ -257,6 +257,20 @@ impl AgentStore for ThisStore {
         .collect()
     }
 
+    #[tracing::instrument(skip(self), err)]
+    async fn all_agent_keys(&self) -> Result<Vec<AgentKey>, StoreError> {
+        sqlx::query(
+            "SELECT k.* FROM agent_keys k JOIN agents a ON a.id = k.agent_id \
+             WHERE k.removed_at IS NULL AND a.status <> 'retired' \
+             ORDER BY k.agent_id, k.created_at, k.id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(agent_key_from_row)
+        .collect()
+    }
+
     #[tracing::instrument(skip_all, fields(agent = %key.agent_id), err)]
     async fn insert_agent_key(
         &self,

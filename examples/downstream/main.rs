@@ -1,0 +1,30 @@
+//! An example downstream API that verifies mandates offline.
+//!
+//! ```sh
+//! DOWNSTREAM_MANDATE_URL=http://127.0.0.1:8080 cargo run --example downstream   # listens on 127.0.0.1:9090
+//! curl -H "Authorization: Bearer $MANDATE_TOKEN" http://127.0.0.1:9090/tickets
+//! ```
+
+mod app;
+
+use std::sync::Arc;
+
+use mandate::clock::SystemClock;
+use mandate::verifier::{NoRevocations, Verifier, VerifierSettings};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let base =
+        std::env::var("DOWNSTREAM_MANDATE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let verifier = Verifier::new(
+        VerifierSettings::new(base),
+        Arc::new(NoRevocations),
+        Arc::new(SystemClock),
+    )?;
+    // Keys are fetched once now; verification needs no call to mandate afterwards.
+    verifier.refresh().await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
+    println!("downstream example on http://{}", listener.local_addr()?);
+    axum::serve(listener, app::router(Arc::new(verifier))).await?;
+    Ok(())
+}

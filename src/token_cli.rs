@@ -1,0 +1,221 @@
+//! `mandate token …`: attenuate, attest, inspect and verify mandates offline. Tokens are read
+//! from a file (`--in`) or standard input, never from the command line, where they would land
+//! in shell history and process lists.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use chrono::{DateTime, Duration, Utc};
+use clap::Subcommand;
+use mandate::clock::{Clock, ManualClock, SystemClock};
+use mandate::token::attenuate::{attenuate, Attenuation};
+use mandate::token::attest::attest;
+use mandate::token::inspect::inspect;
+use mandate::token::keys::{AgentKeysDocument, KeysDocument};
+use mandate::token::verify::{verify_with, AccessRequest, AgentKeys, Trust, VerifyOptions};
+use mandate::token::Right;
+use mandate::verifier::{Access, NoRevocations, Verifier, VerifierSettings};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Narrow a mandate: fewer rights, resources, an earlier expiry, a named delegate.
+    Attenuate {
+        /// Read the token from this file instead of standard input.
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+        /// Keep only this right, `tool:operation` (repeatable).
+        #[arg(long = "right")]
+        rights: Vec<String>,
+        /// Allow only calls on this resource (repeatable).
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        /// Expire this many seconds from now.
+        #[arg(long)]
+        expires_in: Option<i64>,
+        /// The agent that will hold the derived token.
+        #[arg(long)]
+        delegate: Option<String>,
+    },
+    /// Attest a hop: sign it with the agent's registered Ed25519 key (PKCS#8 PEM).
+    Attest {
+        /// Read the token from this file instead of standard input.
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+        /// The agent now holding the token.
+        #[arg(long)]
+        agent: String,
+        /// The agent's private key file (owner-only).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Print a mandate's chain as JSON (unverified).
+    Inspect {
+        /// Read the token from this file instead of standard input.
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+    },
+    /// Verify a mandate for one call and print who acts, for whom, through which hops.
+    Verify {
+        /// Read the token from this file instead of standard input.
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+        /// mandate's base URL, to fetch its published keys.
+        #[arg(long, conflicts_with = "keys")]
+        mandate: Option<String>,
+        /// A saved `/.well-known/mandate-keys` document instead.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// A saved `/.well-known/mandate-agent-keys` document (with --keys).
+        #[arg(long)]
+        agent_keys: Option<PathBuf>,
+        /// The tool called.
+        #[arg(long)]
+        tool: String,
+        /// The operation performed.
+        #[arg(long)]
+        operation: String,
+        /// The resource, if the call names one.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Verify as of this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+    },
+}
+
+fn read_token(input: Option<&PathBuf>) -> anyhow::Result<String> {
+    let mut text = String::new();
+    match input {
+        Some(path) => {
+            text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+        }
+        None => {
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read the token from standard input")?;
+        }
+    }
+    let token = text.trim().to_owned();
+    if token.is_empty() {
+        bail!("no token given (pipe it in, or use --in FILE)");
+    }
+    Ok(token)
+}
+
+fn parse_right(text: &str) -> anyhow::Result<Right> {
+    let (tool, operation) = text
+        .split_once(':')
+        .with_context(|| format!("`{text}` is not tool:operation"))?;
+    Ok(Right {
+        tool: tool.to_owned(),
+        operation: operation.to_owned(),
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &PathBuf) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a key document", path.display()))
+}
+
+/// Runs a `mandate token` command.
+pub fn run(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Attenuate {
+            input,
+            rights,
+            resources,
+            expires_in,
+            delegate,
+        } => {
+            let token = read_token(input.as_ref())?;
+            let attenuation = Attenuation {
+                rights: if rights.is_empty() {
+                    None
+                } else {
+                    Some(
+                        rights
+                            .iter()
+                            .map(|r| parse_right(r))
+                            .collect::<Result<_, _>>()?,
+                    )
+                },
+                resources: (!resources.is_empty()).then_some(resources),
+                expires_at: expires_in.map(|s| SystemClock.now() + Duration::seconds(s)),
+                delegate,
+            };
+            println!("{}", attenuate(&token, &attenuation)?);
+        }
+        TokenCommand::Attest { input, agent, key } => {
+            let token = read_token(input.as_ref())?;
+            let key = mandate::server::keys::load_key_file(&key)?;
+            println!("{}", attest(&token, &agent, &key)?);
+        }
+        TokenCommand::Inspect { input } => {
+            let token = read_token(input.as_ref())?;
+            println!("{}", serde_json::to_string_pretty(&inspect(&token)?)?);
+        }
+        TokenCommand::Verify {
+            input,
+            mandate,
+            keys,
+            agent_keys,
+            tool,
+            operation,
+            resource,
+            at,
+        } => {
+            let token = read_token(input.as_ref())?;
+            let now = at.unwrap_or_else(|| SystemClock.now());
+            let verified = match (mandate, keys) {
+                (Some(base), None) => {
+                    let runtime = tokio::runtime::Runtime::new()?;
+                    runtime.block_on(async {
+                        let verifier = Verifier::new(
+                            VerifierSettings::new(base),
+                            Arc::new(NoRevocations),
+                            Arc::new(ManualClock::new(now)),
+                        )?;
+                        verifier.refresh().await?;
+                        let access = Access {
+                            tool,
+                            operation,
+                            resource,
+                        };
+                        anyhow::Ok(verifier.verify(&token, &access).await?)
+                    })?
+                }
+                (None, Some(keys)) => {
+                    let keys = read_json::<KeysDocument>(&keys)?.key_set()?;
+                    let agents: AgentKeys = match agent_keys {
+                        Some(path) => read_json::<AgentKeysDocument>(&path)?.agent_keys()?,
+                        None => AgentKeys::new(),
+                    };
+                    let trust = Trust {
+                        keys: &keys,
+                        agent_keys: &agents,
+                        is_revoked: &|_| false,
+                    };
+                    let request = AccessRequest {
+                        tool,
+                        operation,
+                        now,
+                    };
+                    verify_with(
+                        &token,
+                        &trust,
+                        &request,
+                        resource.as_deref(),
+                        &VerifyOptions::default(),
+                    )?
+                }
+                _ => bail!("give --mandate URL or --keys FILE"),
+            };
+            println!("{}", serde_json::to_string_pretty(&verified)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! A tower layer for axum services: takes the mandate from `Authorization: Bearer`, maps the
+//! request to a tool operation with a function of the service's own, verifies, and puts the
+//! [`Verified`] read-out into the request's extensions. Otherwise it answers 401 (no or an
+//! invalid mandate) or 403 (a valid mandate that does not grant this call) as problem+json.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, Response, StatusCode};
+use tower::{Layer, Service};
+
+use super::{Access, Verifier};
+use crate::token::verify::Verified;
+use crate::token::TokenError;
+
+/// Maps a request to the tool operation it performs; `None` refuses the request (403).
+pub type AccessMap = Arc<dyn Fn(&Request<Body>) -> Option<Access> + Send + Sync>;
+
+/// Verifies a mandate on every request before the inner service sees it.
+#[derive(Clone)]
+pub struct MandateLayer {
+    verifier: Arc<Verifier>,
+    map: AccessMap,
+}
+
+impl MandateLayer {
+    /// A layer verifying with `verifier`, mapping requests with `map`.
+    pub fn new(
+        verifier: Arc<Verifier>,
+        map: impl Fn(&Request<Body>) -> Option<Access> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            verifier,
+            map: Arc::new(map),
+        }
+    }
+}
+
+impl<S> Layer<S> for MandateLayer {
+    type Service = MandateService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MandateService {
+            inner,
+            verifier: Arc::clone(&self.verifier),
+            map: Arc::clone(&self.map),
+        }
+    }
+}
+
+/// The service [`MandateLayer`] wraps around the inner one.
+#[derive(Clone)]
+pub struct MandateService<S> {
+    inner: S,
+    verifier: Arc<Verifier>,
+    map: AccessMap,
+}
+
+/// A problem+json answer with a reason code.
+fn problem(status: StatusCode, reason: &str, detail: &str) -> Response<Body> {
+    let body = serde_json::json!({
+        "type": format!("urn:mandate:problem:{}", reason.replace('_', "-")),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "reason": reason,
+    });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"mandate\""),
+        );
+    }
+    response
+}
+
+fn bearer(request: &Request<Body>) -> Option<String> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+/// 403 for a valid mandate that does not grant the call; 401 for anything else.
+fn refusal(error: &TokenError) -> Response<Body> {
+    let status = match error {
+        TokenError::NotAuthorized(_) => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    problem(status, error.code(), &error.to_string())
+}
+
+impl<S> Service<Request<Body>> for MandateService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        // The clone that was polled ready serves this request (tower's usual pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let verifier = Arc::clone(&self.verifier);
+        let map = Arc::clone(&self.map);
+        Box::pin(async move {
+            let Some(token) = bearer(&request) else {
+                return Ok(problem(
+                    StatusCode::UNAUTHORIZED,
+                    "missing_mandate",
+                    "send a mandate as `Authorization: Bearer <token>`",
+                ));
+            };
+            let Some(access) = map(&request) else {
+                return Ok(problem(
+                    StatusCode::FORBIDDEN,
+                    "unmapped_request",
+                    "this request performs no operation a mandate can grant",
+                ));
+            };
+            match verifier.verify(&token, &access).await {
+                Ok(verified) => {
+                    request.extensions_mut().insert::<Verified>(verified);
+                    request.extensions_mut().insert::<Access>(access);
+                    inner.call(request).await
+                }
+                Err(error) => Ok(refusal(&error)),
+            }
+        })
+    }
+}

@@ -1,0 +1,234 @@
+//! The downstream side (feature `verifier`): a [`Verifier`] that keeps mandate's published root
+//! and agent keys (fetched once, refetched on an unknown kid at most once per interval) and
+//! verifies mandates offline, and a tower [`layer::MandateLayer`] for axum services.
+
+pub mod layer;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use biscuit_auth::UnverifiedBiscuit;
+use tokio::sync::RwLock;
+
+use crate::clock::SharedClock;
+use crate::token::keys::{AgentKeysDocument, KeySet, KeysDocument};
+use crate::token::verify::{verify_with, AccessRequest, AgentKeys, Trust, Verified, VerifyOptions};
+use crate::token::TokenError;
+
+/// Tells whether a revocation id is revoked (filled by a revocation feed).
+pub trait RevocationCheck: Send + Sync {
+    /// Whether `id` (a block's revocation id) is revoked.
+    fn is_revoked(&self, id: &[u8]) -> bool;
+}
+
+/// No revocation list: nothing is revoked.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoRevocations;
+
+impl RevocationCheck for NoRevocations {
+    fn is_revoked(&self, _id: &[u8]) -> bool {
+        false
+    }
+}
+
+/// What one call does: a tool's operation, optionally on a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The tool (this service's id in mandate).
+    pub tool: String,
+    /// The operation.
+    pub operation: String,
+    /// The resource, when the service names one.
+    pub resource: Option<String>,
+}
+
+/// How a verifier fetches keys and verifies.
+#[derive(Debug, Clone)]
+pub struct VerifierSettings {
+    /// mandate's base URL, e.g. `https://mandate.internal`.
+    pub base_url: String,
+    /// Bounds and clock-skew tolerance of each verification.
+    pub options: VerifyOptions,
+    /// An unknown kid refetches the keys at most once per this interval.
+    pub refetch_interval: Duration,
+    /// Timeout of each key fetch.
+    pub fetch_timeout: Duration,
+}
+
+impl VerifierSettings {
+    /// Defaults for `base_url`: 16 KiB, 16 blocks, 30 s skew, refetch at most every 30 s.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            options: VerifyOptions {
+                skew: chrono::Duration::seconds(30),
+                ..VerifyOptions::default()
+            },
+            refetch_interval: Duration::from_secs(30),
+            fetch_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why keys could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The request failed or answered an error.
+    #[error("cannot fetch {url}: {reason}")]
+    Http {
+        /// What was fetched.
+        url: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The document is not what mandate publishes.
+    #[error("{url} is not a valid key document: {reason}")]
+    Document {
+        /// What was fetched.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+#[derive(Default)]
+struct Cached {
+    keys: KeySet,
+    agent_keys: AgentKeys,
+    last_fetch: Option<Instant>,
+}
+
+/// Verifies mandates offline with mandate's published keys.
+pub struct Verifier {
+    settings: VerifierSettings,
+    http: reqwest::Client,
+    cache: RwLock<Cached>,
+    revocations: Arc<dyn RevocationCheck>,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("base_url", &self.settings.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier with no keys yet; they are fetched on first use (or by [`Verifier::refresh`]).
+    pub fn new(
+        settings: VerifierSettings,
+        revocations: Arc<dyn RevocationCheck>,
+        clock: SharedClock,
+    ) -> Result<Self, FetchError> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.fetch_timeout)
+            .build()
+            .map_err(|e| FetchError::Http {
+                url: settings.base_url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            settings,
+            http,
+            cache: RwLock::new(Cached::default()),
+            revocations,
+            clock,
+        })
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, FetchError> {
+        let url = format!("{}{path}", self.settings.base_url.trim_end_matches('/'));
+        let http = |reason: String| FetchError::Http {
+            url: url.clone(),
+            reason,
+        };
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| http(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(http(format!("answered {}", response.status())));
+        }
+        response.json().await.map_err(|e| FetchError::Document {
+            url: url.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Fetches the root and agent keys now.
+    pub async fn refresh(&self) -> Result<(), FetchError> {
+        let root: KeysDocument = self.get("/.well-known/mandate-keys").await?;
+        let agents: AgentKeysDocument = self.get("/.well-known/mandate-agent-keys").await?;
+        let document = |url: &str, e: crate::token::keys::KeyFormatError| FetchError::Document {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        };
+        let keys = root
+            .key_set()
+            .map_err(|e| document("/.well-known/mandate-keys", e))?;
+        let agent_keys = agents
+            .agent_keys()
+            .map_err(|e| document("/.well-known/mandate-agent-keys", e))?;
+        *self.cache.write().await = Cached {
+            keys,
+            agent_keys,
+            last_fetch: Some(Instant::now()),
+        };
+        Ok(())
+    }
+
+    /// Refreshes when `kid` is unknown, at most once per interval; fetch failures leave the
+    /// cached keys in place (verification then refuses the unknown kid).
+    async fn ensure_kid(&self, kid: Option<u32>) {
+        let (known, due) = {
+            let cache = self.cache.read().await;
+            let known = kid.is_some_and(|kid| cache.keys.contains_key(&kid));
+            let due = cache
+                .last_fetch
+                .is_none_or(|at| at.elapsed() >= self.settings.refetch_interval);
+            (known, due)
+        };
+        if !known && due {
+            if let Err(error) = self.refresh().await {
+                tracing::warn!(%error, "cannot refresh mandate's keys");
+                // Count the attempt, so an unreachable mandate is not asked on every request.
+                self.cache.write().await.last_fetch = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Verifies `token` for `access` now.
+    pub async fn verify(&self, token: &str, access: &Access) -> Result<Verified, TokenError> {
+        if token.len() > self.settings.options.max_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        let kid = UnverifiedBiscuit::from_base64(token)
+            .map_err(|_| TokenError::Malformed)?
+            .root_key_id();
+        self.ensure_kid(kid).await;
+        let cache = self.cache.read().await;
+        let revocations = Arc::clone(&self.revocations);
+        let is_revoked = move |id: &[u8]| revocations.is_revoked(id);
+        let trust = Trust {
+            keys: &cache.keys,
+            agent_keys: &cache.agent_keys,
+            is_revoked: &is_revoked,
+        };
+        let request = AccessRequest {
+            tool: access.tool.clone(),
+            operation: access.operation.clone(),
+            now: self.clock.now(),
+        };
+        verify_with(
+            token,
+            &trust,
+            &request,
+            access.resource.as_deref(),
+            &self.settings.options,
+        )
+    }
+}

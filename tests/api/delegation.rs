@@ -1,0 +1,170 @@
+//! Offline delegation end to end: an orchestrator's mandate narrowed and handed to a sub-agent
+//! that attests its hop, then to another that only is named; the example downstream service
+//! verifies it through the tower layer over HTTP, and keeps doing so with mandate stopped.
+
+use std::sync::Arc;
+
+use biscuit_auth::KeyPair;
+use mandate::clock::Clock;
+use mandate::token::attenuate::{attenuate, Attenuation};
+use mandate::token::attest::attest;
+use mandate::token::keys::format_public_key;
+use mandate::token::Right;
+use mandate::verifier::{NoRevocations, Verifier, VerifierSettings};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_stores;
+use crate::helpers::fixtures::{mint_body, mint_setup};
+use crate::helpers::TestApp;
+
+#[path = "../../examples/downstream/app.rs"]
+mod downstream;
+
+/// Starts the example service on 127.0.0.1:0 and returns its base URL.
+async fn start_downstream(verifier: Arc<Verifier>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, downstream::router(verifier))
+            .await
+            .unwrap();
+    });
+    base
+}
+
+async fn call(base: &str, method: Method, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{base}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+both_stores!(
+    a_delegated_mandate_is_verified_by_the_downstream_layer_even_offline,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        // A sub-agent with a registered key.
+        let research_key = KeyPair::new();
+        app.admin_ok(
+            Method::POST,
+            "/v1/admin/agents",
+            Some(
+                json!({"id": "research", "display_name": "Research", "kind": "sub_agent",
+                    "owner": "alice@example.com"}),
+            ),
+            201,
+        )
+        .await;
+        app.admin_ok(
+            Method::POST,
+            "/v1/admin/agents/research/keys",
+            Some(json!({"public_key": format_public_key(&research_key.public())})),
+            201,
+        )
+        .await;
+        let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+        let (status, minted) = app
+            .as_token(
+                &secret,
+                Method::POST,
+                "/v1/mandates",
+                Some(mint_body(
+                    &jwt,
+                    json!([{"tool": "crm", "operations": ["read", "write"]}]),
+                )),
+            )
+            .await;
+        assert_eq!(status, 201, "{minted}");
+        let token = minted["token"].as_str().unwrap();
+
+        // bot → research (attested), read only → summariser (claimed).
+        let to_research = attenuate(
+            token,
+            &Attenuation {
+                rights: Some(vec![Right {
+                    tool: "crm".into(),
+                    operation: "read".into(),
+                }]),
+                delegate: Some("research".into()),
+                ..Attenuation::default()
+            },
+        )
+        .unwrap();
+        let attested = attest(&to_research, "research", &research_key).unwrap();
+        let to_summariser = attenuate(
+            &attested,
+            &Attenuation {
+                delegate: Some("summariser".into()),
+                ..Attenuation::default()
+            },
+        )
+        .unwrap();
+
+        let clock: mandate::clock::SharedClock = app.clock.clone();
+        let verifier = Arc::new(
+            Verifier::new(
+                VerifierSettings::new(app.base.clone()),
+                Arc::new(NoRevocations),
+                clock,
+            )
+            .unwrap(),
+        );
+        let downstream = start_downstream(Arc::clone(&verifier)).await;
+
+        let (status, body) = call(&downstream, Method::GET, "/tickets", Some(&to_summariser)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["principal"], "alice");
+        assert_eq!(body["orchestrator"], "bot");
+        assert_eq!(
+            body["hops"],
+            json!([{"agent": "research", "attested": true}, {"agent": "summariser", "attested": false}])
+        );
+        // The orchestrator's own token may write; the narrowed one may not.
+        let (status, _) = call(&downstream, Method::POST, "/tickets", Some(token)).await;
+        assert_eq!(status, 200);
+        let (status, problem) =
+            call(&downstream, Method::POST, "/tickets", Some(&to_summariser)).await;
+        assert_eq!(
+            (status, problem["reason"].as_str()),
+            (403, Some("not_authorized"))
+        );
+        let (status, problem) = call(&downstream, Method::GET, "/tickets", None).await;
+        assert_eq!(
+            (status, problem["reason"].as_str()),
+            (401, Some("missing_mandate"))
+        );
+        let (status, problem) =
+            call(&downstream, Method::GET, "/tickets", Some("not-a-mandate")).await;
+        assert_eq!(
+            (status, problem["reason"].as_str()),
+            (401, Some("malformed"))
+        );
+        let (status, _) = call(&downstream, Method::DELETE, "/tickets", Some(token)).await;
+        assert_eq!(status, 403, "a request no mandate can grant");
+
+        // An impostor claiming to be research with another key is refused.
+        let impostor = attest(&to_research, "research", &KeyPair::new()).unwrap();
+        let (status, problem) = call(&downstream, Method::GET, "/tickets", Some(&impostor)).await;
+        assert_eq!(
+            (status, problem["reason"].as_str()),
+            (401, Some("forged_attestation"))
+        );
+
+        // mandate stops: the keys are cached, verification goes on.
+        app.stop().await;
+        let (status, body) = call(
+            &downstream,
+            Method::GET,
+            "/tickets/acct-7",
+            Some(&to_summariser),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["resource"], "acct-7");
+    }
+);

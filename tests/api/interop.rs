@@ -1,0 +1,152 @@
+//! Interoperability with another Biscuit library: biscuit-python (PyPI `biscuit-python`)
+//! narrows a mandate by docs/token-schema.md and mandate verifies it; mandate narrows one and
+//! biscuit-python verifies it.
+
+use std::process::{Command, Stdio};
+
+use chrono::Duration;
+use mandate::clock::Clock;
+use mandate::token::attenuate::{attenuate, Attenuation};
+use mandate::token::keys::KeysDocument;
+use mandate::token::verify::{verify, AccessRequest, Hop};
+use mandate::token::{Right, TokenError};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::fixtures::{mint_body, mint_setup};
+use crate::helpers::{Backend, TestApp};
+
+const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/interop/biscuit_interop.py"
+);
+
+/// Runs the Python side with `token` on stdin; fails loudly when biscuit-python is missing.
+async fn python(args: Vec<String>, token: String) -> String {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut child = Command::new("python3")
+            .arg(SCRIPT)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "biscuit-python failed (install it with `python3 -m pip install biscuit-python==0.4.0`): {stderr}"
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn mandates_narrowed_and_verified_by_biscuit_python_interoperate() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let now = app.clock.now();
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], now));
+    let (status, minted) = app
+        .as_token(
+            &secret,
+            Method::POST,
+            "/v1/mandates",
+            Some(mint_body(
+                &jwt,
+                json!([{"tool": "crm", "operations": ["read", "write"]}]),
+            )),
+        )
+        .await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let document: KeysDocument = app
+        .get("/.well-known/mandate-keys")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let keys = document.key_set().unwrap();
+    let keys_file = app.db.data_dir().join("keys.json");
+    std::fs::write(&keys_file, serde_json::to_string(&document).unwrap()).unwrap();
+    let keys_path = keys_file.to_str().unwrap().to_owned();
+    let now_text = now.to_rfc3339();
+
+    // biscuit-python narrows; mandate verifies.
+    let narrowed = python(
+        vec!["narrow".into(), keys_path.clone(), now_text.clone()],
+        token.clone(),
+    )
+    .await;
+    let at = |secs: i64, op: &str| AccessRequest {
+        tool: "crm".into(),
+        operation: op.into(),
+        now: now + Duration::seconds(secs),
+    };
+    let verified = verify(&narrowed, &keys, &at(0, "read")).unwrap();
+    assert_eq!(verified.principal_subject, "alice");
+    assert_eq!(
+        verified.hops,
+        vec![Hop {
+            agent: "py-agent".into(),
+            attested: false
+        }]
+    );
+    assert!(matches!(
+        verify(&narrowed, &keys, &at(0, "write")),
+        Err(TokenError::NotAuthorized(_))
+    ));
+    assert!(matches!(
+        verify(&narrowed, &keys, &at(61, "read")),
+        Err(TokenError::Expired)
+    ));
+    assert!(
+        verify(&token, &keys, &at(0, "write")).is_ok(),
+        "the parent is unchanged"
+    );
+
+    // mandate narrows; biscuit-python verifies.
+    let ours = attenuate(
+        &token,
+        &Attenuation {
+            rights: Some(vec![Right {
+                tool: "crm".into(),
+                operation: "read".into(),
+            }]),
+            delegate: Some("rust-agent".into()),
+            ..Attenuation::default()
+        },
+    )
+    .unwrap();
+    let read = python(
+        vec![
+            "verify".into(),
+            keys_path.clone(),
+            now_text.clone(),
+            "crm".into(),
+            "read".into(),
+        ],
+        ours.clone(),
+    )
+    .await;
+    let read: serde_json::Value = serde_json::from_str(&read).unwrap();
+    assert_eq!(read, json!({"allowed": true, "principal": "alice"}));
+    let write = python(
+        vec![
+            "verify".into(),
+            keys_path,
+            now_text,
+            "crm".into(),
+            "write".into(),
+        ],
+        ours,
+    )
+    .await;
+    let write: serde_json::Value = serde_json::from_str(&write).unwrap();
+    assert_eq!(write["allowed"], false, "{write}");
+}

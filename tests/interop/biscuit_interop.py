@@ -1,0 +1,76 @@
+"""The other side of the interoperability test: biscuit-python (PyPI) narrowing and verifying
+mandates by docs/token-schema.md alone, with the keys mandate publishes.
+
+  biscuit_interop.py narrow KEYS_JSON NOW_RFC3339 < token > narrowed
+  biscuit_interop.py verify KEYS_JSON NOW_RFC3339 TOOL OPERATION < token > result.json
+"""
+
+import datetime
+import json
+import sys
+
+import biscuit_auth as biscuit
+
+
+def root_keys(path):
+    """kid -> PublicKey, from a saved /.well-known/mandate-keys document."""
+    with open(path) as f:
+        document = json.load(f)
+    keys = {}
+    for key in document["keys"]:
+        algorithm, hex_key = key["public_key"].split("/", 1)
+        assert algorithm == "ed25519", algorithm
+        keys[key["kid"]] = biscuit.PublicKey.from_bytes(bytes.fromhex(hex_key), biscuit.Algorithm.Ed25519)
+    return lambda kid: keys[kid]
+
+
+def narrow(token, keys, now):
+    """A delegation block: only crm:read, a one-minute expiry, delegated to py-agent."""
+    parsed = biscuit.Biscuit.from_base64(token, keys)
+    block = biscuit.BlockBuilder(
+        "delegate({agent});\n"
+        "check if tool($tool), operation($operation), $tool == {tool} && $operation == {operation};\n"
+        "check if time($time), $time <= {expires};",
+        {
+            "agent": "py-agent",
+            "tool": "crm",
+            "operation": "read",
+            "expires": now + datetime.timedelta(seconds=60),
+        },
+    )
+    return parsed.append(block).to_base64()
+
+
+def verify(token, keys, now, tool, operation):
+    """What a downstream service does: supply time, tool and operation; allow on a right."""
+    parsed = biscuit.Biscuit.from_base64(token, keys)
+    builder = biscuit.AuthorizerBuilder(
+        "time({now}); tool({tool}); operation({operation});\n"
+        "allow if mandate_schema(1), right({tool}, {operation});",
+        {"now": now, "tool": tool, "operation": operation},
+    )
+    authorizer = builder.build(parsed)
+    try:
+        authorizer.authorize()
+    except biscuit.AuthorizationError as error:
+        return {"allowed": False, "error": str(error)}
+    principal = authorizer.query(biscuit.Rule("data($s, $i) <- principal($s, $i)"))
+    subject = principal[0].terms[0] if principal else None
+    return {"allowed": True, "principal": subject}
+
+
+def main():
+    command, keys_path, now = sys.argv[1], sys.argv[2], sys.argv[3]
+    now = datetime.datetime.fromisoformat(now.replace("Z", "+00:00"))
+    token = sys.stdin.read().strip()
+    keys = root_keys(keys_path)
+    if command == "narrow":
+        print(narrow(token, keys, now))
+    elif command == "verify":
+        print(json.dumps(verify(token, keys, now, sys.argv[4], sys.argv[5])))
+    else:
+        raise SystemExit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    main()
