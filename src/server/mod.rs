@@ -11,6 +11,7 @@
 //! - [`mint`] — issuing a mandate: checks, scope evaluation, signing, recording.
 //! - [`model`] — agents, tools, issuers, policies, admin tokens, and their validation.
 //! - [`policy`] — scope evaluation: pure functions over agents, tools and policies.
+//! - [`revoke`] — revoking one mandate, a branch, or every live mandate a filter selects.
 //! - [`secrets`] — admin tokens and agent secrets: generation, hashing, comparison.
 //! - [`store`] — the storage trait with its Postgres and SQLite implementations.
 //! - [`telemetry`] — logging.
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod mint;
 pub mod model;
 pub mod policy;
+pub mod revoke;
 pub mod secrets;
 pub mod startup;
 pub mod store;

@@ -66,6 +66,9 @@ pub enum TokenError {
     /// The request is not granted; names the failed checks.
     #[error("not authorized: {0}")]
     NotAuthorized(String),
+    /// The verifier's revocation list is too old to rely on.
+    #[error("revocation list stale: {0}")]
+    RevocationsStale(String),
     /// An attenuation that would narrow nothing.
     #[error("an attenuation must restrict something or name a delegate")]
     EmptyAttenuation,
@@ -88,6 +91,7 @@ impl TokenError {
             TokenError::ForgedAttestation(_) => "forged_attestation",
             TokenError::NotAuthorized(_) => "not_authorized",
             TokenError::EmptyAttenuation => "empty_attenuation",
+            TokenError::RevocationsStale(_) => "revocations_stale",
             TokenError::Biscuit(_) => "invalid",
         }
     }

@@ -258,6 +258,28 @@ pub fn verify_with(
     })
 }
 
+/// The rights of `token`'s authority block, after checking its signatures (nothing else: use
+/// it to enumerate what to verify, never to grant).
+pub fn read_rights(token: &str, keys: &KeySet) -> Result<Vec<Right>, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge);
+    }
+    let biscuit = Biscuit::from_base64(token, |kid: Option<u32>| {
+        kid.and_then(|kid| keys.get(&kid).copied())
+            .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+    })
+    .map_err(map_biscuit)?;
+    let mut authorizer = AuthorizerBuilder::new()
+        .set_limits(run_limits())
+        .build(&biscuit)
+        .map_err(map_biscuit)?;
+    Ok(authorizer
+        .query::<_, (String, String), _>("data($t, $o) <- right($t, $o)")?
+        .into_iter()
+        .map(|(tool, operation)| Right { tool, operation })
+        .collect())
+}
+
 fn one<T>(mut rows: Vec<T>, what: &'static str) -> Result<T, TokenError> {
     if rows.len() == 1 {
         rows.pop().ok_or(TokenError::MissingFact(what))

@@ -95,13 +95,19 @@ fn bearer(request: &Request<Body>) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-/// 403 for a valid mandate that does not grant the call; 401 for anything else.
+/// 403 for a valid mandate that does not grant the call, 503 when this service's revocation list
+/// is too old to rely on, 401 for anything else. The body names the reason, never the token's
+/// own checks.
 fn refusal(error: &TokenError) -> Response<Body> {
-    let status = match error {
-        TokenError::NotAuthorized(_) => StatusCode::FORBIDDEN,
-        _ => StatusCode::UNAUTHORIZED,
+    let (status, detail) = match error {
+        TokenError::NotAuthorized(_) => (
+            StatusCode::FORBIDDEN,
+            "the mandate does not grant this call".to_owned(),
+        ),
+        TokenError::RevocationsStale(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason.clone()),
+        other => (StatusCode::UNAUTHORIZED, other.to_string()),
     };
-    problem(status, error.code(), &error.to_string())
+    problem(status, error.code(), &detail)
 }
 
 impl<S> Service<Request<Body>> for MandateService<S>

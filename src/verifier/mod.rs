@@ -3,6 +3,7 @@
 //! verifies mandates offline, and a tower [`layer::MandateLayer`] for axum services.
 
 pub mod layer;
+pub mod revocations;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,12 @@ use crate::token::TokenError;
 pub trait RevocationCheck: Send + Sync {
     /// Whether `id` (a block's revocation id) is revoked.
     fn is_revoked(&self, id: &[u8]) -> bool;
+
+    /// Whether the list is current enough to rely on; `Err` names why not, and verification
+    /// then fails closed.
+    fn fresh(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// No revocation list: nothing is revoked.
@@ -206,6 +213,9 @@ impl Verifier {
         if token.len() > self.settings.options.max_bytes {
             return Err(TokenError::TooLarge);
         }
+        self.revocations
+            .fresh()
+            .map_err(TokenError::RevocationsStale)?;
         let kid = UnverifiedBiscuit::from_base64(token)
             .map_err(|_| TokenError::Malformed)?
             .root_key_id();

@@ -13,5 +13,6 @@ mod mint;
 mod mint_failure;
 mod oauth;
 mod openapi;
+mod revocation;
 mod store;
 mod store_inventory;

@@ -5,10 +5,12 @@ pub mod admin;
 pub mod agent_auth;
 pub mod extract;
 pub mod health;
+pub mod introspect;
 pub mod keys;
 pub mod mandates;
 pub mod oauth;
 pub mod problems;
+pub mod revocations;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,6 +29,7 @@ use super::app::AppState;
         (name = "health", description = "Liveness and readiness probes"),
         (name = "keys", description = "Root public keys for offline verification"),
         (name = "mandates", description = "Minting mandates (agent secret)"),
+        (name = "revocations", description = "Revocation, the revocation feed, introspection"),
         (name = "admin", description = "Inventory, policies and audit for IAM teams (admin tokens)")
     ),
     components(schemas(crate::server::error::Problem, crate::server::error::FieldError)),
@@ -82,6 +85,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::agent_keys))
         .routes(routes!(mandates::create_mandate))
         .routes(routes!(oauth::token))
+        .routes(routes!(revocations::revoke))
+        .routes(routes!(revocations::complete))
+        .routes(routes!(revocations::revoke_branch))
+        .routes(routes!(revocations::feed))
+        .routes(routes!(revocations::stream))
+        .routes(routes!(revocations::bulk))
+        .routes(routes!(introspect::introspect))
         .merge(admin::routes())
 }
 

@@ -5,6 +5,7 @@
 mod inventory;
 mod mandates;
 mod postgres;
+mod revocations;
 mod sqlite;
 
 use std::fmt::Debug;
@@ -23,6 +24,7 @@ pub use inventory::{
 };
 pub use mandates::{Issuance, MandateStore};
 pub use postgres::PostgresStore;
+pub use revocations::{FeedEntry, MandateFilter, NewRevocation, Revocation, RevocationStore};
 pub use sqlite::SqliteStore;
 
 use super::config::Database;
@@ -47,12 +49,24 @@ pub enum Backend {
 /// Everything mandate stores, as one handle: the core operations, admin tokens and the
 /// inventory. Each method is one transaction; every change commits with its audit event.
 pub trait Store:
-    CoreStore + AdminTokenStore + AgentStore + CatalogStore + PolicyStore + MandateStore
+    CoreStore
+    + AdminTokenStore
+    + AgentStore
+    + CatalogStore
+    + PolicyStore
+    + MandateStore
+    + RevocationStore
 {
 }
 
 impl<T> Store for T where
-    T: CoreStore + AdminTokenStore + AgentStore + CatalogStore + PolicyStore + MandateStore
+    T: CoreStore
+        + AdminTokenStore
+        + AgentStore
+        + CatalogStore
+        + PolicyStore
+        + MandateStore
+        + RevocationStore
 {
 }
 

@@ -1,6 +1,7 @@
 //! The Postgres store: production, shared by every replica.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use std::collections::HashMap;
 
@@ -24,10 +25,17 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 /// The advisory lock key that serialises migration runs ("mandate" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006d_616e_6461_7465;
 
+/// The channel on which revocation commits are announced to every replica.
+const REVOCATION_CHANNEL: &str = "mandate_revocations";
+/// The advisory lock that orders revocation feed entries ("revoke" in ASCII).
+const REVOCATION_LOCK: i64 = 0x7265_766f_6b65;
+
 /// mandate's records in Postgres.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    signal: tokio::sync::broadcast::Sender<()>,
+    listener: Arc<tokio::task::AbortHandle>,
 }
 
 impl PostgresStore {
@@ -39,12 +47,24 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        let (signal, _) = tokio::sync::broadcast::channel(64);
+        let listener =
+            Arc::new(listen_for_revocations(pool.clone(), signal.clone()).abort_handle());
+        Ok(Self {
+            pool,
+            signal,
+            listener,
+        })
     }
 
     /// The connection pool, for tests and tools that inspect the database directly.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Stops the revocation listener (on close).
+    fn stop_background(&self) {
+        self.listener.abort();
     }
 
     /// One session does the whole run under an advisory lock, so replicas starting together
@@ -68,6 +88,55 @@ impl PostgresStore {
             known: MIGRATOR.iter().count(),
         })
     }
+}
+
+/// Relays every replica's revocation commits (NOTIFY) to this process's subscribers. The
+/// listener reconnects by itself when the connection drops.
+fn listen_for_revocations(
+    pool: PgPool,
+    signal: tokio::sync::broadcast::Sender<()>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for revocations; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Err(error) = listener.listen(REVOCATION_CHANNEL).await {
+                tracing::warn!(%error, "cannot listen for revocations; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            // Subscribers re-read the feed after any wake-up, so one after a reconnect covers
+            // what was missed meanwhile.
+            let _ = signal.send(());
+            while listener.recv().await.is_ok() {
+                let _ = signal.send(());
+            }
+        }
+    })
+}
+
+/// Orders feed entries by commit, as `serialize_audit` does for the audit trail.
+async fn serialize_revocations(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(REVOCATION_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Announces the revocation to every replica when the transaction commits.
+async fn notify_revocations(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(REVOCATION_CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The transaction-scoped advisory lock that orders audit appends ("audit" in ASCII).
@@ -102,3 +171,4 @@ include!("sql/agents.rs");
 include!("sql/catalog.rs");
 include!("sql/policies.rs");
 include!("sql/mandates.rs");
+include!("sql/revocations.rs");

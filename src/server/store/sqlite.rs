@@ -28,6 +28,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    signal: tokio::sync::broadcast::Sender<()>,
 }
 
 impl SqliteStore {
@@ -46,13 +47,17 @@ impl SqliteStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        let (signal, _) = tokio::sync::broadcast::channel(64);
+        Ok(Self { pool, signal })
     }
 
     /// The connection pool, for tests and tools that inspect the database directly.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// Nothing runs in the background for SQLite.
+    fn stop_background(&self) {}
 
     /// SQLite serialises writers itself; the migrator's own lock is enough.
     async fn run_migrations(&self) -> Result<MigrationReport, StoreError> {
@@ -64,6 +69,16 @@ impl SqliteStore {
             known: MIGRATOR.iter().count(),
         })
     }
+}
+
+/// SQLite has one writer at a time: feed entries already commit in `seq` order.
+async fn serialize_revocations(_conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    Ok(())
+}
+
+/// One process owns the file: subscribers are woken in-process after commit.
+async fn notify_revocations(_conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    Ok(())
 }
 
 /// SQLite has one writer at a time: audit appends already commit in `seq` order.
@@ -89,3 +104,4 @@ include!("sql/agents.rs");
 include!("sql/catalog.rs");
 include!("sql/policies.rs");
 include!("sql/mandates.rs");
+include!("sql/revocations.rs");

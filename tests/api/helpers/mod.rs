@@ -116,12 +116,18 @@ impl TestApp {
 
     /// Starts mandate in development mode on `db`.
     pub async fn spawn_on(db: TestDatabase) -> TestApp {
+        Self::spawn_with(db, |_| {}).await
+    }
+
+    /// Starts mandate in development mode on `db`, with `configure` applied to its configuration.
+    pub async fn spawn_with(db: TestDatabase, configure: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = Config::defaults();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.database = db.database.clone();
         config.data_dir = db.data_dir().to_path_buf();
         config.database_max_connections = 5;
         config.admin_token = Some(AdminTokenSource::Value(Secret::new(ADMIN_TOKEN.to_owned())));
+        configure(&mut config);
         let clock = Arc::new(ManualClock::new(test_epoch()));
         let server = Server::prepare(
             config,

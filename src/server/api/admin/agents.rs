@@ -8,6 +8,7 @@ use utoipa::IntoParams;
 
 use super::auth::{Caller, Reader, Writer};
 use super::{check_grants, snapshot, still_used};
+use super::{with_revoked, WithRevoked};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{
     ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
@@ -18,6 +19,8 @@ use crate::server::model::agent::{
     Agent, AgentDetail, AgentKind, AgentPatch, AgentStatus, NewAgent,
 };
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
+use crate::server::revoke::revoke_live;
+use crate::server::store::MandateFilter;
 use crate::server::store::{change_event, AgentFilter, InventoryGuard};
 
 /// Filters and page of `GET /v1/admin/agents`.
@@ -230,9 +233,9 @@ pub async fn suspend_agent(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
-) -> Result<Json<Agent>, ApiError> {
+) -> Result<WithRevoked<Agent>, ApiError> {
     let guard = state.store.inventory_guard().await?;
-    transition(
+    let changed = transition(
         &state,
         &caller,
         guard,
@@ -241,7 +244,20 @@ pub async fn suspend_agent(
         AgentStatus::Suspended,
         "agent.suspended",
     )
-    .await
+    .await?;
+    let revoked = revoke_live(
+        &state,
+        &MandateFilter {
+            agent: Some(id.clone()),
+            ..MandateFilter::default()
+        },
+        None,
+        "agent suspended",
+        &caller.actor(),
+        format!("agent:{id}"),
+    )
+    .await?;
+    Ok(with_revoked(changed, revoked))
 }
 
 /// Resume a suspended agent.
@@ -285,7 +301,7 @@ pub async fn retire_agent(
     Writer(caller): Writer,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<ForceQuery>,
-) -> Result<Json<Agent>, ApiError> {
+) -> Result<WithRevoked<Agent>, ApiError> {
     let guard = state.store.inventory_guard().await?;
     if !query.force {
         let users: Vec<String> = state
@@ -300,7 +316,7 @@ pub async fn retire_agent(
             return Err(still_used(&format!("agent `{id}`"), &users));
         }
     }
-    transition(
+    let changed = transition(
         &state,
         &caller,
         guard,
@@ -309,5 +325,18 @@ pub async fn retire_agent(
         AgentStatus::Retired,
         "agent.retired",
     )
-    .await
+    .await?;
+    let revoked = revoke_live(
+        &state,
+        &MandateFilter {
+            agent: Some(id.clone()),
+            ..MandateFilter::default()
+        },
+        None,
+        "agent retired",
+        &caller.actor(),
+        format!("agent:{id}"),
+    )
+    .await?;
+    Ok(with_revoked(changed, revoked))
 }

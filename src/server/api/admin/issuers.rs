@@ -8,6 +8,7 @@ use utoipa::IntoParams;
 
 use super::auth::{Caller, Reader, Writer};
 use super::snapshot;
+use super::{with_revoked, WithRevoked};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{
     ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
@@ -16,6 +17,8 @@ use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::issuer::{Issuer, IssuerPatch, IssuerStatus, NewIssuer};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
+use crate::server::revoke::revoke_live;
+use crate::server::store::MandateFilter;
 use crate::server::store::{change_event, InventoryGuard, IssuerFilter};
 
 /// Filters and page of `GET /v1/admin/issuers`.
@@ -189,9 +192,9 @@ pub async fn disable_issuer(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
-) -> Result<Json<Issuer>, ApiError> {
+) -> Result<WithRevoked<Issuer>, ApiError> {
     let guard = state.store.inventory_guard().await?;
-    set_status(
+    let changed = set_status(
         &state,
         &caller,
         guard,
@@ -199,7 +202,20 @@ pub async fn disable_issuer(
         IssuerStatus::Disabled,
         "issuer.disabled",
     )
-    .await
+    .await?;
+    let revoked = revoke_live(
+        &state,
+        &MandateFilter {
+            principal_issuer: Some(changed.issuer_url.clone()),
+            ..MandateFilter::default()
+        },
+        None,
+        "issuer disabled",
+        &caller.actor(),
+        format!("issuer:{id}"),
+    )
+    .await?;
+    Ok(with_revoked(changed, revoked))
 }
 
 /// Accept an issuer's tokens again.

@@ -74,6 +74,22 @@ fn shown_once<T>(body: T) -> ShownOnce<T> {
     )
 }
 
+/// A changed resource, with how many live mandates the change revoked in
+/// `x-revoked-mandates` (suspending or retiring an agent, disabling or retiring a tool,
+/// disabling an issuer). Sub-agents hold only derived tokens mandate never sees: revoke the
+/// mandates delegated to them instead.
+pub type WithRevoked<T> = ([(axum::http::HeaderName, String); 1], axum::Json<T>);
+
+fn with_revoked<T>(changed: axum::Json<T>, revoked: usize) -> WithRevoked<T> {
+    (
+        [(
+            axum::http::HeaderName::from_static("x-revoked-mandates"),
+            revoked.to_string(),
+        )],
+        changed,
+    )
+}
+
 /// A value as JSON for an audit event's before/after.
 fn snapshot<T: Serialize>(value: &T) -> Option<serde_json::Value> {
     serde_json::to_value(value).ok()

@@ -9,6 +9,7 @@ use utoipa::IntoParams;
 use super::agents::ForceQuery;
 use super::auth::{Caller, Reader, Writer};
 use super::{all_agents, snapshot, still_used};
+use super::{with_revoked, WithRevoked};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{
     ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
@@ -19,6 +20,8 @@ use crate::server::model::agent::AgentStatus;
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::tool::{NewTool, Tool, ToolKind, ToolPatch, ToolStatus};
 use crate::server::model::Grant;
+use crate::server::revoke::revoke_live;
+use crate::server::store::MandateFilter;
 use crate::server::store::{change_event, InventoryGuard, ToolFilter};
 
 /// Filters and page of `GET /v1/admin/tools`.
@@ -251,9 +254,9 @@ pub async fn disable_tool(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
-) -> Result<Json<Tool>, ApiError> {
+) -> Result<WithRevoked<Tool>, ApiError> {
     let guard = state.store.inventory_guard().await?;
-    transition(
+    let changed = transition(
         &state,
         &caller,
         guard,
@@ -262,7 +265,17 @@ pub async fn disable_tool(
         ToolStatus::Disabled,
         "tool.disabled",
     )
-    .await
+    .await?;
+    let revoked = revoke_live(
+        &state,
+        &MandateFilter::default(),
+        Some(&id),
+        "tool disabled",
+        &caller.actor(),
+        format!("tool:{id}"),
+    )
+    .await?;
+    Ok(with_revoked(changed, revoked))
 }
 
 /// Enable a disabled tool.
@@ -306,7 +319,7 @@ pub async fn retire_tool(
     Writer(caller): Writer,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<ForceQuery>,
-) -> Result<Json<Tool>, ApiError> {
+) -> Result<WithRevoked<Tool>, ApiError> {
     let guard = state.store.inventory_guard().await?;
     if !query.force {
         let users = users_of(&state, &id, None).await?;
@@ -314,7 +327,7 @@ pub async fn retire_tool(
             return Err(still_used(&format!("tool `{id}`"), &users));
         }
     }
-    transition(
+    let changed = transition(
         &state,
         &caller,
         guard,
@@ -323,5 +336,15 @@ pub async fn retire_tool(
         ToolStatus::Retired,
         "tool.retired",
     )
-    .await
+    .await?;
+    let revoked = revoke_live(
+        &state,
+        &MandateFilter::default(),
+        Some(&id),
+        "tool retired",
+        &caller.actor(),
+        format!("tool:{id}"),
+    )
+    .await?;
+    Ok(with_revoked(changed, revoked))
 }

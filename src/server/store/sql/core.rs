@@ -149,6 +149,7 @@ impl CoreStore for ThisStore {
     }
 
     async fn close(&self) {
+        self.stop_background();
         self.pool.close().await;
     }
 }

@@ -1,0 +1,201 @@
+//! `POST /v1/introspect` (RFC 7662 style): for callers that cannot run the verifier library,
+//! whether a mandate is active and, if it is, who it speaks for.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::admin::auth::authenticate;
+use super::agent_auth::agent_for_secret;
+use super::extract::ApiJson;
+use crate::server::app::AppState;
+use crate::server::error::{ApiError, Problem};
+use crate::token::keys::parse_public_key;
+use crate::token::verify::{verify_with, AccessRequest, AgentKeys, Hop, Trust, VerifyOptions};
+
+/// An agent secret or an admin token (any role).
+pub struct Introspector;
+
+impl FromRequestParts<AppState> for Introspector {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let secret = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
+        match secret {
+            Some(secret) if secret.starts_with(crate::server::secrets::AGENT_SECRET_PREFIX) => {
+                agent_for_secret(state, &secret)
+                    .await?
+                    .map(|_| Introspector)
+                    .ok_or_else(|| ApiError::Unauthorized("unknown agent or wrong secret".into()))
+            }
+            _ => authenticate(parts, state).await.map(|_| Introspector),
+        }
+    }
+}
+
+/// `POST /v1/introspect`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectBody {
+    /// The mandate (or a token derived from it).
+    pub token: String,
+    /// The tool of the call being checked; with `operation`, `active` also says whether the
+    /// token grants that call. Without them, any granted right counts.
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// The operation of the call being checked.
+    #[serde(default)]
+    pub operation: Option<String>,
+}
+
+/// The answer: `active`, and when active, the read-out.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Introspection {
+    /// Whether the token is valid, unexpired, unrevoked (and grants the call, if one was named).
+    pub active: bool,
+    /// The mandate's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mandate_id: Option<String>,
+    /// The principal's subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The principal's issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// The orchestrator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Each delegation hop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub hops: Option<Vec<Hop>>,
+    /// Granted rights, `tool:operation` separated by spaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Expiry, seconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+}
+
+fn inactive() -> Json<Introspection> {
+    Json(Introspection {
+        active: false,
+        mandate_id: None,
+        sub: None,
+        iss: None,
+        agent: None,
+        hops: None,
+        scope: None,
+        exp: None,
+    })
+}
+
+/// Is this mandate active, and whom does it speak for?
+#[utoipa::path(
+    post, path = "/v1/introspect", tag = "revocations",
+    security(("agent_secret" = []), ("admin_token" = [])),
+    request_body = IntrospectBody,
+    responses(
+        (status = 200, description = "`active` false for anything not a live mandate", body = Introspection),
+        (status = 401, description = "No valid agent secret or admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn introspect(
+    State(state): State<AppState>,
+    _caller: Introspector,
+    ApiJson(body): ApiJson<IntrospectBody>,
+) -> Result<Json<Introspection>, ApiError> {
+    let keys = state
+        .keys
+        .document()
+        .key_set()
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let mut agent_keys = AgentKeys::new();
+    for key in state.store.all_agent_keys().await? {
+        if let Ok(public) = parse_public_key(&key.public_key) {
+            agent_keys.entry(key.agent_id).or_default().push(public);
+        }
+    }
+    let Ok(chain) = crate::token::inspect::inspect(&body.token) else {
+        return Ok(inactive());
+    };
+    // Revocation is read from the store for each of the token's ids.
+    let mut revoked = false;
+    for block in &chain.blocks {
+        let id = hex::decode(&block.revocation_id).unwrap_or_default();
+        if state.store.revocation(&id).await?.is_some() {
+            revoked = true;
+        }
+    }
+    if revoked {
+        return Ok(inactive());
+    }
+    let trust = Trust {
+        keys: &keys,
+        agent_keys: &agent_keys,
+        is_revoked: &|_| false,
+    };
+    let now = state.clock.now();
+    let authorities = match (&body.tool, &body.operation) {
+        (Some(tool), Some(operation)) => vec![(tool.clone(), operation.clone())],
+        (None, None) => {
+            // Without a named call: active if any granted right is still usable.
+            let Ok(unchecked) = crate::token::verify::read_rights(&body.token, &keys) else {
+                return Ok(inactive());
+            };
+            unchecked
+                .into_iter()
+                .map(|r| (r.tool, r.operation))
+                .collect()
+        }
+        _ => {
+            return Err(crate::server::mint::invalid(
+                "operation",
+                "give both tool and operation, or neither",
+            ))
+        }
+    };
+    for (tool, operation) in authorities {
+        let request = AccessRequest {
+            tool,
+            operation,
+            now,
+        };
+        if let Ok(verified) = verify_with(
+            &body.token,
+            &trust,
+            &request,
+            None,
+            &VerifyOptions::default(),
+        ) {
+            return Ok(Json(Introspection {
+                active: true,
+                mandate_id: Some(verified.mandate_id),
+                sub: Some(verified.principal_subject),
+                iss: Some(verified.principal_issuer),
+                agent: Some(verified.agent_id),
+                hops: Some(verified.hops),
+                scope: Some(
+                    verified
+                        .rights
+                        .iter()
+                        .map(|r| format!("{}:{}", r.tool, r.operation))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+                exp: Some(verified.expires_at.timestamp()),
+            }));
+        }
+    }
+    Ok(inactive())
+}

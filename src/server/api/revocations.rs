@@ -1,0 +1,469 @@
+//! Revocation: of a mandate (by the orchestrator holding it or an admin), of a task's authority
+//! when it completes, of a holder's own branch, in bulk by admins; and the feed verifiers
+//! follow, by polling or as a Server-Sent Events stream.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use biscuit_auth::Biscuit;
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::admin::auth::{authenticate, Caller, Writer};
+use super::agent_auth::agent_for_secret;
+use super::extract::{ApiJson, ApiQuery};
+use crate::server::app::AppState;
+use crate::server::error::{ApiError, Problem};
+use crate::server::model::admin_token::Role;
+use crate::server::model::agent::Agent;
+use crate::server::revoke::{check_reason, revoke_ids, revoke_live, RevocationView};
+use crate::server::store::{FeedEntry, Issuance, MandateFilter};
+use crate::token::verify::run_limits;
+
+/// An admin token (role admin) or the orchestrator's agent secret.
+pub enum Revoker {
+    /// An administrator.
+    Admin(Caller),
+    /// An agent, by its secret.
+    Agent(Agent),
+}
+
+impl FromRequestParts<AppState> for Revoker {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let bearer = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
+        match bearer {
+            Some(secret) if secret.starts_with(crate::server::secrets::AGENT_SECRET_PREFIX) => {
+                agent_for_secret(state, &secret)
+                    .await?
+                    .map(Revoker::Agent)
+                    .ok_or_else(|| ApiError::Unauthorized("unknown agent or wrong secret".into()))
+            }
+            _ => {
+                let caller = authenticate(parts, state).await?;
+                if caller.role != Role::Admin {
+                    return Err(ApiError::Forbidden(format!(
+                        "admin token `{}` has role auditor: it may read, not change",
+                        caller.name
+                    )));
+                }
+                Ok(Revoker::Admin(caller))
+            }
+        }
+    }
+}
+
+/// A reason for revoking.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    /// Why (at most 512 characters).
+    #[schema(example = "the task was cancelled")]
+    pub reason: String,
+}
+
+async fn load_mandate(state: &AppState, id: Uuid) -> Result<Issuance, ApiError> {
+    state
+        .store
+        .mandate(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no mandate {id}")))
+}
+
+/// Revokes one mandate for `who` (admin, or the orchestrator it was minted for); idempotent.
+async fn revoke_mandate(
+    state: &AppState,
+    who: Revoker,
+    id: Uuid,
+    reason: &str,
+    action: &str,
+) -> Result<Json<RevocationView>, ApiError> {
+    check_reason(reason)?;
+    let mandate = load_mandate(state, id).await?;
+    let revoked_by = match &who {
+        Revoker::Admin(caller) => caller.actor(),
+        Revoker::Agent(agent) if agent.id == mandate.agent_id => format!("agent:{}", agent.id),
+        Revoker::Agent(agent) => {
+            return Err(ApiError::Forbidden(format!(
+                "mandate {id} was not minted for agent `{}`",
+                agent.id
+            )))
+        }
+    };
+    if let Some(existing) = state.store.revocation(&mandate.revocation_id).await? {
+        return Ok(Json(RevocationView::from(&existing)));
+    }
+    revoke_ids(
+        state,
+        vec![(mandate.revocation_id.clone(), Some(id), mandate.expires_at)],
+        reason,
+        &revoked_by,
+        action,
+        format!("mandate:{id}"),
+        serde_json::json!({ "mandate": id }),
+    )
+    .await?;
+    let stored = state
+        .store
+        .revocation(&mandate.revocation_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("revocation not found after commit".into()))?;
+    Ok(Json(RevocationView::from(&stored)))
+}
+
+/// Revoke a mandate and every token derived from it. Idempotent.
+#[utoipa::path(
+    post, path = "/v1/mandates/{id}/revoke", tag = "revocations",
+    security(("agent_secret" = []), ("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Mandate id")),
+    request_body = ReasonBody,
+    responses(
+        (status = 200, description = "Revoked (now or before)", body = RevocationView),
+        (status = 401, description = "No valid agent secret or admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another orchestrator's mandate, or an auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mandate", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing or invalid reason", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    who: Revoker,
+    Path(id): Path<Uuid>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> Result<Json<RevocationView>, ApiError> {
+    revoke_mandate(&state, who, id, &body.reason, "mandate.revoked").await
+}
+
+/// End a task: its orchestrator declares it done, and the mandate stops working.
+#[utoipa::path(
+    post, path = "/v1/mandates/{id}/complete", tag = "revocations", security(("agent_secret" = [])),
+    params(("id" = Uuid, Path, description = "Mandate id")),
+    responses(
+        (status = 200, description = "Completed (now or before)", body = RevocationView),
+        (status = 401, description = "No valid agent secret", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another orchestrator's mandate", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mandate", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn complete(
+    State(state): State<AppState>,
+    who: Revoker,
+    Path(id): Path<Uuid>,
+) -> Result<Json<RevocationView>, ApiError> {
+    if let Revoker::Admin(_) = who {
+        return Err(ApiError::Forbidden(
+            "only the orchestrator completes its task; admins revoke".into(),
+        ));
+    }
+    revoke_mandate(&state, who, id, "task completed", "mandate.completed").await
+}
+
+/// A token whose branch its holder revokes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BranchBody {
+    /// The (derived) token; possession is the authority to revoke its branch.
+    pub token: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Revoke a token's own branch: its last block's revocation id. Whoever holds a token may end
+/// it and everything derived from it; its parent keeps working.
+#[utoipa::path(
+    post, path = "/v1/revocations", tag = "revocations",
+    request_body = BranchBody,
+    responses(
+        (status = 200, description = "Revoked (now or before)", body = RevocationView),
+        (status = 401, description = "Not a mandate signed by mandate's keys", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Its mandate is unknown", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing or invalid reason", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_branch(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<BranchBody>,
+) -> Result<Json<RevocationView>, ApiError> {
+    check_reason(&body.reason)?;
+    let rejected = || ApiError::Unauthorized("not a mandate signed by mandate's keys".into());
+    if body.token.len() > crate::token::MAX_TOKEN_BYTES {
+        return Err(rejected());
+    }
+    let keys = state
+        .keys
+        .document()
+        .key_set()
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let token = Biscuit::from_base64(&body.token, |kid: Option<u32>| {
+        kid.and_then(|kid| keys.get(&kid).copied())
+            .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+    })
+    .map_err(|_| rejected())?;
+    let mut authorizer = biscuit_auth::AuthorizerBuilder::new()
+        .set_limits(run_limits())
+        .build(&token)
+        .map_err(|_| rejected())?;
+    let ids: Vec<(String,)> = authorizer
+        .query("data($m) <- mandate($m)")
+        .map_err(|_| rejected())?;
+    let mandate_id: Uuid = ids
+        .first()
+        .and_then(|(id,)| id.parse().ok())
+        .ok_or_else(rejected)?;
+    let mandate = load_mandate(&state, mandate_id).await?;
+    let branch = token.revocation_identifiers().pop().ok_or_else(rejected)?;
+    if let Some(existing) = state.store.revocation(&branch).await? {
+        return Ok(Json(RevocationView::from(&existing)));
+    }
+    let chain = crate::token::inspect::inspect(&body.token).map_err(|_| rejected())?;
+    let holder = chain
+        .blocks
+        .iter()
+        .rev()
+        .find_map(|b| b.delegate.clone())
+        .unwrap_or(mandate.agent_id.clone());
+    revoke_ids(
+        &state,
+        vec![(branch.clone(), Some(mandate_id), mandate.expires_at)],
+        &body.reason,
+        &format!("holder:{holder}"),
+        "mandate.branch_revoked",
+        format!("mandate:{mandate_id}"),
+        serde_json::json!({ "mandate": mandate_id, "blocks": chain.blocks.len() }),
+    )
+    .await?;
+    let stored = state
+        .store
+        .revocation(&branch)
+        .await?
+        .ok_or_else(|| ApiError::Internal("revocation not found after commit".into()))?;
+    Ok(Json(RevocationView::from(&stored)))
+}
+
+/// Who was offboarded, by issuer URL and subject.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalSelector {
+    /// The subject.
+    pub subject: String,
+    /// The issuer URL.
+    pub issuer: String,
+}
+
+/// `POST /v1/admin/revocations`: which live mandates to revoke (at least one selector).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBody {
+    /// Minted for this agent.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// On behalf of this principal (offboarding).
+    #[serde(default)]
+    pub principal: Option<PrincipalSelector>,
+    /// Granting this tool.
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// For this task.
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Issued before this time.
+    #[serde(default)]
+    pub issued_before: Option<DateTime<Utc>>,
+    /// Why.
+    pub reason: String,
+}
+
+/// How many mandates a bulk revocation took.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BulkResult {
+    /// Live mandates revoked.
+    pub revoked: usize,
+}
+
+/// Revoke every live mandate matching the selectors: by agent, principal, tool, task, or
+/// issued before a time.
+#[utoipa::path(
+    post, path = "/v1/admin/revocations", tag = "revocations", security(("admin_token" = [])),
+    request_body = BulkBody,
+    responses(
+        (status = 200, description = "Revoked", body = BulkResult),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No selector, or an invalid one", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn bulk(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    ApiJson(body): ApiJson<BulkBody>,
+) -> Result<Json<BulkResult>, ApiError> {
+    check_reason(&body.reason)?;
+    if body.agent.is_none()
+        && body.principal.is_none()
+        && body.tool.is_none()
+        && body.task.is_none()
+        && body.issued_before.is_none()
+    {
+        return Err(crate::server::mint::invalid(
+            "agent",
+            "name at least one of agent, principal, tool, task, issued_before",
+        ));
+    }
+    let filter = MandateFilter {
+        agent: body.agent,
+        principal_subject: body.principal.as_ref().map(|p| p.subject.clone()),
+        principal_issuer: body.principal.as_ref().map(|p| p.issuer.clone()),
+        task: body.task,
+        issued_before: body.issued_before,
+    };
+    let revoked = revoke_live(
+        &state,
+        &filter,
+        body.tool.as_deref(),
+        &body.reason,
+        &caller.actor(),
+        "mandates".to_owned(),
+    )
+    .await?;
+    Ok(Json(BulkResult { revoked }))
+}
+
+/// Page of the revocation feed.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FeedQuery {
+    /// The last `seq` seen (0 for the beginning).
+    pub after: Option<i64>,
+    /// Entries per page, 1 to 1000 (default 500).
+    pub limit: Option<u32>,
+    /// Include entries whose mandates have expired.
+    #[serde(default)]
+    pub include_expired: bool,
+}
+
+/// One page of the feed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FeedPage {
+    /// Entries after the cursor, in order.
+    pub items: Vec<FeedEntry>,
+    /// Pass as `after` next time (the last `seq` returned, or the one given).
+    pub next_after: i64,
+}
+
+/// The revocation feed: revoked ids after a cursor, in commit order. Entries carry no names or
+/// reasons, so the feed is public, like the keys.
+#[utoipa::path(
+    get, path = "/v1/revocations", tag = "revocations",
+    params(FeedQuery),
+    responses(
+        (status = 200, description = "Entries after the cursor", body = FeedPage),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Limit out of range", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn feed(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<FeedQuery>,
+) -> Result<Json<FeedPage>, ApiError> {
+    let limit = query.limit.unwrap_or(500);
+    if !(1..=1000).contains(&limit) {
+        return Err(crate::server::mint::invalid(
+            "limit",
+            "must be between 1 and 1000",
+        ));
+    }
+    let after = query.after.unwrap_or(0).max(0);
+    let rows = state
+        .store
+        .revocations_after(after, limit, state.clock.now(), query.include_expired)
+        .await?;
+    let items: Vec<FeedEntry> = rows.iter().map(FeedEntry::from).collect();
+    let next_after = items.last().map_or(after, |e| e.seq);
+    Ok(Json(FeedPage { items, next_after }))
+}
+
+/// Where a stream starts.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// The last `seq` seen (0 for the beginning).
+    pub after: Option<i64>,
+}
+
+/// The feed as Server-Sent Events: every entry after the cursor, then each new one as it commits
+/// on any replica (`id` is the `seq`; `data` a feed entry).
+#[utoipa::path(
+    get, path = "/v1/revocations/stream", tag = "revocations",
+    params(StreamQuery),
+    responses(
+        (status = 200, description = "An endless event stream", content_type = "text/event-stream", body = FeedEntry),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn stream(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let signal = state.store.revocation_signal();
+    let after = query.after.unwrap_or(0).max(0);
+    let start = (state, signal, after, VecDeque::<Event>::new(), true);
+    let events = futures_util::stream::unfold(
+        start,
+        |(state, mut signal, mut after, mut queue, mut read_now)| async move {
+            loop {
+                if let Some(event) = queue.pop_front() {
+                    return Some((Ok(event), (state, signal, after, queue, read_now)));
+                }
+                if !read_now {
+                    // Wake on a commit anywhere, or re-read now and then in case a wake-up was lost.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), signal.recv()).await;
+                }
+                match state
+                    .store
+                    .revocations_after(after, 500, state.clock.now(), false)
+                    .await
+                {
+                    Ok(rows) => {
+                        // A full page means more may follow at once.
+                        read_now = rows.len() == 500;
+                        for row in &rows {
+                            let entry = FeedEntry::from(row);
+                            after = entry.seq;
+                            let data = serde_json::to_string(&entry).unwrap_or_default();
+                            queue.push_back(
+                                Event::default()
+                                    .id(entry.seq.to_string())
+                                    .event("revocation")
+                                    .data(data),
+                            );
+                        }
+                    }
+                    Err(error) => {
+                        read_now = false;
+                        tracing::warn!(%error, "revocation stream cannot read the feed");
+                    }
+                }
+            }
+        },
+    );
+    // Keep-alives every 5 s also tell followers their copy is current.
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
+}

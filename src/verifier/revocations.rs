@@ -1,0 +1,254 @@
+//! Keeping a verifier's copy of the revocation feed: catch up by polling
+//! `GET /v1/revocations`, then follow `GET /v1/revocations/stream` (falling back to polling when
+//! the stream drops). Entries live in a hash set until their mandate expires. A copy that has
+//! not synced for longer than `max_staleness` fails closed: every verification is refused, with
+//! the reason, until a sync succeeds again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+use super::{FetchError, RevocationCheck};
+use crate::clock::SharedClock;
+
+/// How the copy is kept.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// mandate's base URL.
+    pub base_url: String,
+    /// Longer than this without a successful sync, verification fails closed.
+    pub max_staleness: Duration,
+    /// How often to poll when the stream is down.
+    pub poll_interval: Duration,
+}
+
+impl SyncSettings {
+    /// Defaults: stale after 30 s, poll every 5 s.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            max_staleness: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A feed entry as mandate publishes it.
+#[derive(Debug, Clone, Deserialize)]
+struct Entry {
+    seq: i64,
+    revocation_id: String,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    items: Vec<Entry>,
+    next_after: i64,
+}
+
+#[derive(Default)]
+struct State {
+    revoked: HashMap<Vec<u8>, DateTime<Utc>>,
+    cursor: i64,
+    last_success: Option<Instant>,
+}
+
+/// The state of the copy, for health checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// The last feed position applied.
+    pub cursor: i64,
+    /// Revoked ids held (only unexpired ones).
+    pub entries: usize,
+    /// Milliseconds since the last successful sync, if any.
+    pub since_last_sync_ms: Option<u128>,
+    /// Whether verification currently fails closed.
+    pub stale: bool,
+}
+
+/// A verifier's copy of the revocation feed.
+pub struct RevocationSync {
+    settings: SyncSettings,
+    http: reqwest::Client,
+    state: RwLock<State>,
+    clock: SharedClock,
+}
+
+impl RevocationSync {
+    /// An empty copy: stale until its first successful sync.
+    pub fn new(settings: SyncSettings, clock: SharedClock) -> Result<Arc<Self>, FetchError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| FetchError::Http {
+                url: settings.base_url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Arc::new(Self {
+            settings,
+            http,
+            state: RwLock::new(State::default()),
+            clock,
+        }))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.base_url.trim_end_matches('/'))
+    }
+
+    /// Adds entries past the cursor and drops those whose mandates have expired.
+    fn apply(&self, entries: &[Entry]) {
+        let now = self.clock.now();
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        for entry in entries {
+            if let Ok(id) = hex::decode(&entry.revocation_id) {
+                if entry.expires_at > now {
+                    state.revoked.insert(id, entry.expires_at);
+                }
+            }
+            state.cursor = state.cursor.max(entry.seq);
+        }
+        state.revoked.retain(|_, expires| *expires > now);
+    }
+
+    fn succeeded(&self) {
+        self.state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_success = Some(Instant::now());
+    }
+
+    /// Polls the feed until it is exhausted; returns how many entries were read.
+    pub async fn sync_once(&self) -> Result<usize, FetchError> {
+        let mut read = 0;
+        loop {
+            let cursor = self.status().cursor;
+            let url = self.url(&format!("/v1/revocations?after={cursor}&limit=1000"));
+            let http = |reason: String| FetchError::Http {
+                url: url.clone(),
+                reason,
+            };
+            let response = self
+                .http
+                .get(&url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|e| http(e.to_string()))?;
+            if !response.status().is_success() {
+                return Err(http(format!("answered {}", response.status())));
+            }
+            let page: Page = response.json().await.map_err(|e| FetchError::Document {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+            read += page.items.len();
+            let done = page.items.is_empty() || page.next_after <= cursor;
+            self.apply(&page.items);
+            if done {
+                self.succeeded();
+                return Ok(read);
+            }
+        }
+    }
+
+    /// Follows the stream until it ends; every event or keep-alive counts as a sync.
+    async fn follow(&self) -> Result<(), FetchError> {
+        let cursor = self.status().cursor;
+        let url = self.url(&format!("/v1/revocations/stream?after={cursor}"));
+        let http = |reason: String| FetchError::Http {
+            url: url.clone(),
+            reason,
+        };
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| http(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(http(format!("answered {}", response.status())));
+        }
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| http(e.to_string()))?;
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                let entries: Vec<Entry> = event
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .filter_map(|data| serde_json::from_str(data.trim()).ok())
+                    .collect();
+                self.apply(&entries);
+            }
+            if buffer.len() > 1 << 20 {
+                return Err(http("an event larger than 1 MiB".to_owned()));
+            }
+            self.succeeded();
+        }
+        Err(http("the stream ended".to_owned()))
+    }
+
+    /// Keeps the copy in sync until the task is dropped: poll to catch up, follow the stream,
+    /// and poll again every `poll_interval` while the stream is down.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let sync = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                match sync.sync_once().await {
+                    Ok(_) => {
+                        if let Err(error) = sync.follow().await {
+                            tracing::debug!(%error, "revocation stream interrupted");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot sync revocations"),
+                }
+                tokio::time::sleep(sync.settings.poll_interval).await;
+            }
+        })
+    }
+
+    /// The state of the copy.
+    pub fn status(&self) -> SyncStatus {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let since = state.last_success.map(|at| at.elapsed());
+        SyncStatus {
+            cursor: state.cursor,
+            entries: state.revoked.len(),
+            since_last_sync_ms: since.map(|d| d.as_millis()),
+            stale: since.is_none_or(|d| d > self.settings.max_staleness),
+        }
+    }
+}
+
+impl RevocationCheck for RevocationSync {
+    fn is_revoked(&self, id: &[u8]) -> bool {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .revoked
+            .contains_key(id)
+    }
+
+    fn fresh(&self) -> Result<(), String> {
+        let status = self.status();
+        if status.stale {
+            Err(match status.since_last_sync_ms {
+                Some(ms) => format!(
+                    "the revocation list was last synced {ms} ms ago, longer than the {} ms allowed",
+                    self.settings.max_staleness.as_millis()
+                ),
+                None => "the revocation list has never been synced".to_owned(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}

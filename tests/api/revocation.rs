@@ -1,0 +1,528 @@
+//! Revocation: of a mandate, of a branch, in bulk; idempotence and who may; the feed and its
+//! stream across two replicas; a verifier's copy failing closed when stale; and introspection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mandate::clock::{Clock, ManualClock, SharedClock};
+use mandate::server::config::RootKeyFile;
+use mandate::token::attenuate::{attenuate, Attenuation};
+use mandate::token::TokenError;
+use mandate::verifier::revocations::{RevocationSync, SyncSettings};
+use mandate::verifier::{Access, NoRevocations, RevocationCheck, Verifier, VerifierSettings};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_stores;
+use crate::helpers::fixtures::{mint_body, mint_setup};
+use crate::helpers::{assert_problem, Backend, TestApp, TestDatabase};
+
+/// Mints a crm read/write mandate for alice as bot; returns (token, mandate id).
+async fn mint(app: &TestApp, idp: &crate::helpers::idp::TestIdp, secret: &str) -> (String, String) {
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+    let (status, body) = app
+        .as_token(
+            secret,
+            Method::POST,
+            "/v1/mandates",
+            Some(mint_body(
+                &jwt,
+                json!([{"tool": "crm", "operations": ["read", "write"]}]),
+            )),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    (
+        body["token"].as_str().unwrap().to_owned(),
+        body["mandate_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn derive(token: &str, agent: &str) -> String {
+    attenuate(
+        token,
+        &Attenuation {
+            delegate: Some(agent.into()),
+            ..Attenuation::default()
+        },
+    )
+    .unwrap()
+}
+
+fn read() -> Access {
+    Access {
+        tool: "crm".into(),
+        operation: "read".into(),
+        resource: None,
+    }
+}
+
+async fn introspect(app: &TestApp, token: &str) -> Value {
+    app.admin_ok(
+        Method::POST,
+        "/v1/introspect",
+        Some(json!({"token": token})),
+        200,
+    )
+    .await
+}
+
+both_stores!(
+    revoking_a_mandate_is_idempotent_audited_and_only_for_its_holder,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let (token, id) = mint(&app, &idp, &secret).await;
+        assert_eq!(introspect(&app, &token).await["active"], true);
+        let path = format!("/v1/mandates/{id}/revoke");
+        let reason = json!({"reason": "task cancelled by alice"});
+
+        // Another orchestrator may not; an auditor may not; unknown ids are 404.
+        app.admin_ok(
+            Method::POST,
+            "/v1/admin/agents",
+            Some(json!({"id": "other", "display_name": "O", "kind": "orchestrator", "owner": "o"})),
+            201,
+        )
+        .await;
+        let other = app
+            .admin_ok(Method::POST, "/v1/admin/agents/other/secret", None, 201)
+            .await;
+        let response = app
+            .call(Method::POST, &path, other["secret"].as_str(), Some(&reason))
+            .await;
+        assert_problem(response, 403).await;
+        let auditor = app.token_with_role("reviewer", "auditor").await;
+        assert_problem(
+            app.call(Method::POST, &path, Some(&auditor), Some(&reason))
+                .await,
+            403,
+        )
+        .await;
+        let unknown = "/v1/mandates/01900000-0000-7000-8000-00000000dead/revoke";
+        assert_problem(
+            app.call(Method::POST, unknown, Some(&secret), Some(&reason))
+                .await,
+            404,
+        )
+        .await;
+        assert_problem(
+            app.call(Method::POST, &path, None, Some(&reason)).await,
+            401,
+        )
+        .await;
+        assert_problem(
+            app.call(
+                Method::POST,
+                &path,
+                Some(&secret),
+                Some(&json!({"reason": ""})),
+            )
+            .await,
+            422,
+        )
+        .await;
+
+        let before = app.audit_len().await;
+        let (status, first) = app
+            .as_token(&secret, Method::POST, &path, Some(reason.clone()))
+            .await;
+        assert_eq!(status, 200, "{first}");
+        assert_eq!(first["revoked_by"], "agent:bot");
+        assert_eq!(first["reason"], "task cancelled by alice");
+        let (status, second) = app
+            .admin(Method::POST, &path, Some(json!({"reason": "again"})))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(second, first, "the first revocation stands");
+        assert_eq!(app.audit_len().await, before + 1, "one audit event");
+        let event = app
+            .store
+            .audit_events(0, 10_000)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(event.action, "mandate.revoked");
+        assert_eq!(event.actor, "agent:bot");
+        assert_eq!(event.details["reason"], "task cancelled by alice");
+        assert_eq!(introspect(&app, &token).await, json!({"active": false}));
+        assert_eq!(
+            introspect(&app, &derive(&token, "x")).await["active"],
+            false,
+            "derived tokens too"
+        );
+    }
+);
+
+both_stores!(completing_a_task_ends_its_authority, |backend| async move {
+    let app = TestApp::spawn(backend).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let (token, id) = mint(&app, &idp, &secret).await;
+    let path = format!("/v1/mandates/{id}/complete");
+    assert_problem(
+        app.call(Method::POST, &path, Some(crate::helpers::ADMIN_TOKEN), None)
+            .await,
+        403,
+    )
+    .await;
+    let (status, body) = app.as_token(&secret, Method::POST, &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reason"], "task completed");
+    assert_eq!(introspect(&app, &token).await["active"], false);
+    let event = app
+        .store
+        .audit_events(0, 10_000)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(event.action, "mandate.completed");
+});
+
+both_stores!(
+    a_holder_revokes_its_own_branch_and_the_parent_keeps_working,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let (token, _) = mint(&app, &idp, &secret).await;
+        let child = derive(&token, "helper");
+        let grandchild = derive(&child, "deep");
+        let (status, body) = app
+            .call(
+                Method::POST,
+                "/v1/revocations",
+                None,
+                Some(&json!({"token": child, "reason": "done with it"})),
+            )
+            .await
+            .json::<Value>()
+            .await
+            .map(|b| (200, b))
+            .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body["revoked_by"], "holder:helper", "{body}");
+        assert_eq!(introspect(&app, &child).await["active"], false);
+        assert_eq!(
+            introspect(&app, &grandchild).await["active"],
+            false,
+            "its descendants too"
+        );
+        assert_eq!(
+            introspect(&app, &token).await["active"],
+            true,
+            "the parent is untouched"
+        );
+        let forged = json!({"token": "not-a-mandate", "reason": "x"});
+        assert_problem(
+            app.call(Method::POST, "/v1/revocations", None, Some(&forged))
+                .await,
+            401,
+        )
+        .await;
+    }
+);
+
+both_stores!(
+    suspending_an_agent_or_disabling_a_tool_revokes_live_mandates,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let (first, _) = mint(&app, &idp, &secret).await;
+        let response = app
+            .call(
+                Method::POST,
+                "/v1/admin/agents/bot/suspend",
+                Some(crate::helpers::ADMIN_TOKEN),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-revoked-mandates"], "1");
+        assert_eq!(introspect(&app, &first).await["active"], false);
+        app.admin_ok(Method::POST, "/v1/admin/agents/bot/resume", None, 200)
+            .await;
+        let (second, _) = mint(&app, &idp, &secret).await;
+        let response = app
+            .call(
+                Method::POST,
+                "/v1/admin/tools/crm/disable",
+                Some(crate::helpers::ADMIN_TOKEN),
+                None,
+            )
+            .await;
+        assert_eq!(response.headers()["x-revoked-mandates"], "1");
+        assert_eq!(introspect(&app, &second).await["active"], false);
+        let response = app
+            .call(
+                Method::POST,
+                "/v1/admin/tools/github/disable",
+                Some(crate::helpers::ADMIN_TOKEN),
+                None,
+            )
+            .await;
+        assert_eq!(response.headers()["x-revoked-mandates"], "0");
+    }
+);
+
+/// Inserts `count` live mandates for `subject` directly (minting 10,000 over HTTP would test
+/// the minting, not the revocation).
+async fn insert_mandates(app: &TestApp, backend: Backend, subject: &str, count: usize) {
+    let expires = (app.clock.now() + chrono::Duration::minutes(10)).to_rfc3339();
+    let issued = app.clock.now().to_rfc3339();
+    match backend {
+        Backend::Postgres => {
+            let url = match &app.db.database {
+                mandate::server::config::Database::Postgres(url) => url.expose().to_owned(),
+                _ => unreachable!(),
+            };
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query(
+                "INSERT INTO mandates (id, agent_id, principal_subject, principal_issuer, task_id, \
+                 task_description, task_digest, scope, root_kid, revocation_id, issued_at, expires_at) \
+                 SELECT gen_random_uuid(), 'bot', $1, 'https://idp.example.com/', 't' || n, 'd', '\\x00', \
+                 '[{\"tool\":\"crm\",\"operation\":\"read\"}]', 1, sha512(n::text::bytea), \
+                 $2::timestamptz, $3::timestamptz FROM generate_series(1, $4) AS n",
+            )
+            .bind(subject)
+            .bind(&issued)
+            .bind(&expires)
+            .bind(count as i64)
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        Backend::Sqlite => {
+            let path = app.db.data_dir().join("mandate.db");
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            for n in 0..count {
+                let issued = app.clock.now();
+                let expires = issued + chrono::Duration::minutes(10);
+                sqlx::query(
+                    "INSERT INTO mandates (id, agent_id, principal_subject, principal_issuer, task_id, \
+                     task_description, task_digest, scope, root_kid, revocation_id, issued_at, expires_at) \
+                     VALUES ($1, 'bot', $2, 'https://idp.example.com/', $3, 'd', x'00', \
+                     '[{\"tool\":\"crm\",\"operation\":\"read\"}]', 1, $4, $5, $6)",
+                )
+                .bind(uuid::Uuid::new_v4())
+                .bind(subject)
+                .bind(format!("t{n}"))
+                .bind((n as u64).to_be_bytes().to_vec())
+                .bind(issued)
+                .bind(expires)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+both_stores!(
+    offboarding_a_principal_with_10000_live_mandates_publishes_every_revocation,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (_idp, _secret) = mint_setup(&app).await;
+        insert_mandates(&app, backend, "leaver", 10_000).await;
+        let started = Instant::now();
+        let body = json!({"principal": {"subject": "leaver", "issuer": "https://idp.example.com/"},
+                      "reason": "left the company"});
+        let result = app
+            .admin_ok(Method::POST, "/v1/admin/revocations", Some(body), 200)
+            .await;
+        assert_eq!(result["revoked"], 10_000);
+        eprintln!(
+            "bulk revocation of 10,000 mandates: {:?}",
+            started.elapsed()
+        );
+        let again = app
+        .admin_ok(Method::POST, "/v1/admin/revocations", Some(json!({"principal": {"subject": "leaver", "issuer": "https://idp.example.com/"}, "reason": "x"})), 200)
+        .await;
+        assert_eq!(again["revoked"], 0, "nothing left to revoke");
+        let (status, _) = app
+            .admin(
+                Method::POST,
+                "/v1/admin/revocations",
+                Some(json!({"reason": "everything"})),
+            )
+            .await;
+        assert_eq!(status, 422, "a selector is required");
+
+        // A verifier's copy holds all of them, then lets them go when the mandates expire.
+        let clock = Arc::new(ManualClock::new(app.clock.now()));
+        let shared: SharedClock = clock.clone();
+        let sync = RevocationSync::new(SyncSettings::new(app.base.clone()), shared).unwrap();
+        assert_eq!(sync.sync_once().await.unwrap(), 10_000);
+        assert_eq!(sync.status().entries, 10_000);
+        clock.advance(chrono::Duration::minutes(11));
+        app.clock.advance(chrono::Duration::minutes(11));
+        sync.sync_once().await.unwrap();
+        assert_eq!(sync.status().entries, 0, "expired entries leave");
+        let page = app
+            .get("/v1/revocations?after=0&limit=10")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(page["items"], json!([]), "the feed omits expired entries");
+        let page = app
+            .get("/v1/revocations?after=0&limit=10&include_expired=true")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(page["items"].as_array().unwrap().len(), 10);
+    }
+);
+
+#[tokio::test]
+async fn a_revocation_through_one_replica_reaches_a_verifier_following_another_within_2s() {
+    let first_db = TestDatabase::new(Backend::Postgres).await;
+    let url = match &first_db.database {
+        mandate::server::config::Database::Postgres(url) => url.expose().to_owned(),
+        _ => unreachable!(),
+    };
+    let key = first_db.data_dir().join("root-1.pem");
+    mandate::server::keys::generate_key_file(&key).unwrap();
+    let shared_key = move |config: &mut mandate::server::config::Config| {
+        config.root_keys = vec![RootKeyFile {
+            kid: 1,
+            path: key.clone(),
+        }];
+    };
+    let a = TestApp::spawn_with(first_db, shared_key.clone()).await;
+    let b = TestApp::spawn_with(TestDatabase::at(&url), shared_key).await;
+    let (idp, secret) = mint_setup(&a).await;
+    let (token, id) = mint(&a, &idp, &secret).await;
+    let deep = derive(&derive(&derive(&token, "one"), "two"), "three");
+
+    let clock: SharedClock = a.clock.clone();
+    let sync = RevocationSync::new(SyncSettings::new(b.base.clone()), clock.clone()).unwrap();
+    let _follower = sync.spawn();
+    let verifier =
+        Verifier::new(VerifierSettings::new(b.base.clone()), sync.clone(), clock).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sync.fresh().is_err() {
+        assert!(Instant::now() < deadline, "the copy never synced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    verifier.verify(&deep, &read()).await.unwrap();
+
+    a.admin_ok(
+        Method::POST,
+        &format!("/v1/mandates/{id}/revoke"),
+        Some(json!({"reason": "compromised"})),
+        200,
+    )
+    .await;
+    let revoked_at = Instant::now();
+    loop {
+        match verifier.verify(&deep, &read()).await {
+            Err(TokenError::Revoked) => break,
+            Ok(_) => {}
+            Err(other) => panic!("unexpected refusal: {other}"),
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(2),
+            "not revoked at the verifier within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "revocation reached the other replica's follower in {:?}",
+        revoked_at.elapsed()
+    );
+    assert!(matches!(
+        verifier.verify(&token, &read()).await,
+        Err(TokenError::Revoked)
+    ));
+}
+
+/// A feed that can be cut: forwards `GET /v1/revocations` to `upstream` while up, 503 while
+/// down (the stream is never offered, so the copy polls).
+async fn cuttable_feed(upstream: String) -> (String, Arc<AtomicBool>) {
+    let up = Arc::new(AtomicBool::new(true));
+    let state = (upstream, up.clone());
+    let app = axum::Router::new()
+        .route(
+            "/v1/revocations",
+            axum::routing::get(
+                |axum::extract::State((upstream, up)): axum::extract::State<(
+                    String,
+                    Arc<AtomicBool>,
+                )>,
+                 uri: axum::http::Uri| async move {
+                    if !up.load(Ordering::SeqCst) {
+                        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+                    }
+                    let query = uri.query().unwrap_or_default();
+                    let body = reqwest::get(format!("{upstream}/v1/revocations?{query}"))
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap();
+                    (axum::http::StatusCode::OK, body)
+                },
+            ),
+        )
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, up)
+}
+
+#[tokio::test]
+async fn a_verifier_cut_off_from_the_feed_fails_closed_then_recovers() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let (token, _) = mint(&app, &idp, &secret).await;
+    let (feed, up) = cuttable_feed(app.base.clone()).await;
+    let clock: SharedClock = app.clock.clone();
+    let settings = SyncSettings {
+        base_url: feed,
+        max_staleness: Duration::from_millis(600),
+        poll_interval: Duration::from_millis(100),
+    };
+    let sync = RevocationSync::new(settings, clock.clone()).unwrap();
+    assert!(sync.fresh().is_err(), "never synced: stale");
+    let _follower = sync.spawn();
+    let verifier =
+        Verifier::new(VerifierSettings::new(app.base.clone()), sync.clone(), clock).unwrap();
+    let wait_until = |ok: bool| {
+        let verifier = &verifier;
+        let token = &token;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let result = verifier.verify(token, &read()).await;
+                if result.is_ok() == ok {
+                    return result;
+                }
+                assert!(Instant::now() < deadline, "still {result:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_until(true).await.unwrap();
+    up.store(false, Ordering::SeqCst);
+    let refused = wait_until(false).await.unwrap_err();
+    assert!(
+        matches!(&refused, TokenError::RevocationsStale(reason) if reason.contains("last synced")),
+        "{refused}"
+    );
+    assert!(sync.status().stale);
+    up.store(true, Ordering::SeqCst);
+    wait_until(true).await.unwrap();
+    assert!(!sync.status().stale);
+    // Without a revocation list at all, nothing is stale.
+    assert!(NoRevocations.fresh().is_ok());
+}
