@@ -96,6 +96,11 @@ fn writes() -> Vec<(Method, String, Option<Value>)> {
             Some(json!({"enabled": false})),
         ),
         (Method::DELETE, "/v1/admin/policies/p1".into(), None),
+        (
+            Method::POST,
+            "/v1/admin/revocations".into(),
+            Some(json!({"agent": "bot", "reason": "audit"})),
+        ),
     ]
 }
 
