@@ -312,6 +312,8 @@ fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(path)?;
+    // A file that existed keeps its old mode through open(): make it owner-only again.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(secret.as_bytes())?;
     file.write_all(b"\n")
 }

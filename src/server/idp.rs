@@ -204,7 +204,8 @@ impl IdentityVerifier {
     pub fn new(settings: IdpSettings) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(settings.fetch_timeout)
-            .redirect(reqwest::redirect::Policy::limited(3))
+            // A redirect could leave https for http, or the issuer's host: follow none.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent("mandate")
             .build()?;
         Ok(Self {
@@ -234,10 +235,18 @@ impl IdentityVerifier {
             .alg
             .parse()
             .map_err(|_| IdpError::AlgorithmNotAllowed(header.alg.clone()))?;
-        if !issuer.allowed_algorithms.contains(&header.alg) {
+        // Public-key algorithms only, whatever an issuer's stored allowlist says.
+        let symmetric = matches!(
+            algorithm,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        );
+        if symmetric || !issuer.allowed_algorithms.contains(&header.alg) {
             return Err(IdpError::AlgorithmNotAllowed(header.alg));
         }
         let jwk = self.key(issuer, header.kid.as_deref(), now).await?;
+        if jwk.common.public_key_use == Some(jsonwebtoken::jwk::PublicKeyUse::Encryption) {
+            return Err(IdpError::UnknownKey);
+        }
         if let Some(key_alg) = jwk.common.key_algorithm {
             let key_alg = serde_json::to_value(key_alg).unwrap_or_default();
             if key_alg.as_str() != Some(header.alg.as_str()) {

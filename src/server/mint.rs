@@ -137,7 +137,12 @@ pub async fn mint(
     let cap = state.config.max_ttl_seconds;
     request.check(cap)?;
     let now = state.clock.now();
-    let issuers = store::active_issuers(state.store.as_ref()).await?;
+    // The development issuer is trusted only while the development provider runs.
+    let issuers: Vec<_> = store::active_issuers(state.store.as_ref())
+        .await?
+        .into_iter()
+        .filter(|i| i.id != super::dev::DEV_ISSUER || state.dev_idp.is_some())
+        .collect();
     let principal = match state
         .idp
         .verify(&request.subject_token, &issuers, now)

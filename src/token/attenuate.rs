@@ -24,8 +24,35 @@ pub struct Attenuation {
     pub delegate: Option<String>,
 }
 
+/// Whether a value can be stated in a block and read back: verifiers read hops from printed
+/// block source, which the Biscuit library does not escape, so quotes, backslashes and
+/// control characters are refused here rather than making the derived token unverifiable.
+fn printable(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 256
+        && !value
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control())
+}
+
 /// Datalog source and parameters of an attenuation block.
 fn block(attenuation: &Attenuation) -> Result<BlockBuilder, TokenError> {
+    let values = attenuation
+        .delegate
+        .iter()
+        .chain(attenuation.resources.iter().flatten())
+        .chain(
+            attenuation
+                .rights
+                .iter()
+                .flatten()
+                .flat_map(|r| [&r.tool, &r.operation]),
+        );
+    for value in values {
+        if !printable(value) {
+            return Err(TokenError::Malformed);
+        }
+    }
     let mut source = String::new();
     let mut params: HashMap<String, Term> = HashMap::new();
     if let Some(agent) = &attenuation.delegate {

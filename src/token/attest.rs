@@ -3,6 +3,9 @@
 //! cannot be moved onto another token or reordered; verifiers accept it only when the key is
 //! the one registered for that agent.
 //!
+//! A signing service signs whatever request it is sent: it must authenticate its caller, or
+//! anyone reaching it gets hops attested in its agent's name.
+//!
 //! When the holder is the agent itself, [`attest`] does everything. When the key lives
 //! elsewhere (a signing service), the holder sends [`attestation_request`] there, the signer
 //! answers with [`sign_attestation`], and the holder appends it with [`append_attestation`].
@@ -28,6 +31,13 @@ pub fn sign_attestation(
     agent_id: &str,
     key: &PrivateKey,
 ) -> Result<String, TokenError> {
+    if agent_id.is_empty()
+        || agent_id
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control())
+    {
+        return Err(TokenError::Malformed);
+    }
     let request = ThirdPartyRequest::deserialize_base64(request)?;
     let params = HashMap::from([("agent".to_owned(), Term::Str(agent_id.to_owned()))]);
     let block = BlockBuilder::new().code_with_params("hop({agent});", params, HashMap::new())?;

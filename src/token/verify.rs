@@ -104,8 +104,9 @@ pub fn run_limits() -> AuthorizerLimits {
     }
 }
 
-/// Verifies `token` for `request` with root keys only: no agent keys (every hop reads as
-/// claimed) and no revocation list. See [`verify_with`].
+/// Verifies `token` for `request` with root keys only and no revocation list. With no agent
+/// keys, a token whose hop is attested is refused (the attestation cannot be checked); claimed
+/// hops verify. See [`verify_with`].
 pub fn verify(token: &str, keys: &KeySet, request: &AccessRequest) -> Result<Verified, TokenError> {
     let no_agents = AgentKeys::new();
     let trust = Trust {

@@ -56,8 +56,14 @@ pub struct VerifierSettings {
     pub base_url: String,
     /// Bounds and clock-skew tolerance of each verification.
     pub options: VerifyOptions,
-    /// An unknown kid refetches the keys at most once per this interval.
+    /// An unknown kid or attesting key refetches the keys at most once per this interval.
     pub refetch_interval: Duration,
+    /// Keys are refetched this often anyway, so retired root keys and removed agent keys stop
+    /// being trusted.
+    pub key_ttl: Duration,
+    /// Keys older than this (mandate unreachable) are no longer trusted: verification fails
+    /// closed.
+    pub max_key_age: Duration,
     /// Timeout of each key fetch.
     pub fetch_timeout: Duration,
 }
@@ -72,6 +78,8 @@ impl VerifierSettings {
                 ..VerifyOptions::default()
             },
             refetch_interval: Duration::from_secs(30),
+            key_ttl: Duration::from_secs(300),
+            max_key_age: Duration::from_secs(3600),
             fetch_timeout: Duration::from_secs(5),
         }
     }
@@ -102,7 +110,10 @@ pub enum FetchError {
 struct Cached {
     keys: KeySet,
     agent_keys: AgentKeys,
+    /// The last fetch attempt.
     last_fetch: Option<Instant>,
+    /// The last fetch that succeeded.
+    last_success: Option<Instant>,
 }
 
 /// Verifies mandates offline with mandate's published keys.
@@ -184,28 +195,52 @@ impl Verifier {
             keys,
             agent_keys,
             last_fetch: Some(Instant::now()),
+            last_success: Some(Instant::now()),
         };
         Ok(())
     }
 
-    /// Refreshes when `kid` is unknown, at most once per interval; fetch failures leave the
-    /// cached keys in place (verification then refuses the unknown kid).
-    async fn ensure_kid(&self, kid: Option<u32>) {
-        let (known, due) = {
+    /// Refreshes the keys when they are older than `key_ttl`, or when the token names a kid or
+    /// an attesting key not in the cache (at most once per `refetch_interval`). A failed fetch
+    /// leaves the cached keys in place until they are older than `max_key_age`.
+    async fn ensure_keys(&self, token: &UnverifiedBiscuit) -> Result<(), TokenError> {
+        let kid = token.root_key_id();
+        let attesting: Vec<_> = token.external_public_keys().into_iter().flatten().collect();
+        let (unknown, age) = {
             let cache = self.cache.read().await;
-            let known = kid.is_some_and(|kid| cache.keys.contains_key(&kid));
-            let due = cache
-                .last_fetch
-                .is_none_or(|at| at.elapsed() >= self.settings.refetch_interval);
-            (known, due)
+            let kid_unknown = !kid.is_some_and(|kid| cache.keys.contains_key(&kid));
+            let key_unknown = attesting.iter().any(|k| {
+                !cache
+                    .agent_keys
+                    .values()
+                    .any(|keys| keys.iter().any(|known| known == k))
+            });
+            (
+                kid_unknown || key_unknown,
+                cache.last_fetch.map(|at| at.elapsed()),
+            )
         };
-        if !known && due {
+        let due = match age {
+            None => true,
+            Some(age) => {
+                age >= self.settings.key_ttl || (unknown && age >= self.settings.refetch_interval)
+            }
+        };
+        if due {
             if let Err(error) = self.refresh().await {
                 tracing::warn!(%error, "cannot refresh mandate's keys");
+                let mut cache = self.cache.write().await;
+                let too_old = cache
+                    .last_success
+                    .is_none_or(|at| at.elapsed() > self.settings.max_key_age);
                 // Count the attempt, so an unreachable mandate is not asked on every request.
-                self.cache.write().await.last_fetch = Some(Instant::now());
+                cache.last_fetch = Some(Instant::now());
+                if too_old {
+                    return Err(TokenError::UnknownKey);
+                }
             }
         }
+        Ok(())
     }
 
     /// Verifies `token` for `access` now.
@@ -216,10 +251,9 @@ impl Verifier {
         self.revocations
             .fresh()
             .map_err(TokenError::RevocationsStale)?;
-        let kid = UnverifiedBiscuit::from_base64(token)
-            .map_err(|_| TokenError::Malformed)?
-            .root_key_id();
-        self.ensure_kid(kid).await;
+        let unverified =
+            UnverifiedBiscuit::from_base64(token).map_err(|_| TokenError::Malformed)?;
+        self.ensure_keys(&unverified).await?;
         let cache = self.cache.read().await;
         let revocations = Arc::clone(&self.revocations);
         let is_revoked = move |id: &[u8]| revocations.is_revoked(id);

@@ -168,3 +168,59 @@ both_stores!(
         assert_eq!(body["resource"], "acct-7");
     }
 );
+
+#[tokio::test]
+async fn a_verifier_learns_an_agent_key_registered_after_it_fetched() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+    let (_, minted) = app
+        .as_token(
+            &secret,
+            Method::POST,
+            "/v1/mandates",
+            Some(mint_body(
+                &jwt,
+                json!([{"tool": "crm", "operations": ["read"]}]),
+            )),
+        )
+        .await;
+    let token = minted["token"].as_str().unwrap();
+    let clock: mandate::clock::SharedClock = app.clock.clone();
+    let mut settings = VerifierSettings::new(app.base.clone());
+    settings.refetch_interval = std::time::Duration::ZERO;
+    let verifier = Verifier::new(settings, Arc::new(NoRevocations), clock).unwrap();
+    let access = mandate::verifier::Access {
+        tool: "crm".into(),
+        operation: "read".into(),
+        resource: None,
+    };
+    verifier.verify(token, &access).await.unwrap();
+
+    // helper's key is registered only now, after the verifier cached the keys.
+    let key = KeyPair::new();
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/agents/helper/keys",
+        Some(json!({"public_key": format_public_key(&key.public())})),
+        201,
+    )
+    .await;
+    let to_helper = attenuate(
+        token,
+        &Attenuation {
+            delegate: Some("helper".into()),
+            ..Attenuation::default()
+        },
+    )
+    .unwrap();
+    let attested = attest(&to_helper, "helper", &key).unwrap();
+    let verified = verifier.verify(&attested, &access).await.unwrap();
+    assert_eq!(
+        verified.hops,
+        vec![mandate::token::verify::Hop {
+            agent: "helper".into(),
+            attested: true
+        }]
+    );
+}
