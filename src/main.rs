@@ -57,6 +57,11 @@ enum Command {
     },
     /// Print the OpenAPI description of the HTTP API as JSON.
     Openapi,
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Work with mandates offline: attenuate, attest, inspect, verify.
     Token {
         #[command(subcommand)]
@@ -66,6 +71,17 @@ enum Command {
     Dev {
         #[command(subcommand)]
         command: DevCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the audit chain and its signed checkpoints; exits non-zero and names the
+    /// first bad event when the trail was altered.
+    Verify {
+        /// TOML configuration file (overrides MANDATE_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -223,6 +239,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { command } => token_cli::run(command),
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let config = Config::from_env(config.as_deref())?;
+            telemetry::init(&config).map_err(anyhow::Error::msg)?;
+            let report = runtime()?.block_on(async {
+                let store = startup::open_migrated_store(&config).await?;
+                let keys: mandate::token::keys::KeySet = store
+                    .root_keys()
+                    .await?
+                    .iter()
+                    .map(|k| {
+                        Ok((
+                            k.kid,
+                            mandate::token::keys::parse_public_key(&k.public_key)?,
+                        ))
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                let report = mandate::server::audit::verify(store.as_ref(), &keys).await;
+                store.close().await;
+                anyhow::Ok(report?)
+            })?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            match report.first_bad {
+                None => Ok(()),
+                Some(bad) => {
+                    anyhow::bail!("audit trail altered at event {}: {}", bad.seq, bad.reason)
+                }
+            }
+        }
         Command::Openapi => {
             println!("{}", api::openapi().to_pretty_json()?);
             Ok(())

@@ -1,5 +1,6 @@
 //! The mandate service (feature `server`): HTTP API, configuration, root keys and storage.
 //!
+//! - [`audit`] — the tamper-evident trail: hash chain, signed checkpoints, verification.
 //! - [`config`] — typed configuration from a TOML file and `MANDATE_*` variables.
 //! - [`startup`] — validates everything, binds, opens the store, loads keys; then runs.
 //! - [`app`] — the router and its middleware, separate from serving so tests bind port 0.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod dev;
 pub mod error;

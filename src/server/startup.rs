@@ -170,9 +170,28 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let store = Arc::clone(&self.state.store);
+        let checkpoints = tokio::spawn(checkpoint_periodically(self.state.clone()));
         let result = app::serve(self.listener, app::router(self.state), shutdown).await;
+        checkpoints.abort();
         store.close().await;
         result
+    }
+}
+
+/// How often the audit chain's head is signed.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Signs the audit chain's head with the active root key every [`CHECKPOINT_INTERVAL`].
+async fn checkpoint_periodically(state: AppState) {
+    let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
+    loop {
+        interval.tick().await;
+        if let Err(error) =
+            crate::server::audit::checkpoint(state.store.as_ref(), &state.keys, state.clock.now())
+                .await
+        {
+            tracing::warn!(%error, "cannot checkpoint the audit trail");
+        }
     }
 }
 

@@ -118,6 +118,7 @@ fn reads() -> Vec<(Method, String, Option<Value>)> {
         "/v1/admin/policies/p1",
         "/v1/admin/inventory",
         "/v1/admin/audit",
+        "/v1/admin/audit/verify",
     ]
     .into_iter()
     .map(|p| (Method::GET, p.to_owned(), None))

@@ -4,6 +4,7 @@
 mod admin_access;
 mod admin_inventory;
 mod admin_validation;
+mod audit_trail;
 mod cli;
 mod delegation;
 mod health;

@@ -101,6 +101,15 @@ pub trait CoreStore: Send + Sync + Debug {
     /// Audit events with `seq > after`, oldest first, at most `limit`.
     async fn audit_events(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
 
+    /// The chain's head: the last event's seq and hash.
+    async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError>;
+
+    /// Every checkpoint, by seq.
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// Records a checkpoint.
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+
     /// Closes every pooled connection.
     async fn close(&self);
 }
@@ -206,6 +215,25 @@ pub struct AuditEvent {
     pub outcome: AuditOutcome,
     /// Structured details.
     pub details: serde_json::Value,
+    /// The previous event's hash, hex.
+    pub prev_hash: String,
+    /// This event's chain hash, hex.
+    pub hash: String,
+}
+
+/// A signed checkpoint of the audit chain's head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The last event covered.
+    pub seq: i64,
+    /// Its chain hash.
+    pub hash: Vec<u8>,
+    /// The root key that signed.
+    pub kid: u32,
+    /// Ed25519 signature of `audit::checkpoint_message(seq, hash)`.
+    pub signature: Vec<u8>,
+    /// When.
+    pub signed_at: DateTime<Utc>,
 }
 
 /// Storage failures. Only [`StoreError::Conflict`] carries a message meant for clients.

@@ -62,6 +62,11 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// A transaction.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
     /// Stops the revocation listener (on close).
     fn stop_background(&self) {
         self.listener.abort();

@@ -56,6 +56,12 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// A transaction that takes the write lock at once: one that read first and wrote later
+    /// could find its snapshot outdated and fail instead of waiting its turn.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// Nothing runs in the background for SQLite.
     fn stop_background(&self) {}
 

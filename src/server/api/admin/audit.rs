@@ -7,8 +7,9 @@ use utoipa::IntoParams;
 
 use super::auth::Reader;
 use crate::server::api::extract::ApiQuery;
-use crate::server::api::problems::ListErrors;
+use crate::server::api::problems::{GetErrors, ListErrors};
 use crate::server::app::AppState;
+use crate::server::audit::AuditReport;
 use crate::server::error::{ApiError, FieldError};
 use crate::server::model::page::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::server::store::AuditEvent;
@@ -50,4 +51,26 @@ pub async fn list_audit(
         .audit_events(query.after.unwrap_or(0), limit)
         .await?;
     Ok(Json(events))
+}
+
+/// Recompute the whole audit chain and its signed checkpoints; names the first bad event.
+#[utoipa::path(
+    get, path = "/v1/admin/audit/verify", tag = "admin", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "What verification found (`intact`, `first_bad`)", body = AuditReport),
+        GetErrors,
+    )
+)]
+pub async fn verify_audit(
+    State(state): State<AppState>,
+    Reader(_reader): Reader,
+) -> Result<Json<AuditReport>, ApiError> {
+    let keys = state
+        .keys
+        .document()
+        .key_set()
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(Json(
+        crate::server::audit::verify(state.store.as_ref(), &keys).await?,
+    ))
 }

@@ -57,6 +57,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(inventory::inventory))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(audit::verify_audit))
 }
 
 /// A 201 that carries a secret shown this once: never stored by caches.

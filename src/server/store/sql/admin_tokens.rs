@@ -21,7 +21,7 @@ impl AdminTokenStore for ThisStore {
         hash: &SecretHash,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO admin_tokens (id, name, role, token_hash, created_by, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -93,7 +93,7 @@ impl AdminTokenStore for ThisStore {
         at: DateTime<Utc>,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let revoked =
             sqlx::query("UPDATE admin_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                 .bind(id)

@@ -73,7 +73,7 @@ impl AgentStore for ThisStore {
         guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         advance_inventory(&mut tx, guard).await?;
         sqlx::query(
             "INSERT INTO agents (id, display_name, kind, owner, team, description, ceiling, \
@@ -147,7 +147,7 @@ impl AgentStore for ThisStore {
         guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         advance_inventory(&mut tx, guard).await?;
         let updated = sqlx::query(
             "UPDATE agents SET display_name = $2, owner = $3, team = $4, description = $5, \
@@ -218,7 +218,7 @@ impl AgentStore for ThisStore {
         at: DateTime<Utc>,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if matches!(change, SecretChange::Rotate(_) | SecretChange::Revoke) {
             let revoked = sqlx::query(
                 "UPDATE agent_secrets SET revoked_at = $2 \
@@ -277,7 +277,7 @@ impl AgentStore for ThisStore {
         key: &AgentKey,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO agent_keys (id, agent_id, algorithm, public_key, created_at) \
              VALUES ($1, $2, 'ed25519', $3, $4)",
@@ -303,7 +303,7 @@ impl AgentStore for ThisStore {
         at: DateTime<Utc>,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let removed = sqlx::query(
             "UPDATE agent_keys SET removed_at = $3 \
              WHERE id = $1 AND agent_id = $2 AND removed_at IS NULL",

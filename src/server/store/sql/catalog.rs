@@ -46,7 +46,7 @@ impl CatalogStore for ThisStore {
         guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         advance_inventory(&mut tx, guard).await?;
         sqlx::query(
             "INSERT INTO tools (id, display_name, kind, owner, description, operations, status, \
@@ -115,7 +115,7 @@ impl CatalogStore for ThisStore {
         guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         advance_inventory(&mut tx, guard).await?;
         let updated = sqlx::query(
             "UPDATE tools SET display_name = $2, owner = $3, description = $4, operations = $5, \
@@ -148,7 +148,7 @@ impl CatalogStore for ThisStore {
         guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         advance_inventory(&mut tx, guard).await?;
         sqlx::query(
             "INSERT INTO issuers (id, issuer_url, audiences, jwks_uri, discovery, \
@@ -219,7 +219,7 @@ impl CatalogStore for ThisStore {
         guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         advance_inventory(&mut tx, guard).await?;
         let updated = sqlx::query(
             "UPDATE issuers SET audiences = $2, jwks_uri = $3, discovery = $4, \

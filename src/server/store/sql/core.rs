@@ -27,6 +27,8 @@ fn audit_from_row(row: &DbRow) -> Result<AuditEvent, StoreError> {
         target: row.try_get("target")?,
         outcome: AuditOutcome::parse(row.try_get("outcome")?)?,
         details,
+        prev_hash: hex::encode(row.try_get::<Vec<u8>, _>("prev_hash")?),
+        hash: hex::encode(row.try_get::<Vec<u8>, _>("hash")?),
     })
 }
 
@@ -34,19 +36,36 @@ async fn insert_audit(
     conn: &mut DbConnection,
     event: &NewAuditEvent,
 ) -> Result<AuditEvent, StoreError> {
+    // Appends are serialised (see serialize_audit): the head read here stays the head.
     serialize_audit(conn).await?;
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (seq, prev) = match head {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, crate::server::audit::GENESIS.to_vec()),
+    };
+    let stored = NewAuditEvent {
+        occurred_at: db_time(event.occurred_at),
+        ..event.clone()
+    };
+    let hash = crate::server::audit::chain_hash(&prev, seq, &stored);
     let row = sqlx::query(
         "INSERT INTO audit_events \
-         (id, occurred_at, actor, action, target, outcome, details) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+         (seq, id, occurred_at, actor, action, target, outcome, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
     )
-    .bind(event.id)
-    .bind(db_time(event.occurred_at))
-    .bind(&event.actor)
-    .bind(&event.action)
-    .bind(&event.target)
-    .bind(event.outcome.as_str())
-    .bind(sqlx::types::Json(&event.details))
+    .bind(seq)
+    .bind(stored.id)
+    .bind(stored.occurred_at)
+    .bind(&stored.actor)
+    .bind(&stored.action)
+    .bind(&stored.target)
+    .bind(stored.outcome.as_str())
+    .bind(sqlx::types::Json(&stored.details))
+    .bind(&prev)
+    .bind(&hash)
     .fetch_one(conn)
     .await?;
     audit_from_row(&row)
@@ -92,7 +111,7 @@ impl CoreStore for ThisStore {
         key: &NewRootKey,
         at: DateTime<Utc>,
     ) -> Result<RootKeyRecord, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO root_keys (kid, algorithm, public_key, created_at) \
              VALUES ($1, 'ed25519', $2, $3) ON CONFLICT DO NOTHING",
@@ -130,7 +149,7 @@ impl CoreStore for ThisStore {
 
     #[tracing::instrument(skip(self, event), fields(action = %event.action), err)]
     async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let stored = insert_audit(&mut tx, event).await?;
         tx.commit().await?;
         Ok(stored)
@@ -146,6 +165,50 @@ impl CoreStore for ThisStore {
             .iter()
             .map(audit_from_row)
             .collect()
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        use sqlx::Row as _;
+        sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Checkpoint {
+                    seq: row.try_get("seq")?,
+                    hash: row.try_get("hash")?,
+                    kid: kid_from_db(row.try_get("kid")?)?,
+                    signature: row.try_get("signature")?,
+                    signed_at: row.try_get("signed_at")?,
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(seq = checkpoint.seq), err)]
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, kid, signature, signed_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(checkpoint.seq)
+        .bind(&checkpoint.hash)
+        .bind(i64::from(checkpoint.kid))
+        .bind(&checkpoint.signature)
+        .bind(db_time(checkpoint.signed_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn close(&self) {

@@ -29,7 +29,7 @@ impl MandateStore for ThisStore {
         issuance: &Issuance,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO mandates (id, agent_id, principal_subject, principal_issuer, task_id, \
              task_description, task_digest, scope, root_kid, revocation_id, issued_at, \

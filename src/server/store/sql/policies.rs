@@ -40,7 +40,7 @@ impl PolicyStore for ThisStore {
         guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         advance_inventory(&mut tx, guard).await?;
         sqlx::query(
             "INSERT INTO policies (id, name, description, issuer_id, subjects, groups, agents, \
@@ -121,7 +121,7 @@ impl PolicyStore for ThisStore {
         guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         advance_inventory(&mut tx, guard).await?;
         let updated = sqlx::query(
             "UPDATE policies SET name = $2, description = $3, subjects = $4, groups = $5, \
@@ -159,7 +159,7 @@ impl PolicyStore for ThisStore {
         guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         advance_inventory(&mut tx, guard).await?;
         let deleted = sqlx::query("DELETE FROM policies WHERE id = $1 AND version = $2")
             .bind(id)

@@ -29,7 +29,7 @@ impl RevocationStore for ThisStore {
         entries: &[NewRevocation],
         audit: &NewAuditEvent,
     ) -> Result<Vec<Revocation>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         serialize_revocations(&mut tx).await?;
         let mut revoked = Vec::new();
         for chunk in entries.chunks(REVOCATION_CHUNK) {
