@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use mandate::token::verify::Verified;
 use mandate::verifier::layer::MandateLayer;
+use mandate::verifier::receipts::ReceiptSender;
 use mandate::verifier::{Access, Verifier};
 use serde_json::{json, Value};
 
@@ -50,10 +51,16 @@ async fn who(
     }))
 }
 
-/// The service's router, every route behind the mandate layer.
-pub fn router(verifier: Arc<Verifier>) -> Router {
+/// The service's router, every route behind the mandate layer (reporting each call to
+/// mandate when `receipts` is given).
+pub fn router(verifier: Arc<Verifier>, receipts: Option<ReceiptSender>) -> Router {
+    let layer = MandateLayer::new(verifier, access);
+    let layer = match receipts {
+        Some(receipts) => layer.with_receipts(receipts),
+        None => layer,
+    };
     Router::new()
         .route("/tickets", get(who).post(who))
         .route("/tickets/{id}", get(who).post(who))
-        .layer(MandateLayer::new(verifier, access))
+        .layer(layer)
 }

@@ -10,12 +10,14 @@ mod app;
 use std::sync::Arc;
 
 use mandate::clock::SystemClock;
+use mandate::verifier::receipts::ReceiptSender;
 use mandate::verifier::{NoRevocations, Verifier, VerifierSettings};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base =
         std::env::var("DOWNSTREAM_MANDATE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let receipts = ReceiptSender::spawn(base.clone(), std::time::Duration::from_secs(1));
     let verifier = Verifier::new(
         VerifierSettings::new(base),
         Arc::new(NoRevocations),
@@ -25,6 +27,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     verifier.refresh().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
     println!("downstream example on http://{}", listener.local_addr()?);
-    axum::serve(listener, app::router(Arc::new(verifier))).await?;
+    axum::serve(listener, app::router(Arc::new(verifier), Some(receipts))).await?;
     Ok(())
 }

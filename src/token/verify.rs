@@ -259,6 +259,57 @@ pub fn verify_with(
     })
 }
 
+/// Who a token speaks through, read without authorizing a call (a used token may have expired
+/// since): signatures, block count and attestations are checked as by [`verify_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOut {
+    /// The mandate's id.
+    pub mandate_id: String,
+    /// Every hop after the orchestrator.
+    pub hops: Vec<Hop>,
+    /// Every block's revocation id, authority first.
+    pub revocation_ids: Vec<Vec<u8>>,
+}
+
+/// Reads who `token` speaks through, after checking its signatures and attestations.
+pub fn read_out(
+    token: &str,
+    trust: &Trust<'_>,
+    options: &VerifyOptions,
+) -> Result<ReadOut, TokenError> {
+    if token.len() > options.max_bytes {
+        return Err(TokenError::TooLarge);
+    }
+    let keys = trust.keys;
+    let biscuit = Biscuit::from_base64(token, |kid: Option<u32>| {
+        kid.and_then(|kid| keys.get(&kid).copied())
+            .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+    })
+    .map_err(map_biscuit)?;
+    if biscuit.block_count() > options.max_blocks {
+        return Err(TokenError::TooManyBlocks);
+    }
+    let revocation_ids = biscuit.revocation_identifiers();
+    let chain = chain_of(
+        biscuit.block_count(),
+        |i| Ok(biscuit.print_block_source(i)?),
+        &biscuit.external_public_keys(),
+        &revocation_ids,
+        biscuit.root_key_id(),
+    )?;
+    let hops = hops(&chain, trust.agent_keys)?;
+    let mut authorizer = AuthorizerBuilder::new()
+        .set_limits(options.limits.clone())
+        .build(&biscuit)
+        .map_err(map_biscuit)?;
+    let (mandate_id,): (String,) = one(authorizer.query("data($m) <- mandate($m)")?, "mandate")?;
+    Ok(ReadOut {
+        mandate_id,
+        hops,
+        revocation_ids,
+    })
+}
+
 /// The rights of `token`'s authority block, after checking its signatures (nothing else: use
 /// it to enumerate what to verify, never to grant).
 pub fn read_rights(token: &str, keys: &KeySet) -> Result<Vec<Right>, TokenError> {

@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
+use super::receipts::{ReceiptSender, UseReport};
 use super::{Access, Verifier};
 use crate::token::verify::Verified;
 use crate::token::TokenError;
@@ -24,6 +25,7 @@ pub type AccessMap = Arc<dyn Fn(&Request<Body>) -> Option<Access> + Send + Sync>
 pub struct MandateLayer {
     verifier: Arc<Verifier>,
     map: AccessMap,
+    receipts: Option<ReceiptSender>,
 }
 
 impl MandateLayer {
@@ -35,7 +37,15 @@ impl MandateLayer {
         Self {
             verifier,
             map: Arc::new(map),
+            receipts: None,
         }
+    }
+
+    /// Also reports every verified call to mandate: success for a 2xx answer, denied for 403,
+    /// failure otherwise.
+    pub fn with_receipts(mut self, receipts: ReceiptSender) -> Self {
+        self.receipts = Some(receipts);
+        self
     }
 }
 
@@ -47,6 +57,7 @@ impl<S> Layer<S> for MandateLayer {
             inner,
             verifier: Arc::clone(&self.verifier),
             map: Arc::clone(&self.map),
+            receipts: self.receipts.clone(),
         }
     }
 }
@@ -57,6 +68,7 @@ pub struct MandateService<S> {
     inner: S,
     verifier: Arc<Verifier>,
     map: AccessMap,
+    receipts: Option<ReceiptSender>,
 }
 
 /// A problem+json answer with a reason code.
@@ -129,6 +141,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = Arc::clone(&self.verifier);
         let map = Arc::clone(&self.map);
+        let receipts = self.receipts.clone();
         Box::pin(async move {
             let Some(token) = bearer(&request) else {
                 return Ok(problem(
@@ -147,8 +160,27 @@ where
             match verifier.verify(&token, &access).await {
                 Ok(verified) => {
                     request.extensions_mut().insert::<Verified>(verified);
-                    request.extensions_mut().insert::<Access>(access);
-                    inner.call(request).await
+                    request.extensions_mut().insert::<Access>(access.clone());
+                    let response = inner.call(request).await?;
+                    if let Some(receipts) = receipts {
+                        let status = response.status();
+                        let outcome = if status.is_success() {
+                            "success"
+                        } else if status == StatusCode::FORBIDDEN {
+                            "denied"
+                        } else {
+                            "failure"
+                        };
+                        receipts.report(UseReport {
+                            token,
+                            tool: access.tool,
+                            operation: access.operation,
+                            resource: access.resource,
+                            outcome: outcome.to_owned(),
+                            occurred_at: verifier.now(),
+                        });
+                    }
+                    Ok(response)
                 }
                 Err(error) => Ok(refusal(&error)),
             }

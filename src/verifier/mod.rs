@@ -3,6 +3,7 @@
 //! verifies mandates offline, and a tower [`layer::MandateLayer`] for axum services.
 
 pub mod layer;
+pub mod receipts;
 pub mod revocations;
 
 use std::sync::Arc;
@@ -241,6 +242,11 @@ impl Verifier {
             }
         }
         Ok(())
+    }
+
+    /// The verifier's current time.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
     }
 
     /// Verifies `token` for `access` now.

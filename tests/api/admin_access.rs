@@ -119,6 +119,7 @@ fn reads() -> Vec<(Method, String, Option<Value>)> {
         "/v1/admin/inventory",
         "/v1/admin/audit",
         "/v1/admin/audit/verify",
+        "/v1/admin/attribution",
     ]
     .into_iter()
     .map(|p| (Method::GET, p.to_owned(), None))

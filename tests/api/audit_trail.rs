@@ -181,9 +181,9 @@ both_stores!(
                 .unwrap()
                 .unwrap();
         // The server signs the head at start too; every checkpoint verifies.
-    let report = verify(&app).await;
-    assert!(report["checkpoints"].as_u64().unwrap() >= 1, "{report}");
-    assert_eq!(report["intact"], true);
+        let report = verify(&app).await;
+        assert!(report["checkpoints"].as_u64().unwrap() >= 1, "{report}");
+        assert_eq!(report["intact"], true);
         let cut = format!("DELETE FROM audit_events WHERE seq = {}", checkpoint.seq);
         tamper(&app, backend, true, &[cut.as_str()]).await.unwrap();
         let report = verify(&app).await;

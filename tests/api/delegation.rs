@@ -19,14 +19,17 @@ use crate::helpers::fixtures::{mint_body, mint_setup};
 use crate::helpers::TestApp;
 
 #[path = "../../examples/downstream/app.rs"]
-mod downstream;
+pub mod downstream;
 
 /// Starts the example service on 127.0.0.1:0 and returns its base URL.
-async fn start_downstream(verifier: Arc<Verifier>) -> String {
+pub async fn start_downstream(
+    verifier: Arc<Verifier>,
+    receipts: Option<mandate::verifier::receipts::ReceiptSender>,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        axum::serve(listener, downstream::router(verifier))
+        axum::serve(listener, downstream::router(verifier, receipts))
             .await
             .unwrap();
     });
@@ -114,7 +117,7 @@ both_stores!(
             )
             .unwrap(),
         );
-        let downstream = start_downstream(Arc::clone(&verifier)).await;
+        let downstream = start_downstream(Arc::clone(&verifier), None).await;
 
         let (status, body) = call(&downstream, Method::GET, "/tickets", Some(&to_summariser)).await;
         assert_eq!(status, 200, "{body}");

@@ -4,6 +4,8 @@
 mod admin_access;
 mod admin_inventory;
 mod admin_validation;
+mod attribution;
+mod audit_stress;
 mod audit_trail;
 mod cli;
 mod delegation;

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod mandates;
 pub mod oauth;
 pub mod problems;
+pub mod receipts;
 pub mod revocations;
 
 use utoipa::OpenApi;
@@ -30,6 +31,7 @@ use super::app::AppState;
         (name = "keys", description = "Root public keys for offline verification"),
         (name = "mandates", description = "Minting mandates (agent secret)"),
         (name = "revocations", description = "Revocation, the revocation feed, introspection"),
+        (name = "receipts", description = "Verifiers' reports of what was done with mandates"),
         (name = "admin", description = "Inventory, policies and audit for IAM teams (admin tokens)")
     ),
     components(schemas(crate::server::error::Problem, crate::server::error::FieldError)),
@@ -92,6 +94,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revocations::stream))
         .routes(routes!(revocations::bulk))
         .routes(routes!(introspect::introspect))
+        .routes(routes!(receipts::report))
+        .routes(routes!(receipts::attribution))
         .merge(admin::routes())
 }
 

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{NewAuditEvent, StoreError};
+use crate::token::verify::Hop;
 use crate::token::Right;
 
 /// One issued mandate, as recorded.
@@ -38,6 +39,52 @@ pub struct Issuance {
     pub request_meta: serde_json::Value,
 }
 
+/// A verifier's report that a mandate was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Receipt id.
+    pub id: Uuid,
+    /// The mandate used.
+    pub mandate_id: Uuid,
+    /// The revocation id of the token's last block (the hop that used it).
+    pub revocation_id: Vec<u8>,
+    /// The chain of hops of the token used.
+    pub hops: Vec<Hop>,
+    /// The tool called.
+    pub tool: String,
+    /// The operation performed.
+    pub operation: String,
+    /// The resource, if named.
+    pub resource: Option<String>,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    /// When the call happened (the verifier's clock).
+    pub occurred_at: DateTime<Utc>,
+    /// When mandate recorded the receipt.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Which actions an attribution query returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionFilter {
+    /// On behalf of this subject.
+    pub principal: Option<String>,
+    /// Proven by this issuer URL.
+    pub issuer: Option<String>,
+    /// Through this orchestrator.
+    pub agent: Option<String>,
+    /// On this tool.
+    pub tool: Option<String>,
+    /// Under this mandate.
+    pub mandate: Option<Uuid>,
+    /// For this task.
+    pub task: Option<String>,
+    /// At or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Before this time.
+    pub to: Option<DateTime<Utc>>,
+}
+
 /// Issued mandates.
 #[async_trait]
 pub trait MandateStore: Send + Sync {
@@ -50,4 +97,18 @@ pub trait MandateStore: Send + Sync {
 
     /// One issued mandate.
     async fn mandate(&self, id: Uuid) -> Result<Option<Issuance>, StoreError>;
+
+    /// Records receipts and their audit event in one transaction.
+    async fn insert_receipts(
+        &self,
+        receipts: &[Receipt],
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Receipts matching `filter` with their mandates, oldest first, at most `limit`.
+    async fn actions(
+        &self,
+        filter: &ActionFilter,
+        limit: u32,
+    ) -> Result<Vec<(Receipt, Issuance)>, StoreError>;
 }

@@ -22,7 +22,7 @@ pub use inventory::{
     AdminTokenStore, AgentFilter, AgentStore, CatalogStore, InventoryGuard, IssuerFilter,
     NewSecret, PolicyFilter, PolicyStore, SecretChange, ToolFilter,
 };
-pub use mandates::{Issuance, MandateStore};
+pub use mandates::{ActionFilter, Issuance, MandateStore, Receipt};
 pub use postgres::PostgresStore;
 pub use revocations::{FeedEntry, MandateFilter, NewRevocation, Revocation, RevocationStore};
 pub use sqlite::SqliteStore;

@@ -21,8 +21,97 @@ fn issuance_from_row(row: &DbRow) -> Result<Issuance, StoreError> {
     })
 }
 
+fn receipt_from_row(row: &DbRow) -> Result<Receipt, StoreError> {
+    use sqlx::Row as _;
+    let sqlx::types::Json(hops) = row.try_get("hops")?;
+    Ok(Receipt {
+        id: row.try_get("id")?,
+        mandate_id: row.try_get("mandate_id")?,
+        revocation_id: row.try_get("receipt_revocation_id")?,
+        hops,
+        tool: row.try_get("tool")?,
+        operation: row.try_get("operation")?,
+        resource: row.try_get("resource")?,
+        outcome: row.try_get("outcome")?,
+        occurred_at: row.try_get("occurred_at")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
 #[async_trait::async_trait]
 impl MandateStore for ThisStore {
+    #[tracing::instrument(skip_all, fields(receipts = receipts.len()), err)]
+    async fn insert_receipts(
+        &self,
+        receipts: &[Receipt],
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for chunk in receipts.chunks(500) {
+            let mut query = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO receipts (id, mandate_id, revocation_id, hops, tool, operation, \
+                 resource, outcome, occurred_at, recorded_at) ",
+            );
+            query.push_values(chunk, |mut row, r| {
+                row.push_bind(r.id)
+                    .push_bind(r.mandate_id)
+                    .push_bind(&r.revocation_id)
+                    .push_bind(sqlx::types::Json(&r.hops))
+                    .push_bind(&r.tool)
+                    .push_bind(&r.operation)
+                    .push_bind(&r.resource)
+                    .push_bind(&r.outcome)
+                    .push_bind(db_time(r.occurred_at))
+                    .push_bind(db_time(r.recorded_at));
+            });
+            query.build().execute(&mut *tx).await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn actions(
+        &self,
+        filter: &ActionFilter,
+        limit: u32,
+    ) -> Result<Vec<(Receipt, Issuance)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.*, r.id AS receipt_id, r.mandate_id, r.revocation_id AS receipt_revocation_id, r.hops, \
+             r.tool, r.operation, r.resource, r.outcome, r.occurred_at, r.recorded_at \
+             FROM receipts r JOIN mandates m ON m.id = r.mandate_id WHERE \
+             (CAST($1 AS TEXT) IS NULL OR m.principal_subject = $1) \
+             AND (CAST($2 AS TEXT) IS NULL OR m.principal_issuer = $2) \
+             AND (CAST($3 AS TEXT) IS NULL OR m.agent_id = $3) \
+             AND (CAST($4 AS TEXT) IS NULL OR r.tool = $4) \
+             AND ($5 IS NULL OR r.mandate_id = $5) \
+             AND (CAST($6 AS TEXT) IS NULL OR m.task_id = $6) \
+             AND ($7 IS NULL OR r.occurred_at >= $7) \
+             AND ($8 IS NULL OR r.occurred_at < $8) \
+             ORDER BY r.occurred_at, r.id LIMIT $9",
+        )
+        .bind(&filter.principal)
+        .bind(&filter.issuer)
+        .bind(&filter.agent)
+        .bind(&filter.tool)
+        .bind(filter.mandate)
+        .bind(&filter.task)
+        .bind(filter.from.map(db_time))
+        .bind(filter.to.map(db_time))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                use sqlx::Row as _;
+                let mut receipt = receipt_from_row(row)?;
+                receipt.id = row.try_get("receipt_id")?;
+                Ok((receipt, issuance_from_row(row)?))
+            })
+            .collect()
+    }
+
     #[tracing::instrument(skip_all, fields(mandate = %issuance.id), err)]
     async fn insert_mandate(
         &self,

@@ -1,0 +1,299 @@
+//! Receipts and attribution: verifiers report what was done with a mandate, and IAM teams ask
+//! what agents did on behalf of whom, through which hops, with the whole chain per action.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::admin::auth::Reader;
+use super::extract::{ApiJson, ApiQuery};
+use crate::server::app::AppState;
+use crate::server::error::{ApiError, FieldError, Problem};
+use crate::server::store::{new_id, ActionFilter, AuditOutcome, NewAuditEvent, Receipt};
+use crate::token::keys::parse_public_key;
+use crate::token::verify::{read_out, AgentKeys, Hop, Trust, VerifyOptions};
+
+/// Most receipts in one report.
+pub const MAX_RECEIPTS: usize = 100;
+
+/// One use of a mandate, as a verifier reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptBody {
+    /// The token presented (it binds the receipt to its mandate and to the hop that used it).
+    pub token: String,
+    /// The tool called.
+    pub tool: String,
+    /// The operation performed.
+    pub operation: String,
+    /// The resource, if the call named one.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// `success`, `failure` or `denied`.
+    #[schema(example = "success")]
+    pub outcome: String,
+    /// When the call happened.
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// `POST /v1/receipts`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptsBody {
+    /// Up to 100 receipts.
+    pub receipts: Vec<ReceiptBody>,
+}
+
+/// How many receipts were recorded.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Recorded {
+    /// Receipts recorded.
+    pub recorded: usize,
+}
+
+fn invalid(field: String, message: &str) -> ApiError {
+    ApiError::Invalid(vec![FieldError {
+        field,
+        message: message.to_owned(),
+    }])
+}
+
+async fn trust_material(
+    state: &AppState,
+) -> Result<(crate::token::keys::KeySet, AgentKeys), ApiError> {
+    let keys = state
+        .keys
+        .document()
+        .key_set()
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let mut agent_keys = AgentKeys::new();
+    for key in state.store.all_agent_keys().await? {
+        if let Ok(public) = parse_public_key(&key.public_key) {
+            agent_keys.entry(key.agent_id).or_default().push(public);
+        }
+    }
+    Ok((keys, agent_keys))
+}
+
+/// Report uses of mandates. Each receipt must carry the token used, signed by mandate's keys;
+/// all are recorded, with one audit event, or none is.
+#[utoipa::path(
+    post, path = "/v1/receipts", tag = "receipts",
+    request_body = ReceiptsBody,
+    responses(
+        (status = 200, description = "Recorded", body = Recorded),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A receipt is invalid or its token is not a mandate; none recorded", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn report(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ReceiptsBody>,
+) -> Result<Json<Recorded>, ApiError> {
+    if body.receipts.is_empty() || body.receipts.len() > MAX_RECEIPTS {
+        return Err(invalid("receipts".into(), "send 1 to 100 receipts"));
+    }
+    let (keys, agent_keys) = trust_material(&state).await?;
+    let trust = Trust {
+        keys: &keys,
+        agent_keys: &agent_keys,
+        is_revoked: &|_| false,
+    };
+    let now = state.clock.now();
+    let mut receipts = Vec::with_capacity(body.receipts.len());
+    for (i, r) in body.receipts.into_iter().enumerate() {
+        let field = |name: &str| format!("receipts[{i}].{name}");
+        let mut check = crate::server::model::Check::new();
+        check.id(&field("tool"), &r.tool);
+        check.id(&field("operation"), &r.operation);
+        check.optional_text(&field("resource"), r.resource.as_deref(), 256);
+        if !["success", "failure", "denied"].contains(&r.outcome.as_str()) {
+            check.fail(field("outcome"), "must be success, failure or denied");
+        }
+        check.finish()?;
+        let chain = read_out(&r.token, &trust, &VerifyOptions::default())
+            .map_err(|e| invalid(field("token"), &format!("not a mandate: {}", e.code())))?;
+        let mandate_id: Uuid = chain
+            .mandate_id
+            .parse()
+            .map_err(|_| invalid(field("token"), "not a mandate"))?;
+        if state.store.mandate(mandate_id).await?.is_none() {
+            return Err(invalid(field("token"), "its mandate is unknown"));
+        }
+        receipts.push(Receipt {
+            id: new_id(now),
+            mandate_id,
+            revocation_id: chain.revocation_ids.last().cloned().unwrap_or_default(),
+            hops: chain.hops,
+            tool: r.tool,
+            operation: r.operation,
+            resource: r.resource,
+            outcome: r.outcome,
+            occurred_at: r.occurred_at,
+            recorded_at: now,
+        });
+    }
+    let audit = NewAuditEvent {
+        id: new_id(now),
+        occurred_at: now,
+        actor: "verifier".to_owned(),
+        action: "receipts.recorded".to_owned(),
+        target: None,
+        outcome: AuditOutcome::Success,
+        details: serde_json::json!({
+            "receipts": receipts.iter().map(|r| serde_json::json!({
+                "receipt": r.id, "mandate": r.mandate_id, "tool": r.tool,
+                "operation": r.operation, "outcome": r.outcome,
+            })).collect::<Vec<_>>(),
+        }),
+    };
+    state.store.insert_receipts(&receipts, &audit).await?;
+    Ok(Json(Recorded {
+        recorded: receipts.len(),
+    }))
+}
+
+/// Filters of an attribution query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ActionQuery {
+    /// On behalf of this principal (subject).
+    pub principal: Option<String>,
+    /// Proven by this issuer URL.
+    pub issuer: Option<String>,
+    /// Through this orchestrator.
+    pub agent: Option<String>,
+    /// On this tool.
+    pub tool: Option<String>,
+    /// Under this mandate.
+    pub mandate: Option<Uuid>,
+    /// For this task.
+    pub task: Option<String>,
+    /// At or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Before this time.
+    pub to: Option<DateTime<Utc>>,
+    /// At most this many actions, 1 to 10000 (default 1000).
+    pub limit: Option<u32>,
+    /// `json` (default) or `ndjson` (one action per line, for a SIEM).
+    pub format: Option<String>,
+}
+
+/// The principal of an action.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ActionPrincipal {
+    /// Subject.
+    pub subject: String,
+    /// Issuer URL.
+    pub issuer: String,
+}
+
+/// One action with its whole chain: principal → orchestrator → hops → tool → operation →
+/// outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Action {
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// On whose behalf.
+    pub principal: ActionPrincipal,
+    /// The orchestrator the mandate was minted for.
+    pub orchestrator: String,
+    /// Every hop after it, attested or claimed.
+    #[schema(value_type = Vec<Object>)]
+    pub hops: Vec<Hop>,
+    /// The tool.
+    pub tool: String,
+    /// The operation.
+    pub operation: String,
+    /// The resource, if named.
+    pub resource: Option<String>,
+    /// How it ended.
+    pub outcome: String,
+    /// The mandate.
+    pub mandate_id: Uuid,
+    /// The task.
+    pub task_id: String,
+    /// The receipt.
+    pub receipt_id: Uuid,
+}
+
+/// What agents did, on behalf of whom, through which hops: by principal, agent, tool, mandate,
+/// task and time range, as JSON or NDJSON.
+#[utoipa::path(
+    get, path = "/v1/admin/attribution", tag = "admin", security(("admin_token" = [])),
+    params(ActionQuery),
+    responses(
+        (status = 200, description = "Actions, oldest first (JSON array, or NDJSON with format=ndjson)", body = Vec<Action>),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Limit or format out of range", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn attribution(
+    State(state): State<AppState>,
+    Reader(_reader): Reader,
+    ApiQuery(query): ApiQuery<ActionQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(invalid("limit".into(), "must be between 1 and 10000"));
+    }
+    let ndjson = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("ndjson") => true,
+        Some(_) => return Err(invalid("format".into(), "must be json or ndjson")),
+    };
+    let filter = ActionFilter {
+        principal: query.principal,
+        issuer: query.issuer,
+        agent: query.agent,
+        tool: query.tool,
+        mandate: query.mandate,
+        task: query.task,
+        from: query.from,
+        to: query.to,
+    };
+    let actions: Vec<Action> = state
+        .store
+        .actions(&filter, limit)
+        .await?
+        .into_iter()
+        .map(|(receipt, mandate)| Action {
+            occurred_at: receipt.occurred_at,
+            principal: ActionPrincipal {
+                subject: mandate.principal_subject,
+                issuer: mandate.principal_issuer,
+            },
+            orchestrator: mandate.agent_id,
+            hops: receipt.hops,
+            tool: receipt.tool,
+            operation: receipt.operation,
+            resource: receipt.resource,
+            outcome: receipt.outcome,
+            mandate_id: mandate.id,
+            task_id: mandate.task_id,
+            receipt_id: receipt.id,
+        })
+        .collect();
+    if !ndjson {
+        return Ok(Json(actions).into_response());
+    }
+    let mut body = String::new();
+    for action in &actions {
+        body.push_str(&serde_json::to_string(action).unwrap_or_default());
+        body.push('\n');
+    }
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}
