@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::admin::auth::authenticate;
 use super::agent_auth::agent_for_secret;
 use super::extract::ApiJson;
+use super::problems::JsonBodyErrors;
 use crate::server::app::AppState;
 use crate::server::error::{ApiError, Problem};
 use crate::token::keys::parse_public_key;
@@ -108,6 +109,7 @@ fn inactive() -> Json<Introspection> {
         (status = 200, description = "`active` false for anything not a live mandate", body = Introspection),
         (status = 401, description = "No valid agent secret or admin token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        JsonBodyErrors,
     )
 )]
 pub async fn introspect(

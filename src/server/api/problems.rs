@@ -62,6 +62,12 @@ problem_set!(
 );
 problem_set!(
     /// Errors of an action without a body (lifecycle changes, revocations, deletions).
-    ActionErrors: (401, NO_TOKEN), (403, AUDITOR), (404, "No such resource"),
+    ActionErrors: (400, "Malformed path or query"), (401, NO_TOKEN), (403, AUDITOR),
+    (404, "No such resource"),
     (409, "Not allowed in the resource's current state, or still in use"),
+);
+problem_set!(
+    /// Errors of reading a JSON body, for endpoints outside the admin API.
+    JsonBodyErrors: (400, "Malformed JSON, path or query"), (413, "Body too large"),
+    (415, "Body is not application/json"),
 );

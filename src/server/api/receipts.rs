@@ -89,6 +89,7 @@ async fn trust_material(
         (status = 200, description = "Recorded", body = Recorded),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A receipt is invalid or its token is not a mandate; none recorded", body = Problem, content_type = "application/problem+json"),
     )
 )]

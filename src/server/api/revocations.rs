@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::admin::auth::{authenticate, Caller, Writer};
 use super::agent_auth::agent_for_secret;
 use super::extract::{ApiJson, ApiQuery};
+use super::problems::JsonBodyErrors;
 use crate::server::app::AppState;
 use crate::server::error::{ApiError, Problem};
 use crate::server::model::admin_token::Role;
@@ -139,6 +140,7 @@ async fn revoke_mandate(
         (status = 403, description = "Another orchestrator's mandate, or an auditor token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mandate", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing or invalid reason", body = Problem, content_type = "application/problem+json"),
+        JsonBodyErrors,
     )
 )]
 pub async fn revoke(
@@ -158,6 +160,7 @@ pub async fn revoke(
         (status = 200, description = "Completed (now or before)", body = RevocationView),
         (status = 401, description = "No valid agent secret", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another orchestrator's mandate", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed mandate id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mandate", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -194,6 +197,7 @@ pub struct BranchBody {
         (status = 401, description = "Not a mandate signed by mandate's keys", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Its mandate is unknown", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing or invalid reason", body = Problem, content_type = "application/problem+json"),
+        JsonBodyErrors,
     )
 )]
 pub async fn revoke_branch(
@@ -306,6 +310,7 @@ pub struct BulkResult {
         (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Auditor token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No selector, or an invalid one", body = Problem, content_type = "application/problem+json"),
+        JsonBodyErrors,
     )
 )]
 pub async fn bulk(

@@ -80,7 +80,7 @@ pub struct Policy {
     /// Principals covered by group membership.
     pub groups: Vec<String>,
     /// Agents covered: `"*"` or a list of agent ids.
-    #[schema(value_type = Object, example = json!(["support-orchestrator"]))]
+    #[schema(value_type = Value, example = json!(["support-orchestrator"]))]
     pub agents: AgentScope,
     /// Tool operations the principals may delegate.
     pub grants: Vec<Grant>,
@@ -117,7 +117,7 @@ pub struct NewPolicy {
     #[serde(default)]
     pub groups: Vec<String>,
     /// `"*"` or agent ids.
-    #[schema(value_type = Object, example = json!(["support-orchestrator"]))]
+    #[schema(value_type = Value, example = json!(["support-orchestrator"]))]
     pub agents: AgentScope,
     /// Tool operations (at least one).
     pub grants: Vec<Grant>,
@@ -143,7 +143,7 @@ pub struct PolicyPatch {
     /// New groups.
     pub groups: Option<Vec<String>>,
     /// New agent scope: `"*"` or agent ids.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub agents: Option<AgentScope>,
     /// New grants.
     pub grants: Option<Vec<Grant>>,
