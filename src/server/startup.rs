@@ -104,7 +104,8 @@ impl Server {
                     addr: config.listen,
                     reason,
                 })?;
-        let store = open_store(&config, matches!(source, KeySource::Dev(_))).await?;
+        // Development mode keeps its identity provider's key in the data directory too.
+        let store = open_store(&config, options.dev || matches!(source, KeySource::Dev(_))).await?;
         let report = store.migrate().await?;
         tracing::info!(applied = report.applied, known = report.known, "migrations");
         let keys = match source {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use mandate::clock::Clock as _;
 use mandate::server::store::CoreStore;
 use mandate::server::store::SqliteStore;
 use mandate::token::keys::{KeyStatus, KeysDocument};
@@ -826,4 +827,116 @@ async fn token_commands_attenuate_attest_inspect_and_verify_offline() {
     let (ok, _, err) = mandate_with_stdin(&["token", "inspect"], "").await;
     assert!(!ok);
     assert!(err.contains("no token given"), "{err}");
+}
+
+fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+#[tokio::test]
+async fn two_processes_on_one_postgres_share_mandates_and_revocations() {
+    let db = TestDb::create().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("root-1.pem");
+    assert!(generate_key(&key).status.success());
+    let keys = format!("1={}", key.display());
+    let admin = "mnd_adm_two-processes-0123456789abcdefghijklmnopqrstuvwxyz";
+    let env = |dir: &str| {
+        vec![
+            ("MANDATE_DATABASE_URL".to_owned(), db.url.clone()),
+            ("MANDATE_ROOT_KEYS".to_owned(), keys.clone()),
+            ("MANDATE_ADMIN_TOKEN".to_owned(), admin.to_owned()),
+            (
+                "MANDATE_DATA_DIR".to_owned(),
+                tmp.path().join(dir).display().to_string(),
+            ),
+        ]
+    };
+    let (env_a, env_b) = (env("a"), env("b"));
+    let a = Running::start(tmp.path(), &[], &pairs(&env_a)).await;
+    let b = Running::start(tmp.path(), &[], &pairs(&env_b)).await;
+    let client = reqwest::Client::new();
+    let idp = crate::helpers::idp::TestIdp::start().await;
+    // The inventory goes in through A.
+    for (path, body) in [
+        (
+            "/v1/admin/tools",
+            serde_json::json!({"id": "crm", "display_name": "CRM", "kind": "api", "owner": "o", "operations": ["read"]}),
+        ),
+        (
+            "/v1/admin/agents",
+            serde_json::json!({"id": "bot", "display_name": "Bot", "kind": "orchestrator", "owner": "o", "ceiling": [{"tool": "crm", "operations": ["read"]}]}),
+        ),
+        (
+            "/v1/admin/issuers",
+            serde_json::json!({"id": "idp", "issuer_url": idp.issuer, "audiences": ["mandate"], "jwks_uri": idp.jwks_uri(), "allowed_algorithms": ["RS256"], "groups_claim": "groups"}),
+        ),
+        (
+            "/v1/admin/policies",
+            serde_json::json!({"id": "p", "issuer": "idp", "groups": ["support"], "agents": ["bot"], "grants": [{"tool": "crm", "operations": ["read"]}], "max_ttl_seconds": 300}),
+        ),
+    ] {
+        let response = client
+            .post(a.url(path))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{path}");
+    }
+    let issued: serde_json::Value = client
+        .post(a.url("/v1/admin/agents/bot/secret"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = issued["secret"].as_str().unwrap();
+    // Real time: these processes run on the system clock.
+    let jwt = idp.sign(
+        "rsa-1",
+        &idp.claims("alice", &["support"], mandate::clock::SystemClock.now()),
+    );
+    let minted: serde_json::Value = client
+        .post(a.url("/v1/mandates"))
+        .bearer_auth(secret)
+        .json(
+            &serde_json::json!({"subject_token": jwt, "task": {"description": "t"},
+                                  "scope": [{"tool": "crm", "operations": ["read"]}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = minted["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{minted}"));
+    let introspect = |base: &Running| {
+        client
+            .post(base.url("/v1/introspect"))
+            .bearer_auth(admin)
+            .json(&serde_json::json!({"token": token}))
+            .send()
+    };
+    let seen: serde_json::Value = introspect(&b).await.unwrap().json().await.unwrap();
+    assert_eq!(seen["active"], true, "B knows A's mandate: {seen}");
+    assert_eq!(seen["sub"], "alice");
+    let id = minted["mandate_id"].as_str().unwrap();
+    let revoked = client
+        .post(b.url(&format!("/v1/mandates/{id}/revoke")))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"reason": "revoked through the other process"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let seen: serde_json::Value = introspect(&a).await.unwrap().json().await.unwrap();
+    assert_eq!(seen["active"], false, "A sees B's revocation");
+    assert!(a.stop().await.success());
+    assert!(b.stop().await.success());
 }
