@@ -22,6 +22,8 @@ CREATE TABLE audit_checkpoints (
     signature  BYTEA NOT NULL,
     signed_at  TIMESTAMPTZ NOT NULL
 );
+CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
 
 -- What verifiers report was done with a mandate.
 CREATE TABLE receipts (

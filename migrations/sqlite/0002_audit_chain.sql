@@ -18,6 +18,14 @@ CREATE TABLE audit_checkpoints (
     signature  BLOB NOT NULL,
     signed_at  TEXT NOT NULL
 );
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'audit checkpoints are append-only');
+END;
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'audit checkpoints are append-only');
+END;
 
 CREATE TABLE receipts (
     id                BLOB PRIMARY KEY,

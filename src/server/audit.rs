@@ -110,6 +110,8 @@ pub async fn verify(store: &dyn Store, keys: &KeySet) -> Result<AuditReport, Sto
             return Ok(report);
         }
     }
+    let by_seq: std::collections::HashMap<i64, &Checkpoint> =
+        checkpoints.iter().map(|c| (c.seq, c)).collect();
     let mut prev: Vec<u8> = GENESIS.to_vec();
     let mut expected_seq = 1;
     let mut after = 0;
@@ -145,7 +147,7 @@ pub async fn verify(store: &dyn Store, keys: &KeySet) -> Result<AuditReport, Sto
                 );
                 return Ok(report);
             }
-            if let Some(checkpoint) = checkpoints.iter().find(|c| c.seq == event.seq) {
+            if let Some(checkpoint) = by_seq.get(&event.seq) {
                 if checkpoint.hash != recomputed {
                     fail(
                         &mut report,

@@ -176,7 +176,11 @@ impl RevocationSync {
         }
         let mut body = response.bytes_stream();
         let mut buffer = String::new();
-        while let Some(chunk) = body.next().await {
+        // mandate sends a keep-alive every 5 s: a silent connection is a dead one.
+        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(15), body.next())
+            .await
+            .map_err(|_| http("no keep-alive for 15 s".to_owned()))?
+        {
             let chunk = chunk.map_err(|e| http(e.to_string()))?;
             buffer.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buffer.find("\n\n") {

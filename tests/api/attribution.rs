@@ -186,6 +186,14 @@ both_stores!(
             .await;
         let problem = crate::helpers::assert_problem(response, 422).await;
         assert_eq!(problem["errors"][0]["field"], "receipts[1].token");
+        // Nor may it report what its mandate never allowed.
+        let delete = json!({"receipts": [{"token": to_summariser, "tool": "crm", "operation": "delete",
+                                      "outcome": "success", "occurred_at": "2026-03-01T09:00:00Z"}]});
+        let response = app
+            .call(Method::POST, "/v1/receipts", None, Some(&delete))
+            .await;
+        let problem = crate::helpers::assert_problem(response, 422).await;
+        assert_eq!(problem["errors"][0]["field"], "receipts[0].operation");
         assert_eq!(app.audit_len().await, before);
         let all = app
             .admin_ok(Method::GET, "/v1/admin/attribution", None, 200)

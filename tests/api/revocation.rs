@@ -189,20 +189,27 @@ both_stores!(
         let (token, _) = mint(&app, &idp, &secret).await;
         let child = derive(&token, "helper");
         let grandchild = derive(&child, "deep");
-        let (status, body) = app
-            .call(
-                Method::POST,
-                "/v1/revocations",
-                None,
-                Some(&json!({"token": child, "reason": "done with it"})),
-            )
+        let body = json!({"token": child, "reason": "done with it"});
+        let response = app
+            .call(Method::POST, "/v1/revocations", None, Some(&body))
+            .await;
+        assert_eq!(response.status(), 200);
+        let revoked: Value = response.json().await.unwrap();
+        assert!(revoked["revocation_id"].is_string());
+        assert!(
+            revoked.get("revoked_by").is_none(),
+            "nothing about who revoked"
+        );
+        let event = app
+            .store
+            .audit_events(0, 10_000)
             .await
-            .json::<Value>()
-            .await
-            .map(|b| (200, b))
+            .unwrap()
+            .pop()
             .unwrap();
-        assert_eq!(status, 200);
-        assert_eq!(body["revoked_by"], "holder:helper", "{body}");
+        assert_eq!(event.action, "mandate.branch_revoked");
+        assert_eq!(event.actor, "holder");
+        assert_eq!(event.details["selection"]["claimed_holder"], "helper");
         assert_eq!(introspect(&app, &child).await["active"], false);
         assert_eq!(
             introspect(&app, &grandchild).await["active"],
@@ -214,11 +221,32 @@ both_stores!(
             true,
             "the parent is untouched"
         );
-        let forged = json!({"token": "not-a-mandate", "reason": "x"});
+        let again: Value = app
+            .call(Method::POST, "/v1/revocations", None, Some(&body))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(again["revocation_id"], revoked["revocation_id"]);
+        // The mandate itself is not revoked by whoever holds it, and forgeries are refused.
+        for token in [token.as_str(), "not-a-mandate"] {
+            let response = app
+                .call(
+                    Method::POST,
+                    "/v1/revocations",
+                    None,
+                    Some(&json!({"token": token, "reason": "x"})),
+                )
+                .await;
+            assert_problem(response, 401).await;
+        }
+        // A dead mandate's branches are not worth a row.
+        app.clock.advance(chrono::Duration::minutes(11));
+        let late = json!({"token": derive(&token, "late"), "reason": "x"});
         assert_problem(
-            app.call(Method::POST, "/v1/revocations", None, Some(&forged))
+            app.call(Method::POST, "/v1/revocations", None, Some(&late))
                 .await,
-            401,
+            409,
         )
         .await;
     }

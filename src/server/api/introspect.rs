@@ -14,8 +14,7 @@ use super::extract::ApiJson;
 use super::problems::JsonBodyErrors;
 use crate::server::app::AppState;
 use crate::server::error::{ApiError, Problem};
-use crate::token::keys::parse_public_key;
-use crate::token::verify::{verify_with, AccessRequest, AgentKeys, Hop, Trust, VerifyOptions};
+use crate::token::verify::{verify_with, AccessRequest, Hop, Trust, VerifyOptions};
 
 /// An agent secret or an admin token (any role).
 pub struct Introspector;
@@ -117,17 +116,7 @@ pub async fn introspect(
     _caller: Introspector,
     ApiJson(body): ApiJson<IntrospectBody>,
 ) -> Result<Json<Introspection>, ApiError> {
-    let keys = state
-        .keys
-        .document()
-        .key_set()
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let mut agent_keys = AgentKeys::new();
-    for key in state.store.all_agent_keys().await? {
-        if let Ok(public) = parse_public_key(&key.public_key) {
-            agent_keys.entry(key.agent_id).or_default().push(public);
-        }
-    }
+    let (keys, agent_keys) = super::receipts::trust_material(&state).await?;
     let Ok(chain) = crate::token::inspect::inspect(&body.token) else {
         return Ok(inactive());
     };

@@ -63,7 +63,8 @@ fn invalid(field: String, message: &str) -> ApiError {
     }])
 }
 
-async fn trust_material(
+/// The keys this service verifies with: its root keys and every registered agent key.
+pub(crate) async fn trust_material(
     state: &AppState,
 ) -> Result<(crate::token::keys::KeySet, AgentKeys), ApiError> {
     let keys = state
@@ -124,8 +125,24 @@ pub async fn report(
             .mandate_id
             .parse()
             .map_err(|_| invalid(field("token"), "not a mandate"))?;
-        if state.store.mandate(mandate_id).await?.is_none() {
+        let Some(mandate) = state.store.mandate(mandate_id).await? else {
             return Err(invalid(field("token"), "its mandate is unknown"));
+        };
+        // A receipt may only report what the mandate could have allowed, while it could.
+        let right = crate::token::Right {
+            tool: r.tool.clone(),
+            operation: r.operation.clone(),
+        };
+        if !mandate.scope.contains(&right) {
+            return Err(invalid(field("operation"), "not a right of its mandate"));
+        }
+        let slack = chrono::Duration::seconds(60);
+        let latest = mandate.expires_at.min(now) + slack;
+        if r.occurred_at < mandate.issued_at - slack || r.occurred_at > latest {
+            return Err(invalid(
+                field("occurred_at"),
+                "outside its mandate's lifetime (or in the future)",
+            ));
         }
         receipts.push(Receipt {
             id: new_id(now),

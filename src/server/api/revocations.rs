@@ -187,15 +187,30 @@ pub struct BranchBody {
     pub reason: String,
 }
 
-/// Revoke a token's own branch: its last block's revocation id. Whoever holds a token may end
-/// it and everything derived from it; its parent keeps working.
+/// What a branch revocation answers (nothing about who revoked before, or why).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BranchRevoked {
+    /// The revoked revocation id (the token's last block), hex.
+    pub revocation_id: String,
+    /// When it was revoked.
+    pub revoked_at: DateTime<Utc>,
+}
+
+/// Most branches of one mandate its holders may revoke: each is a row every verifier keeps
+/// until the mandate expires.
+const MAX_BRANCHES: usize = 64;
+
+/// Revoke a token's own branch: its last block's revocation id. Whoever holds a derived token
+/// may end it and everything derived from it; its parent keeps working. The mandate itself
+/// (a token without attenuation blocks) is revoked only through `/v1/mandates/{id}/revoke`.
 #[utoipa::path(
     post, path = "/v1/revocations", tag = "revocations",
     request_body = BranchBody,
     responses(
-        (status = 200, description = "Revoked (now or before)", body = RevocationView),
-        (status = 401, description = "Not a mandate signed by mandate's keys", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Revoked (now or before)", body = BranchRevoked),
+        (status = 401, description = "Not a derived mandate signed by mandate's keys", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Its mandate is unknown", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Its mandate is expired or revoked, or has too many revoked branches", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing or invalid reason", body = Problem, content_type = "application/problem+json"),
         JsonBodyErrors,
     )
@@ -203,9 +218,10 @@ pub struct BranchBody {
 pub async fn revoke_branch(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<BranchBody>,
-) -> Result<Json<RevocationView>, ApiError> {
+) -> Result<Json<BranchRevoked>, ApiError> {
     check_reason(&body.reason)?;
-    let rejected = || ApiError::Unauthorized("not a mandate signed by mandate's keys".into());
+    let rejected =
+        || ApiError::Unauthorized("not a derived mandate signed by mandate's keys".into());
     if body.token.len() > crate::token::MAX_TOKEN_BYTES {
         return Err(rejected());
     }
@@ -219,6 +235,9 @@ pub async fn revoke_branch(
             .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
     })
     .map_err(|_| rejected())?;
+    if token.block_count() < 2 || token.block_count() > 16 {
+        return Err(rejected());
+    }
     let mut authorizer = biscuit_auth::AuthorizerBuilder::new()
         .set_limits(run_limits())
         .build(&token)
@@ -232,24 +251,46 @@ pub async fn revoke_branch(
         .ok_or_else(rejected)?;
     let mandate = load_mandate(&state, mandate_id).await?;
     let branch = token.revocation_identifiers().pop().ok_or_else(rejected)?;
+    let answer = |r: &crate::server::store::Revocation| {
+        Json(BranchRevoked {
+            revocation_id: hex::encode(&r.entry.revocation_id),
+            revoked_at: r.entry.revoked_at,
+        })
+    };
     if let Some(existing) = state.store.revocation(&branch).await? {
-        return Ok(Json(RevocationView::from(&existing)));
+        return Ok(answer(&existing));
     }
-    let chain = crate::token::inspect::inspect(&body.token).map_err(|_| rejected())?;
-    let holder = chain
-        .blocks
-        .iter()
-        .rev()
-        .find_map(|b| b.delegate.clone())
-        .unwrap_or(mandate.agent_id.clone());
+    if mandate.expires_at <= state.clock.now()
+        || state
+            .store
+            .revocation(&mandate.revocation_id)
+            .await?
+            .is_some()
+    {
+        return Err(ApiError::Conflict(format!(
+            "mandate {mandate_id} has expired or been revoked: nothing to revoke"
+        )));
+    }
+    let branches = state.store.revocations_of_mandate(mandate_id).await?;
+    if branches >= MAX_BRANCHES {
+        return Err(ApiError::Conflict(format!(
+            "mandate {mandate_id} already has {branches} revoked branches; revoke the mandate instead"
+        )));
+    }
+    // Who holds a branch is the holder's own claim: it is recorded as such, not as an actor.
+    let claimed_holder = crate::token::inspect::inspect(&body.token)
+        .ok()
+        .and_then(|chain| chain.blocks.iter().rev().find_map(|b| b.delegate.clone()));
     revoke_ids(
         &state,
         vec![(branch.clone(), Some(mandate_id), mandate.expires_at)],
         &body.reason,
-        &format!("holder:{holder}"),
+        "holder",
         "mandate.branch_revoked",
         format!("mandate:{mandate_id}"),
-        serde_json::json!({ "mandate": mandate_id, "blocks": chain.blocks.len() }),
+        serde_json::json!({
+            "mandate": mandate_id, "blocks": token.block_count(), "claimed_holder": claimed_holder,
+        }),
     )
     .await?;
     let stored = state
@@ -257,7 +298,7 @@ pub async fn revoke_branch(
         .revocation(&branch)
         .await?
         .ok_or_else(|| ApiError::Internal("revocation not found after commit".into()))?;
-    Ok(Json(RevocationView::from(&stored)))
+    Ok(answer(&stored))
 }
 
 /// Who was offboarded, by issuer URL and subject.

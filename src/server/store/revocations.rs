@@ -99,6 +99,9 @@ pub trait RevocationStore: Send + Sync {
         include_expired: bool,
     ) -> Result<Vec<Revocation>, StoreError>;
 
+    /// How many ids of this mandate are revoked.
+    async fn revocations_of_mandate(&self, mandate_id: Uuid) -> Result<usize, StoreError>;
+
     /// Unexpired, unrevoked mandates matching `filter`.
     async fn live_mandates(
         &self,

@@ -98,6 +98,15 @@ impl RevocationStore for ThisStore {
     }
 
     #[tracing::instrument(skip(self), err)]
+    async fn revocations_of_mandate(&self, mandate_id: Uuid) -> Result<usize, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM revocations WHERE mandate_id = $1")
+            .bind(mandate_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(usize::try_from(count).unwrap_or(usize::MAX))
+    }
+
+    #[tracing::instrument(skip(self), err)]
     async fn live_mandates(
         &self,
         filter: &MandateFilter,
