@@ -112,56 +112,14 @@ pub async fn verify(store: &dyn Store, keys: &KeySet) -> Result<AuditReport, Sto
     }
     let by_seq: std::collections::HashMap<i64, &Checkpoint> =
         checkpoints.iter().map(|c| (c.seq, c)).collect();
-    let mut prev: Vec<u8> = GENESIS.to_vec();
-    let mut expected_seq = 1;
-    let mut after = 0;
-    loop {
-        let page = store.audit_events(after, 1000).await?;
-        if page.is_empty() {
-            break;
-        }
-        for event in &page {
-            after = event.seq;
-            report.events += 1;
-            if event.seq != expected_seq {
-                let reason = format!("expected event {expected_seq}, found {}", event.seq);
-                fail(&mut report, expected_seq, Some(event.id), reason);
-                return Ok(report);
-            }
-            if hex::decode(&event.prev_hash).ok().as_deref() != Some(prev.as_slice()) {
-                fail(
-                    &mut report,
-                    event.seq,
-                    Some(event.id),
-                    "does not follow the previous event".into(),
-                );
-                return Ok(report);
-            }
-            let recomputed = chain_hash(&prev, event.seq, &as_new(event));
-            if hex::encode(&recomputed) != event.hash {
-                fail(
-                    &mut report,
-                    event.seq,
-                    Some(event.id),
-                    "its contents do not match its hash".into(),
-                );
-                return Ok(report);
-            }
-            if let Some(checkpoint) = by_seq.get(&event.seq) {
-                if checkpoint.hash != recomputed {
-                    fail(
-                        &mut report,
-                        event.seq,
-                        Some(event.id),
-                        "differs from a signed checkpoint".into(),
-                    );
-                    return Ok(report);
-                }
-            }
-            prev = recomputed;
-            expected_seq += 1;
-        }
+    let walked = walk(store, 0, GENESIS.to_vec(), &by_seq).await?;
+    report.events = walked.events;
+    if let Some(bad) = walked.first_bad {
+        report.intact = false;
+        report.first_bad = Some(bad);
+        return Ok(report);
     }
+    let expected_seq = walked.next_seq;
     if let Some(missing) = checkpoints.iter().find(|c| c.seq >= expected_seq) {
         fail(
             &mut report,
@@ -173,7 +131,72 @@ pub async fn verify(store: &dyn Store, keys: &KeySet) -> Result<AuditReport, Sto
     Ok(report)
 }
 
-/// Signs the chain's head with the active root key, unless it is already checkpointed.
+/// What walking part of the chain found.
+struct Walk {
+    events: u64,
+    next_seq: i64,
+    first_bad: Option<BadEvent>,
+}
+
+/// Recomputes the chain after event `after` (whose hash is `prev`) to the head, checking it
+/// against the checkpoints on the way.
+async fn walk(
+    store: &dyn Store,
+    mut after: i64,
+    mut prev: Vec<u8>,
+    checkpoints: &std::collections::HashMap<i64, &Checkpoint>,
+) -> Result<Walk, StoreError> {
+    let mut walked = Walk {
+        events: 0,
+        next_seq: after + 1,
+        first_bad: None,
+    };
+    let bad = |seq: i64, id: uuid::Uuid, reason: String| BadEvent {
+        seq,
+        id: Some(id),
+        reason,
+    };
+    loop {
+        let page = store.audit_events(after, 1000).await?;
+        if page.is_empty() {
+            return Ok(walked);
+        }
+        for event in &page {
+            after = event.seq;
+            walked.events += 1;
+            let expected = walked.next_seq;
+            let problem = if event.seq != expected {
+                Some((
+                    expected,
+                    format!("expected event {expected}, found {}", event.seq),
+                ))
+            } else if hex::decode(&event.prev_hash).ok().as_deref() != Some(prev.as_slice()) {
+                Some((event.seq, "does not follow the previous event".to_owned()))
+            } else {
+                let recomputed = chain_hash(&prev, event.seq, &as_new(event));
+                if hex::encode(&recomputed) != event.hash {
+                    Some((event.seq, "its contents do not match its hash".to_owned()))
+                } else if checkpoints
+                    .get(&event.seq)
+                    .is_some_and(|c| c.hash != recomputed)
+                {
+                    Some((event.seq, "differs from a signed checkpoint".to_owned()))
+                } else {
+                    prev = recomputed;
+                    None
+                }
+            };
+            if let Some((seq, reason)) = problem {
+                walked.first_bad = Some(bad(seq, event.id, reason));
+                return Ok(walked);
+            }
+            walked.next_seq += 1;
+        }
+    }
+}
+
+/// Signs the chain's head with the active root key, unless it is already checkpointed. The
+/// chain since the last checkpoint is verified first: a rewritten chain is never signed.
 pub async fn checkpoint(
     store: &dyn Store,
     keys: &super::keys::KeyRing,
@@ -182,14 +205,18 @@ pub async fn checkpoint(
     let Some(head) = store.audit_head().await? else {
         return Ok(None);
     };
-    let last = store
-        .audit_checkpoints()
-        .await?
-        .into_iter()
-        .map(|c| c.seq)
-        .max();
-    if last == Some(head.0) {
+    let checkpoints = store.audit_checkpoints().await?;
+    let last = checkpoints.iter().max_by_key(|c| c.seq);
+    if last.is_some_and(|c| c.seq == head.0) {
         return Ok(None);
+    }
+    let (after, prev) = last.map_or((0, GENESIS.to_vec()), |c| (c.seq, c.hash.clone()));
+    let walked = walk(store, after, prev, &std::collections::HashMap::new()).await?;
+    if let Some(bad) = walked.first_bad {
+        return Err(StoreError::Corrupt(format!(
+            "audit chain broken at event {}: {}; not signing it",
+            bad.seq, bad.reason
+        )));
     }
     let root = keys.active();
     let signature = root

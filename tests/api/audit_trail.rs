@@ -215,3 +215,31 @@ both_stores!(
         }
     }
 );
+
+both_stores!(a_rewritten_chain_is_never_signed, |backend| async move {
+    let app = TestApp::spawn(backend).await;
+    seed(&app).await;
+    let key = mandate::server::keys::load_key_file(&mandate::server::keys::dev_key_path(
+        app.db.data_dir(),
+    ))
+    .unwrap();
+    let ring = mandate::server::keys::KeyRing::new(
+        vec![mandate::server::keys::RootKey::new(1, key, app.clock.now())],
+        1,
+    )
+    .unwrap();
+    tamper(
+        &app,
+        backend,
+        true,
+        &["UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = 4"],
+    )
+    .await
+    .unwrap();
+    let before = app.store.audit_checkpoints().await.unwrap().len();
+    let refused = mandate::server::audit::checkpoint(app.store.as_ref(), &ring, app.clock.now())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("not signing"), "{refused}");
+    assert_eq!(app.store.audit_checkpoints().await.unwrap().len(), before);
+});

@@ -503,8 +503,10 @@ pub async fn stream(
                         }
                     }
                     Err(error) => {
-                        read_now = false;
+                        // End the stream: keep-alives must not tell followers their copy is
+                        // current while the feed cannot be read.
                         tracing::warn!(%error, "revocation stream cannot read the feed");
+                        return None;
                     }
                 }
             }
