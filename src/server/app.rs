@@ -43,6 +43,8 @@ pub struct AppState {
     pub idp: Arc<IdentityVerifier>,
     /// The built-in identity provider (development mode only).
     pub dev_idp: Option<Arc<DevIdp>>,
+    /// Bounds the revocation streams open at once (each reads the feed on every commit).
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// The whole HTTP application: API routes, `/openapi.json`, and the middleware stack.

@@ -138,6 +138,7 @@ impl Server {
                     .map_err(|e| StartupError::Http(e.to_string()))?,
             ),
             dev_idp,
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
         };
         let walkthrough = match (&state.dev_idp, options.dev_seed) {
             (Some(idp), true) => dev::seed(&state, idp, &data_dir).await?,
@@ -178,6 +179,9 @@ impl Server {
         result
     }
 }
+
+/// Most revocation streams one replica serves at once.
+const MAX_STREAMS: usize = 1024;
 
 /// How often the audit chain's head is signed.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);

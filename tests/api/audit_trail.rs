@@ -152,6 +152,16 @@ both_stores!(
     a_signed_checkpoint_reveals_a_cut_off_tail,
     |backend| async move {
         let app = TestApp::spawn(backend).await;
+        // The server signs the head once at start; wait for it, so the manual checkpoint
+        // below covers the seeded events.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while app.store.audit_checkpoints().await.unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint at start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         seed(&app).await;
         let state_keys = {
             let doc: mandate::token::keys::KeysDocument = app
@@ -219,6 +229,26 @@ both_stores!(
 both_stores!(a_rewritten_chain_is_never_signed, |backend| async move {
     let app = TestApp::spawn(backend).await;
     seed(&app).await;
+    // The server signs the head once at start; wait for it, so the events below come after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.store.audit_checkpoints().await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint at start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/tools",
+        Some(
+            serde_json::json!({"id": "late", "display_name": "L", "kind": "tool", "owner": "o",
+                                "operations": ["run"]}),
+        ),
+        201,
+    )
+    .await;
+    let head = app.store.audit_head().await.unwrap().unwrap().0;
     let key = mandate::server::keys::load_key_file(&mandate::server::keys::dev_key_path(
         app.db.data_dir(),
     ))
@@ -228,14 +258,10 @@ both_stores!(a_rewritten_chain_is_never_signed, |backend| async move {
         1,
     )
     .unwrap();
-    tamper(
-        &app,
-        backend,
-        true,
-        &["UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = 4"],
-    )
-    .await
-    .unwrap();
+    let rewrite = format!("UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = {head}");
+    tamper(&app, backend, true, &[rewrite.as_str()])
+        .await
+        .unwrap();
     let before = app.store.audit_checkpoints().await.unwrap().len();
     let refused = mandate::server::audit::checkpoint(app.store.as_ref(), &ring, app.clock.now())
         .await

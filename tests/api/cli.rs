@@ -940,3 +940,37 @@ async fn two_processes_on_one_postgres_share_mandates_and_revocations() {
     assert!(a.stop().await.success());
     assert!(b.stop().await.success());
 }
+
+#[tokio::test]
+async fn the_development_issuer_is_trusted_only_while_dev_mode_runs_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = [("MANDATE_DATA_DIR", data.to_str().unwrap())];
+    let dev = Running::start(tmp.path(), &["--dev"], &env).await;
+    assert!(dev.stop().await.success());
+    // The same store, without --dev: the seeded issuer, policy and orchestrator remain.
+    let plain = Running::start(tmp.path(), &[], &env).await;
+    let port = plain.base.rsplit(':').next().unwrap().to_owned();
+    let login = mandate()
+        .args(["dev", "login", "alice", "--group", "staff"])
+        .env("MANDATE_DATA_DIR", &data)
+        .env("MANDATE_LISTEN", format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let jwt = String::from_utf8_lossy(&login.stdout).trim().to_owned();
+    let secret = std::fs::read_to_string(data.join("dev-orchestrator.secret")).unwrap();
+    let response = reqwest::Client::new()
+        .post(plain.url("/v1/mandates"))
+        .bearer_auth(secret.trim())
+        .json(
+            &serde_json::json!({"subject_token": jwt, "task": {"description": "t"},
+                                  "scope": [{"tool": "crm", "operations": ["read"]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["reason"], "untrusted_issuer", "{problem}");
+    assert!(plain.stop().await.success());
+}

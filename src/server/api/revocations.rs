@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Path, State};
@@ -462,21 +463,34 @@ pub struct StreamQuery {
     responses(
         (status = 200, description = "An endless event stream", content_type = "text/event-stream", body = FeedEntry),
         (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many streams open; poll the feed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn stream(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<StreamQuery>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // The permit lives as long as the stream; without one the caller polls the feed instead.
+    let permit = Arc::clone(&state.streams)
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::Unavailable("too many revocation streams; poll /v1/revocations".to_owned())
+        })?;
     let signal = state.store.revocation_signal();
     let after = query.after.unwrap_or(0).max(0);
-    let start = (state, signal, after, VecDeque::<Event>::new(), true);
+    let start = (
+        (state, permit),
+        signal,
+        after,
+        VecDeque::<Event>::new(),
+        true,
+    );
     let events = futures_util::stream::unfold(
         start,
-        |(state, mut signal, mut after, mut queue, mut read_now)| async move {
+        |((state, permit), mut signal, mut after, mut queue, mut read_now)| async move {
             loop {
                 if let Some(event) = queue.pop_front() {
-                    return Some((Ok(event), (state, signal, after, queue, read_now)));
+                    return Some((Ok(event), ((state, permit), signal, after, queue, read_now)));
                 }
                 if !read_now {
                     // Wake on a commit anywhere, or re-read now and then in case a wake-up was lost.
@@ -513,5 +527,5 @@ pub async fn stream(
         },
     );
     // Keep-alives every 5 s also tell followers their copy is current.
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(5))))
 }
