@@ -196,6 +196,35 @@ fn hops(chain: &Chain, agent_keys: &AgentKeys) -> Result<Vec<Hop>, TokenError> {
     Ok(hops)
 }
 
+/// Parses `token` if it is at most `max_bytes` long, checking every block's signature against
+/// the root key `keys` holds for its `root_key_id`.
+fn parse(token: &str, keys: &KeySet, max_bytes: usize) -> Result<Biscuit, TokenError> {
+    if token.len() > max_bytes {
+        return Err(TokenError::TooLarge);
+    }
+    Biscuit::from_base64(token, |kid: Option<u32>| {
+        kid.and_then(|kid| keys.get(&kid).copied())
+            .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+    })
+    .map_err(map_biscuit)
+}
+
+/// Reads the delegation chain of a parsed token and checks each hop's attestation.
+fn attested_hops(
+    biscuit: &Biscuit,
+    revocation_ids: &[Vec<u8>],
+    agent_keys: &AgentKeys,
+) -> Result<Vec<Hop>, TokenError> {
+    let chain = chain_of(
+        biscuit.block_count(),
+        |i| Ok(biscuit.print_block_source(i)?),
+        &biscuit.external_public_keys(),
+        revocation_ids,
+        biscuit.root_key_id(),
+    )?;
+    hops(&chain, agent_keys)
+}
+
 /// Parses `token`, checks every signature against `trust.keys` (by `root_key_id`), refuses
 /// revoked ids and forged attestations, and authorizes `request` (with `resource`, if the call
 /// names one): its tool and operation must be a right of the mandate and every check of every
@@ -207,15 +236,7 @@ pub fn verify_with(
     resource: Option<&str>,
     options: &VerifyOptions,
 ) -> Result<Verified, TokenError> {
-    if token.len() > options.max_bytes {
-        return Err(TokenError::TooLarge);
-    }
-    let keys = trust.keys;
-    let biscuit = Biscuit::from_base64(token, |kid: Option<u32>| {
-        kid.and_then(|kid| keys.get(&kid).copied())
-            .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
-    })
-    .map_err(map_biscuit)?;
+    let biscuit = parse(token, trust.keys, options.max_bytes)?;
     if biscuit.block_count() > options.max_blocks {
         return Err(TokenError::TooManyBlocks);
     }
@@ -223,14 +244,7 @@ pub fn verify_with(
     if revocation_ids.iter().any(|id| (trust.is_revoked)(id)) {
         return Err(TokenError::Revoked);
     }
-    let chain = chain_of(
-        biscuit.block_count(),
-        |i| Ok(biscuit.print_block_source(i)?),
-        &biscuit.external_public_keys(),
-        &revocation_ids,
-        biscuit.root_key_id(),
-    )?;
-    let hops = hops(&chain, trust.agent_keys)?;
+    let hops = attested_hops(&biscuit, &revocation_ids, trust.agent_keys)?;
 
     let now = (request.now - options.skew).timestamp();
     let now = u64::try_from(now).map_err(|_| TokenError::Time)?;
@@ -277,27 +291,12 @@ pub fn read_out(
     trust: &Trust<'_>,
     options: &VerifyOptions,
 ) -> Result<ReadOut, TokenError> {
-    if token.len() > options.max_bytes {
-        return Err(TokenError::TooLarge);
-    }
-    let keys = trust.keys;
-    let biscuit = Biscuit::from_base64(token, |kid: Option<u32>| {
-        kid.and_then(|kid| keys.get(&kid).copied())
-            .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
-    })
-    .map_err(map_biscuit)?;
+    let biscuit = parse(token, trust.keys, options.max_bytes)?;
     if biscuit.block_count() > options.max_blocks {
         return Err(TokenError::TooManyBlocks);
     }
     let revocation_ids = biscuit.revocation_identifiers();
-    let chain = chain_of(
-        biscuit.block_count(),
-        |i| Ok(biscuit.print_block_source(i)?),
-        &biscuit.external_public_keys(),
-        &revocation_ids,
-        biscuit.root_key_id(),
-    )?;
-    let hops = hops(&chain, trust.agent_keys)?;
+    let hops = attested_hops(&biscuit, &revocation_ids, trust.agent_keys)?;
     let mut authorizer = AuthorizerBuilder::new()
         .set_limits(options.limits.clone())
         .build(&biscuit)
@@ -313,14 +312,7 @@ pub fn read_out(
 /// The rights of `token`'s authority block, after checking its signatures (nothing else: use
 /// it to enumerate what to verify, never to grant).
 pub fn read_rights(token: &str, keys: &KeySet) -> Result<Vec<Right>, TokenError> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(TokenError::TooLarge);
-    }
-    let biscuit = Biscuit::from_base64(token, |kid: Option<u32>| {
-        kid.and_then(|kid| keys.get(&kid).copied())
-            .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
-    })
-    .map_err(map_biscuit)?;
+    let biscuit = parse(token, keys, MAX_TOKEN_BYTES)?;
     let mut authorizer = AuthorizerBuilder::new()
         .set_limits(run_limits())
         .build(&biscuit)
