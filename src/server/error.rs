@@ -143,6 +143,14 @@ impl From<StoreError> for ApiError {
 }
 
 impl ApiError {
+    /// A 422 naming one invalid field and what is wrong with it.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Invalid(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+
     /// The problem document for this error.
     pub fn problem(&self) -> Problem {
         match self {

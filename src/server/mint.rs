@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::app::AppState;
-use super::error::{ApiError, FieldError};
+use super::error::ApiError;
 use super::model::agent::Agent;
 use super::model::{Check, Grant};
 use super::policy::{evaluate, mandate_ttl, Denial};
@@ -245,12 +245,4 @@ pub async fn mint(
         scope: evaluation.granted,
         revocation_id: hex::encode(minted.revocation_id),
     })
-}
-
-/// A field error for one value, as the mint endpoints report them.
-pub fn invalid(field: &str, message: &str) -> ApiError {
-    ApiError::Invalid(vec![FieldError {
-        field: field.to_owned(),
-        message: message.to_owned(),
-    }])
 }

@@ -5,6 +5,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
+use super::extract::bearer;
 use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::agent::{Agent, AgentKind};
@@ -45,17 +46,13 @@ impl FromRequestParts<AppState> for Orchestrator {
         let unauthorized = || {
             ApiError::Unauthorized("unknown agent, suspended agent or wrong agent secret".into())
         };
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::Unauthorized(
+        if !parts.headers.contains_key(AUTHORIZATION) {
+            return Err(ApiError::Unauthorized(
                 "send the agent secret as `Authorization: Bearer mnd_agt_…`".into(),
-            )
-        })?;
-        let value = header.to_str().map_err(|_| unauthorized())?;
-        let (scheme, secret) = value.split_once(' ').ok_or_else(unauthorized)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(unauthorized());
+            ));
         }
-        let agent = agent_for_secret(state, secret.trim())
+        let secret = bearer(&parts.headers).ok_or_else(unauthorized)?;
+        let agent = agent_for_secret(state, secret)
             .await?
             .ok_or_else(unauthorized)?;
         require_orchestrator(agent).map(Orchestrator)

@@ -3,10 +3,21 @@
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 
-use crate::server::error::{ApiError, FieldError};
+use crate::server::error::ApiError;
+
+/// The credential of an `Authorization: Bearer …` header (scheme case-insensitive, credential
+/// trimmed), or `None` when there is no such header or it is not a bearer credential.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let (scheme, credential) = headers.get(AUTHORIZATION)?.to_str().ok()?.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(credential.trim())
+}
 
 /// A JSON body; malformed JSON is 400, a wrong media type 415, invalid fields 422.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,7 +42,7 @@ fn json_error(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => {
             let (field, message) = field_of(&e.body_text());
-            ApiError::Invalid(vec![FieldError { field, message }])
+            ApiError::field(field, message)
         }
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::BadRequest("the body is not well-formed JSON".to_owned())

@@ -2,7 +2,6 @@
 //! whether a mandate is active and, if it is, who it speaks for.
 
 use axum::extract::{FromRequestParts, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -10,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::admin::auth::authenticate;
 use super::agent_auth::agent_for_secret;
-use super::extract::ApiJson;
+use super::extract::{bearer, ApiJson};
 use super::problems::JsonBodyErrors;
 use crate::server::app::AppState;
 use crate::server::error::{ApiError, Problem};
@@ -23,16 +22,9 @@ impl FromRequestParts<AppState> for Introspector {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_owned());
-        match secret {
+        match bearer(&parts.headers) {
             Some(secret) if secret.starts_with(crate::server::secrets::AGENT_SECRET_PREFIX) => {
-                agent_for_secret(state, &secret)
+                agent_for_secret(state, secret)
                     .await?
                     .map(|_| Introspector)
                     .ok_or_else(|| ApiError::Unauthorized("unknown agent or wrong secret".into()))
@@ -150,7 +142,7 @@ pub async fn introspect(
                 .collect()
         }
         _ => {
-            return Err(crate::server::mint::invalid(
+            return Err(ApiError::field(
                 "operation",
                 "give both tool and operation, or neither",
             ))

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::admin::auth::Reader;
 use super::extract::{ApiJson, ApiQuery};
 use crate::server::app::AppState;
-use crate::server::error::{ApiError, FieldError, Problem};
+use crate::server::error::{ApiError, Problem};
 use crate::server::store::{new_id, ActionFilter, AuditOutcome, NewAuditEvent, Receipt};
 use crate::token::keys::parse_public_key;
 use crate::token::verify::{read_out, AgentKeys, Hop, Trust, VerifyOptions};
@@ -56,13 +56,6 @@ pub struct Recorded {
     pub recorded: usize,
 }
 
-fn invalid(field: String, message: &str) -> ApiError {
-    ApiError::Invalid(vec![FieldError {
-        field,
-        message: message.to_owned(),
-    }])
-}
-
 /// The keys this service verifies with: its root keys and every registered agent key.
 pub(crate) async fn trust_material(
     state: &AppState,
@@ -99,7 +92,7 @@ pub async fn report(
     ApiJson(body): ApiJson<ReceiptsBody>,
 ) -> Result<Json<Recorded>, ApiError> {
     if body.receipts.is_empty() || body.receipts.len() > MAX_RECEIPTS {
-        return Err(invalid("receipts".into(), "send 1 to 100 receipts"));
+        return Err(ApiError::field("receipts", "send 1 to 100 receipts"));
     }
     let (keys, agent_keys) = trust_material(&state).await?;
     let trust = Trust {
@@ -120,13 +113,13 @@ pub async fn report(
         }
         check.finish()?;
         let chain = read_out(&r.token, &trust, &VerifyOptions::default())
-            .map_err(|e| invalid(field("token"), &format!("not a mandate: {}", e.code())))?;
+            .map_err(|e| ApiError::field(field("token"), format!("not a mandate: {}", e.code())))?;
         let mandate_id: Uuid = chain
             .mandate_id
             .parse()
-            .map_err(|_| invalid(field("token"), "not a mandate"))?;
+            .map_err(|_| ApiError::field(field("token"), "not a mandate"))?;
         let Some(mandate) = state.store.mandate(mandate_id).await? else {
-            return Err(invalid(field("token"), "its mandate is unknown"));
+            return Err(ApiError::field(field("token"), "its mandate is unknown"));
         };
         // A receipt may only report what the mandate could have allowed, while it could.
         let right = crate::token::Right {
@@ -134,12 +127,15 @@ pub async fn report(
             operation: r.operation.clone(),
         };
         if !mandate.scope.contains(&right) {
-            return Err(invalid(field("operation"), "not a right of its mandate"));
+            return Err(ApiError::field(
+                field("operation"),
+                "not a right of its mandate",
+            ));
         }
         let slack = chrono::Duration::seconds(60);
         let latest = mandate.expires_at.min(now) + slack;
         if r.occurred_at < mandate.issued_at - slack || r.occurred_at > latest {
-            return Err(invalid(
+            return Err(ApiError::field(
                 field("occurred_at"),
                 "outside its mandate's lifetime (or in the future)",
             ));
@@ -261,12 +257,12 @@ pub async fn attribution(
 ) -> Result<Response, ApiError> {
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
-        return Err(invalid("limit".into(), "must be between 1 and 10000"));
+        return Err(ApiError::field("limit", "must be between 1 and 10000"));
     }
     let ndjson = match query.format.as_deref() {
         None | Some("json") => false,
         Some("ndjson") => true,
-        Some(_) => return Err(invalid("format".into(), "must be json or ndjson")),
+        Some(_) => return Err(ApiError::field("format", "must be json or ndjson")),
     };
     let filter = ActionFilter {
         principal: query.principal,

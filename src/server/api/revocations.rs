@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
@@ -21,7 +20,7 @@ use uuid::Uuid;
 
 use super::admin::auth::{authenticate, Caller, Writer};
 use super::agent_auth::agent_for_secret;
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{bearer, ApiJson, ApiQuery};
 use super::problems::JsonBodyErrors;
 use crate::server::app::AppState;
 use crate::server::error::{ApiError, Problem};
@@ -43,16 +42,9 @@ impl FromRequestParts<AppState> for Revoker {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let bearer = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_owned());
-        match bearer {
+        match bearer(&parts.headers) {
             Some(secret) if secret.starts_with(crate::server::secrets::AGENT_SECRET_PREFIX) => {
-                agent_for_secret(state, &secret)
+                agent_for_secret(state, secret)
                     .await?
                     .map(Revoker::Agent)
                     .ok_or_else(|| ApiError::Unauthorized("unknown agent or wrong secret".into()))
@@ -367,7 +359,7 @@ pub async fn bulk(
         && body.task.is_none()
         && body.issued_before.is_none()
     {
-        return Err(crate::server::mint::invalid(
+        return Err(ApiError::field(
             "agent",
             "name at least one of agent, principal, tool, task, issued_before",
         ));
@@ -431,10 +423,7 @@ pub async fn feed(
 ) -> Result<Json<FeedPage>, ApiError> {
     let limit = query.limit.unwrap_or(500);
     if !(1..=1000).contains(&limit) {
-        return Err(crate::server::mint::invalid(
-            "limit",
-            "must be between 1 and 1000",
-        ));
+        return Err(ApiError::field("limit", "must be between 1 and 1000"));
     }
     let after = query.after.unwrap_or(0).max(0);
     let rows = state

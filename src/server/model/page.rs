@@ -6,7 +6,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::server::error::{ApiError, FieldError};
+use crate::server::error::ApiError;
 
 /// Rows per page unless asked otherwise.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -49,14 +49,8 @@ impl TryFrom<&PageQuery> for PageRequest {
 
     fn try_from(query: &PageQuery) -> Result<Self, ApiError> {
         let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-        let invalid = |field: &str, message: &str| {
-            ApiError::Invalid(vec![FieldError {
-                field: field.to_owned(),
-                message: message.to_owned(),
-            }])
-        };
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(invalid("limit", "must be between 1 and 200"));
+            return Err(ApiError::field("limit", "must be between 1 and 200"));
         }
         let after = match &query.cursor {
             None => None,
@@ -66,7 +60,9 @@ impl TryFrom<&PageQuery> for PageRequest {
                     .ok()
                     .and_then(|bytes| String::from_utf8(bytes).ok())
                     .filter(|key| key.len() <= 256)
-                    .ok_or_else(|| invalid("cursor", "is not a cursor this API returned"))?,
+                    .ok_or_else(|| {
+                        ApiError::field("cursor", "is not a cursor this API returned")
+                    })?,
             ),
         };
         Ok(Self { after, limit })

@@ -10,7 +10,7 @@ use crate::server::api::extract::ApiQuery;
 use crate::server::api::problems::{GetErrors, ListErrors};
 use crate::server::app::AppState;
 use crate::server::audit::AuditReport;
-use crate::server::error::{ApiError, FieldError};
+use crate::server::error::ApiError;
 use crate::server::model::page::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::server::store::AuditEvent;
 
@@ -41,10 +41,7 @@ pub async fn list_audit(
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::Invalid(vec![FieldError {
-            field: "limit".to_owned(),
-            message: "must be between 1 and 200".to_owned(),
-        }]));
+        return Err(ApiError::field("limit", "must be between 1 and 200"));
     }
     let events = state
         .store

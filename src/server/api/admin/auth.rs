@@ -6,6 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
+use crate::server::api::extract::bearer;
 use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::admin_token::Role;
@@ -43,18 +44,14 @@ fn unauthorized(detail: &str) -> ApiError {
 }
 
 pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
-    let header = parts
-        .headers
-        .get(AUTHORIZATION)
-        .ok_or_else(|| unauthorized("send an admin token as `Authorization: Bearer mnd_adm_…`"))?;
+    if !parts.headers.contains_key(AUTHORIZATION) {
+        return Err(unauthorized(
+            "send an admin token as `Authorization: Bearer mnd_adm_…`",
+        ));
+    }
     let invalid = || unauthorized("invalid or revoked admin token");
-    let value = header.to_str().map_err(|_| invalid())?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(invalid)?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer")
-        || !token.starts_with(ADMIN_TOKEN_PREFIX)
-        || token.len() > 512
-    {
+    let token = bearer(&parts.headers).ok_or_else(invalid)?;
+    if !token.starts_with(ADMIN_TOKEN_PREFIX) || token.len() > 512 {
         return Err(invalid());
     }
     let hash = secrets::hash(token);

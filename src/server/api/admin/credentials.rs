@@ -12,7 +12,7 @@ use super::{shown_once, snapshot, ShownOnce};
 use crate::server::api::extract::ApiJson;
 use crate::server::api::problems::{ActionErrors, ChangeErrors};
 use crate::server::app::AppState;
-use crate::server::error::{ApiError, FieldError};
+use crate::server::error::ApiError;
 use crate::server::model::agent::{
     AgentKey, AgentSecretInfo, AgentStatus, IssuedAgentSecret, NewAgentKey,
 };
@@ -156,12 +156,8 @@ pub async fn add_key(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<NewAgentKey>,
 ) -> Result<(StatusCode, Json<AgentKey>), ApiError> {
-    let public = parse_public_key(&body.public_key).map_err(|e| {
-        ApiError::Invalid(vec![FieldError {
-            field: "public_key".to_owned(),
-            message: e.to_string(),
-        }])
-    })?;
+    let public = parse_public_key(&body.public_key)
+        .map_err(|e| ApiError::field("public_key", e.to_string()))?;
     live_agent(&state, &id).await?;
     let now = state.clock.now();
     let key = AgentKey {

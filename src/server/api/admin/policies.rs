@@ -13,7 +13,7 @@ use crate::server::api::problems::{
     ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
 };
 use crate::server::app::AppState;
-use crate::server::error::{ApiError, FieldError};
+use crate::server::error::ApiError;
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::policy::{NewPolicy, Policy, PolicyPatch};
 use crate::server::model::Grant;
@@ -51,10 +51,10 @@ async fn check_references(
     before: Option<&Policy>,
 ) -> Result<(), ApiError> {
     if state.store.issuer(&policy.issuer).await?.is_none() {
-        return Err(ApiError::Invalid(vec![FieldError {
-            field: "issuer".to_owned(),
-            message: format!("unknown issuer `{}`", policy.issuer),
-        }]));
+        return Err(ApiError::field(
+            "issuer",
+            format!("unknown issuer `{}`", policy.issuer),
+        ));
     }
     let known_agents = before.map(|b| b.agents.listed()).unwrap_or_default();
     let new_agents: Vec<String> = policy

@@ -13,7 +13,7 @@ use super::{shown_once, snapshot, ShownOnce};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{ActionErrors, CreateErrors, ListErrors};
 use crate::server::app::AppState;
-use crate::server::error::{ApiError, FieldError};
+use crate::server::error::ApiError;
 use crate::server::model::admin_token::{AdminToken, IssuedAdminToken, NewAdminToken, Role};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::secrets::{self, ADMIN_TOKEN_PREFIX};
@@ -29,10 +29,10 @@ pub async fn issue_admin_token(
 ) -> Result<IssuedAdminToken, ApiError> {
     request.check()?;
     if request.name == BOOTSTRAP_NAME {
-        return Err(ApiError::Invalid(vec![FieldError {
-            field: "name".to_owned(),
-            message: format!("`{BOOTSTRAP_NAME}` is reserved for the configured admin token"),
-        }]));
+        return Err(ApiError::field(
+            "name",
+            format!("`{BOOTSTRAP_NAME}` is reserved for the configured admin token"),
+        ));
     }
     let secret =
         secrets::generate(ADMIN_TOKEN_PREFIX).map_err(|e| ApiError::Internal(Box::new(e)))?;
