@@ -284,11 +284,7 @@ both_stores!(
 async fn database_dump(app: &TestApp, backend: Backend) -> String {
     match backend {
         Backend::Postgres => {
-            let url = match &app.db.database {
-                mandate::server::config::Database::Postgres(url) => url.expose().to_owned(),
-                other => panic!("not postgres: {other:?}"),
-            };
-            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
             let tables: Vec<String> = sqlx::query_scalar(
                 "SELECT table_name::text FROM information_schema.tables \
                  WHERE table_schema = 'public'",

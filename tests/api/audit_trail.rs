@@ -23,11 +23,7 @@ async fn tamper(
     use sqlx::Connection as _;
     match backend {
         Backend::Postgres => {
-            let url = match &app.db.database {
-                mandate::server::config::Database::Postgres(url) => url.expose().to_owned(),
-                _ => unreachable!(),
-            };
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut conn = sqlx::PgConnection::connect(&app.db.url()).await.unwrap();
             if bypass {
                 sqlx::query("SET session_replication_role = replica")
                     .execute(&mut conn)
@@ -43,8 +39,7 @@ async fn tamper(
             Ok(())
         }
         Backend::Sqlite => {
-            let path = app.db.data_dir().join("mandate.db");
-            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            let mut conn = sqlx::SqliteConnection::connect(&app.db.url())
                 .await
                 .unwrap();
             if bypass {

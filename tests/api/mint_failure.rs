@@ -19,10 +19,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
             n
         }
         _ => {
-            let path = app.db.data_dir().join("mandate.db");
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-                .await
-                .unwrap();
+            let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
             let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
             pool.close().await;
             n
@@ -141,10 +138,7 @@ async fn execute(app: &TestApp, sql: &str) {
             pool.close().await;
         }
         _ => {
-            let path = app.db.data_dir().join("mandate.db");
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-                .await
-                .unwrap();
+            let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
             sqlx::query(sql).execute(&pool).await.unwrap();
             pool.close().await;
         }

@@ -301,11 +301,7 @@ async fn insert_mandates(app: &TestApp, backend: Backend, subject: &str, count: 
     let issued = app.clock.now().to_rfc3339();
     match backend {
         Backend::Postgres => {
-            let url = match &app.db.database {
-                mandate::server::config::Database::Postgres(url) => url.expose().to_owned(),
-                _ => unreachable!(),
-            };
-            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
             sqlx::query(
                 "INSERT INTO mandates (id, agent_id, principal_subject, principal_issuer, task_id, \
                  task_description, task_digest, scope, root_kid, revocation_id, issued_at, expires_at) \
@@ -323,10 +319,7 @@ async fn insert_mandates(app: &TestApp, backend: Backend, subject: &str, count: 
             pool.close().await;
         }
         Backend::Sqlite => {
-            let path = app.db.data_dir().join("mandate.db");
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-                .await
-                .unwrap();
+            let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
             let mut tx = pool.begin().await.unwrap();
             for n in 0..count {
                 let issued = app.clock.now();

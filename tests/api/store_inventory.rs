@@ -639,10 +639,7 @@ async fn insert_mandate(
             pool.close().await;
         }
         _ => {
-            let path = db.data_dir().join("mandate.db");
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-                .await
-                .unwrap();
+            let pool = sqlx::SqlitePool::connect(&db.url()).await.unwrap();
             sqlx::query(mandate)
                 .bind(id)
                 .bind(agent)

@@ -86,6 +86,17 @@ impl TestDatabase {
             .unwrap()
     }
 
+    /// A URL that opens this database directly, for checks the API does not offer.
+    pub fn url(&self) -> String {
+        match &self.database {
+            Database::Postgres(url) => url.expose().to_owned(),
+            sqlite => {
+                let path = sqlite.sqlite_path(self.data_dir()).unwrap();
+                format!("sqlite://{}", path.display())
+            }
+        }
+    }
+
     /// The data directory that belongs to this database.
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
