@@ -11,7 +11,6 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
-use biscuit_auth::Biscuit;
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
@@ -215,19 +214,13 @@ pub async fn revoke_branch(
     check_reason(&body.reason)?;
     let rejected =
         || ApiError::Unauthorized("not a derived mandate signed by mandate's keys".into());
-    if body.token.len() > crate::token::MAX_TOKEN_BYTES {
-        return Err(rejected());
-    }
     let keys = state
         .keys
         .document()
         .key_set()
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let token = Biscuit::from_base64(&body.token, |kid: Option<u32>| {
-        kid.and_then(|kid| keys.get(&kid).copied())
-            .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
-    })
-    .map_err(|_| rejected())?;
+    let token = crate::token::verify::parse(&body.token, &keys, crate::token::MAX_TOKEN_BYTES)
+        .map_err(|_| rejected())?;
     if token.block_count() < 2 || token.block_count() > 16 {
         return Err(rejected());
     }
