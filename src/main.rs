@@ -151,7 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, dev } => {
             let config = Config::from_env(config.as_deref())?;
-            telemetry::init(&config).map_err(anyhow::Error::msg)?;
+            let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
             tracing::debug!(?config, "configuration");
             runtime()?.block_on(async {
                 let options = Options { dev, dev_seed: dev };
@@ -166,7 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate { config } => {
             let config = Config::from_env(config.as_deref())?;
-            telemetry::init(&config).map_err(anyhow::Error::msg)?;
+            let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
             let report = runtime()?.block_on(startup::migrate(&config))?;
             println!(
                 "migrations: {} applied now, {} known",
@@ -189,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: AdminTokenCommand::Create { name, role, config },
         } => {
             let config = Config::from_env(config.as_deref())?;
-            telemetry::init(&config).map_err(anyhow::Error::msg)?;
+            let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
             let issued = runtime()?.block_on(async {
                 let store = startup::open_migrated_store(&config).await?;
                 let issued = issue_admin_token(
@@ -243,7 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: AuditCommand::Verify { config },
         } => {
             let config = Config::from_env(config.as_deref())?;
-            telemetry::init(&config).map_err(anyhow::Error::msg)?;
+            let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
             let report = runtime()?.block_on(async {
                 let store = startup::open_migrated_store(&config).await?;
                 let keys: mandate::token::keys::KeySet = store

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
+use axum::response::Html;
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use tokio::net::TcpListener;
@@ -24,6 +25,7 @@ use super::idp::IdentityVerifier;
 use super::keys::KeyRing;
 use super::secrets::SecretHash;
 use super::store::SharedStore;
+use super::telemetry::{self, Metrics};
 use crate::clock::SharedClock;
 
 /// What every handler can reach.
@@ -45,13 +47,43 @@ pub struct AppState {
     pub dev_idp: Option<Arc<DevIdp>>,
     /// Bounds the revocation streams open at once (each reads the feed on every commit).
     pub streams: Arc<tokio::sync::Semaphore>,
+    /// The service's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
-/// The whole HTTP application: API routes, `/openapi.json`, and the middleware stack.
+/// The `/docs` page: the spec inline (`$spec`), rendered by Scalar.
+const DOCS_HTML: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <title>mandate API</title>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+</head>
+<body>
+  <script id="api-reference" type="application/json">
+    $spec
+  </script>
+  <script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script>
+</body>
+</html>
+"#;
+
+/// What `/docs` may load: the page's inline spec, the Scalar viewer from its CDN, and nothing
+/// else (it reads no cookies and calls only this origin).
+const DOCS_CSP: &str = "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; \
+    style-src 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; \
+    font-src https://fonts.gstatic.com https://cdn.jsdelivr.net data:; img-src data: https:; \
+    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The whole HTTP application: API routes, `/openapi.json`, `/docs`, `/metrics`, and the
+/// middleware stack.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.request_body_limit;
     let timeout = state.config.request_timeout;
     let (mut routes, spec) = api::routes().split_for_parts();
+    let docs = utoipa_scalar::Scalar::new(spec.clone())
+        .custom_html(DOCS_HTML)
+        .to_html();
     let spec = Arc::new(spec);
     if let Some(idp) = &state.dev_idp {
         routes = routes.merge(dev::routes(Arc::clone(idp)));
@@ -62,6 +94,21 @@ pub fn router(state: AppState) -> Router {
             get(move || {
                 let spec = Arc::clone(&spec);
                 async move { Json(spec.as_ref().clone()) }
+            }),
+        )
+        .route(
+            "/docs",
+            get(move || {
+                let docs = docs.clone();
+                async move {
+                    (
+                        [
+                            (header::CONTENT_SECURITY_POLICY, DOCS_CSP),
+                            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                        ],
+                        Html(docs),
+                    )
+                }
             }),
         )
         .fallback(|| async { ApiError::NotFound("no such endpoint".to_owned()) })
@@ -89,21 +136,24 @@ pub fn router(state: AppState) -> Router {
         )
 }
 
-/// The span of one request: method, path (never the query string) and request id.
+/// The span of one request: method, path (never the query string), request id and trace id.
 fn request_span(request: &Request<Body>) -> tracing::Span {
     let request_id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         request_id,
+        trace_id = tracing::field::Empty,
         admin = tracing::field::Empty,
         agent = tracing::field::Empty,
-    )
+    );
+    telemetry::continue_trace(&span, request.headers());
+    span
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.

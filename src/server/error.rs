@@ -39,6 +39,10 @@ pub struct Problem {
     /// For a refused mint: every denied operation and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied: Vec<Denial>,
+    /// The W3C trace id of the request, to find its trace and log lines.
+    #[schema(example = "4bf92f3577b34da6a3ce929d0e0e4736")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// One invalid field of a request.
@@ -63,6 +67,7 @@ impl Problem {
             errors: Vec::new(),
             reason: None,
             denied: Vec::new(),
+            trace_id: None,
         }
     }
 
@@ -75,7 +80,10 @@ impl Problem {
 }
 
 impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        if self.trace_id.is_none() {
+            self.trace_id = super::telemetry::trace_id(&tracing::Span::current());
+        }
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
         (

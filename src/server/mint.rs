@@ -2,6 +2,8 @@
 //! the request, prove the human principal, evaluate the requested scope, sign, and record the
 //! issuance with its audit event before the token is handed back. Refusals are audited too.
 
+use std::time::Instant;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -14,8 +16,10 @@ use super::model::agent::Agent;
 use super::model::{Check, Grant};
 use super::policy::{evaluate, mandate_ttl, Denial};
 use super::store::{self, new_id, AuditOutcome, Issuance, NewAuditEvent};
+use super::telemetry::MintOutcome;
 use crate::token::mint::{mint as mint_token, MandateSpec};
 use crate::token::Right;
+use tracing::Instrument;
 
 /// Longest task description, in bytes.
 pub const MAX_TASK_BYTES: usize = 4096;
@@ -126,9 +130,24 @@ async fn audit_denial(
     }
 }
 
-/// Mints a mandate for `agent` (an authenticated, active orchestrator).
+/// Mints a mandate for `agent` (an authenticated, active orchestrator), and counts the outcome.
 #[tracing::instrument(skip_all, fields(agent = %agent.id))]
 pub async fn mint(
+    state: &AppState,
+    agent: &Agent,
+    request: MintRequest,
+    meta: RequestMeta,
+) -> Result<Issued, ApiError> {
+    let started = Instant::now();
+    let result = issue(state, agent, request, meta).await;
+    let (outcome, reason) = MintOutcome::of(&result);
+    state.metrics.minted(outcome, reason, started.elapsed());
+    result
+}
+
+/// The steps of a mint, each in its own span: `jwt.validate`, `policy.evaluate`, `token.sign`
+/// and `store.commit`.
+async fn issue(
     state: &AppState,
     agent: &Agent,
     request: MintRequest,
@@ -146,6 +165,7 @@ pub async fn mint(
     let principal = match state
         .idp
         .verify(&request.subject_token, &issuers, now)
+        .instrument(tracing::info_span!("jwt.validate"))
         .await
     {
         Ok(principal) => principal,
@@ -165,9 +185,19 @@ pub async fn mint(
             });
         }
     };
-    let policies = state.store.all_policies().await?;
-    let tools = store::all_tools(state.store.as_ref()).await?;
-    let evaluation = evaluate(&principal, agent, &request.scope, &policies, &tools);
+    let evaluation = async {
+        let policies = state.store.all_policies().await?;
+        let tools = store::all_tools(state.store.as_ref()).await?;
+        Ok::<_, ApiError>(evaluate(
+            &principal,
+            agent,
+            &request.scope,
+            &policies,
+            &tools,
+        ))
+    }
+    .instrument(tracing::info_span!("policy.evaluate"))
+    .await?;
     let principal_json = json!({
         "subject": principal.subject, "issuer": principal.issuer_url, "groups": principal.groups,
     });
@@ -206,8 +236,9 @@ pub async fn mint(
         rights: evaluation.granted.clone(),
         expires_at,
     };
-    let minted =
-        mint_token(&spec, root.keypair(), root.kid).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let minted = tracing::info_span!("token.sign", kid = root.kid)
+        .in_scope(|| mint_token(&spec, root.keypair(), root.kid))
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
     let issuance = Issuance {
         id: mandate_id,
         agent_id: agent.id.clone(),
@@ -237,7 +268,18 @@ pub async fn mint(
         }),
     };
     // Nothing leaves unless its record is committed.
-    state.store.insert_mandate(&issuance, &audit).await?;
+    let committing = Instant::now();
+    state
+        .store
+        .insert_mandate(&issuance, &audit)
+        .instrument(tracing::info_span!(
+            "store.commit",
+            operation = "insert_mandate"
+        ))
+        .await?;
+    state
+        .metrics
+        .store_commit("insert_mandate", committing.elapsed());
     Ok(Issued {
         token: minted.token,
         mandate_id,

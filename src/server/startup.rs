@@ -18,6 +18,7 @@ use super::idp::{IdentityVerifier, IdpSettings};
 use super::keys::{self, KeyError, KeyRing, KeyRingError, RootKey, DEV_KID};
 use super::secrets::{self, SecretHash};
 use super::store::{self, MigrationReport, NewRootKey, SharedStore, StoreError};
+use super::telemetry::{otlp, Metrics};
 use crate::clock::SharedClock;
 
 /// How the service was asked to start.
@@ -68,6 +69,9 @@ pub enum StartupError {
     /// The HTTP client for issuers' keys could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    /// Telemetry export is misconfigured (an `OTEL_*` variable mandate cannot honour).
+    #[error("telemetry: {0}")]
+    Telemetry(String),
     /// The key ring is inconsistent.
     #[error(transparent)]
     KeyRing(#[from] KeyRingError),
@@ -127,6 +131,11 @@ impl Server {
         };
         tracing::info!(listen = %local, store = ?store.backend(), active_kid, "mandate is ready");
         let data_dir = config.data_dir.clone();
+        let metrics = Metrics::new(
+            &store,
+            otlp::metric_exporter().map_err(StartupError::Telemetry)?,
+        )
+        .map_err(StartupError::Telemetry)?;
         let state = AppState {
             store,
             keys: Arc::new(ring),
@@ -139,6 +148,7 @@ impl Server {
             ),
             dev_idp,
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            metrics: Arc::new(metrics),
         };
         let walkthrough = match (&state.dev_idp, options.dev_seed) {
             (Some(idp), true) => dev::seed(&state, idp, &data_dir).await?,
@@ -172,10 +182,13 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let store = Arc::clone(&self.state.store);
+        let metrics = Arc::clone(&self.state.metrics);
         let checkpoints = tokio::spawn(checkpoint_periodically(self.state.clone()));
         let result = app::serve(self.listener, app::router(self.state), shutdown).await;
         checkpoints.abort();
         store.close().await;
+        // The exporter blocks while it pushes the last metrics.
+        let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
         result
     }
 }

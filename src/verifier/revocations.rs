@@ -89,12 +89,14 @@ impl RevocationSync {
                 url: settings.base_url.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Arc::new(Self {
+        let sync = Arc::new(Self {
             settings,
             http,
             state: RwLock::new(State::default()),
             clock,
-        }))
+        });
+        report_lag(&sync);
+        Ok(sync)
     }
 
     fn url(&self, path: &str) -> String {
@@ -230,6 +232,30 @@ impl RevocationSync {
             stale: since.is_none_or(|d| d > self.settings.max_staleness),
         }
     }
+}
+
+/// Reports the copy's sync lag as the gauge `mandate.verifier.sync.lag` (seconds since the last
+/// successful sync, labelled with the feed's base URL) through the global meter provider, the
+/// one the downstream service installs; without one, nothing is recorded.
+fn report_lag(sync: &Arc<RevocationSync>) {
+    let weak = Arc::downgrade(sync);
+    let feed = opentelemetry::KeyValue::new("feed", sync.settings.base_url.clone());
+    opentelemetry::global::meter("mandate.verifier")
+        .f64_observable_gauge("mandate.verifier.sync.lag")
+        .with_unit("s")
+        .with_description("Seconds since the revocation copy last synced")
+        .with_callback(move |gauge| {
+            let Some(sync) = weak.upgrade() else { return };
+            let last = sync
+                .state
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .last_success;
+            if let Some(last) = last {
+                gauge.observe(last.elapsed().as_secs_f64(), std::slice::from_ref(&feed));
+            }
+        })
+        .build();
 }
 
 impl RevocationCheck for RevocationSync {

@@ -30,15 +30,16 @@ fn free_port() -> u16 {
 }
 
 /// A `mandate serve` process.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     base: String,
-    stderr: PathBuf,
+    /// Where the process's stderr (its log) goes.
+    pub(crate) stderr: PathBuf,
 }
 
 impl Running {
     /// Starts `serve` with `args` and `envs` on a free port and waits until /healthz answers.
-    async fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Running {
+    pub(crate) async fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Running {
         let port = free_port();
         let stderr = dir.join(format!("stderr-{port}.log"));
         let child = mandate()
@@ -72,11 +73,11 @@ impl Running {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
@@ -91,7 +92,7 @@ impl Running {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    async fn stop(mut self) -> ExitStatus {
+    pub(crate) async fn stop(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill")
             .args(["-TERM", &pid])
@@ -113,7 +114,7 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-fn generate_key(path: &Path) -> Output {
+pub(crate) fn generate_key(path: &Path) -> Output {
     mandate()
         .args(["keys", "generate", "--out"])
         .arg(path)
@@ -829,7 +830,55 @@ async fn token_commands_attenuate_attest_inspect_and_verify_offline() {
     assert!(err.contains("no token given"), "{err}");
 }
 
-fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+/// Through `running`'s admin API: tool `crm` (read), orchestrator `bot`, issuer `idp` (the test
+/// identity provider) and policy `p` (group `support` may delegate crm read to bot). Returns
+/// bot's secret.
+pub(crate) async fn seed_inventory(
+    running: &Running,
+    admin: &str,
+    idp: &crate::helpers::idp::TestIdp,
+) -> String {
+    let client = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/v1/admin/tools",
+            serde_json::json!({"id": "crm", "display_name": "CRM", "kind": "api", "owner": "o", "operations": ["read"]}),
+        ),
+        (
+            "/v1/admin/agents",
+            serde_json::json!({"id": "bot", "display_name": "Bot", "kind": "orchestrator", "owner": "o", "ceiling": [{"tool": "crm", "operations": ["read"]}]}),
+        ),
+        (
+            "/v1/admin/issuers",
+            serde_json::json!({"id": "idp", "issuer_url": idp.issuer, "audiences": ["mandate"], "jwks_uri": idp.jwks_uri(), "allowed_algorithms": ["RS256"], "groups_claim": "groups"}),
+        ),
+        (
+            "/v1/admin/policies",
+            serde_json::json!({"id": "p", "issuer": "idp", "groups": ["support"], "agents": ["bot"], "grants": [{"tool": "crm", "operations": ["read"]}], "max_ttl_seconds": 300}),
+        ),
+    ] {
+        let response = client
+            .post(running.url(path))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{path}");
+    }
+    let issued: serde_json::Value = client
+        .post(running.url("/v1/admin/agents/bot/secret"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    issued["secret"].as_str().unwrap().to_owned()
+}
+
+pub(crate) fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
@@ -858,43 +907,7 @@ async fn two_processes_on_one_postgres_share_mandates_and_revocations() {
     let client = reqwest::Client::new();
     let idp = crate::helpers::idp::TestIdp::start().await;
     // The inventory goes in through A.
-    for (path, body) in [
-        (
-            "/v1/admin/tools",
-            serde_json::json!({"id": "crm", "display_name": "CRM", "kind": "api", "owner": "o", "operations": ["read"]}),
-        ),
-        (
-            "/v1/admin/agents",
-            serde_json::json!({"id": "bot", "display_name": "Bot", "kind": "orchestrator", "owner": "o", "ceiling": [{"tool": "crm", "operations": ["read"]}]}),
-        ),
-        (
-            "/v1/admin/issuers",
-            serde_json::json!({"id": "idp", "issuer_url": idp.issuer, "audiences": ["mandate"], "jwks_uri": idp.jwks_uri(), "allowed_algorithms": ["RS256"], "groups_claim": "groups"}),
-        ),
-        (
-            "/v1/admin/policies",
-            serde_json::json!({"id": "p", "issuer": "idp", "groups": ["support"], "agents": ["bot"], "grants": [{"tool": "crm", "operations": ["read"]}], "max_ttl_seconds": 300}),
-        ),
-    ] {
-        let response = client
-            .post(a.url(path))
-            .bearer_auth(admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "{path}");
-    }
-    let issued: serde_json::Value = client
-        .post(a.url("/v1/admin/agents/bot/secret"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let secret = issued["secret"].as_str().unwrap();
+    let secret = &seed_inventory(&a, admin, &idp).await;
     // Real time: these processes run on the system clock.
     let jwt = idp.sign(
         "rsa-1",

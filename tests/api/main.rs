@@ -16,6 +16,8 @@ mod mint;
 mod mint_failure;
 mod oauth;
 mod openapi;
+mod otlp;
 mod revocation;
 mod store;
 mod store_inventory;
+mod telemetry;

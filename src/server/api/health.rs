@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -80,4 +82,29 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Ap
         store,
         active_kid: state.keys.active().kid,
     }))
+}
+
+/// Every metric in the Prometheus text exposition format, for scraping. Labels are bounded
+/// outcome, reason and operation names; none identifies a principal, an agent or a token.
+#[utoipa::path(
+    get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "The metrics", body = String,
+         content_type = "text/plain; version=0.0.4"),
+        (status = 500, description = "The metrics could not be encoded", body = Problem,
+         content_type = "application/problem+json")
+    )
+)]
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    ))
 }

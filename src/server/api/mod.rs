@@ -83,6 +83,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
         .routes(routes!(keys::mandate_keys))
         .routes(routes!(keys::agent_keys))
         .routes(routes!(mandates::create_mandate))

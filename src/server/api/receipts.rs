@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -167,7 +168,18 @@ pub async fn report(
             })).collect::<Vec<_>>(),
         }),
     };
-    state.store.insert_receipts(&receipts, &audit).await?;
+    let committing = std::time::Instant::now();
+    state
+        .store
+        .insert_receipts(&receipts, &audit)
+        .instrument(tracing::info_span!(
+            "store.commit",
+            operation = "insert_receipts"
+        ))
+        .await?;
+    state
+        .metrics
+        .store_commit("insert_receipts", committing.elapsed());
     Ok(Json(Recorded {
         recorded: receipts.len(),
     }))

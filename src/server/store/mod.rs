@@ -46,6 +46,17 @@ pub enum Backend {
     Sqlite,
 }
 
+/// How much of a store's connection pool is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections open now.
+    pub size: u32,
+    /// Of those, how many are idle.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
 /// Everything mandate stores, as one handle: the core operations, admin tokens and the
 /// inventory. Each method is one transaction; every change commits with its audit event.
 pub trait Store:
@@ -75,6 +86,9 @@ impl<T> Store for T where
 pub trait CoreStore: Send + Sync + Debug {
     /// Which database this is.
     fn backend(&self) -> Backend;
+
+    /// The connection pool's usage now.
+    fn pool_usage(&self) -> PoolUsage;
 
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;

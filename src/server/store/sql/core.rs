@@ -94,6 +94,14 @@ impl CoreStore for ThisStore {
         BACKEND
     }
 
+    fn pool_usage(&self) -> PoolUsage {
+        PoolUsage {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
     #[tracing::instrument(skip(self), err)]
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

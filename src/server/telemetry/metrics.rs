@@ -1,0 +1,199 @@
+//! The service's metrics, as OpenTelemetry instruments read two ways: scraped in the Prometheus
+//! text format at `/metrics`, and pushed over OTLP when the environment names a collector.
+//!
+//! | Instrument (Prometheus name)                      | Labels                    |
+//! |---------------------------------------------------|---------------------------|
+//! | `mandate_mints_total`                             | `outcome`                 |
+//! | `mandate_mint_denials_total`                      | `reason`                  |
+//! | `mandate_mint_duration_seconds` (histogram)       | `outcome`                 |
+//! | `mandate_revocations_total`                       | `action`                  |
+//! | `mandate_store_duration_seconds` (histogram)      | `operation`               |
+//! | `mandate_store_pool_connections`                  | `state` (`idle`, `in_use`)|
+//! | `mandate_store_pool_max_connections`              |                           |
+//!
+//! Every label takes values from a fixed set, so no caller can grow the series count, and none
+//! names a principal, an agent or a token. The verifier library reports its own sync lag
+//! (`mandate.verifier.sync.lag`) through the downstream service's global meter provider.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::MetricExporter;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+use crate::server::error::ApiError;
+use crate::server::store::SharedStore;
+
+/// Bucket bounds for latencies, in seconds: 0.5 ms to 5 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How one mint request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MintOutcome {
+    /// A mandate was issued.
+    Issued,
+    /// The principal's token or the requested scope was refused.
+    Denied,
+    /// The request itself was invalid.
+    Invalid,
+    /// A dependency (the store, an issuer's keys) was unavailable.
+    Unavailable,
+    /// Anything else.
+    Error,
+}
+
+impl MintOutcome {
+    /// The outcome label, and for a denial its reason, of a mint's result.
+    pub fn of<T>(result: &Result<T, ApiError>) -> (Self, Option<&str>) {
+        match result {
+            Ok(_) => (MintOutcome::Issued, None),
+            Err(ApiError::SubjectRejected(error)) => (MintOutcome::Denied, Some(error.code())),
+            Err(ApiError::Denied(_)) => (MintOutcome::Denied, Some("scope_denied")),
+            Err(ApiError::Invalid(_) | ApiError::BadRequest(_)) => (MintOutcome::Invalid, None),
+            Err(ApiError::Unavailable(_)) => (MintOutcome::Unavailable, None),
+            Err(_) => (MintOutcome::Error, None),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            MintOutcome::Issued => "issued",
+            MintOutcome::Denied => "denied",
+            MintOutcome::Invalid => "invalid",
+            MintOutcome::Unavailable => "unavailable",
+            MintOutcome::Error => "error",
+        }
+    }
+}
+
+/// The service's instruments and the readers behind them.
+pub struct Metrics {
+    provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+    mints: Counter<u64>,
+    denials: Counter<u64>,
+    mint_duration: Histogram<f64>,
+    revocations: Counter<u64>,
+    store_duration: Histogram<f64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Instruments read by a Prometheus registry of their own, and by `otlp` when given. The
+    /// pool gauges read `store` while it lives.
+    pub fn new(store: &SharedStore, otlp: Option<MetricExporter>) -> Result<Self, String> {
+        let registry = prometheus::Registry::new();
+        let scrape = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_target_info()
+            .scope_info_enabled(false)
+            .build()
+            .map_err(|e| format!("metrics: {e}"))?;
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(super::otlp::resource())
+            .with_reader(scrape);
+        if let Some(exporter) = otlp {
+            builder = builder.with_periodic_exporter(exporter);
+        }
+        let provider = builder.build();
+        let meter = provider.meter(super::SCOPE);
+        let weak = Arc::downgrade(store);
+        meter
+            .u64_observable_gauge("mandate.store.pool.connections")
+            .with_description("Open database connections by state")
+            .with_callback(move |gauge| {
+                if let Some(store) = weak.upgrade() {
+                    let usage = store.pool_usage();
+                    let in_use = usage.size.saturating_sub(usage.idle);
+                    gauge.observe(u64::from(usage.idle), &[KeyValue::new("state", "idle")]);
+                    gauge.observe(u64::from(in_use), &[KeyValue::new("state", "in_use")]);
+                }
+            })
+            .build();
+        let weak = Arc::downgrade(store);
+        meter
+            .u64_observable_gauge("mandate.store.pool.max_connections")
+            .with_description("The most database connections the pool opens")
+            .with_callback(move |gauge| {
+                if let Some(store) = weak.upgrade() {
+                    gauge.observe(u64::from(store.pool_usage().max), &[]);
+                }
+            })
+            .build();
+        Ok(Self {
+            mints: meter
+                .u64_counter("mandate.mints")
+                .with_description("Mint requests by outcome")
+                .build(),
+            denials: meter
+                .u64_counter("mandate.mint.denials")
+                .with_description("Refused mints by reason")
+                .build(),
+            mint_duration: meter
+                .f64_histogram("mandate.mint.duration")
+                .with_unit("s")
+                .with_description("Time to answer a mint request")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            revocations: meter
+                .u64_counter("mandate.revocations")
+                .with_description("Mandates revoked, by how")
+                .build(),
+            store_duration: meter
+                .f64_histogram("mandate.store.duration")
+                .with_unit("s")
+                .with_description("Time to commit a write to the store")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            provider,
+            registry,
+        })
+    }
+
+    /// Counts one mint request and its duration.
+    pub fn minted(&self, outcome: MintOutcome, reason: Option<&str>, took: Duration) {
+        let label = [KeyValue::new("outcome", outcome.label())];
+        self.mints.add(1, &label);
+        self.mint_duration.record(took.as_secs_f64(), &label);
+        if let Some(reason) = reason {
+            self.denials
+                .add(1, &[KeyValue::new("reason", reason.to_owned())]);
+        }
+    }
+
+    /// Counts `count` revocations recorded by `action`, the audit action naming how (one
+    /// mandate, a branch, or a bulk selection; a fixed set in code, never caller input).
+    pub fn revoked(&self, action: &str, count: u64) {
+        self.revocations
+            .add(count, &[KeyValue::new("action", action.to_owned())]);
+    }
+
+    /// Records how long the store took to commit `operation`.
+    pub fn store_commit(&self, operation: &'static str, took: Duration) {
+        self.store_duration
+            .record(took.as_secs_f64(), &[KeyValue::new("operation", operation)]);
+    }
+
+    /// Every metric in the Prometheus text exposition format.
+    pub fn render(&self) -> Result<String, String> {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Pushes what is pending to the OTLP collector and stops the readers.
+    pub fn shutdown(&self) {
+        if let Err(error) = self.provider.shutdown() {
+            tracing::warn!(%error, "flushing metrics");
+        }
+    }
+}

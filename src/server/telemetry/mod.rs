@@ -1,0 +1,124 @@
+//! Telemetry: logs, traces and metrics.
+//!
+//! - Logs: `tracing` to stderr as text or JSON lines, filtered by the `log` setting.
+//! - Traces: every request is a span tree (request → `jwt.validate`, `policy.evaluate`,
+//!   `token.sign`, `store.commit` for a mint). The trace id continues an incoming W3C
+//!   `traceparent`, is logged with the request span and returned in problem documents. Spans are
+//!   exported over OTLP/HTTP when the standard `OTEL_EXPORTER_OTLP_*` variables name an
+//!   endpoint ([`otlp`]).
+//! - Metrics: [`Metrics`], scraped at `/metrics` and exported over OTLP alongside traces.
+//!
+//! Nothing secret is a span field or a metric label: requests are described by method, path
+//! and request id; callers by their agent id or admin token name; metrics by bounded outcome,
+//! reason and operation names.
+
+mod metrics;
+pub mod otlp;
+
+use axum::http::HeaderMap;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
+use tracing::Subscriber;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+pub use metrics::{Metrics, MintOutcome};
+
+use super::config::{Config, LogFormat};
+
+/// The instrumentation scope of every span and metric mandate emits.
+pub const SCOPE: &str = "mandate";
+
+/// Keeps the trace pipeline alive; dropping it flushes and stops the exporter.
+#[must_use = "dropping the telemetry guard stops trace export"]
+pub struct Telemetry {
+    traces: SdkTracerProvider,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Err(error) = self.traces.shutdown() {
+            eprintln!("mandate: flushing traces: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber: logs to stderr, spans to OTLP when the environment names an
+/// endpoint. Call once, from the binary.
+pub fn init(config: &Config) -> Result<Telemetry, String> {
+    let traces = tracer_provider(otlp::span_exporter()?);
+    let subscriber = subscriber(
+        &config.log,
+        config.log_format,
+        std::io::stderr,
+        traces.tracer(SCOPE),
+    )?;
+    tracing::subscriber::set_global_default(subscriber).map_err(|e| e.to_string())?;
+    Ok(Telemetry { traces })
+}
+
+/// A tracer provider sending finished spans to `exporter` in batches. Without an exporter,
+/// spans still carry trace ids (for logs and problem documents) and are dropped when they end.
+pub fn tracer_provider(exporter: Option<opentelemetry_otlp::SpanExporter>) -> SdkTracerProvider {
+    let builder = SdkTracerProvider::builder().with_resource(otlp::resource());
+    match exporter {
+        Some(exporter) => builder.with_batch_exporter(exporter).build(),
+        None => builder.build(),
+    }
+}
+
+/// The subscriber [`init`] installs, writing log lines to `writer` and spans to `tracer`.
+/// Tests build it with an in-memory writer and exporter to see exactly what would leave.
+pub fn subscriber<W>(
+    log: &str,
+    format: LogFormat,
+    writer: W,
+    tracer: Tracer,
+) -> Result<Box<dyn Subscriber + Send + Sync>, String>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(log).map_err(|e| e.to_string())?;
+    let lines = tracing_subscriber::fmt::layer().with_writer(writer);
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().flatten_event(true).boxed(),
+    };
+    // Traces hold mandate's own spans at info and above, whatever the log filter says.
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(Targets::new().with_target(SCOPE, LevelFilter::INFO));
+    Ok(Box::new(
+        tracing_subscriber::registry()
+            .with(lines.with_filter(filter))
+            .with(spans),
+    ))
+}
+
+/// Continues the W3C trace context of an incoming request (`traceparent`, `tracestate`) in
+/// `span`, and records the trace id in the span's `trace_id` field for the logs.
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    let parent =
+        TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
+    if parent.span().span_context().is_valid() {
+        // Fails only without the OpenTelemetry layer, when there is no trace to continue.
+        let _ = span.set_parent(parent);
+    }
+    if let Some(trace_id) = trace_id(span) {
+        span.record("trace_id", trace_id.as_str());
+    }
+}
+
+/// The trace id of `span`, hex, when spans are being traced.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
