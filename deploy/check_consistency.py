@@ -93,6 +93,30 @@ ingress = [p["port"] for rule in kinds["NetworkPolicy"]["spec"]["ingress"] for p
 check(ingress == [listen_port], f"the NetworkPolicy admits {ingress}, mandate listens on {listen_port}")
 check("/metrics" in spec["paths"], "/metrics is not an endpoint of the API")
 
+# Every Secret key the pod reads is in the Secrets template.
+secrets = {}
+for document in yaml.safe_load_all((ROOT / "deploy/kubernetes/secrets.example.yaml").read_text()):
+    if document and document["kind"] == "Secret":
+        secrets[document["metadata"]["name"]] = set(document["stringData"])
+for container in pod.get("initContainers", []) + pod["containers"]:
+    for env in container.get("env", []):
+        ref = env.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            check(ref["key"] in secrets.get(ref["name"], set()),
+                  f"{container['name']} reads secret {ref['name']}/{ref['key']}, not in secrets.example.yaml")
+for volume in pod.get("volumes", []):
+    if "secret" in volume:
+        name = volume["secret"]["secretName"]
+        check(name in secrets, f"volume {volume['name']} mounts secret {name}, not in secrets.example.yaml")
+key_paths = [p.split("=", 1)[1] for p in config_map["MANDATE_ROOT_KEYS"].split(",")]
+mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+volumes = {v["name"]: v for v in pod["volumes"]}
+for path in key_paths:
+    directory, file = path.rsplit("/", 1)
+    volume = volumes.get(mounts.get(directory, ""), {})
+    secret = volume.get("secret", {}).get("secretName")
+    check(file in secrets.get(secret, set()), f"root key {path} is not a key of a mounted Secret")
+
 # systemd
 unit = (ROOT / "deploy/systemd/mandate.service").read_text()
 systemd_env = set(re.findall(r"\b((?:MANDATE|OTEL)_[A-Z_]+)=", unit))
