@@ -24,6 +24,7 @@ use super::error::{problem_for_bare_errors, ApiError};
 use super::idp::IdentityVerifier;
 use super::keys::KeyRing;
 use super::secrets::SecretHash;
+use super::store::batch::Writers;
 use super::store::SharedStore;
 use super::telemetry::{self, Metrics};
 use crate::clock::SharedClock;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub streams: Arc<tokio::sync::Semaphore>,
     /// The service's metrics.
     pub metrics: Arc<Metrics>,
+    /// Group-committing writers for issuances and receipts.
+    pub writers: Arc<Writers>,
 }
 
 /// The `/docs` page: the spec inline (`$spec`), rendered by Scalar.

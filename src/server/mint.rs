@@ -270,8 +270,9 @@ async fn issue(
     // Nothing leaves unless its record is committed.
     let committing = Instant::now();
     state
-        .store
-        .insert_mandate(&issuance, &audit)
+        .writers
+        .mandates
+        .submit((issuance, audit))
         .instrument(tracing::info_span!(
             "store.commit",
             operation = "insert_mandate"

@@ -17,6 +17,7 @@ use super::dev::{self, DevIdp};
 use super::idp::{IdentityVerifier, IdpSettings};
 use super::keys::{self, KeyError, KeyRing, KeyRingError, RootKey, DEV_KID};
 use super::secrets::{self, SecretHash};
+use super::store::batch::Writers;
 use super::store::{self, MigrationReport, NewRootKey, SharedStore, StoreError};
 use super::telemetry::{otlp, Metrics};
 use crate::clock::SharedClock;
@@ -137,6 +138,7 @@ impl Server {
         )
         .map_err(StartupError::Telemetry)?;
         let state = AppState {
+            writers: Arc::new(Writers::spawn(&store)),
             store,
             keys: Arc::new(ring),
             clock,

@@ -168,10 +168,12 @@ pub async fn report(
             })).collect::<Vec<_>>(),
         }),
     };
+    let recorded = receipts.len();
     let committing = std::time::Instant::now();
     state
-        .store
-        .insert_receipts(&receipts, &audit)
+        .writers
+        .receipts
+        .submit((receipts, audit))
         .instrument(tracing::info_span!(
             "store.commit",
             operation = "insert_receipts"
@@ -180,9 +182,7 @@ pub async fn report(
     state
         .metrics
         .store_commit("insert_receipts", committing.elapsed());
-    Ok(Json(Recorded {
-        recorded: receipts.len(),
-    }))
+    Ok(Json(Recorded { recorded }))
 }
 
 /// Filters of an attribution query.

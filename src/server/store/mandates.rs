@@ -88,22 +88,39 @@ pub struct ActionFilter {
 /// Issued mandates.
 #[async_trait]
 pub trait MandateStore: Send + Sync {
-    /// Records an issuance and its audit event in one transaction.
+    /// Records issuances, each with its audit event, in one transaction: all of them or none.
+    /// The audit events join the chain in the order given.
+    async fn insert_mandates(&self, batch: &[(Issuance, NewAuditEvent)]) -> Result<(), StoreError>;
+
+    /// Records one issuance and its audit event in one transaction.
     async fn insert_mandate(
         &self,
         issuance: &Issuance,
         audit: &NewAuditEvent,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.insert_mandates(&[(issuance.clone(), audit.clone())])
+            .await
+    }
 
     /// One issued mandate.
     async fn mandate(&self, id: Uuid) -> Result<Option<Issuance>, StoreError>;
+
+    /// Records several reports' receipts, each report with its audit event, in one
+    /// transaction: all of them or none.
+    async fn insert_receipt_batches(
+        &self,
+        batch: &[(Vec<Receipt>, NewAuditEvent)],
+    ) -> Result<(), StoreError>;
 
     /// Records receipts and their audit event in one transaction.
     async fn insert_receipts(
         &self,
         receipts: &[Receipt],
         audit: &NewAuditEvent,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.insert_receipt_batches(&[(receipts.to_vec(), audit.clone())])
+            .await
+    }
 
     /// Receipts matching `filter` with their mandates, oldest first, at most `limit`.
     async fn actions(

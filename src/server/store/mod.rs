@@ -2,6 +2,7 @@
 //! default) from the same SQL (`sql.rs`). Both pass one conformance suite (`tests/api/store.rs`).
 //! Transactions live here: every change and its audit event commit together or not at all.
 
+pub mod batch;
 mod inventory;
 mod mandates;
 mod postgres;

@@ -71,6 +71,57 @@ async fn insert_audit(
     audit_from_row(&row)
 }
 
+/// Appends `events` to the chain in order, in one statement per 500 (the head is read once).
+async fn append_audit_events(
+    conn: &mut DbConnection,
+    events: &[&NewAuditEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    // Appends are serialised (see serialize_audit): the head read here stays the head.
+    serialize_audit(conn).await?;
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (mut seq, mut prev) = match head {
+        Some((seq, hash)) => (seq, hash),
+        None => (0, crate::server::audit::GENESIS.to_vec()),
+    };
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let stored = NewAuditEvent {
+            occurred_at: db_time(event.occurred_at),
+            ..(*event).clone()
+        };
+        let hash = crate::server::audit::chain_hash(&prev, seq, &stored);
+        rows.push((seq, stored, prev, hash.clone()));
+        prev = hash;
+    }
+    for chunk in rows.chunks(500) {
+        let mut query = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO audit_events \
+             (seq, id, occurred_at, actor, action, target, outcome, details, prev_hash, hash) ",
+        );
+        query.push_values(chunk, |mut row, (seq, stored, prev, hash)| {
+            row.push_bind(*seq)
+                .push_bind(stored.id)
+                .push_bind(stored.occurred_at)
+                .push_bind(&stored.actor)
+                .push_bind(&stored.action)
+                .push_bind(&stored.target)
+                .push_bind(stored.outcome.as_str())
+                .push_bind(sqlx::types::Json(&stored.details))
+                .push_bind(prev)
+                .push_bind(hash);
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Advances the inventory generation if it is still `guard`; first write of a change's
 /// transaction.
 async fn advance_inventory(conn: &mut DbConnection, guard: InventoryGuard) -> Result<(), StoreError> {

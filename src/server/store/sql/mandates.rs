@@ -40,12 +40,12 @@ fn receipt_from_row(row: &DbRow) -> Result<Receipt, StoreError> {
 
 #[async_trait::async_trait]
 impl MandateStore for ThisStore {
-    #[tracing::instrument(skip_all, fields(receipts = receipts.len()), err)]
-    async fn insert_receipts(
+    #[tracing::instrument(skip_all, fields(reports = batch.len()), err)]
+    async fn insert_receipt_batches(
         &self,
-        receipts: &[Receipt],
-        audit: &NewAuditEvent,
+        batch: &[(Vec<Receipt>, NewAuditEvent)],
     ) -> Result<(), StoreError> {
+        let receipts: Vec<&Receipt> = batch.iter().flat_map(|(r, _)| r).collect();
         let mut tx = self.begin().await?;
         for chunk in receipts.chunks(500) {
             let mut query = sqlx::QueryBuilder::<Db>::new(
@@ -66,7 +66,8 @@ impl MandateStore for ThisStore {
             });
             query.build().execute(&mut *tx).await?;
         }
-        insert_audit(&mut tx, audit).await?;
+        let events: Vec<&NewAuditEvent> = batch.iter().map(|(_, audit)| audit).collect();
+        append_audit_events(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -112,35 +113,38 @@ impl MandateStore for ThisStore {
             .collect()
     }
 
-    #[tracing::instrument(skip_all, fields(mandate = %issuance.id), err)]
-    async fn insert_mandate(
+    #[tracing::instrument(skip_all, fields(mandates = batch.len()), err)]
+    async fn insert_mandates(
         &self,
-        issuance: &Issuance,
-        audit: &NewAuditEvent,
+        batch: &[(Issuance, NewAuditEvent)],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO mandates (id, agent_id, principal_subject, principal_issuer, task_id, \
-             task_description, task_digest, scope, root_kid, revocation_id, issued_at, \
-             expires_at, request_meta) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(issuance.id)
-        .bind(&issuance.agent_id)
-        .bind(&issuance.principal_subject)
-        .bind(&issuance.principal_issuer)
-        .bind(&issuance.task_id)
-        .bind(&issuance.task_description)
-        .bind(&issuance.task_digest)
-        .bind(sqlx::types::Json(&issuance.scope))
-        .bind(i64::from(issuance.root_kid))
-        .bind(&issuance.revocation_id)
-        .bind(db_time(issuance.issued_at))
-        .bind(db_time(issuance.expires_at))
-        .bind(sqlx::types::Json(&issuance.request_meta))
-        .execute(&mut *tx)
-        .await?;
-        insert_audit(&mut tx, audit).await?;
+        // 13 parameters a row: 200 rows stay far below either database's parameter limit.
+        for chunk in batch.chunks(200) {
+            let mut query = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO mandates (id, agent_id, principal_subject, principal_issuer, task_id, \
+                 task_description, task_digest, scope, root_kid, revocation_id, issued_at, \
+                 expires_at, request_meta) ",
+            );
+            query.push_values(chunk, |mut row, (issuance, _)| {
+                row.push_bind(issuance.id)
+                    .push_bind(&issuance.agent_id)
+                    .push_bind(&issuance.principal_subject)
+                    .push_bind(&issuance.principal_issuer)
+                    .push_bind(&issuance.task_id)
+                    .push_bind(&issuance.task_description)
+                    .push_bind(&issuance.task_digest)
+                    .push_bind(sqlx::types::Json(&issuance.scope))
+                    .push_bind(i64::from(issuance.root_kid))
+                    .push_bind(&issuance.revocation_id)
+                    .push_bind(db_time(issuance.issued_at))
+                    .push_bind(db_time(issuance.expires_at))
+                    .push_bind(sqlx::types::Json(&issuance.request_meta));
+            });
+            query.build().execute(&mut *tx).await?;
+        }
+        let events: Vec<&NewAuditEvent> = batch.iter().map(|(_, audit)| audit).collect();
+        append_audit_events(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1,0 +1,109 @@
+//! Group commit on Postgres: mints that arrive while the audit chain's lock is held wait
+//! together and commit in one transaction, each answered only after its rows are durable, the
+//! chain intact.
+
+use std::time::{Duration, Instant};
+
+use mandate::clock::Clock;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::fixtures::{mint_body, mint_setup};
+use crate::helpers::{Backend, TestApp};
+
+/// The advisory lock mandate takes to append to the audit chain ("audit" in ASCII).
+const AUDIT_LOCK: i64 = 0x0061_7564_6974;
+
+#[tokio::test]
+async fn mints_waiting_on_the_audit_chain_commit_together_and_each_is_recorded() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
+    let audit_before = app.audit_len().await;
+    // Hold the chain's lock, as a slow commit elsewhere would.
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+    let mints: Vec<_> = (0..20)
+        .map(|_| {
+            let request = app
+                .client
+                .post(app.url("/v1/mandates"))
+                .bearer_auth(&secret)
+                .json(&mint_body(
+                    &jwt,
+                    json!([{"tool": "crm", "operations": ["read"]}]),
+                ));
+            tokio::spawn(async move { request.send().await })
+        })
+        .collect();
+    // A transaction now waits on the lock; give the other mints time to queue behind it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no mint reached the audit lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM mandates")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "nothing is visible before its commit");
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let mut ids = Vec::new();
+    for mint in mints {
+        let response = mint.await.unwrap().unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        ids.push(body["mandate_id"].as_str().unwrap().to_owned());
+    }
+    // Each answered mandate has its row and its audit event.
+    for id in &ids {
+        let recorded: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM mandates m JOIN audit_events a \
+             ON a.target = 'mandate:' || m.id::text AND a.action = 'mandate.issued' \
+             WHERE m.id = $1::uuid",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(recorded, 1, "mandate {id} and its audit event");
+    }
+    assert_eq!(app.audit_len().await, audit_before + 20);
+    // Rows written by one transaction share its id (xmin): the 20 took at most three.
+    let transactions: i64 = sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM mandates")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        transactions <= 3,
+        "20 queued mints took {transactions} transactions"
+    );
+    assert_eq!(
+        app.admin_ok(Method::GET, "/v1/admin/audit/verify", None, 200)
+            .await["intact"],
+        true
+    );
+    drop(holder);
+    pool.close().await;
+    app.stop().await;
+}
