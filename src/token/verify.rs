@@ -237,41 +237,94 @@ pub fn verify_with(
     resource: Option<&str>,
     options: &VerifyOptions,
 ) -> Result<Verified, TokenError> {
+    check(token, trust, options)?.authorize(trust.is_revoked, request, resource, options, None)
+}
+
+/// A token whose size, block count, signatures and attestations have been checked: what stays
+/// true of it while the keys stay the same. Revocation and authorization are per request.
+pub struct Checked {
+    biscuit: Biscuit,
+    revocation_ids: Vec<Vec<u8>>,
+    hops: Vec<Hop>,
+}
+
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checked")
+            .field("blocks", &self.biscuit.block_count())
+            .field("hops", &self.hops)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The checks of [`verify_with`] that do not depend on the request or on revocations.
+pub fn check(
+    token: &str,
+    trust: &Trust<'_>,
+    options: &VerifyOptions,
+) -> Result<Checked, TokenError> {
     let biscuit = parse(token, trust.keys, options.max_bytes)?;
     if biscuit.block_count() > options.max_blocks {
         return Err(TokenError::TooManyBlocks);
     }
     let revocation_ids = biscuit.revocation_identifiers();
-    if revocation_ids.iter().any(|id| (trust.is_revoked)(id)) {
-        return Err(TokenError::Revoked);
-    }
     let hops = attested_hops(&biscuit, &revocation_ids, trust.agent_keys)?;
-
-    let now = (request.now - options.skew).timestamp();
-    let now = u64::try_from(now).map_err(|_| TokenError::Time)?;
-    let mut params = HashMap::from([
-        ("now".to_owned(), Term::Date(now)),
-        ("tool".to_owned(), Term::Str(request.tool.clone())),
-        ("operation".to_owned(), Term::Str(request.operation.clone())),
-    ]);
-    let mut source = String::from("time({now}); tool({tool}); operation({operation});\n");
-    if let Some(resource) = resource {
-        source.push_str("resource({resource});\n");
-        params.insert("resource".to_owned(), Term::Str(resource.to_owned()));
-    }
-    source.push_str("allow if mandate_schema(1), right({tool}, {operation});");
-    let mut authorizer = AuthorizerBuilder::new()
-        .code_with_params(source, params, HashMap::new())?
-        .set_limits(options.limits.clone())
-        .build(&biscuit)
-        .map_err(map_biscuit)?;
-    authorizer.authorize().map_err(map_biscuit)?;
-    let authority = read_authority(&mut authorizer)?;
-    Ok(Verified {
+    Ok(Checked {
+        biscuit,
+        revocation_ids,
         hops,
-        revocation_ids: revocation_ids.iter().map(hex::encode).collect(),
-        ..authority
     })
+}
+
+impl Checked {
+    /// Every block's revocation id, authority first.
+    pub fn revocation_ids(&self) -> &[Vec<u8>] {
+        &self.revocation_ids
+    }
+
+    /// Refuses a revoked token, then authorizes `request` as [`verify_with`] does. `known` is
+    /// what an earlier authorization of this token read from its authority block (it cannot
+    /// change); without it the facts are read again.
+    pub fn authorize(
+        &self,
+        is_revoked: &dyn Fn(&[u8]) -> bool,
+        request: &AccessRequest,
+        resource: Option<&str>,
+        options: &VerifyOptions,
+        known: Option<&Verified>,
+    ) -> Result<Verified, TokenError> {
+        if self.revocation_ids.iter().any(|id| is_revoked(id)) {
+            return Err(TokenError::Revoked);
+        }
+        let now = (request.now - options.skew).timestamp();
+        let now = u64::try_from(now).map_err(|_| TokenError::Time)?;
+        let mut params = HashMap::from([
+            ("now".to_owned(), Term::Date(now)),
+            ("tool".to_owned(), Term::Str(request.tool.clone())),
+            ("operation".to_owned(), Term::Str(request.operation.clone())),
+        ]);
+        let mut source = String::from("time({now}); tool({tool}); operation({operation});\n");
+        if let Some(resource) = resource {
+            source.push_str("resource({resource});\n");
+            params.insert("resource".to_owned(), Term::Str(resource.to_owned()));
+        }
+        source.push_str("allow if mandate_schema(1), right({tool}, {operation});");
+        let mut authorizer = AuthorizerBuilder::new()
+            .code_with_params(source, params, HashMap::new())?
+            .set_limits(options.limits.clone())
+            .build(&self.biscuit)
+            .map_err(map_biscuit)?;
+        authorizer.authorize().map_err(map_biscuit)?;
+        if let Some(known) = known {
+            return Ok(known.clone());
+        }
+        let authority = read_authority(&mut authorizer)?;
+        Ok(Verified {
+            hops: self.hops.clone(),
+            revocation_ids: self.revocation_ids.iter().map(hex::encode).collect(),
+            ..authority
+        })
+    }
 }
 
 /// Who a token speaks through, read without authorizing a call (a used token may have expired

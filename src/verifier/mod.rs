@@ -2,6 +2,7 @@
 //! and agent keys (fetched once, refetched on an unknown kid at most once per interval) and
 //! verifies mandates offline, and a tower [`layer::MandateLayer`] for axum services.
 
+pub mod cache;
 pub mod layer;
 pub mod receipts;
 pub mod revocations;
@@ -14,8 +15,9 @@ use tokio::sync::RwLock;
 
 use crate::clock::SharedClock;
 use crate::token::keys::{AgentKeysDocument, KeySet, KeysDocument};
-use crate::token::verify::{verify_with, AccessRequest, AgentKeys, Trust, Verified, VerifyOptions};
+use crate::token::verify::{check, AccessRequest, AgentKeys, Trust, Verified, VerifyOptions};
 use crate::token::TokenError;
+use cache::{Entry, TokenCache};
 
 /// Tells whether a revocation id is revoked (filled by a revocation feed).
 pub trait RevocationCheck: Send + Sync {
@@ -67,10 +69,15 @@ pub struct VerifierSettings {
     pub max_key_age: Duration,
     /// Timeout of each key fetch.
     pub fetch_timeout: Duration,
+    /// Most tokens whose signature checks are remembered (0: none). Every call still checks
+    /// revocation and runs the authorizer.
+    pub cache_capacity: usize,
 }
 
 impl VerifierSettings {
-    /// Defaults for `base_url`: 16 KiB, 16 blocks, 30 s skew, refetch at most every 30 s.
+    /// Defaults for `base_url`: 16 KiB, 16 blocks, 30 s skew, refetch at most every 30 s, keys
+    /// kept 5 minutes (trusted up to an hour while mandate is unreachable), 10,000 checked
+    /// tokens remembered.
     pub fn new(base_url: impl Into<String>) -> Self {
         Self {
             base_url: base_url.into(),
@@ -82,6 +89,7 @@ impl VerifierSettings {
             key_ttl: Duration::from_secs(300),
             max_key_age: Duration::from_secs(3600),
             fetch_timeout: Duration::from_secs(5),
+            cache_capacity: 10_000,
         }
     }
 }
@@ -115,6 +123,8 @@ struct Cached {
     last_fetch: Option<Instant>,
     /// The last fetch that succeeded.
     last_success: Option<Instant>,
+    /// Bumped by every successful fetch: tokens checked with older keys are checked again.
+    generation: u64,
 }
 
 /// Verifies mandates offline with mandate's published keys.
@@ -122,6 +132,7 @@ pub struct Verifier {
     settings: VerifierSettings,
     http: reqwest::Client,
     cache: RwLock<Cached>,
+    tokens: TokenCache,
     revocations: Arc<dyn RevocationCheck>,
     clock: SharedClock,
 }
@@ -149,6 +160,7 @@ impl Verifier {
                 reason: e.to_string(),
             })?;
         Ok(Self {
+            tokens: TokenCache::new(settings.cache_capacity),
             settings,
             http,
             cache: RwLock::new(Cached::default()),
@@ -192,11 +204,14 @@ impl Verifier {
         let agent_keys = agents
             .agent_keys()
             .map_err(|e| document("/.well-known/mandate-agent-keys", e))?;
-        *self.cache.write().await = Cached {
+        let mut cache = self.cache.write().await;
+        let generation = cache.generation + 1;
+        *cache = Cached {
             keys,
             agent_keys,
             last_fetch: Some(Instant::now()),
             last_success: Some(Instant::now()),
+            generation,
         };
         Ok(())
     }
@@ -207,7 +222,7 @@ impl Verifier {
     async fn ensure_keys(&self, token: &UnverifiedBiscuit) -> Result<(), TokenError> {
         let kid = token.root_key_id();
         let attesting: Vec<_> = token.external_public_keys().into_iter().flatten().collect();
-        let (unknown, age) = {
+        let unknown = {
             let cache = self.cache.read().await;
             let kid_unknown = !kid.is_some_and(|kid| cache.keys.contains_key(&kid));
             let key_unknown = attesting.iter().any(|k| {
@@ -216,11 +231,15 @@ impl Verifier {
                     .values()
                     .any(|keys| keys.iter().any(|known| known == k))
             });
-            (
-                kid_unknown || key_unknown,
-                cache.last_fetch.map(|at| at.elapsed()),
-            )
+            kid_unknown || key_unknown
         };
+        self.refresh_if_due(unknown).await
+    }
+
+    /// Refreshes the keys when they are older than `key_ttl`, or when a token needs a key not
+    /// in the cache (`unknown`) and the last attempt is older than `refetch_interval`.
+    async fn refresh_if_due(&self, unknown: bool) -> Result<(), TokenError> {
+        let age = self.cache.read().await.last_fetch.map(|at| at.elapsed());
         let due = match age {
             None => true,
             Some(age) => {
@@ -249,7 +268,8 @@ impl Verifier {
         self.clock.now()
     }
 
-    /// Verifies `token` for `access` now.
+    /// Verifies `token` for `access` now. A token seen before (with the same keys) skips the
+    /// signature and attestation checks; revocation and authorization run on every call.
     pub async fn verify(&self, token: &str, access: &Access) -> Result<Verified, TokenError> {
         if token.len() > self.settings.options.max_bytes {
             return Err(TokenError::TooLarge);
@@ -257,28 +277,49 @@ impl Verifier {
         self.revocations
             .fresh()
             .map_err(TokenError::RevocationsStale)?;
-        let unverified =
-            UnverifiedBiscuit::from_base64(token).map_err(|_| TokenError::Malformed)?;
-        self.ensure_keys(&unverified).await?;
-        let cache = self.cache.read().await;
-        let revocations = Arc::clone(&self.revocations);
-        let is_revoked = move |id: &[u8]| revocations.is_revoked(id);
-        let trust = Trust {
-            keys: &cache.keys,
-            agent_keys: &cache.agent_keys,
-            is_revoked: &is_revoked,
-        };
         let request = AccessRequest {
             tool: access.tool.clone(),
             operation: access.operation.clone(),
             now: self.clock.now(),
         };
-        verify_with(
-            token,
-            &trust,
+        let revocations = Arc::clone(&self.revocations);
+        let is_revoked = move |id: &[u8]| revocations.is_revoked(id);
+        let digest = cache::digest(token);
+        self.refresh_if_due(false).await?;
+        let generation = self.cache.read().await.generation;
+        let entry = match self.tokens.get(&digest, generation, request.now) {
+            Some(entry) => entry,
+            None => {
+                let unverified =
+                    UnverifiedBiscuit::from_base64(token).map_err(|_| TokenError::Malformed)?;
+                self.ensure_keys(&unverified).await?;
+                let cache = self.cache.read().await;
+                let trust = Trust {
+                    keys: &cache.keys,
+                    agent_keys: &cache.agent_keys,
+                    is_revoked: &is_revoked,
+                };
+                let entry = Entry::new(
+                    check(token, &trust, &self.settings.options)?,
+                    cache.generation,
+                );
+                self.tokens.insert(digest, Arc::clone(&entry));
+                entry
+            }
+        };
+        let verified = entry.checked.authorize(
+            &is_revoked,
             &request,
             access.resource.as_deref(),
             &self.settings.options,
-        )
+            entry.known.get(),
+        )?;
+        let _ = entry.known.set(verified.clone());
+        Ok(verified)
+    }
+
+    /// How many checked tokens are remembered.
+    pub fn cached_tokens(&self) -> usize {
+        self.tokens.len()
     }
 }

@@ -227,3 +227,83 @@ async fn a_verifier_learns_an_agent_key_registered_after_it_fetched() {
         }]
     );
 }
+
+#[tokio::test]
+async fn a_remembered_token_is_still_authorized_per_call_expires_and_is_rechecked_with_new_keys() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+    let (_, minted) = app
+        .as_token(
+            &secret,
+            Method::POST,
+            "/v1/mandates",
+            Some(
+                json!({"subject_token": jwt, "task": {"description": "t"}, "ttl_seconds": 120,
+                        "scope": [{"tool": "crm", "operations": ["read"]}]}),
+            ),
+        )
+        .await;
+    let token = minted["token"].as_str().unwrap();
+    let key = KeyPair::new();
+    let registered = app
+        .admin_ok(
+            Method::POST,
+            "/v1/admin/agents/helper/keys",
+            Some(json!({"public_key": format_public_key(&key.public())})),
+            201,
+        )
+        .await;
+    let to_helper = attenuate(
+        token,
+        &Attenuation {
+            delegate: Some("helper".into()),
+            ..Attenuation::default()
+        },
+    )
+    .unwrap();
+    let attested = attest(&to_helper, "helper", &key).unwrap();
+
+    let clock: mandate::clock::SharedClock = app.clock.clone();
+    let mut settings = VerifierSettings::new(app.base.clone());
+    settings.key_ttl = std::time::Duration::from_millis(300);
+    let verifier = Verifier::new(settings, Arc::new(NoRevocations), clock).unwrap();
+    let access = |operation: &str| mandate::verifier::Access {
+        tool: "crm".into(),
+        operation: operation.into(),
+        resource: None,
+    };
+    for _ in 0..3 {
+        let verified = verifier.verify(&attested, &access("read")).await.unwrap();
+        assert!(verified.hops[0].attested);
+    }
+    assert_eq!(verifier.cached_tokens(), 1, "checked once, remembered");
+    // Remembered is not authorized: each call runs the authorizer for its own operation.
+    assert!(matches!(
+        verifier.verify(&attested, &access("write")).await,
+        Err(mandate::token::TokenError::NotAuthorized(_))
+    ));
+
+    // Once the keys are refetched, the token is checked again: the attesting key is gone.
+    let key_id = registered["id"].as_str().unwrap();
+    app.admin_ok(
+        Method::DELETE,
+        &format!("/v1/admin/agents/helper/keys/{key_id}"),
+        None,
+        204,
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    assert!(matches!(
+        verifier.verify(&attested, &access("read")).await,
+        Err(mandate::token::TokenError::ForgedAttestation(_))
+    ));
+
+    // A remembered token expires with its mandate.
+    verifier.verify(token, &access("read")).await.unwrap();
+    app.clock.advance(chrono::Duration::seconds(121 + 30));
+    assert!(matches!(
+        verifier.verify(token, &access("read")).await,
+        Err(mandate::token::TokenError::Expired)
+    ));
+}
