@@ -130,6 +130,10 @@ mod tests {
     use crate::token::verify::{check, AgentKeys, Trust, VerifyOptions};
     use crate::token::Right;
 
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_900_000_000, 0).unwrap_or_default()
+    }
+
     fn checked(expires_at: DateTime<Utc>) -> (String, Checked) {
         let root = biscuit_auth::KeyPair::new();
         let spec = MandateSpec {
@@ -159,7 +163,7 @@ mod tests {
     #[test]
     fn entries_checked_with_other_keys_are_dropped() {
         let cache = TokenCache::new(10);
-        let now = Utc::now();
+        let now = at();
         let (token, c) = checked(now + chrono::Duration::minutes(5));
         cache.insert(digest(&token), Entry::new(c, 1));
         assert!(cache.get(&digest(&token), 1, now).is_some());
@@ -170,7 +174,7 @@ mod tests {
     #[test]
     fn entries_of_expired_mandates_are_dropped() {
         let cache = TokenCache::new(10);
-        let now = Utc::now();
+        let now = at();
         let (token, c) = checked(now + chrono::Duration::minutes(5));
         let entry = Entry::new(c, 1);
         let known = Verified {
@@ -196,7 +200,7 @@ mod tests {
     #[test]
     fn the_cache_holds_at_most_its_capacity_oldest_out_first() {
         let cache = TokenCache::new(3);
-        let now = Utc::now();
+        let now = at();
         let tokens: Vec<String> = (0..5)
             .map(|_| {
                 let (token, c) = checked(now + chrono::Duration::minutes(5));
