@@ -4,6 +4,7 @@
 //! must be one the issuer publishes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration as StdDuration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -119,7 +120,11 @@ struct CachedKeys {
 pub struct IdentityVerifier {
     http: reqwest::Client,
     settings: IdpSettings,
-    cache: Mutex<HashMap<String, CachedKeys>>,
+    /// Each issuer's keys, read without waiting by every validation.
+    cache: std::sync::RwLock<HashMap<String, Arc<CachedKeys>>>,
+    /// One fetch at a time per issuer: callers that find the keys stale wait for the fetch in
+    /// progress instead of starting their own, and other issuers' validations never wait.
+    fetching: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 /// The JOSE header fields mandate reads.
@@ -211,7 +216,8 @@ impl IdentityVerifier {
         Ok(Self {
             http,
             settings,
-            cache: Mutex::new(HashMap::new()),
+            cache: std::sync::RwLock::new(HashMap::new()),
+            fetching: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -308,11 +314,28 @@ impl IdentityVerifier {
             .jwks_uri
             .clone()
             .unwrap_or_else(|| format!("discovery:{}", issuer.issuer_url));
-        let mut cache = self.cache.lock().await;
-        let cached = cache
+        if let Some(key) = self.fresh_key(issuer, &source, kid, now) {
+            return Ok(key);
+        }
+        let gate = Arc::clone(
+            self.fetching
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(issuer.id.clone())
+                .or_default(),
+        );
+        let _turn = gate.lock().await;
+        // The fetch this caller waited for may have brought the key.
+        if let Some(key) = self.fresh_key(issuer, &source, kid, now) {
+            return Ok(key);
+        }
+        let cached = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&issuer.id)
             .filter(|c| c.source == source)
-            .cloned();
+            .map(|c| CachedKeys::clone(c));
         let fresh = cached
             .as_ref()
             .is_some_and(|c| now < c.fetched_at + self.settings.cache_ttl);
@@ -347,8 +370,27 @@ impl IdentityVerifier {
             }
         }
         let found = find_key(&entry.keys, kid).cloned();
-        cache.insert(issuer.id.clone(), entry);
+        self.cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(issuer.id.clone(), Arc::new(entry));
         found.ok_or(IdpError::UnknownKey)
+    }
+
+    /// The key for `kid` if the issuer's cached keys are fresh and hold it.
+    fn fresh_key(
+        &self,
+        issuer: &Issuer,
+        source: &str,
+        kid: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Option<Jwk> {
+        let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+        let entry = cache.get(&issuer.id)?;
+        if entry.source != source || now >= entry.fetched_at + self.settings.cache_ttl {
+            return None;
+        }
+        find_key(&entry.keys, kid).cloned()
     }
 
     /// Fetches the issuer's JWKS (through discovery when no `jwks_uri` is set).

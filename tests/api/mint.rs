@@ -261,6 +261,91 @@ both_stores!(
     }
 );
 
+#[tokio::test]
+async fn concurrent_mints_with_cold_issuer_keys_fetch_them_once() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let body = mint_body(
+        &idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now())),
+        json!([{"tool": "crm", "operations": ["read"]}]),
+    );
+    let mints: Vec<_> = (0..16)
+        .map(|_| {
+            let request = app
+                .client
+                .post(app.url("/v1/mandates"))
+                .bearer_auth(&secret)
+                .json(&body);
+            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for mint in mints {
+        assert_eq!(mint.await.unwrap().unwrap(), 201);
+    }
+    assert_eq!(idp.jwks_hits(), 1, "one fetch served every waiting mint");
+}
+
+#[tokio::test]
+async fn an_issuer_whose_keys_are_slow_does_not_hold_up_another_issuers_mints() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let slow = crate::helpers::idp::TestIdp::start().await;
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/issuers",
+        Some(
+            json!({"id": "slow-idp", "issuer_url": slow.issuer, "audiences": ["mandate"],
+                    "jwks_uri": slow.jwks_uri(), "allowed_algorithms": ["RS256"],
+                    "groups_claim": "groups"}),
+        ),
+        201,
+    )
+    .await;
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/policies",
+        Some(
+            json!({"id": "slow-crm", "issuer": "slow-idp", "groups": ["support"],
+                    "agents": ["bot"], "grants": [{"tool": "crm", "operations": ["read"]}],
+                    "max_ttl_seconds": 300}),
+        ),
+        201,
+    )
+    .await;
+    slow.slow_down(std::time::Duration::from_secs(2));
+    let scope = json!([{"tool": "crm", "operations": ["read"]}]);
+    let claims = slow.claims("alice", &["support"], app.clock.now());
+    let waiting = app
+        .client
+        .post(app.url("/v1/mandates"))
+        .bearer_auth(&secret)
+        .json(&mint_body(&slow.sign("rsa-1", &claims), scope.clone()));
+    let waiting = tokio::spawn(async move { waiting.send().await.map(|r| r.status().as_u16()) });
+    while slow.jwks_hits() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // While the slow issuer's keys are being fetched, the other issuer's mint goes through.
+    let started = std::time::Instant::now();
+    let claims = idp.claims("alice", &["support"], app.clock.now());
+    let (status, body) = mint(
+        &app,
+        &secret,
+        &mint_body(&idp.sign("rsa-1", &claims), scope),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1500),
+        "waited {:?} for another issuer's fetch",
+        started.elapsed()
+    );
+    assert_eq!(
+        waiting.await.unwrap().unwrap(),
+        201,
+        "the slow issuer's mint completes too"
+    );
+}
+
 both_stores!(
     only_an_active_orchestrator_with_its_secret_mints,
     |backend| async move {

@@ -1,7 +1,7 @@
 //! A real OpenID provider for the tests: serves a JWKS (RSA and EC keys) and discovery over HTTP
 //! on 127.0.0.1:0, signs human principals' tokens, and rotates its keys on request.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -19,6 +19,7 @@ struct IdpState {
     issuer: String,
     published: Arc<Mutex<Vec<String>>>,
     jwks_hits: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 /// A running test identity provider.
@@ -27,6 +28,7 @@ pub struct TestIdp {
     pub issuer: String,
     published: Arc<Mutex<Vec<String>>>,
     jwks_hits: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicU64>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -40,6 +42,8 @@ fn all_jwks() -> Value {
 
 async fn jwks(State(state): State<IdpState>) -> Json<Value> {
     state.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     let all = all_jwks();
     let keys: Vec<Value> = state
         .published
@@ -67,6 +71,7 @@ impl TestIdp {
             issuer: issuer.clone(),
             published: Arc::new(Mutex::new(vec!["rsa-1".into(), "ec-1".into()])),
             jwks_hits: Arc::new(AtomicUsize::new(0)),
+            delay_ms: Arc::new(AtomicU64::new(0)),
         };
         let app = Router::new()
             .route("/jwks.json", get(jwks))
@@ -85,6 +90,7 @@ impl TestIdp {
             issuer,
             published: state.published,
             jwks_hits: state.jwks_hits,
+            delay_ms: state.delay_ms,
             _shutdown: tx,
         }
     }
@@ -97,6 +103,12 @@ impl TestIdp {
     /// Publishes exactly these keys from now on (a rotation).
     pub fn publish(&self, kids: &[&str]) {
         *self.published.lock().unwrap() = kids.iter().map(|k| k.to_string()).collect();
+    }
+
+    /// Answers JWKS requests only after `delay` from now on.
+    pub fn slow_down(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap();
+        self.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// How many times its JWKS was fetched.
