@@ -25,6 +25,7 @@ use super::idp::IdentityVerifier;
 use super::keys::KeyRing;
 use super::secrets::SecretHash;
 use super::store::batch::Writers;
+use super::store::snapshot::InventoryCache;
 use super::store::SharedStore;
 use super::telemetry::{self, Metrics};
 use crate::clock::SharedClock;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Group-committing writers for issuances and receipts.
     pub writers: Arc<Writers>,
+    /// The inventory mints read, kept between changes.
+    pub inventory: Arc<InventoryCache>,
 }
 
 /// The `/docs` page: the spec inline (`$spec`), rendered by Scalar.

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::model::agent::Agent;
 use super::model::{Check, Grant};
 use super::policy::{evaluate, mandate_ttl, Denial};
-use super::store::{self, new_id, AuditOutcome, Issuance, NewAuditEvent};
+use super::store::{new_id, AuditOutcome, Issuance, NewAuditEvent};
 use super::telemetry::MintOutcome;
 use crate::token::mint::{mint as mint_token, MandateSpec};
 use crate::token::Right;
@@ -156,11 +156,13 @@ async fn issue(
     let cap = state.config.max_ttl_seconds;
     request.check(cap)?;
     let now = state.clock.now();
+    let inventory = state.inventory.current(state.store.as_ref()).await?;
     // The development issuer is trusted only while the development provider runs.
-    let issuers: Vec<_> = store::active_issuers(state.store.as_ref())
-        .await?
-        .into_iter()
+    let issuers: Vec<_> = inventory
+        .issuers
+        .iter()
         .filter(|i| i.id != super::dev::DEV_ISSUER || state.dev_idp.is_some())
+        .cloned()
         .collect();
     let principal = match state
         .idp
@@ -185,19 +187,15 @@ async fn issue(
             });
         }
     };
-    let evaluation = async {
-        let policies = state.store.all_policies().await?;
-        let tools = store::all_tools(state.store.as_ref()).await?;
-        Ok::<_, ApiError>(evaluate(
+    let evaluation = tracing::info_span!("policy.evaluate").in_scope(|| {
+        evaluate(
             &principal,
             agent,
             &request.scope,
-            &policies,
-            &tools,
-        ))
-    }
-    .instrument(tracing::info_span!("policy.evaluate"))
-    .await?;
+            &inventory.policies,
+            &inventory.tools,
+        )
+    });
     let principal_json = json!({
         "subject": principal.subject, "issuer": principal.issuer_url, "groups": principal.groups,
     });

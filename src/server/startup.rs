@@ -151,6 +151,7 @@ impl Server {
             dev_idp,
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             metrics: Arc::new(metrics),
+            inventory: Arc::default(),
         };
         let walkthrough = match (&state.dev_idp, options.dev_seed) {
             (Some(idp), true) => dev::seed(&state, idp, &data_dir).await?,

@@ -386,22 +386,29 @@ fn one<T>(mut rows: Vec<T>, what: &'static str) -> Result<T, TokenError> {
     }
 }
 
-/// Reads the authority block's facts (only the authority block is trusted for them).
+/// Reads the authority block's facts (only the authority block is trusted for them), in two
+/// queries: the single-valued facts together (exactly one of each, else one row would not
+/// come back), then the rights.
 fn read_authority(authorizer: &mut biscuit_auth::Authorizer) -> Result<Verified, TokenError> {
-    let schema: Vec<(i64,)> = authorizer.query("data($v) <- mandate_schema($v)")?;
-    if one(schema, "mandate_schema")?.0 != SCHEMA_VERSION {
+    type Facts = (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Vec<u8>,
+        std::time::SystemTime,
+    );
+    let rows: Vec<Facts> = authorizer.query(
+        "data($v, $m, $s, $i, $a, $t, $d, $e) <- mandate_schema($v), mandate($m), \
+         principal($s, $i), agent($a), task($t, $d), expires($e)",
+    )?;
+    let (schema, mandate_id, principal_subject, principal_issuer, agent_id, task_id, _, expires) =
+        one(rows, "mandate, principal, agent, task or expires")?;
+    if schema != SCHEMA_VERSION {
         return Err(TokenError::Malformed);
     }
-    let (mandate_id,): (String,) = one(authorizer.query("data($m) <- mandate($m)")?, "mandate")?;
-    let (principal_subject, principal_issuer): (String, String) = one(
-        authorizer.query("data($s, $i) <- principal($s, $i)")?,
-        "principal",
-    )?;
-    let (agent_id,): (String,) = one(authorizer.query("data($a) <- agent($a)")?, "agent")?;
-    let (task_id, _digest): (String, Vec<u8>) =
-        one(authorizer.query("data($t, $d) <- task($t, $d)")?, "task")?;
-    let (expires,): (std::time::SystemTime,) =
-        one(authorizer.query("data($e) <- expires($e)")?, "expires")?;
     let mut rights: Vec<Right> = authorizer
         .query::<_, (String, String), _>("data($t, $o) <- right($t, $o)")?
         .into_iter()

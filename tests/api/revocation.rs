@@ -547,3 +547,35 @@ async fn a_verifier_cut_off_from_the_feed_fails_closed_then_recovers() {
     // Without a revocation list at all, nothing is stale.
     assert!(NoRevocations.fresh().is_ok());
 }
+
+#[tokio::test]
+async fn a_policy_removed_through_one_replica_stops_mints_through_another_at_once() {
+    let first_db = TestDatabase::new(Backend::Postgres).await;
+    let url = first_db.url();
+    let key = first_db.data_dir().join("root-1.pem");
+    mandate::server::keys::generate_key_file(&key).unwrap();
+    let shared_key = move |config: &mut mandate::server::config::Config| {
+        config.root_keys = vec![RootKeyFile {
+            kid: 1,
+            path: key.clone(),
+        }];
+    };
+    let a = TestApp::spawn_with(first_db, shared_key.clone()).await;
+    let b = TestApp::spawn_with(TestDatabase::at(&url), shared_key).await;
+    let (idp, secret) = mint_setup(&a).await;
+    let body = mint_body(
+        &idp.sign("rsa-1", &idp.claims("alice", &["support"], b.clock.now())),
+        json!([{"tool": "crm", "operations": ["read"]}]),
+    );
+    // B reads (and keeps) the inventory with its first mint.
+    let (status, _) = b
+        .as_token(&secret, Method::POST, "/v1/mandates", Some(body.clone()))
+        .await;
+    assert_eq!(status, 201);
+    a.admin_ok(Method::DELETE, "/v1/admin/policies/support-crm", None, 204)
+        .await;
+    let (status, problem) = b
+        .as_token(&secret, Method::POST, "/v1/mandates", Some(body))
+        .await;
+    assert_eq!(status, 403, "B still granted a removed policy: {problem}");
+}

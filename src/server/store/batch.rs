@@ -1,8 +1,8 @@
 //! Group commit: concurrent writes of one kind share a transaction.
 //!
-//! A [`Batcher`] owns one writer task. Callers [`submit`](Batcher::submit) an item and wait; the
-//! writer takes every item waiting at that moment (up to a bound), commits them in one
-//! transaction, and only then answers each caller. While one batch commits, the next gathers, so
+//! A [`Batcher`] owns a few writer tasks. Callers [`submit`](Batcher::submit) an item and wait;
+//! a free writer takes every item waiting at that moment (up to a bound), commits them in one
+//! transaction, and only then answers each caller. While batches commit, the next gathers, so
 //! under load a commit (and its fsync and audit-chain lock) is paid once per batch rather than
 //! once per request, and with one caller nothing waits for company.
 //!
@@ -19,6 +19,10 @@ use super::{Issuance, NewAuditEvent, Receipt, SharedStore, StoreError};
 
 /// Most items one transaction takes.
 pub const MAX_BATCH: usize = 256;
+
+/// Writer tasks per kind. While one batch holds the audit chain's lock through its commit, the
+/// others insert their rows and queue for the lock, so the lock is never idle while work waits.
+pub const WRITERS: usize = 4;
 
 /// How items of one kind are committed together.
 #[async_trait]
@@ -83,10 +87,14 @@ impl<T> std::fmt::Debug for Batcher<T> {
 }
 
 impl<T: Send + Sync + 'static> Batcher<T> {
-    /// Starts the writer task, committing through `commit`.
+    /// Starts [`WRITERS`] writer tasks, committing through `commit`.
     pub fn spawn(commit: impl Commit<T>) -> Self {
         let (jobs, queue) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(write(queue, Arc::new(commit)));
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        let commit: Arc<dyn Commit<T>> = Arc::new(commit);
+        for _ in 0..WRITERS {
+            tokio::spawn(write(Arc::clone(&queue), Arc::clone(&commit)));
+        }
         Self { jobs }
     }
 
@@ -116,11 +124,12 @@ fn for_each_caller(error: &StoreError) -> StoreError {
 }
 
 async fn write<T: Send + Sync + 'static>(
-    mut queue: mpsc::Receiver<Job<T>>,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job<T>>>>,
     commit: Arc<dyn Commit<T>>,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    // One writer at a time takes what is waiting; the others commit meanwhile.
+    while queue.lock().await.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (items, waiting): (Vec<T>, Vec<_>) =
             jobs.drain(..).map(|job| (job.item, job.done)).unzip();
         match commit.commit(&items).await {

@@ -7,6 +7,7 @@ mod inventory;
 mod mandates;
 mod postgres;
 mod revocations;
+pub mod snapshot;
 mod sqlite;
 
 use std::fmt::Debug;

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# HTTP load benchmark of POST /v1/mandates on Postgres, beside the raw ceiling of the same
+# database: a plain loop of two-insert transactions (pgbench) at the same concurrency.
+#
+#   cargo install oha --locked      # the load tool (crates.io)
+#   bench/load.sh                   # BENCH_PG, BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_RATES
+#
+# Runs, each BENCH_SECONDS long (default 30) against a fresh database:
+#   1. raw ceiling: pgbench, BENCH_CONCURRENCY clients (default 16), one transaction = two inserts
+#      shaped like an issuance row and its audit event, synchronous_commit on;
+#   2. mint at saturation: oha, BENCH_CONCURRENCY connections, as fast as answers come;
+#   3. mint open-loop at each of BENCH_RATES requests/s (default "250 500 1000"), with latency
+#      correction (a request is timed from when it was due, not from when it was sent);
+#   4. the last rate again for 60 s, sampling the server's resident memory every second.
+# Then every 201 answered is cross-checked against the issuance rows and audit events stored.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pg="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
+seconds="${BENCH_SECONDS:-30}"
+clients="${BENCH_CONCURRENCY:-16}"
+rates="${BENCH_RATES:-250 500 1000}"
+port="${BENCH_PORT:-8491}"
+db="mandate_bench_$$"
+work="$(mktemp -d)"
+base="http://127.0.0.1:$port"
+command -v oha > /dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
+command -v pgbench > /dev/null || { echo "pgbench not found (postgresql client tools)" >&2; exit 1; }
+
+cargo build --release --quiet --bin mandate
+psql -q "$pg/postgres" -c "CREATE DATABASE $db"
+server=""
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2> /dev/null && wait "$server" 2> /dev/null || true
+    psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $db" || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== machine: $(nproc) cores, $(psql -tA "$pg/$db" -c 'SHOW server_version'), synchronous_commit=$(psql -tA "$pg/$db" -c 'SHOW synchronous_commit')"
+
+# 1. The raw ceiling.
+psql -q "$pg/$db" <<'SQL'
+CREATE TABLE raw_issuance (id uuid PRIMARY KEY, agent_id text, principal_subject text,
+  principal_issuer text, task_id text, task_description text, task_digest bytea, scope jsonb,
+  root_kid bigint, revocation_id bytea, issued_at timestamptz, expires_at timestamptz,
+  request_meta jsonb);
+CREATE TABLE raw_audit (seq bigserial PRIMARY KEY, id uuid, occurred_at timestamptz, actor text,
+  action text, target text, outcome text, details jsonb, prev_hash bytea, hash bytea);
+SQL
+cat > "$work/raw.sql" <<'SQL'
+BEGIN;
+INSERT INTO raw_issuance VALUES (gen_random_uuid(), 'dev-orchestrator', 'alice',
+  'http://127.0.0.1:8080/dev-idp', 'task-1', 'Summarise open CRM tickets',
+  sha256('task'), '[{"tool": "crm", "operation": "read"}]', 1,
+  decode(repeat('ab', 64), 'hex'), now(), now() + interval '15 minutes',
+  '{"endpoint": "/v1/mandates", "request_id": "0194f3c2-6f1e-7c3a-9d2b-5e8f1a2b3c4d", "user_agent": "oha"}');
+INSERT INTO raw_audit (id, occurred_at, actor, action, target, outcome, details, prev_hash, hash)
+  VALUES (gen_random_uuid(), now(), 'agent:dev-orchestrator', 'mandate.issued',
+  'mandate:0194f3c2-6f1e-7c3a-9d2b-5e8f1a2b3c4d', 'success',
+  '{"principal": {"subject": "alice", "issuer": "http://127.0.0.1:8080/dev-idp", "groups": ["staff"]}, "agent": "dev-orchestrator", "task_id": "task-1", "scope": [{"tool": "crm", "operation": "read"}], "kid": 1}',
+  sha256('prev'), sha256('hash'));
+COMMIT;
+SQL
+echo "== raw ceiling: pgbench -n -c $clients -j 2 -T $seconds -f raw.sql"
+pgbench -n -c "$clients" -j 2 -T "$seconds" -f "$work/raw.sql" "$pg/$db" 2>&1 \
+    | grep -E "^(tps|latency average|number of failed)" | tee "$work/raw.txt"
+raw_tps="$(awk '/^tps/ {print $3}' "$work/raw.txt")"
+
+# 2-4. mandate on the same database.
+(cd "$work" && MANDATE_DATABASE_URL="$pg/$db" MANDATE_LISTEN="127.0.0.1:$port" \
+    MANDATE_DATA_DIR="$work/data" MANDATE_LOG=warn MANDATE_DATABASE_MAX_CONNECTIONS=32 \
+    exec "$OLDPWD/target/release/mandate" serve --dev) > "$work/server.out" 2> "$work/server.err" &
+server=$!
+for _ in $(seq 200); do curl -sf "$base/readyz" > /dev/null && break; sleep 0.1; done
+secret="$(cat "$work/data/dev-orchestrator.secret")"
+jwt="$(MANDATE_DATA_DIR="$work/data" MANDATE_LISTEN="127.0.0.1:$port" \
+    target/release/mandate dev login alice --group staff --ttl 7200)"
+printf '{"subject_token":"%s","task":{"description":"Summarise open CRM tickets"},"scope":[{"tool":"crm","operations":["read"]}]}' \
+    "$jwt" > "$work/body.json"
+mint() { # label, oha arguments...
+    local label="$1"; shift
+    oha --no-tui --output-format json -m POST -T application/json -D "$work/body.json" \
+        -H "authorization: Bearer $secret" "$@" "$base/v1/mandates" > "$work/$label.json"
+    python3 - "$work/$label.json" "$label" "$raw_tps" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); label = sys.argv[2]; raw = float(sys.argv[3])
+s = r["summary"]; p = r["latencyPercentiles"]; codes = r.get("statusCodeDistribution", {})
+kinds = dict(r.get("errorDistribution", {}))
+kinds.update({f"HTTP {c}": n for c, n in codes.items() if c != "201"})
+# Requests still in flight when the run's time is up are cut off by oha, not failed by mandate.
+cut = sum(n for k, n in kinds.items() if "deadline" in k.lower())
+errors = sum(kinds.values()) - cut
+ms = lambda v: f"{v * 1000:.1f}" if v is not None else "-"
+print(f"{label}: {s['requestsPerSec']:.0f} mints/s ({s['requestsPerSec'] / raw:.2f}x raw), "
+      f"p50 {ms(p['p50'])} p90 {ms(p['p90'])} p99 {ms(p['p99'])} p99.9 {ms(p['p99.9'])} ms, "
+      f"201s {codes.get('201', 0)}, errors {errors}, cut off at the end {cut}"
+      + (f" {kinds}" if errors else ""))
+PY
+}
+mint warmup -z 5s -c "$clients" > /dev/null
+echo "== mint at saturation: oha -z ${seconds}s -c $clients"
+mint saturation -z "${seconds}s" -c "$clients"
+for rate in $rates; do
+    echo "== mint open-loop: oha -z ${seconds}s -q $rate --latency-correction -c 128"
+    mint "rate-$rate" -z "${seconds}s" -q "$rate" --latency-correction -c 128
+done
+last="${rates##* }"
+echo "== memory at $last mints/s for 60 s (resident set of the server, sampled every second)"
+( for _ in $(seq 62); do awk '/VmRSS/ {print $2}' "/proc/$server/status"; sleep 1; done ) > "$work/rss.txt" &
+sampler=$!
+mint "memory-$last" -z 60s -q "$last" --latency-correction -c 128
+wait "$sampler" || true
+echo "peak RSS $(sort -n "$work/rss.txt" | tail -1) KiB, start $(head -1 "$work/rss.txt") KiB"
+
+answered="$(python3 -c "
+import json, glob
+print(sum(json.load(open(f)).get('statusCodeDistribution', {}).get('201', 0) for f in glob.glob('$work/*.json')))")"
+rows="$(psql -tA "$pg/$db" -c 'SELECT count(*) FROM mandates')"
+events="$(psql -tA "$pg/$db" -c "SELECT count(*) FROM audit_events WHERE action = 'mandate.issued'")"
+echo "== cross-check: $answered answered 201, $rows issuance rows, $events issuance audit events"
+[ "$answered" -le "$rows" ] && [ "$rows" -eq "$events" ] || { echo "MISMATCH" >&2; exit 1; }

@@ -1,0 +1,227 @@
+//! CPU costs of mandate's token work, each beside the raw cost it cannot go below:
+//!
+//! - `mint`: signing a mandate's authority block (what `POST /v1/mandates` spends CPU on),
+//!   beside one raw Ed25519 signature;
+//! - `attenuate`: appending a delegation block offline;
+//! - `verify/cold/N`: the full check of an N-block token (parse, N signatures, attestations,
+//!   authorizer), beside `raw_signatures/N`, the signature work it must do (N strict Ed25519
+//!   verifications and the proof-key check);
+//! - `verify/parse/N` and `verify/check/N`: the parts of a cold verification (signatures; then
+//!   attestations and hops);
+//! - `verify/cached/N`: a token the verifier has seen (revocation check and authorizer only);
+//! - `policy/evaluate`: scope evaluation over 50 policies and 20 tools.
+//!
+//! `cargo bench --bench tokens`; the figures and ratios are recorded in BENCHMARKS.md.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+
+use biscuit_auth::KeyPair;
+use chrono::{DateTime, Duration, Utc};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use ed25519_dalek::{Signer, SigningKey};
+use mandate::server::model::agent::Agent;
+use mandate::server::model::policy::Policy;
+use mandate::server::model::tool::Tool;
+use mandate::server::model::Grant;
+use mandate::server::policy::{evaluate, Principal};
+use mandate::token::attenuate::{attenuate, Attenuation};
+use mandate::token::keys::KeySet;
+use mandate::token::mint::{mint, MandateSpec};
+use mandate::token::verify::{
+    check, parse, verify_with, AccessRequest, AgentKeys, Trust, VerifyOptions,
+};
+use mandate::token::Right;
+use serde_json::json;
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_900_000_000, 0).unwrap()
+}
+
+fn spec() -> MandateSpec {
+    MandateSpec {
+        mandate_id: "0194f3c2-6f1e-7c3a-9d2b-5e8f1a2b3c4d".into(),
+        task_id: "task-42".into(),
+        task_digest: vec![7; 32],
+        principal_subject: "alice@example.com".into(),
+        principal_issuer: "https://idp.example.com".into(),
+        agent_id: "support-orchestrator".into(),
+        rights: ["read", "write", "comment", "close"]
+            .into_iter()
+            .map(|op| Right {
+                tool: "crm".into(),
+                operation: op.into(),
+            })
+            .collect(),
+        expires_at: now() + Duration::minutes(15),
+    }
+}
+
+/// A mandate with `blocks` blocks: the authority and `blocks - 1` delegation hops.
+fn token(root: &KeyPair, blocks: usize) -> String {
+    let mut token = mint(&spec(), root, 1).unwrap().token;
+    for hop in 1..blocks {
+        token = attenuate(
+            &token,
+            &Attenuation {
+                delegate: Some(format!("agent-{hop}")),
+                ..Attenuation::default()
+            },
+        )
+        .unwrap();
+    }
+    token
+}
+
+fn tokens(c: &mut Criterion) {
+    let root = KeyPair::new();
+    let keys = KeySet::from([(1, root.public())]);
+    let agent_keys = AgentKeys::new();
+    let trust = Trust {
+        keys: &keys,
+        agent_keys: &agent_keys,
+        is_revoked: &|_| false,
+    };
+    let options = VerifyOptions::default();
+    let request = AccessRequest {
+        tool: "crm".into(),
+        operation: "read".into(),
+        now: now(),
+    };
+
+    let signer = SigningKey::from_bytes(&[9; 32]);
+    let message = [1u8; 200];
+    let signature = signer.sign(&message);
+    let verifying = signer.verifying_key();
+
+    c.bench_function("mint", |b| {
+        b.iter(|| mint(black_box(&spec()), &root, 1).unwrap())
+    });
+    c.bench_function("raw_signature/sign", |b| {
+        b.iter(|| signer.sign(black_box(&message)))
+    });
+    let one = token(&root, 1);
+    c.bench_function("attenuate", |b| {
+        b.iter(|| {
+            attenuate(
+                black_box(&one),
+                &Attenuation {
+                    delegate: Some("summariser".into()),
+                    ..Attenuation::default()
+                },
+            )
+            .unwrap()
+        })
+    });
+
+    let mut group = c.benchmark_group("verify");
+    for blocks in [1, 2, 5] {
+        let token = token(&root, blocks);
+        // What Biscuit must do for an N-block token: N strict Ed25519 verifications, and the
+        // proof (the last block's next secret key) checked against the last next public key.
+        group.bench_with_input(
+            BenchmarkId::new("raw_signatures", blocks),
+            &blocks,
+            |b, &n| {
+                b.iter(|| {
+                    for _ in 0..n {
+                        verifying
+                            .verify_strict(black_box(&message), &signature)
+                            .unwrap();
+                    }
+                    assert_eq!(
+                        SigningKey::from_bytes(black_box(&[9; 32])).verifying_key(),
+                        verifying
+                    );
+                })
+            },
+        );
+        group.bench_with_input(BenchmarkId::new("parse", blocks), &token, |b, token| {
+            b.iter(|| parse(black_box(token), &keys, options.max_bytes).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("check", blocks), &token, |b, token| {
+            b.iter(|| check(black_box(token), &trust, &options).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("cold", blocks), &token, |b, token| {
+            b.iter(|| verify_with(black_box(token), &trust, &request, None, &options).unwrap())
+        });
+        let checked = check(&token, &trust, &options).unwrap();
+        let known = checked
+            .authorize(&|_| false, &request, None, &options, None)
+            .unwrap();
+        group.bench_with_input(
+            BenchmarkId::new("cached", blocks),
+            &checked,
+            |b, checked| {
+                b.iter(|| {
+                    checked
+                        .authorize(
+                            &|_| false,
+                            black_box(&request),
+                            None,
+                            &options,
+                            Some(&known),
+                        )
+                        .unwrap()
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn policies(c: &mut Criterion) {
+    let at = now();
+    let tools: Vec<Tool> = (0..20)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "id": format!("tool-{i}"), "display_name": "T", "kind": "api", "owner": "o",
+                "description": null,
+                "operations": ["read", "write", "comment", "close", "admin"],
+                "status": "active", "version": 1, "created_at": at, "updated_at": at,
+            }))
+            .unwrap()
+        })
+        .collect();
+    let grants = |n: usize| -> Vec<Grant> {
+        (0..n)
+            .map(|i| Grant {
+                tool: format!("tool-{i}"),
+                operations: vec!["read".into(), "write".into()],
+            })
+            .collect()
+    };
+    let agent: Agent = serde_json::from_value(json!({
+        "id": "support-orchestrator", "display_name": "S", "kind": "orchestrator", "owner": "o",
+        "team": null, "description": null, "ceiling": grants(20), "max_ttl_seconds": 900,
+        "status": "active", "version": 1, "created_at": at, "updated_at": at,
+    }))
+    .unwrap();
+    let policies: Vec<Policy> = (0..50)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "id": format!("policy-{i}"), "name": "P", "description": null,
+                "issuer": "corp-idp", "subjects": [], "groups": [format!("group-{}", i % 10)],
+                "agents": ["support-orchestrator"], "grants": grants(1 + i % 20),
+                "max_ttl_seconds": 900, "enabled": true, "version": 1,
+                "created_at": at, "updated_at": at,
+            }))
+            .unwrap()
+        })
+        .collect();
+    let principal = Principal {
+        issuer_id: "corp-idp".into(),
+        issuer_url: "https://idp.example.com".into(),
+        subject: "alice".into(),
+        groups: vec!["group-3".into(), "group-7".into()],
+    };
+    let requested = grants(4);
+    let evaluation = evaluate(&principal, &agent, &requested, &policies, &tools);
+    assert!(evaluation.denied.is_empty(), "{:?}", evaluation.denied);
+    c.bench_function("policy/evaluate", |b| {
+        b.iter(|| evaluate(black_box(&principal), &agent, &requested, &policies, &tools))
+    });
+}
+
+criterion_group!(benches, tokens, policies);
+criterion_main!(benches);
