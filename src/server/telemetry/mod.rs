@@ -19,7 +19,7 @@ use axum::http::HeaderMap;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, Tracer};
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -63,12 +63,12 @@ pub fn init(config: &Config) -> Result<Telemetry, String> {
 }
 
 /// A tracer provider sending finished spans to `exporter` in batches. Without an exporter,
-/// spans still carry trace ids (for logs and problem documents) and are dropped when they end.
+/// spans still carry trace ids (for logs and problem documents) but are not recorded.
 pub fn tracer_provider(exporter: Option<opentelemetry_otlp::SpanExporter>) -> SdkTracerProvider {
     let builder = SdkTracerProvider::builder().with_resource(otlp::resource());
     match exporter {
         Some(exporter) => builder.with_batch_exporter(exporter).build(),
-        None => builder.build(),
+        None => builder.with_sampler(Sampler::AlwaysOff).build(),
     }
 }
 
