@@ -23,6 +23,7 @@ use super::dev::{self, DevIdp};
 use super::error::{problem_for_bare_errors, ApiError};
 use super::idp::IdentityVerifier;
 use super::keys::KeyRing;
+use super::limits::MintLimits;
 use super::secrets::SecretHash;
 use super::store::batch::Writers;
 use super::store::snapshot::InventoryCache;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub writers: Arc<Writers>,
     /// The inventory mints read, kept between changes.
     pub inventory: Arc<InventoryCache>,
+    /// Mint rate limits.
+    pub limits: Arc<MintLimits>,
 }
 
 /// The `/docs` page: the spec inline (`$spec`), rendered by Scalar.

@@ -128,6 +128,9 @@ pub enum ApiError {
     /// 409: the change contradicts what is stored; the message says what.
     #[error("{0}")]
     Conflict(String),
+    /// 429: the caller has used its allowance; it may retry after this many seconds.
+    #[error("{1}")]
+    TooManyRequests(u64, String),
     /// 503: a dependency (the store) is not available; the message names it.
     #[error("{0}")]
     Unavailable(String),
@@ -249,6 +252,12 @@ impl ApiError {
                 "Conflict",
                 Some(detail.clone()),
             ),
+            ApiError::TooManyRequests(_, detail) => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too Many Requests",
+                Some(detail.clone()),
+            ),
             ApiError::Unavailable(detail) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -271,7 +280,16 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %cause, "internal error");
         }
         let unauthorized = matches!(self, ApiError::Unauthorized(_));
+        let retry_after = match &self {
+            ApiError::TooManyRequests(seconds, _) => Some(*seconds),
+            _ => None,
+        };
         let mut response = self.problem().into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if unauthorized {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

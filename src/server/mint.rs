@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::app::AppState;
 use super::error::ApiError;
+use super::limits::{retry_after_seconds, RateLimiter};
 use super::model::agent::Agent;
 use super::model::{Check, Grant};
 use super::policy::{evaluate, mandate_ttl, Denial};
@@ -130,6 +131,20 @@ async fn audit_denial(
     }
 }
 
+/// Takes one mint from `caller`'s allowance, or answers 429 naming `who` and when to retry.
+fn throttle(limiter: &RateLimiter, who: &str, caller: &str) -> Result<(), ApiError> {
+    limiter
+        .take(caller, std::time::Instant::now())
+        .map_err(|wait| {
+            let seconds = retry_after_seconds(wait);
+            tracing::warn!(who, retry_after = seconds, "mint rate limit reached");
+            ApiError::TooManyRequests(
+                seconds,
+                format!("{who} has reached its mint rate limit; retry in {seconds} s"),
+            )
+        })
+}
+
 /// Mints a mandate for `agent` (an authenticated, active orchestrator), and counts the outcome.
 #[tracing::instrument(skip_all, fields(agent = %agent.id))]
 pub async fn mint(
@@ -155,6 +170,11 @@ async fn issue(
 ) -> Result<Issued, ApiError> {
     let cap = state.config.max_ttl_seconds;
     request.check(cap)?;
+    throttle(
+        &state.limits.agents,
+        &format!("agent {}", agent.id),
+        &agent.id,
+    )?;
     let now = state.clock.now();
     let inventory = state.inventory.current(state.store.as_ref()).await?;
     // The development issuer is trusted only while the development provider runs.
@@ -196,6 +216,11 @@ async fn issue(
             &inventory.tools,
         )
     });
+    throttle(
+        &state.limits.principals,
+        &format!("principal {}", principal.subject),
+        &format!("{}\n{}", principal.issuer_url, principal.subject),
+    )?;
     let principal_json = json!({
         "subject": principal.subject, "issuer": principal.issuer_url, "groups": principal.groups,
     });

@@ -9,13 +9,14 @@
 //! - [`error`] — the one error type, rendered as RFC 9457 problem+json.
 //! - [`idp`] — trusted issuers: JWKS fetching and caching, JWT validation.
 //! - [`keys`] — the root key ring.
+//! - [`limits`] — mint rate limits per orchestrator and per principal.
 //! - [`mint`] — issuing a mandate: checks, scope evaluation, signing, recording.
 //! - [`model`] — agents, tools, issuers, policies, admin tokens, and their validation.
 //! - [`policy`] — scope evaluation: pure functions over agents, tools and policies.
 //! - [`revoke`] — revoking one mandate, a branch, or every live mandate a filter selects.
 //! - [`secrets`] — admin tokens and agent secrets: generation, hashing, comparison.
 //! - [`store`] — the storage trait with its Postgres and SQLite implementations.
-//! - [`telemetry`] — logging.
+//! - [`telemetry`] — logs, traces and metrics.
 
 pub mod api;
 pub mod app;
@@ -25,6 +26,7 @@ pub mod dev;
 pub mod error;
 pub mod idp;
 pub mod keys;
+pub mod limits;
 pub mod mint;
 pub mod model;
 pub mod policy;

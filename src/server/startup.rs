@@ -16,6 +16,7 @@ use super::config::{is_strong_admin_token, AdminTokenSource, Config, Database, A
 use super::dev::{self, DevIdp};
 use super::idp::{IdentityVerifier, IdpSettings};
 use super::keys::{self, KeyError, KeyRing, KeyRingError, RootKey, DEV_KID};
+use super::limits::{MintLimits, RateLimiter};
 use super::secrets::{self, SecretHash};
 use super::store::batch::Writers;
 use super::store::{self, MigrationReport, NewRootKey, SharedStore, StoreError};
@@ -137,6 +138,10 @@ impl Server {
             otlp::metric_exporter().map_err(StartupError::Telemetry)?,
         )
         .map_err(StartupError::Telemetry)?;
+        let limits = MintLimits {
+            agents: RateLimiter::new(config.mint_rate_per_agent),
+            principals: RateLimiter::new(config.mint_rate_per_principal),
+        };
         let state = AppState {
             writers: Arc::new(Writers::spawn(&store)),
             store,
@@ -152,6 +157,7 @@ impl Server {
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             metrics: Arc::new(metrics),
             inventory: Arc::default(),
+            limits: Arc::new(limits),
         };
         let walkthrough = match (&state.dev_idp, options.dev_seed) {
             (Some(idp), true) => dev::seed(&state, idp, &data_dir).await?,

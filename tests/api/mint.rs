@@ -670,3 +670,69 @@ both_stores!(
         );
     }
 );
+
+#[tokio::test]
+async fn orchestrators_and_principals_are_held_to_their_mint_rates() {
+    let db = crate::helpers::TestDatabase::new(crate::helpers::Backend::Sqlite).await;
+    let app = TestApp::spawn_with(db, |config| {
+        config.mint_rate_per_agent = 4;
+        config.mint_rate_per_principal = 2;
+    })
+    .await;
+    let (idp, secret) = mint_setup(&app).await;
+    let scope = json!([{"tool": "crm", "operations": ["read"]}]);
+    let as_alice = mint_body(
+        &idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now())),
+        scope.clone(),
+    );
+    let as_bob = mint_body(
+        &idp.sign("rsa-1", &idp.claims("bob", &["support"], app.clock.now())),
+        scope,
+    );
+    for _ in 0..2 {
+        assert_eq!(mint(&app, &secret, &as_alice).await.0, 201);
+    }
+    let audited = app.audit_len().await;
+    // alice has used her two a minute; bob has not.
+    let response = app
+        .client
+        .post(app.url("/v1/mandates"))
+        .bearer_auth(&secret)
+        .json(&as_alice)
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    let problem = assert_problem(response, 429).await;
+    assert_eq!(problem["type"], "urn:mandate:problem:rate-limited");
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("principal alice"));
+    // That attempt still counted against bot: bob's first mint is bot's fourth and last.
+    assert_eq!(mint(&app, &secret, &as_bob).await.0, 201);
+    let (status, problem) = mint(&app, &secret, &as_bob).await;
+    assert_eq!(status, 429);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("agent bot"),
+        "{problem}"
+    );
+    assert_eq!(
+        app.audit_len().await,
+        audited + 1,
+        "throttled mints leave no audit rows; bob's issuance does"
+    );
+    let count: i64 = {
+        let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM mandates")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count, 3, "three issued, nothing for the throttled ones");
+}

@@ -67,6 +67,7 @@ struct Refusal {
     status: StatusCode,
     error: &'static str,
     description: String,
+    retry_after: Option<u64>,
 }
 
 fn refuse(status: StatusCode, error: &'static str, description: impl Into<String>) -> Refusal {
@@ -74,6 +75,7 @@ fn refuse(status: StatusCode, error: &'static str, description: impl Into<String
         status,
         error,
         description: description.into(),
+        retry_after: None,
     }
 }
 
@@ -93,6 +95,11 @@ impl IntoResponse for Refusal {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"mandate\""),
             );
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -126,6 +133,14 @@ impl From<ApiError> for Refusal {
                 "temporarily_unavailable",
                 description,
             ),
+            ApiError::TooManyRequests(seconds, _) => Refusal {
+                retry_after: Some(seconds),
+                ..refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "temporarily_unavailable",
+                    description,
+                )
+            },
             ApiError::PayloadTooLarge => refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",
@@ -368,6 +383,8 @@ async fn exchange(
         (status = 401, description = "invalid_client", body = OAuthError),
         (status = 413, description = "Body too large", body = OAuthError),
         (status = 500, description = "server_error", body = OAuthError),
+        (status = 429, description = "temporarily_unavailable: a mint rate limit is reached; nothing was issued", body = OAuthError,
+         headers(("retry-after" = u64, description = "Seconds until a mint is allowed again"))),
         (status = 503, description = "temporarily_unavailable: nothing was issued", body = OAuthError),
     )
 )]

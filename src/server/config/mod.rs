@@ -28,6 +28,8 @@ pub const ENV_VARS: &[&str] = &[
     "MANDATE_REQUEST_BODY_LIMIT",
     "MANDATE_REQUEST_TIMEOUT_MS",
     "MANDATE_MAX_TTL_SECONDS",
+    "MANDATE_MINT_RATE_PER_AGENT",
+    "MANDATE_MINT_RATE_PER_PRINCIPAL",
     "MANDATE_ADMIN_TOKEN",
     "MANDATE_ADMIN_TOKEN_FILE",
     "MANDATE_LOG",
@@ -61,6 +63,10 @@ pub struct Config {
     pub max_ttl_seconds: u32,
     /// Where the first admin token comes from, if configured.
     pub admin_token: Option<AdminTokenSource>,
+    /// Most mints a minute per orchestrator, on each replica.
+    pub mint_rate_per_agent: u32,
+    /// Most mints a minute per human principal, on each replica.
+    pub mint_rate_per_principal: u32,
 }
 
 /// The configured admin token: given directly (environment only) or read from a file.
@@ -145,6 +151,8 @@ struct Settings {
     request_body_limit: Option<usize>,
     request_timeout_ms: Option<u64>,
     max_ttl_seconds: Option<u32>,
+    mint_rate_per_agent: Option<u32>,
+    mint_rate_per_principal: Option<u32>,
     admin_token_file: Option<PathBuf>,
     // Environment only: a secret does not belong in a configuration file.
     #[serde(skip)]
@@ -246,6 +254,12 @@ fn apply_env(settings: &mut Settings, key: &str, value: &str) -> Result<(), Conf
         "MANDATE_MAX_TTL_SECONDS" => {
             settings.max_ttl_seconds = Some(parse_env(key, value, "a whole number")?)
         }
+        "MANDATE_MINT_RATE_PER_AGENT" => {
+            settings.mint_rate_per_agent = Some(parse_env(key, value, "a whole number")?)
+        }
+        "MANDATE_MINT_RATE_PER_PRINCIPAL" => {
+            settings.mint_rate_per_principal = Some(parse_env(key, value, "a whole number")?)
+        }
         "MANDATE_ADMIN_TOKEN" => settings.admin_token = Some(Secret::new(value.to_owned())),
         "MANDATE_ADMIN_TOKEN_FILE" => settings.admin_token_file = Some(PathBuf::from(value)),
         "MANDATE_LOG" => settings.log = Some(value.to_owned()),
@@ -339,6 +353,20 @@ fn validate(s: Settings) -> Result<Config, ConfigError> {
     if !(60..=86_400).contains(&max_ttl_seconds) {
         return Err(invalid("max_ttl_seconds", "must be between 60 and 86400"));
     }
+    let mint_rate_per_agent = s.mint_rate_per_agent.unwrap_or(600);
+    if !(1..=1_000_000).contains(&mint_rate_per_agent) {
+        return Err(invalid(
+            "mint_rate_per_agent",
+            "must be between 1 and 1000000 mints a minute",
+        ));
+    }
+    let mint_rate_per_principal = s.mint_rate_per_principal.unwrap_or(120);
+    if !(1..=1_000_000).contains(&mint_rate_per_principal) {
+        return Err(invalid(
+            "mint_rate_per_principal",
+            "must be between 1 and 1000000 mints a minute",
+        ));
+    }
     let admin_token = match (s.admin_token, s.admin_token_file) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -385,6 +413,8 @@ fn validate(s: Settings) -> Result<Config, ConfigError> {
         log_format,
         max_ttl_seconds,
         admin_token,
+        mint_rate_per_agent,
+        mint_rate_per_principal,
     })
 }
 

@@ -279,3 +279,23 @@ fn the_ttl_cap_is_bounded() {
         600
     );
 }
+
+#[test]
+fn mint_rate_limits_default_strict_and_cannot_be_switched_off() {
+    let config = load(&[]).unwrap();
+    assert_eq!(
+        (config.mint_rate_per_agent, config.mint_rate_per_principal),
+        (600, 120)
+    );
+    for key in [
+        "MANDATE_MINT_RATE_PER_AGENT",
+        "MANDATE_MINT_RATE_PER_PRINCIPAL",
+    ] {
+        let err = load(&[(key, "0")]).unwrap_err().to_string();
+        assert!(err.contains("between 1 and 1000000"), "{key}: {err}");
+        assert!(load(&[(key, "1000001")]).is_err());
+        assert!(load(&[(key, "ten")]).is_err());
+    }
+    let config = load(&[("MANDATE_MINT_RATE_PER_PRINCIPAL", "30")]).unwrap();
+    assert_eq!(config.mint_rate_per_principal, 30);
+}

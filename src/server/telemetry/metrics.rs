@@ -40,6 +40,8 @@ pub enum MintOutcome {
     Denied,
     /// The request itself was invalid.
     Invalid,
+    /// The orchestrator or the principal had used its mint allowance.
+    RateLimited,
     /// A dependency (the store, an issuer's keys) was unavailable.
     Unavailable,
     /// Anything else.
@@ -54,6 +56,7 @@ impl MintOutcome {
             Err(ApiError::SubjectRejected(error)) => (MintOutcome::Denied, Some(error.code())),
             Err(ApiError::Denied(_)) => (MintOutcome::Denied, Some("scope_denied")),
             Err(ApiError::Invalid(_) | ApiError::BadRequest(_)) => (MintOutcome::Invalid, None),
+            Err(ApiError::TooManyRequests(..)) => (MintOutcome::RateLimited, None),
             Err(ApiError::Unavailable(_)) => (MintOutcome::Unavailable, None),
             Err(_) => (MintOutcome::Error, None),
         }
@@ -64,6 +67,7 @@ impl MintOutcome {
             MintOutcome::Issued => "issued",
             MintOutcome::Denied => "denied",
             MintOutcome::Invalid => "invalid",
+            MintOutcome::RateLimited => "rate_limited",
             MintOutcome::Unavailable => "unavailable",
             MintOutcome::Error => "error",
         }
