@@ -17,7 +17,13 @@ use crate::helpers::{TestApp, ADMIN_TOKEN};
 both_stores!(
     no_audit_event_is_lost_or_duplicated_under_concurrent_load,
     |backend| async move {
-        let app = TestApp::spawn(backend).await;
+        // One orchestrator minting for one principal as fast as it can: no rate limits here.
+        let db = crate::helpers::TestDatabase::new(backend).await;
+        let app = TestApp::spawn_with(db, |config| {
+            config.mint_rate_per_agent = 1_000_000;
+            config.mint_rate_per_principal = 1_000_000;
+        })
+        .await;
         let (idp, secret) = mint_setup(&app).await;
         let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
         let before = app.store.audit_events(0, 100_000).await.unwrap().len();
