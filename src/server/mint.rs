@@ -291,19 +291,13 @@ async fn issue(
         }),
     };
     // Nothing leaves unless its record is committed.
-    let committing = Instant::now();
-    state
-        .writers
-        .mandates
-        .submit((issuance, audit))
-        .instrument(tracing::info_span!(
-            "store.commit",
-            operation = "insert_mandate"
-        ))
-        .await?;
     state
         .metrics
-        .store_commit("insert_mandate", committing.elapsed());
+        .commit(
+            "insert_mandate",
+            state.writers.mandates.submit((issuance, audit)),
+        )
+        .await?;
     Ok(Issued {
         token: minted.token,
         mandate_id,

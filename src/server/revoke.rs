@@ -2,12 +2,9 @@
 //! records every newly revoked id and one audit event naming who, what and why; revoking what
 //! is already revoked changes nothing and is not audited again.
 
-use std::time::Instant;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing::Instrument;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -100,13 +97,10 @@ pub async fn revoke_ids(
             "selection": details,
         }),
     };
-    let committing = Instant::now();
     let revoked = state
-        .store
-        .revoke(&entries, &audit)
-        .instrument(tracing::info_span!("store.commit", operation = "revoke"))
+        .metrics
+        .commit("revoke", state.store.revoke(&entries, &audit))
         .await?;
-    state.metrics.store_commit("revoke", committing.elapsed());
     state.metrics.revoked(action, revoked.len() as u64);
     Ok(revoked)
 }

@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -169,19 +168,13 @@ pub async fn report(
         }),
     };
     let recorded = receipts.len();
-    let committing = std::time::Instant::now();
-    state
-        .writers
-        .receipts
-        .submit((receipts, audit))
-        .instrument(tracing::info_span!(
-            "store.commit",
-            operation = "insert_receipts"
-        ))
-        .await?;
     state
         .metrics
-        .store_commit("insert_receipts", committing.elapsed());
+        .commit(
+            "insert_receipts",
+            state.writers.receipts.submit((receipts, audit)),
+        )
+        .await?;
     Ok(Json(Recorded { recorded }))
 }
 

@@ -22,6 +22,7 @@ use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::MetricExporter;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use tracing::Instrument;
 
 use crate::server::error::ApiError;
 use crate::server::store::SharedStore;
@@ -181,10 +182,22 @@ impl Metrics {
             .add(count, &[KeyValue::new("action", action.to_owned())]);
     }
 
-    /// Records how long the store took to commit `operation`.
-    pub fn store_commit(&self, operation: &'static str, took: Duration) {
-        self.store_duration
-            .record(took.as_secs_f64(), &[KeyValue::new("operation", operation)]);
+    /// Runs the store write `commit` in a `store.commit` span named by `operation`, and records
+    /// how long it took (failed or not).
+    pub async fn commit<T, E>(
+        &self,
+        operation: &'static str,
+        commit: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let started = std::time::Instant::now();
+        let result = commit
+            .instrument(tracing::info_span!("store.commit", operation))
+            .await;
+        self.store_duration.record(
+            started.elapsed().as_secs_f64(),
+            &[KeyValue::new("operation", operation)],
+        );
+        result
     }
 
     /// Every metric in the Prometheus text exposition format.
