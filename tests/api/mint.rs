@@ -290,28 +290,7 @@ async fn an_issuer_whose_keys_are_slow_does_not_hold_up_another_issuers_mints() 
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
     let (idp, secret) = mint_setup(&app).await;
     let slow = crate::helpers::idp::TestIdp::start().await;
-    app.admin_ok(
-        Method::POST,
-        "/v1/admin/issuers",
-        Some(
-            json!({"id": "slow-idp", "issuer_url": slow.issuer, "audiences": ["mandate"],
-                    "jwks_uri": slow.jwks_uri(), "allowed_algorithms": ["RS256"],
-                    "groups_claim": "groups"}),
-        ),
-        201,
-    )
-    .await;
-    app.admin_ok(
-        Method::POST,
-        "/v1/admin/policies",
-        Some(
-            json!({"id": "slow-crm", "issuer": "slow-idp", "groups": ["support"],
-                    "agents": ["bot"], "grants": [{"tool": "crm", "operations": ["read"]}],
-                    "max_ttl_seconds": 300}),
-        ),
-        201,
-    )
-    .await;
+    crate::helpers::fixtures::trust_issuer(&app, "slow-idp", &slow, &["read"], 300).await;
     slow.slow_down(std::time::Duration::from_secs(2));
     let scope = json!([{"tool": "crm", "operations": ["read"]}]);
     let claims = slow.claims("alice", &["support"], app.clock.now());

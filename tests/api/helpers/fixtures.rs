@@ -65,32 +65,50 @@ pub async fn seed(app: &TestApp) {
 pub async fn mint_setup(app: &TestApp) -> (super::idp::TestIdp, String) {
     seed(app).await;
     let idp = super::idp::TestIdp::start().await;
+    trust_issuer(app, "test-idp", &idp, &["read", "write"], 600).await;
+    let issued = app
+        .admin_ok(Method::POST, "/v1/admin/agents/bot/secret", None, 201)
+        .await;
+    (idp, issued["secret"].as_str().unwrap().to_owned())
+}
+
+/// Trusts `idp` as issuer `id` (RS256 and ES256), with a policy `support-crm` (or
+/// `ID-support-crm` for another issuer) letting group `support` delegate crm `operations` to bot
+/// for up to `max_ttl_seconds`.
+pub async fn trust_issuer(
+    app: &TestApp,
+    id: &str,
+    idp: &super::idp::TestIdp,
+    operations: &[&str],
+    max_ttl_seconds: u32,
+) {
     app.admin_ok(
         Method::POST,
         "/v1/admin/issuers",
         Some(
-            json!({"id": "test-idp", "issuer_url": idp.issuer, "audiences": ["mandate"],
+            json!({"id": id, "issuer_url": idp.issuer, "audiences": ["mandate"],
                     "jwks_uri": idp.jwks_uri(), "allowed_algorithms": ["RS256", "ES256"],
                     "groups_claim": "groups"}),
         ),
         201,
     )
     .await;
+    let policy = if id == "test-idp" {
+        "support-crm".to_owned()
+    } else {
+        format!("{id}-support-crm")
+    };
     app.admin_ok(
         Method::POST,
         "/v1/admin/policies",
         Some(
-            json!({"id": "support-crm", "issuer": "test-idp", "groups": ["support"],
-                    "agents": ["bot"], "grants": [{"tool": "crm", "operations": ["read", "write"]}],
-                    "max_ttl_seconds": 600}),
+            json!({"id": policy, "issuer": id, "groups": ["support"], "agents": ["bot"],
+                    "grants": [{"tool": "crm", "operations": operations}],
+                    "max_ttl_seconds": max_ttl_seconds}),
         ),
         201,
     )
     .await;
-    let issued = app
-        .admin_ok(Method::POST, "/v1/admin/agents/bot/secret", None, 201)
-        .await;
-    (idp, issued["secret"].as_str().unwrap().to_owned())
 }
 
 /// A `POST /v1/mandates` body.
