@@ -142,6 +142,7 @@ impl Server {
             agents: RateLimiter::new(config.mint_rate_per_agent),
             principals: RateLimiter::new(config.mint_rate_per_principal),
         };
+        let streams = Arc::new(tokio::sync::Semaphore::new(config.max_revocation_streams));
         let state = AppState {
             writers: Arc::new(Writers::spawn(&store)),
             store,
@@ -154,7 +155,7 @@ impl Server {
                     .map_err(|e| StartupError::Http(e.to_string()))?,
             ),
             dev_idp,
-            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            streams,
             metrics: Arc::new(metrics),
             inventory: Arc::default(),
             limits: Arc::new(limits),
@@ -201,9 +202,6 @@ impl Server {
         result
     }
 }
-
-/// Most revocation streams one replica serves at once.
-const MAX_STREAMS: usize = 1024;
 
 /// How often the audit chain's head is signed.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);

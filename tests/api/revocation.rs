@@ -571,3 +571,43 @@ async fn a_policy_removed_through_one_replica_stops_mints_through_another_at_onc
         .await;
     assert_eq!(status, 403, "B still granted a removed policy: {problem}");
 }
+
+#[tokio::test]
+async fn streams_beyond_the_configured_cap_are_sent_to_the_polling_feed() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let app = TestApp::spawn_with(db, |config| config.max_revocation_streams = 2).await;
+    let open = || app.get("/v1/revocations/stream?after=0");
+    let first = open().await;
+    let second = open().await;
+    for stream in [&first, &second] {
+        assert_eq!(stream.status(), 200);
+        assert!(stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+    }
+    let problem = assert_problem(open().await, 503).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/revocations"),
+        "{problem}"
+    );
+    // The polling feed still answers, and a closed stream frees its place.
+    assert_eq!(app.get("/v1/revocations?after=0").await.status(), 200);
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let again = open().await;
+        if again.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the closed stream's place was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(second);
+}

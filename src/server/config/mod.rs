@@ -30,6 +30,7 @@ pub const ENV_VARS: &[&str] = &[
     "MANDATE_MAX_TTL_SECONDS",
     "MANDATE_MINT_RATE_PER_AGENT",
     "MANDATE_MINT_RATE_PER_PRINCIPAL",
+    "MANDATE_MAX_REVOCATION_STREAMS",
     "MANDATE_ADMIN_TOKEN",
     "MANDATE_ADMIN_TOKEN_FILE",
     "MANDATE_LOG",
@@ -67,6 +68,8 @@ pub struct Config {
     pub mint_rate_per_agent: u32,
     /// Most mints a minute per human principal, on each replica.
     pub mint_rate_per_principal: u32,
+    /// Most revocation streams (`/v1/revocations/stream`) one replica serves at once.
+    pub max_revocation_streams: usize,
 }
 
 /// The configured admin token: given directly (environment only) or read from a file.
@@ -153,6 +156,7 @@ struct Settings {
     max_ttl_seconds: Option<u32>,
     mint_rate_per_agent: Option<u32>,
     mint_rate_per_principal: Option<u32>,
+    max_revocation_streams: Option<usize>,
     admin_token_file: Option<PathBuf>,
     // Environment only: a secret does not belong in a configuration file.
     #[serde(skip)]
@@ -259,6 +263,9 @@ fn apply_env(settings: &mut Settings, key: &str, value: &str) -> Result<(), Conf
         }
         "MANDATE_MINT_RATE_PER_PRINCIPAL" => {
             settings.mint_rate_per_principal = Some(parse_env(key, value, "a whole number")?)
+        }
+        "MANDATE_MAX_REVOCATION_STREAMS" => {
+            settings.max_revocation_streams = Some(parse_env(key, value, "a whole number")?)
         }
         "MANDATE_ADMIN_TOKEN" => settings.admin_token = Some(Secret::new(value.to_owned())),
         "MANDATE_ADMIN_TOKEN_FILE" => settings.admin_token_file = Some(PathBuf::from(value)),
@@ -367,6 +374,13 @@ fn validate(s: Settings) -> Result<Config, ConfigError> {
             "must be between 1 and 1000000 mints a minute",
         ));
     }
+    let max_revocation_streams = s.max_revocation_streams.unwrap_or(1024);
+    if !(1..=100_000).contains(&max_revocation_streams) {
+        return Err(invalid(
+            "max_revocation_streams",
+            "must be between 1 and 100000",
+        ));
+    }
     let admin_token = match (s.admin_token, s.admin_token_file) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -415,6 +429,7 @@ fn validate(s: Settings) -> Result<Config, ConfigError> {
         admin_token,
         mint_rate_per_agent,
         mint_rate_per_principal,
+        max_revocation_streams,
     })
 }
 

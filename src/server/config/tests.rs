@@ -299,3 +299,16 @@ fn mint_rate_limits_default_strict_and_cannot_be_switched_off() {
     let config = load(&[("MANDATE_MINT_RATE_PER_PRINCIPAL", "30")]).unwrap();
     assert_eq!(config.mint_rate_per_principal, 30);
 }
+
+#[test]
+fn the_revocation_stream_cap_is_bounded() {
+    assert_eq!(load(&[]).unwrap().max_revocation_streams, 1024);
+    assert_eq!(
+        load(&[("MANDATE_MAX_REVOCATION_STREAMS", "8")])
+            .unwrap()
+            .max_revocation_streams,
+        8
+    );
+    assert!(load(&[("MANDATE_MAX_REVOCATION_STREAMS", "0")]).is_err());
+    assert!(load(&[("MANDATE_MAX_REVOCATION_STREAMS", "100001")]).is_err());
+}
