@@ -16,7 +16,7 @@ use super::limits::{retry_after_seconds, RateLimiter};
 use super::model::agent::Agent;
 use super::model::{Check, Grant};
 use super::policy::{evaluate, mandate_ttl, Denial};
-use super::store::{new_id, AuditOutcome, Issuance, NewAuditEvent};
+use super::store::{new_id, AuditOutcome, Issuance, NewAuditEvent, StoreError};
 use super::telemetry::MintOutcome;
 use crate::token::mint::{mint as mint_token, MandateSpec};
 use crate::token::Right;
@@ -291,13 +291,26 @@ async fn issue(
         }),
     };
     // Nothing leaves unless its record is committed.
-    state
+    let committed = state
         .metrics
         .commit(
             "insert_mandate",
             state.writers.mandates.submit((issuance, audit)),
         )
-        .await?;
+        .await;
+    if let Err(StoreError::LimitReached(message)) = &committed {
+        audit_denial(
+            state,
+            agent,
+            now,
+            json!({
+                "reason": "live_mandate_limit", "principal": principal_json,
+                "scope": evaluation.granted, "detail": message,
+            }),
+        )
+        .await;
+    }
+    committed?;
     Ok(Issued {
         token: minted.token,
         mandate_id,

@@ -144,7 +144,7 @@ impl Server {
         };
         let streams = Arc::new(tokio::sync::Semaphore::new(config.max_revocation_streams));
         let state = AppState {
-            writers: Arc::new(Writers::spawn(&store)),
+            writers: Arc::new(Writers::spawn(&store, config.max_live_mandates_per_agent)),
             store,
             keys: Arc::new(ring),
             clock,

@@ -715,3 +715,55 @@ async fn orchestrators_and_principals_are_held_to_their_mint_rates() {
     };
     assert_eq!(count, 3, "three issued, nothing for the throttled ones");
 }
+
+both_stores!(
+    an_orchestrator_holds_at_most_its_cap_of_live_mandates,
+    |backend| async move {
+        let db = crate::helpers::TestDatabase::new(backend).await;
+        let app = TestApp::spawn_with(db, |config| config.max_live_mandates_per_agent = 2).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let body = mint_body(
+            &idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now())),
+            json!([{"tool": "crm", "operations": ["read"]}]),
+        );
+        let (_, first) = mint(&app, &secret, &body).await;
+        assert_eq!(mint(&app, &secret, &body).await.0, 201);
+        let (status, problem) = mint(&app, &secret, &body).await;
+        assert_eq!(status, 409, "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("2 live mandates"),
+            "{problem}"
+        );
+        assert_eq!(issued_count(&app).await, 2, "nothing issued beyond the cap");
+        let denials = app
+            .store
+            .audit_events(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "mandate.denied" && e.details["reason"] == "live_mandate_limit")
+            .count();
+        assert_eq!(denials, 1, "the refusal is audited");
+        // Completing a task frees its place.
+        let id = first["mandate_id"].as_str().unwrap();
+        app.admin_ok(
+            Method::POST,
+            &format!("/v1/mandates/{id}/revoke"),
+            Some(json!({"reason": "done"})),
+            200,
+        )
+        .await;
+        assert_eq!(mint(&app, &secret, &body).await.0, 201);
+        // Expired mandates do not count either.
+        app.clock.advance(Duration::seconds(601));
+        let later = mint_body(
+            &idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now())),
+            json!([{"tool": "crm", "operations": ["read"]}]),
+        );
+        assert_eq!(mint(&app, &secret, &later).await.0, 201);
+        assert_eq!(mint(&app, &secret, &later).await.0, 201);
+    }
+);

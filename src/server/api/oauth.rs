@@ -141,6 +141,7 @@ impl From<ApiError> for Refusal {
                     description,
                 )
             },
+            ApiError::Conflict(_) => refuse(StatusCode::CONFLICT, "invalid_request", description),
             ApiError::PayloadTooLarge => refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",
@@ -383,6 +384,7 @@ async fn exchange(
         (status = 401, description = "invalid_client", body = OAuthError),
         (status = 413, description = "Body too large", body = OAuthError),
         (status = 500, description = "server_error", body = OAuthError),
+        (status = 409, description = "invalid_request: the orchestrator already holds the most live mandates allowed", body = OAuthError),
         (status = 429, description = "temporarily_unavailable: a mint rate limit is reached; nothing was issued", body = OAuthError,
          headers(("retry-after" = u64, description = "Seconds until a mint is allowed again"))),
         (status = 503, description = "temporarily_unavailable: nothing was issued", body = OAuthError),

@@ -31,6 +31,7 @@ pub const ENV_VARS: &[&str] = &[
     "MANDATE_MINT_RATE_PER_AGENT",
     "MANDATE_MINT_RATE_PER_PRINCIPAL",
     "MANDATE_MAX_REVOCATION_STREAMS",
+    "MANDATE_MAX_LIVE_MANDATES_PER_AGENT",
     "MANDATE_ADMIN_TOKEN",
     "MANDATE_ADMIN_TOKEN_FILE",
     "MANDATE_LOG",
@@ -70,6 +71,8 @@ pub struct Config {
     pub mint_rate_per_principal: u32,
     /// Most revocation streams (`/v1/revocations/stream`) one replica serves at once.
     pub max_revocation_streams: usize,
+    /// Most unexpired, unrevoked mandates one orchestrator may hold.
+    pub max_live_mandates_per_agent: u32,
 }
 
 /// The configured admin token: given directly (environment only) or read from a file.
@@ -157,6 +160,7 @@ struct Settings {
     mint_rate_per_agent: Option<u32>,
     mint_rate_per_principal: Option<u32>,
     max_revocation_streams: Option<usize>,
+    max_live_mandates_per_agent: Option<u32>,
     admin_token_file: Option<PathBuf>,
     // Environment only: a secret does not belong in a configuration file.
     #[serde(skip)]
@@ -266,6 +270,9 @@ fn apply_env(settings: &mut Settings, key: &str, value: &str) -> Result<(), Conf
         }
         "MANDATE_MAX_REVOCATION_STREAMS" => {
             settings.max_revocation_streams = Some(parse_env(key, value, "a whole number")?)
+        }
+        "MANDATE_MAX_LIVE_MANDATES_PER_AGENT" => {
+            settings.max_live_mandates_per_agent = Some(parse_env(key, value, "a whole number")?)
         }
         "MANDATE_ADMIN_TOKEN" => settings.admin_token = Some(Secret::new(value.to_owned())),
         "MANDATE_ADMIN_TOKEN_FILE" => settings.admin_token_file = Some(PathBuf::from(value)),
@@ -381,6 +388,13 @@ fn validate(s: Settings) -> Result<Config, ConfigError> {
             "must be between 1 and 100000",
         ));
     }
+    let max_live_mandates_per_agent = s.max_live_mandates_per_agent.unwrap_or(10_000);
+    if !(1..=10_000_000).contains(&max_live_mandates_per_agent) {
+        return Err(invalid(
+            "max_live_mandates_per_agent",
+            "must be between 1 and 10000000",
+        ));
+    }
     let admin_token = match (s.admin_token, s.admin_token_file) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -430,6 +444,7 @@ fn validate(s: Settings) -> Result<Config, ConfigError> {
         mint_rate_per_agent,
         mint_rate_per_principal,
         max_revocation_streams,
+        max_live_mandates_per_agent,
     })
 }
 

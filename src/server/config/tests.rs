@@ -312,3 +312,15 @@ fn the_revocation_stream_cap_is_bounded() {
     assert!(load(&[("MANDATE_MAX_REVOCATION_STREAMS", "0")]).is_err());
     assert!(load(&[("MANDATE_MAX_REVOCATION_STREAMS", "100001")]).is_err());
 }
+
+#[test]
+fn the_live_mandate_cap_is_bounded() {
+    assert_eq!(load(&[]).unwrap().max_live_mandates_per_agent, 10_000);
+    assert!(load(&[("MANDATE_MAX_LIVE_MANDATES_PER_AGENT", "0")]).is_err());
+    assert_eq!(
+        load(&[("MANDATE_MAX_LIVE_MANDATES_PER_AGENT", "50")])
+            .unwrap()
+            .max_live_mandates_per_agent,
+        50
+    );
+}

@@ -31,13 +31,13 @@ pub trait Commit<T>: Send + Sync + 'static {
     async fn commit(&self, items: &[T]) -> Result<(), StoreError>;
 }
 
-/// Issuances with their audit events.
-pub struct Mandates(pub SharedStore);
+/// Issuances with their audit events, and the most live mandates one agent may hold.
+pub struct Mandates(pub SharedStore, pub u32);
 
 #[async_trait]
 impl Commit<(Issuance, NewAuditEvent)> for Mandates {
     async fn commit(&self, items: &[(Issuance, NewAuditEvent)]) -> Result<(), StoreError> {
-        self.0.insert_mandates(items).await
+        self.0.insert_mandates(items, Some(self.1)).await
     }
 }
 
@@ -61,10 +61,11 @@ pub struct Writers {
 }
 
 impl Writers {
-    /// Starts one writer task for each kind, on `store`.
-    pub fn spawn(store: &SharedStore) -> Self {
+    /// Starts the writer tasks of each kind, on `store`; no agent may hold more than
+    /// `live_cap` live mandates.
+    pub fn spawn(store: &SharedStore, live_cap: u32) -> Self {
         Self {
-            mandates: Batcher::spawn(Mandates(Arc::clone(store))),
+            mandates: Batcher::spawn(Mandates(Arc::clone(store), live_cap)),
             receipts: Batcher::spawn(Receipts(Arc::clone(store))),
         }
     }
@@ -118,6 +119,7 @@ fn for_each_caller(error: &StoreError) -> StoreError {
     match error {
         StoreError::Unavailable(_) => stopped(),
         StoreError::Conflict(message) => StoreError::Conflict(message.clone()),
+        StoreError::LimitReached(message) => StoreError::LimitReached(message.clone()),
         StoreError::NotFound(message) => StoreError::NotFound(message.clone()),
         other => StoreError::Corrupt(format!("a group commit failed: {other}")),
     }

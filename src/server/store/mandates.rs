@@ -90,7 +90,14 @@ pub struct ActionFilter {
 pub trait MandateStore: Send + Sync {
     /// Records issuances, each with its audit event, in one transaction: all of them or none.
     /// The audit events join the chain in the order given.
-    async fn insert_mandates(&self, batch: &[(Issuance, NewAuditEvent)]) -> Result<(), StoreError>;
+    /// With `live_cap`, the transaction fails with [`StoreError::LimitReached`] if it would leave
+    /// an agent of the batch holding more unexpired, unrevoked mandates than that (counted while
+    /// holding the audit chain's lock, so concurrent issuances on any replica count too).
+    async fn insert_mandates(
+        &self,
+        batch: &[(Issuance, NewAuditEvent)],
+        live_cap: Option<u32>,
+    ) -> Result<(), StoreError>;
 
     /// Records one issuance and its audit event in one transaction.
     async fn insert_mandate(
@@ -98,7 +105,7 @@ pub trait MandateStore: Send + Sync {
         issuance: &Issuance,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        self.insert_mandates(&[(issuance.clone(), audit.clone())])
+        self.insert_mandates(&[(issuance.clone(), audit.clone())], None)
             .await
     }
 

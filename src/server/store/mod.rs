@@ -264,6 +264,9 @@ pub enum StoreError {
     /// The row to change does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// A configured limit would be exceeded (409); the message says which.
+    #[error("{0}")]
+    LimitReached(String),
     /// A stored value is not what mandate wrote (500).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

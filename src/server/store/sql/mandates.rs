@@ -117,6 +117,7 @@ impl MandateStore for ThisStore {
     async fn insert_mandates(
         &self,
         batch: &[(Issuance, NewAuditEvent)],
+        live_cap: Option<u32>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         // 13 parameters a row: 200 rows stay far below either database's parameter limit.
@@ -145,6 +146,30 @@ impl MandateStore for ThisStore {
         }
         let events: Vec<&NewAuditEvent> = batch.iter().map(|(_, audit)| audit).collect();
         append_audit_events(&mut tx, &events).await?;
+        // Under the chain's lock: every issuance committed before this one is counted.
+        if let Some(cap) = live_cap {
+            let mut agents: Vec<&str> = batch.iter().map(|(i, _)| i.agent_id.as_str()).collect();
+            agents.sort_unstable();
+            agents.dedup();
+            let now = batch.iter().map(|(i, _)| i.issued_at).max();
+            for agent in agents {
+                let live: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM mandates m WHERE m.agent_id = $1 AND m.expires_at > $2 \
+                     AND NOT EXISTS (SELECT 1 FROM revocations r \
+                     WHERE r.revocation_id = m.revocation_id)",
+                )
+                .bind(agent)
+                .bind(now.map(db_time))
+                .fetch_one(&mut *tx)
+                .await?;
+                if live > i64::from(cap) {
+                    return Err(StoreError::LimitReached(format!(
+                        "agent `{agent}` already holds {cap} live mandates, the most allowed; \
+                         complete or revoke some first"
+                    )));
+                }
+            }
+        }
         tx.commit().await?;
         Ok(())
     }
