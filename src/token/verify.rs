@@ -345,21 +345,16 @@ pub fn read_out(
     trust: &Trust<'_>,
     options: &VerifyOptions,
 ) -> Result<ReadOut, TokenError> {
-    let biscuit = parse(token, trust.keys, options.max_bytes)?;
-    if biscuit.block_count() > options.max_blocks {
-        return Err(TokenError::TooManyBlocks);
-    }
-    let revocation_ids = biscuit.revocation_identifiers();
-    let hops = attested_hops(&biscuit, &revocation_ids, trust.agent_keys)?;
+    let checked = check(token, trust, options)?;
     let mut authorizer = AuthorizerBuilder::new()
         .set_limits(options.limits.clone())
-        .build(&biscuit)
+        .build(&checked.biscuit)
         .map_err(map_biscuit)?;
     let (mandate_id,): (String,) = one(authorizer.query("data($m) <- mandate($m)")?, "mandate")?;
     Ok(ReadOut {
         mandate_id,
-        hops,
-        revocation_ids,
+        hops: checked.hops,
+        revocation_ids: checked.revocation_ids,
     })
 }
 

@@ -172,6 +172,29 @@ both_stores!(
     }
 );
 
+/// Registers a new key for agent `helper`; returns `token` delegated to helper and attested
+/// with that key, and the key's record.
+async fn attested_by_helper(app: &TestApp, token: &str) -> (String, Value) {
+    let key = KeyPair::new();
+    let registered = app
+        .admin_ok(
+            Method::POST,
+            "/v1/admin/agents/helper/keys",
+            Some(json!({"public_key": format_public_key(&key.public())})),
+            201,
+        )
+        .await;
+    let to_helper = attenuate(
+        token,
+        &Attenuation {
+            delegate: Some("helper".into()),
+            ..Attenuation::default()
+        },
+    )
+    .unwrap();
+    (attest(&to_helper, "helper", &key).unwrap(), registered)
+}
+
 #[tokio::test]
 async fn a_verifier_learns_an_agent_key_registered_after_it_fetched() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
@@ -201,23 +224,7 @@ async fn a_verifier_learns_an_agent_key_registered_after_it_fetched() {
     verifier.verify(token, &access).await.unwrap();
 
     // helper's key is registered only now, after the verifier cached the keys.
-    let key = KeyPair::new();
-    app.admin_ok(
-        Method::POST,
-        "/v1/admin/agents/helper/keys",
-        Some(json!({"public_key": format_public_key(&key.public())})),
-        201,
-    )
-    .await;
-    let to_helper = attenuate(
-        token,
-        &Attenuation {
-            delegate: Some("helper".into()),
-            ..Attenuation::default()
-        },
-    )
-    .unwrap();
-    let attested = attest(&to_helper, "helper", &key).unwrap();
+    let (attested, _) = attested_by_helper(&app, token).await;
     let verified = verifier.verify(&attested, &access).await.unwrap();
     assert_eq!(
         verified.hops,
@@ -245,24 +252,7 @@ async fn a_remembered_token_is_still_authorized_per_call_expires_and_is_rechecke
         )
         .await;
     let token = minted["token"].as_str().unwrap();
-    let key = KeyPair::new();
-    let registered = app
-        .admin_ok(
-            Method::POST,
-            "/v1/admin/agents/helper/keys",
-            Some(json!({"public_key": format_public_key(&key.public())})),
-            201,
-        )
-        .await;
-    let to_helper = attenuate(
-        token,
-        &Attenuation {
-            delegate: Some("helper".into()),
-            ..Attenuation::default()
-        },
-    )
-    .unwrap();
-    let attested = attest(&to_helper, "helper", &key).unwrap();
+    let (attested, registered) = attested_by_helper(&app, token).await;
 
     let clock: mandate::clock::SharedClock = app.clock.clone();
     let mut settings = VerifierSettings::new(app.base.clone());
