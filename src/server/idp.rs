@@ -225,7 +225,7 @@ impl IdentityVerifier {
     pub async fn verify(
         &self,
         token: &str,
-        issuers: &[Issuer],
+        issuers: &[&Issuer],
         now: DateTime<Utc>,
     ) -> Result<Principal, IdpError> {
         let (header, unverified) = peek(token)?;

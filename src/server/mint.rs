@@ -131,12 +131,14 @@ async fn audit_denial(
     }
 }
 
-/// Takes one mint from `caller`'s allowance, or answers 429 naming `who` and when to retry.
-fn throttle(limiter: &RateLimiter, who: &str, caller: &str) -> Result<(), ApiError> {
+/// Takes one mint from `caller`'s allowance, or answers 429 naming the `kind` and `name` of
+/// who it is and when to retry.
+fn throttle(limiter: &RateLimiter, kind: &str, name: &str, caller: &str) -> Result<(), ApiError> {
     limiter
         .take(caller, std::time::Instant::now())
         .map_err(|wait| {
             let seconds = retry_after_seconds(wait);
+            let who = format!("{kind} {name}");
             tracing::warn!(who, retry_after = seconds, "mint rate limit reached");
             ApiError::TooManyRequests(
                 seconds,
@@ -170,11 +172,7 @@ async fn issue(
 ) -> Result<Issued, ApiError> {
     let cap = state.config.max_ttl_seconds;
     request.check(cap)?;
-    throttle(
-        &state.limits.agents,
-        &format!("agent {}", agent.id),
-        &agent.id,
-    )?;
+    throttle(&state.limits.agents, "agent", &agent.id, &agent.id)?;
     let now = state.clock.now();
     let inventory = state.inventory.current(state.store.as_ref()).await?;
     // The development issuer is trusted only while the development provider runs.
@@ -182,7 +180,6 @@ async fn issue(
         .issuers
         .iter()
         .filter(|i| i.id != super::dev::DEV_ISSUER || state.dev_idp.is_some())
-        .cloned()
         .collect();
     let principal = match state
         .idp
@@ -218,7 +215,8 @@ async fn issue(
     });
     throttle(
         &state.limits.principals,
-        &format!("principal {}", principal.subject),
+        "principal",
+        &principal.subject,
         &format!("{}\n{}", principal.issuer_url, principal.subject),
     )?;
     let principal_json = json!({
