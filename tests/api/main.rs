@@ -9,6 +9,7 @@ mod audit_stress;
 mod audit_trail;
 mod cli;
 mod delegation;
+mod faults;
 mod group_commit;
 mod health;
 mod helpers;

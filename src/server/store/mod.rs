@@ -289,6 +289,9 @@ impl From<sqlx::Error> for StoreError {
                     "it refers to something that does not exist".to_owned(),
                 );
             }
+            if db.code().is_some_and(|code| is_unavailable_state(&code)) {
+                return StoreError::Unavailable(error);
+            }
         }
         match error {
             sqlx::Error::PoolTimedOut
@@ -298,6 +301,16 @@ impl From<sqlx::Error> for StoreError {
             other => StoreError::Database(other),
         }
     }
+}
+
+/// Postgres SQLSTATEs meaning "not now" rather than "not this": a lost connection (class 08),
+/// exhausted resources (53) and operator intervention (57: shutting down, starting up, restarted
+/// after a crash). SQLite's numeric result codes never have five characters in these classes.
+fn is_unavailable_state(code: &str) -> bool {
+    code.len() == 5
+        && ["08", "53", "57"]
+            .iter()
+            .any(|class| code.starts_with(class))
 }
 
 /// How long a request waits for a pooled connection before the store reports itself unavailable.
@@ -475,4 +488,19 @@ pub async fn active_issuers(store: &dyn Store) -> Result<Vec<Issuer>, StoreError
         |i| i.id.clone(),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_unavailable_state;
+
+    #[test]
+    fn shutdown_restart_and_lost_connection_states_mean_unavailable_and_constraint_states_do_not() {
+        for code in ["57P01", "57P02", "57P03", "08006", "08003", "53300"] {
+            assert!(is_unavailable_state(code), "{code}");
+        }
+        for code in ["23505", "23503", "42P01", "40001", "5", "517", "2067"] {
+            assert!(!is_unavailable_state(code), "{code}");
+        }
+    }
 }

@@ -202,6 +202,15 @@ impl Cluster {
         run(stop, "pg_ctl stop")
     }
 
+    /// Kills the cluster as a crash would (immediate shutdown: no checkpoint, recovery on start).
+    pub fn crash(&self) -> Result<(), String> {
+        let mut stop = pg_command(&self.bin.join("pg_ctl"));
+        stop.arg("-D")
+            .arg(self.root.join("data"))
+            .args(["-m", "immediate", "-w", "stop"]);
+        run(stop, "pg_ctl stop -m immediate")
+    }
+
     /// A URL of its `postgres` database.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
