@@ -226,7 +226,7 @@ async fn no_token_leaves_without_its_record_while_postgres_restarts_under_mixed_
         client.await.unwrap();
     }
 
-    let seen = seen(&shared);
+    let seen = std::mem::take(&mut *seen(&shared));
     let last_outage_over = OUTAGES[1].0 + DOWN_FOR;
     eprintln!(
         "faults: {} mandates, {} revocations, {} receipts, {} answered 503",
