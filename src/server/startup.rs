@@ -194,7 +194,13 @@ impl Server {
         let store = Arc::clone(&self.state.store);
         let metrics = Arc::clone(&self.state.metrics);
         let checkpoints = tokio::spawn(checkpoint_periodically(self.state.clone()));
-        let result = app::serve(self.listener, app::router(self.state), shutdown).await;
+        let result = app::serve(
+            self.listener,
+            app::router(self.state.clone()),
+            self.state.config.request_timeout,
+            shutdown,
+        )
+        .await;
         checkpoints.abort();
         store.close().await;
         // The exporter blocks while it pushes the last metrics.

@@ -89,6 +89,16 @@ impl RevocationSync {
                 url: settings.base_url.clone(),
                 reason: e.to_string(),
             })?;
+        Ok(Self::with_client(settings, clock, http))
+    }
+
+    /// An empty copy that fetches with the host's own HTTP client (its pool, proxy and TLS
+    /// settings). Polls still time out after 10 s, and a stream silent for 15 s is dropped.
+    pub fn with_client(
+        settings: SyncSettings,
+        clock: SharedClock,
+        http: reqwest::Client,
+    ) -> Arc<Self> {
         let sync = Arc::new(Self {
             settings,
             http,
@@ -96,7 +106,7 @@ impl RevocationSync {
             clock,
         });
         report_lag(&sync);
-        Ok(sync)
+        sync
     }
 
     fn url(&self, path: &str) -> String {
@@ -150,8 +160,12 @@ impl RevocationSync {
                 reason: e.to_string(),
             })?;
             read += page.items.len();
-            let done = page.items.is_empty() || page.next_after <= cursor;
             self.apply(&page.items);
+            // Done when the feed is exhausted, or when a page moves the cursor nowhere (a feed
+            // that did would otherwise be asked for the same page forever).
+            let done = page.items.is_empty()
+                || page.next_after <= cursor
+                || self.status().cursor <= cursor;
             if done {
                 self.succeeded();
                 return Ok(read);
@@ -159,8 +173,10 @@ impl RevocationSync {
         }
     }
 
-    /// Follows the stream until it ends; every event or keep-alive counts as a sync.
-    async fn follow(&self) -> Result<(), FetchError> {
+    /// Follows the stream until it ends (which is always an error: the stream is endless);
+    /// every event or keep-alive counts as a sync. [`RevocationSync::spawn`] calls this after
+    /// each successful poll.
+    pub async fn follow(&self) -> Result<(), FetchError> {
         let cursor = self.status().cursor;
         let url = self.url(&format!("/v1/revocations/stream?after={cursor}"));
         let http = |reason: String| FetchError::Http {

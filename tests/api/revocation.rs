@@ -611,3 +611,37 @@ async fn streams_beyond_the_configured_cap_are_sent_to_the_polling_feed() {
     }
     drop(second);
 }
+
+/// A feed whose page never moves the cursor (here: entries at or before it, with a larger
+/// `next_after`) would otherwise be asked for the same page forever.
+#[tokio::test]
+async fn a_feed_page_that_moves_the_cursor_nowhere_ends_the_sync() {
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = axum::Router::new().route(
+        "/v1/revocations",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                axum::Json(json!({"items": [{"seq": 0, "revocation_id": "0a",
+                    "expires_at": "2099-01-01T00:00:00Z"}], "next_after": 5}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let clock: SharedClock = Arc::new(ManualClock::new(crate::helpers::test_epoch()));
+    let sync = RevocationSync::new(SyncSettings::new(base), clock).unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(5), sync.sync_once())
+        .await
+        .unwrap_or_else(|_| panic!("the sync never ended"))
+        .unwrap();
+    assert_eq!(read, 1);
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "the page was asked for once"
+    );
+    assert_eq!(sync.status().entries, 1);
+}

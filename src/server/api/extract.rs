@@ -1,9 +1,10 @@
 //! Extractors that answer in problem+json: JSON bodies (unknown fields refused by each type's
 //! `deny_unknown_fields`), and query strings.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
@@ -20,6 +21,9 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// A JSON body; malformed JSON is 400, a wrong media type 415, invalid fields 422.
+///
+/// Well-formedness is checked before the fields, so a truncated or malformed body is always
+/// 400, even when its beginning already names a field the type refuses.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -31,11 +35,47 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as application/json".to_owned(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(rejection.body_text())
+            }
+        })?;
+        // Decoded whole: skipping over strings would not check their UTF-8 or escapes.
+        if serde_json::from_slice::<serde_json::Value>(&bytes).is_err() {
+            return Err(malformed());
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_error(rejection)),
         }
     }
+}
+
+/// Whether the request says its body is JSON: `application/json` or `application/*+json`,
+/// with any parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn malformed() -> ApiError {
+    ApiError::BadRequest("the body is not well-formed JSON".to_owned())
 }
 
 fn json_error(rejection: JsonRejection) -> ApiError {
@@ -44,9 +84,7 @@ fn json_error(rejection: JsonRejection) -> ApiError {
             let (field, message) = field_of(&e.body_text());
             ApiError::field(field, message)
         }
-        JsonRejection::JsonSyntaxError(_) => {
-            ApiError::BadRequest("the body is not well-formed JSON".to_owned())
-        }
+        JsonRejection::JsonSyntaxError(_) => malformed(),
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::UnsupportedMediaType("send the body as application/json".to_owned())
         }

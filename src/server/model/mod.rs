@@ -60,7 +60,8 @@ impl Check {
         }
     }
 
-    /// Free text: at most `max` characters, no control or bidirectional-override characters,
+    /// Free text: at most `max` characters, no control, invisible or bidirectional-override
+    /// characters,
     /// and (when `required`) not blank.
     pub fn text(&mut self, field: &str, value: &str, max: usize, required: bool) {
         if required && value.trim().is_empty() {
@@ -70,7 +71,7 @@ impl Check {
         } else if value.chars().any(is_forbidden_char) {
             self.fail(
                 field,
-                "must not contain control or bidirectional-override characters",
+                "must not contain control, invisible or bidirectional-override characters",
             );
         }
     }
@@ -164,9 +165,22 @@ pub fn check_id(value: &str) -> Result<(), String> {
     }
 }
 
+/// Controls, bidirectional controls, and characters that render as nothing (zero-width
+/// spaces and joiners, word joiners, the byte-order mark, soft hyphen): text shown to
+/// administrators must look like what it is.
 fn is_forbidden_char(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{061C}'
+                | '\u{00AD}'
+                | '\u{180E}'
+                | '\u{FEFF}'
+        )
 }
 
 /// For PATCH bodies: absent stays `None` (unchanged), `null` becomes `Some(None)` (cleared).
@@ -229,18 +243,20 @@ mod tests {
     }
 
     #[test]
-    fn text_refuses_controls_bidi_overrides_and_oversize() {
+    fn text_refuses_controls_bidi_overrides_invisibles_and_oversize() {
         let mut check = Check::new();
         check.text("a", "fine ünïcode ✓", 20, true);
         check.text("b", "   ", 20, true);
         check.text("c", "x\u{0}y", 20, true);
         check.text("d", "abc\u{202E}fed", 20, true);
         check.text("e", &"x".repeat(21), 20, true);
+        check.text("f", "\u{200D}", 20, true);
+        check.text("g", "ad\u{00AD}min\u{FEFF}", 20, true);
         let Err(ApiError::Invalid(errors)) = check.finish() else {
             panic!("expected errors")
         };
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["b", "c", "d", "e"]);
+        assert_eq!(fields, ["b", "c", "d", "e", "f", "g"]);
     }
 
     #[test]
