@@ -296,13 +296,19 @@ async fn issue(
             state.writers.mandates.submit((issuance, audit)),
         )
         .await;
-    if let Err(StoreError::LimitReached(message)) = &committed {
+    let refused = match &committed {
+        Err(StoreError::LimitReached(message)) => Some(("live_mandate_limit", message)),
+        // The agent or a tool stopped being active between evaluation and commit.
+        Err(StoreError::Conflict(message)) => Some(("inventory_changed", message)),
+        _ => None,
+    };
+    if let Some((reason, message)) = refused {
         audit_denial(
             state,
             agent,
             now,
             json!({
-                "reason": "live_mandate_limit", "principal": principal_json,
+                "reason": reason, "principal": principal_json,
                 "scope": evaluation.granted, "detail": message,
             }),
         )

@@ -329,3 +329,60 @@ async fn no_token_leaves_without_its_record_while_postgres_restarts_under_mixed_
     assert_eq!(report["intact"], true, "{report}");
     assert_eq!(app.get("/readyz").await.status(), 200);
 }
+
+/// Mints `alice` crm read as bot with a JWT issued now; returns the status and body.
+async fn mint_now(app: &TestApp, idp: &crate::helpers::idp::TestIdp, secret: &str) -> (u16, Value) {
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+    let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
+    app.as_token(secret, Method::POST, "/v1/mandates", Some(body))
+        .await
+}
+
+#[tokio::test]
+async fn with_the_issuers_keys_unreachable_cached_keys_serve_for_an_hour_then_mints_answer_503() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    assert_eq!(mint_now(&app, &idp, &secret).await.0, 201);
+
+    // Down, and the keys are past their 5-minute freshness: the cached keys still serve.
+    idp.fail(true);
+    app.clock.advance(chrono::Duration::minutes(6));
+    let hits = idp.jwks_hits();
+    let (status, body) = mint_now(&app, &idp, &secret).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(idp.jwks_hits() > hits, "a refetch was tried");
+
+    // Slower than the 5 s fetch timeout is the same as down.
+    idp.fail(false);
+    idp.slow_down(Duration::from_secs(6));
+    app.clock.advance(chrono::Duration::minutes(6));
+    let started = Instant::now();
+    let (status, body) = mint_now(&app, &idp, &secret).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the fetch gave up at its timeout"
+    );
+    idp.slow_down(Duration::ZERO);
+
+    // Past an hour without a successful fetch, the old keys are no longer trusted.
+    idp.fail(true);
+    app.clock.advance(chrono::Duration::minutes(61));
+    let audit = app.audit_len().await;
+    let (status, problem) = mint_now(&app, &idp, &secret).await;
+    assert_eq!(status, 503, "{problem}");
+    assert!(problem.get("token").is_none());
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("issuer's keys"),
+        "{problem}"
+    );
+    assert_eq!(app.audit_len().await, audit + 1, "the refusal is audited");
+
+    // Back up: minting works again at once.
+    idp.fail(false);
+    let (status, body) = mint_now(&app, &idp, &secret).await;
+    assert_eq!(status, 201, "{body}");
+}

@@ -110,3 +110,77 @@ async fn mints_waiting_on_the_audit_chain_commit_together_and_each_is_recorded()
     pool.close().await;
     app.stop().await;
 }
+
+/// A mint evaluated while its agent was active, whose commit comes after the agent was
+/// suspended (and the suspension's sweep of live mandates has run), must not issue: it would be
+/// a live mandate of a suspended agent that nothing revokes.
+#[tokio::test]
+async fn a_mint_committing_after_its_agent_was_suspended_issues_nothing() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+    let request = app
+        .client
+        .post(app.url("/v1/mandates"))
+        .bearer_auth(&secret)
+        .json(&mint_body(
+            &jwt,
+            json!([{"tool": "crm", "operations": ["read"]}]),
+        ));
+    let mint = tokio::spawn(async move { request.send().await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mint never reached the audit lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The suspension lands while the mint waits to commit.
+    sqlx::query("UPDATE agents SET status = 'suspended' WHERE id = 'bot'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let response = mint.await.unwrap().unwrap();
+    assert_eq!(response.status(), 409);
+    let problem: Value = response.json().await.unwrap();
+    assert!(problem.get("token").is_none());
+    assert!(
+        problem["detail"].as_str().unwrap().contains("agent `bot`"),
+        "{problem}"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM mandates")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "nothing was issued");
+    let denial: Value = sqlx::query_scalar(
+        "SELECT details FROM audit_events WHERE action = 'mandate.denied' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(denial["reason"], "inventory_changed", "{denial}");
+}

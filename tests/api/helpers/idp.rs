@@ -1,7 +1,7 @@
 //! A real OpenID provider for the tests: serves a JWKS (RSA and EC keys) and discovery over HTTP
 //! on 127.0.0.1:0, signs human principals' tokens, and rotates its keys on request.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -20,6 +20,7 @@ struct IdpState {
     published: Arc<Mutex<Vec<String>>>,
     jwks_hits: Arc<AtomicUsize>,
     delay_ms: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
 }
 
 /// A running test identity provider.
@@ -29,6 +30,7 @@ pub struct TestIdp {
     published: Arc<Mutex<Vec<String>>>,
     jwks_hits: Arc<AtomicUsize>,
     delay_ms: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -40,10 +42,13 @@ fn all_jwks() -> Value {
     serde_json::from_slice(&fixture("jwks.json")).unwrap()
 }
 
-async fn jwks(State(state): State<IdpState>) -> Json<Value> {
+async fn jwks(State(state): State<IdpState>) -> Result<Json<Value>, axum::http::StatusCode> {
     state.jwks_hits.fetch_add(1, Ordering::SeqCst);
     let delay = state.delay_ms.load(Ordering::SeqCst);
     tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    if state.failing.load(Ordering::SeqCst) {
+        return Err(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    }
     let all = all_jwks();
     let keys: Vec<Value> = state
         .published
@@ -52,7 +57,7 @@ async fn jwks(State(state): State<IdpState>) -> Json<Value> {
         .iter()
         .map(|kid| all[kid.as_str()].clone())
         .collect();
-    Json(json!({ "keys": keys }))
+    Ok(Json(json!({ "keys": keys })))
 }
 
 async fn discovery(State(state): State<IdpState>) -> Json<Value> {
@@ -72,6 +77,7 @@ impl TestIdp {
             published: Arc::new(Mutex::new(vec!["rsa-1".into(), "ec-1".into()])),
             jwks_hits: Arc::new(AtomicUsize::new(0)),
             delay_ms: Arc::new(AtomicU64::new(0)),
+            failing: Arc::new(AtomicBool::new(false)),
         };
         let app = Router::new()
             .route("/jwks.json", get(jwks))
@@ -91,6 +97,7 @@ impl TestIdp {
             published: state.published,
             jwks_hits: state.jwks_hits,
             delay_ms: state.delay_ms,
+            failing: state.failing,
             _shutdown: tx,
         }
     }
@@ -109,6 +116,11 @@ impl TestIdp {
     pub fn slow_down(&self, delay: std::time::Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap();
         self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Answers JWKS requests with 503 from now on (`true`), or normally again (`false`).
+    pub fn fail(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
     }
 
     /// How many times its JWKS was fetched.

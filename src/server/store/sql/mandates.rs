@@ -146,11 +146,38 @@ impl MandateStore for ThisStore {
         }
         let events: Vec<&NewAuditEvent> = batch.iter().map(|(_, audit)| audit).collect();
         append_audit_events(&mut tx, &events).await?;
+        let mut agents: Vec<&str> = batch.iter().map(|(i, _)| i.agent_id.as_str()).collect();
+        agents.sort_unstable();
+        agents.dedup();
+        let mut tools: Vec<&str> = batch
+            .iter()
+            .flat_map(|(i, _)| i.scope.iter().map(|r| r.tool.as_str()))
+            .collect();
+        tools.sort_unstable();
+        tools.dedup();
+        // Under the chain's lock, which every inventory change also takes: an agent suspended
+        // or a tool disabled by a change committed before this one issues nothing more. (That
+        // change then revokes the live mandates it finds, which include any committed earlier.)
+        for (table, id) in agents
+            .iter()
+            .map(|a| ("agents", *a))
+            .chain(tools.iter().map(|t| ("tools", *t)))
+        {
+            let status: Option<String> =
+                sqlx::query_scalar(&format!("SELECT status FROM {table} WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if status.as_deref() != Some("active") {
+                let what = if table == "agents" { "agent" } else { "tool" };
+                return Err(StoreError::Conflict(format!(
+                    "{what} `{id}` stopped being active while the mandate was minted; \
+                     nothing was issued"
+                )));
+            }
+        }
         // Under the chain's lock: every issuance committed before this one is counted.
         if let Some(cap) = live_cap {
-            let mut agents: Vec<&str> = batch.iter().map(|(i, _)| i.agent_id.as_str()).collect();
-            agents.sort_unstable();
-            agents.dedup();
             let now = batch.iter().map(|(i, _)| i.issued_at).max();
             for agent in agents {
                 let live: i64 = sqlx::query_scalar(
