@@ -168,14 +168,7 @@ async fn seed(router: &axum::Router) -> String {
 }
 
 static WORLD: LazyLock<World> = LazyLock::new(|| {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => panic!("runtime: {error}"),
-    };
+    let runtime = mandate_fuzz::runtime();
     let data_dir = std::env::temp_dir().join(format!("mandate-fuzz-api-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     let (router, agent_secret) = runtime.block_on(async {

@@ -15,6 +15,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use mandate::server::idp::{IdentityVerifier, IdpSettings};
 use mandate::server::model::issuer::{Issuer, IssuerStatus};
+use mandate_fuzz as fixture;
 use serde_json::{json, Map, Value};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/idp");
@@ -33,33 +34,15 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     };
     let jwks: Value = serde_json::from_slice(&read("jwks.json")).unwrap_or_default();
     let published = json!({"keys": [jwks["ec-1"], jwks["rsa-1"]]});
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => panic!("runtime: {error}"),
-    };
-    let addr = runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-            Ok(listener) => listener,
-            Err(error) => panic!("bind: {error}"),
-        };
-        let addr = listener.local_addr().ok();
-        let app = axum::Router::new().route(
-            "/jwks",
-            axum::routing::get(move || {
-                let published = published.clone();
-                async move { axum::Json(published) }
-            }),
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
-    });
-    let Some(addr) = addr else {
-        panic!("no local address")
-    };
+    let runtime = fixture::runtime();
+    let jwks = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let published = published.clone();
+            async move { axum::Json(published) }
+        }),
+    );
+    let base = fixture::serve(&runtime, jwks);
     let at = Utc
         .timestamp_opt(1_700_000_000, 0)
         .single()
@@ -68,7 +51,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         id: "idp".to_owned(),
         issuer_url: "https://idp.example.com/".to_owned(),
         audiences: vec!["mandate".to_owned()],
-        jwks_uri: Some(format!("http://{addr}/jwks")),
+        jwks_uri: Some(format!("{base}/jwks")),
         discovery: false,
         allowed_algorithms: vec!["ES256".to_owned(), "RS256".to_owned()],
         subject_claim: "sub".to_owned(),

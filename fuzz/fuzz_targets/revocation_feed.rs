@@ -11,6 +11,7 @@ use chrono::{TimeZone, Utc};
 use libfuzzer_sys::fuzz_target;
 use mandate::clock::{ManualClock, SharedClock};
 use mandate::verifier::revocations::{RevocationSync, SyncSettings};
+use mandate_fuzz as fixture;
 
 struct World {
     runtime: tokio::runtime::Runtime,
@@ -28,46 +29,28 @@ fn answer(feed: &Mutex<(Vec<u8>, usize)>) -> Vec<u8> {
 }
 
 static WORLD: LazyLock<World> = LazyLock::new(|| {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => panic!("runtime: {error}"),
-    };
+    let runtime = fixture::runtime();
     let feed: Arc<Mutex<(Vec<u8>, usize)>> = Arc::default();
     let (page, stream) = (feed.clone(), feed.clone());
-    let addr = runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-            Ok(listener) => listener,
-            Err(error) => panic!("bind: {error}"),
-        };
-        let addr = listener.local_addr().ok();
-        let app = axum::Router::new()
-            .route(
-                "/v1/revocations",
-                axum::routing::get(move || {
-                    let body = answer(&page);
-                    async move { ([("content-type", "application/json")], body) }
-                }),
-            )
-            .route(
-                "/v1/revocations/stream",
-                axum::routing::get(move || {
-                    let body = answer(&stream);
-                    async move { ([("content-type", "text/event-stream")], body) }
-                }),
-            );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
-    });
-    let Some(addr) = addr else {
-        panic!("no local address")
-    };
+    let app = axum::Router::new()
+        .route(
+            "/v1/revocations",
+            axum::routing::get(move || {
+                let body = answer(&page);
+                async move { ([("content-type", "application/json")], body) }
+            }),
+        )
+        .route(
+            "/v1/revocations/stream",
+            axum::routing::get(move || {
+                let body = answer(&stream);
+                async move { ([("content-type", "text/event-stream")], body) }
+            }),
+        );
+    let base_url = fixture::serve(&runtime, app);
     World {
         runtime,
-        base_url: format!("http://{addr}"),
+        base_url,
         http: reqwest::Client::new(),
         feed,
     }

@@ -116,3 +116,31 @@ pub fn token_bytes(token: &str) -> Vec<u8> {
     );
     seed
 }
+
+/// A runtime with one worker thread, for the targets that drive mandate's async code.
+pub fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => panic!("runtime: {error}"),
+    }
+}
+
+/// Serves `router` on an ephemeral loopback port from `runtime`; returns its base URL.
+pub fn serve(runtime: &tokio::runtime::Runtime, router: axum::Router) -> String {
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(listener) => listener,
+            Err(error) => panic!("bind: {error}"),
+        };
+        let addr = match listener.local_addr() {
+            Ok(addr) => addr,
+            Err(error) => panic!("local address: {error}"),
+        };
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}")
+    })
+}

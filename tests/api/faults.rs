@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::fixtures::{mint_body, mint_setup};
+use crate::helpers::fixtures::{mint_body, mint_read, mint_setup};
 use crate::helpers::postgres::Cluster;
 use crate::helpers::{TestApp, TestDatabase};
 
@@ -330,25 +330,17 @@ async fn no_token_leaves_without_its_record_while_postgres_restarts_under_mixed_
     assert_eq!(app.get("/readyz").await.status(), 200);
 }
 
-/// Mints `alice` crm read as bot with a JWT issued now; returns the status and body.
-async fn mint_now(app: &TestApp, idp: &crate::helpers::idp::TestIdp, secret: &str) -> (u16, Value) {
-    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
-    let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
-    app.as_token(secret, Method::POST, "/v1/mandates", Some(body))
-        .await
-}
-
 #[tokio::test]
 async fn with_the_issuers_keys_unreachable_cached_keys_serve_for_an_hour_then_mints_answer_503() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
     let (idp, secret) = mint_setup(&app).await;
-    assert_eq!(mint_now(&app, &idp, &secret).await.0, 201);
+    assert_eq!(mint_read(&app, &idp, &secret).await.0, 201);
 
     // Down, and the keys are past their 5-minute freshness: the cached keys still serve.
     idp.fail(true);
     app.clock.advance(chrono::Duration::minutes(6));
     let hits = idp.jwks_hits();
-    let (status, body) = mint_now(&app, &idp, &secret).await;
+    let (status, body) = mint_read(&app, &idp, &secret).await;
     assert_eq!(status, 201, "{body}");
     assert!(idp.jwks_hits() > hits, "a refetch was tried");
 
@@ -357,7 +349,7 @@ async fn with_the_issuers_keys_unreachable_cached_keys_serve_for_an_hour_then_mi
     idp.slow_down(Duration::from_secs(6));
     app.clock.advance(chrono::Duration::minutes(6));
     let started = Instant::now();
-    let (status, body) = mint_now(&app, &idp, &secret).await;
+    let (status, body) = mint_read(&app, &idp, &secret).await;
     assert_eq!(status, 201, "{body}");
     assert!(
         started.elapsed() < Duration::from_secs(6),
@@ -369,7 +361,7 @@ async fn with_the_issuers_keys_unreachable_cached_keys_serve_for_an_hour_then_mi
     idp.fail(true);
     app.clock.advance(chrono::Duration::minutes(61));
     let audit = app.audit_len().await;
-    let (status, problem) = mint_now(&app, &idp, &secret).await;
+    let (status, problem) = mint_read(&app, &idp, &secret).await;
     assert_eq!(status, 503, "{problem}");
     assert!(problem.get("token").is_none());
     assert!(
@@ -383,6 +375,6 @@ async fn with_the_issuers_keys_unreachable_cached_keys_serve_for_an_hour_then_mi
 
     // Back up: minting works again at once.
     idp.fail(false);
-    let (status, body) = mint_now(&app, &idp, &secret).await;
+    let (status, body) = mint_read(&app, &idp, &secret).await;
     assert_eq!(status, 201, "{body}");
 }

@@ -14,6 +14,46 @@ use crate::helpers::{Backend, TestApp};
 /// The advisory lock mandate takes to append to the audit chain ("audit" in ASCII).
 const AUDIT_LOCK: i64 = 0x0061_7564_6974;
 
+/// Takes the audit chain's lock on a connection of its own, as a writer would.
+async fn hold_audit_lock(pool: &sqlx::PgPool) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    holder
+}
+
+async fn release_audit_lock(holder: &mut sqlx::pool::PoolConnection<sqlx::Postgres>) {
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(&mut **holder)
+        .await
+        .unwrap();
+}
+
+/// Returns once some writer waits for the audit chain's lock.
+async fn wait_for_a_waiting_writer(pool: &sqlx::PgPool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no writer reached the audit lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn mints_waiting_on_the_audit_chain_commit_together_and_each_is_recorded() {
     let app = TestApp::spawn(Backend::Postgres).await;
@@ -21,12 +61,7 @@ async fn mints_waiting_on_the_audit_chain_commit_together_and_each_is_recorded()
     let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
     let audit_before = app.audit_len().await;
     // Hold the chain's lock, as a slow commit elsewhere would.
-    let mut holder = pool.acquire().await.unwrap();
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(AUDIT_LOCK)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let mut holder = hold_audit_lock(&pool).await;
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
     let mints: Vec<_> = (0..20)
         .map(|_| {
@@ -42,31 +77,14 @@ async fn mints_waiting_on_the_audit_chain_commit_together_and_each_is_recorded()
         })
         .collect();
     // A transaction now waits on the lock; give the other mints time to queue behind it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no mint reached the audit lock");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_a_waiting_writer(&pool).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM mandates")
         .fetch_one(&pool)
         .await
         .unwrap();
     assert_eq!(rows, 0, "nothing is visible before its commit");
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(AUDIT_LOCK)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    release_audit_lock(&mut holder).await;
 
     let mut ids = Vec::new();
     for mint in mints {
@@ -119,12 +137,7 @@ async fn a_mint_committing_after_its_agent_was_suspended_issues_nothing() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let (idp, secret) = mint_setup(&app).await;
     let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
-    let mut holder = pool.acquire().await.unwrap();
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(AUDIT_LOCK)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let mut holder = hold_audit_lock(&pool).await;
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
     let request = app
         .client
@@ -135,33 +148,13 @@ async fn a_mint_committing_after_its_agent_was_suspended_issues_nothing() {
             json!([{"tool": "crm", "operations": ["read"]}]),
         ));
     let mint = tokio::spawn(async move { request.send().await });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the mint never reached the audit lock"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_a_waiting_writer(&pool).await;
     // The suspension lands while the mint waits to commit.
     sqlx::query("UPDATE agents SET status = 'suspended' WHERE id = 'bot'")
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(AUDIT_LOCK)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    release_audit_lock(&mut holder).await;
 
     let response = mint.await.unwrap().unwrap();
     assert_eq!(response.status(), 409);

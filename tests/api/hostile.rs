@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use mandate::clock::Clock;
 
-use crate::helpers::fixtures::{mint_body, mint_setup};
+use crate::helpers::fixtures::{mint_read, mint_setup};
 use crate::helpers::{Backend, TestApp, TestDatabase, ADMIN_TOKEN};
 
 /// Who calls an endpoint.
@@ -88,18 +88,7 @@ async fn send(
 async fn every_body_endpoint_refuses_hostile_bodies_with_the_exact_status_and_changes_nothing() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let (idp, secret) = mint_setup(&app).await;
-    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
-    let (status, minted) = app
-        .as_token(
-            &secret,
-            Method::POST,
-            "/v1/mandates",
-            Some(mint_body(
-                &jwt,
-                json!([{"tool": "crm", "operations": ["read"]}]),
-            )),
-        )
-        .await;
+    let (status, minted) = mint_read(&app, &idp, &secret).await;
     assert_eq!(status, 201, "{minted}");
     let mandate_id = minted["mandate_id"].as_str().unwrap();
     let before = state_of(&app).await;
@@ -424,18 +413,7 @@ async fn replayed_and_duplicated_requests_change_things_once() {
         "the duplicate wrote nothing"
     );
 
-    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
-    let (_, minted) = app
-        .as_token(
-            &secret,
-            Method::POST,
-            "/v1/mandates",
-            Some(mint_body(
-                &jwt,
-                json!([{"tool": "crm", "operations": ["read"]}]),
-            )),
-        )
-        .await;
+    let (_, minted) = mint_read(&app, &idp, &secret).await;
     let path = format!(
         "/v1/mandates/{}/revoke",
         minted["mandate_id"].as_str().unwrap()

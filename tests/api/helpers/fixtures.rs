@@ -1,5 +1,6 @@
 //! A small inventory most admin tests start from.
 
+use mandate::clock::Clock;
 use reqwest::Method;
 use serde_json::json;
 
@@ -115,4 +116,17 @@ pub async fn trust_issuer(
 pub fn mint_body(subject_token: &str, scope: serde_json::Value) -> serde_json::Value {
     json!({"subject_token": subject_token, "task": {"description": "Summarise ACME tickets"},
            "scope": scope})
+}
+
+/// Mints crm read for `alice` (group support) as bot, with a JWT `idp` issues at the app's
+/// current time; returns the status and the body.
+pub async fn mint_read(
+    app: &TestApp,
+    idp: &super::idp::TestIdp,
+    secret: &str,
+) -> (u16, serde_json::Value) {
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+    let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
+    app.as_token(secret, Method::POST, "/v1/mandates", Some(body))
+        .await
 }

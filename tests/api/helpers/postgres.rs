@@ -195,20 +195,20 @@ impl Cluster {
 
     /// Stops the cluster (fast shutdown: open connections are cut).
     pub fn stop(&self) -> Result<(), String> {
-        let mut stop = pg_command(&self.bin.join("pg_ctl"));
-        stop.arg("-D")
-            .arg(self.root.join("data"))
-            .args(["-m", "fast", "-w", "stop"]);
-        run(stop, "pg_ctl stop")
+        self.shut_down("fast")
     }
 
     /// Kills the cluster as a crash would (immediate shutdown: no checkpoint, recovery on start).
     pub fn crash(&self) -> Result<(), String> {
+        self.shut_down("immediate")
+    }
+
+    fn shut_down(&self, mode: &str) -> Result<(), String> {
         let mut stop = pg_command(&self.bin.join("pg_ctl"));
         stop.arg("-D")
             .arg(self.root.join("data"))
-            .args(["-m", "immediate", "-w", "stop"]);
-        run(stop, "pg_ctl stop -m immediate")
+            .args(["-m", mode, "-w", "stop"]);
+        run(stop, &format!("pg_ctl stop -m {mode}"))
     }
 
     /// A URL of its `postgres` database.
