@@ -142,9 +142,9 @@ pub enum ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Conflict(message) | StoreError::LimitReached(message) => {
-                ApiError::Conflict(message)
-            }
+            StoreError::Conflict(message)
+            | StoreError::LimitReached(message)
+            | StoreError::NoLongerActive(message) => ApiError::Conflict(message),
             StoreError::NotFound(message) => ApiError::NotFound(message),
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "store unavailable");

@@ -298,8 +298,7 @@ async fn issue(
         .await;
     let refused = match &committed {
         Err(StoreError::LimitReached(message)) => Some(("live_mandate_limit", message)),
-        // The agent or a tool stopped being active between evaluation and commit.
-        Err(StoreError::Conflict(message)) => Some(("inventory_changed", message)),
+        Err(StoreError::NoLongerActive(message)) => Some(("inventory_changed", message)),
         _ => None,
     };
     if let Some((reason, message)) = refused {

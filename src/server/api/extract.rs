@@ -47,12 +47,16 @@ where
                 ApiError::BadRequest(rejection.body_text())
             }
         })?;
-        // Decoded whole: skipping over strings would not check their UTF-8 or escapes.
-        if serde_json::from_slice::<serde_json::Value>(&bytes).is_err() {
-            return Err(malformed());
-        }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            // A field error may come before a syntax error further on (`{"a":` names `a`):
+            // only a body that is well-formed as a whole gets the field error. Decoded whole,
+            // because skipping over strings would not check their UTF-8 or escapes.
+            Err(JsonRejection::JsonDataError(_))
+                if serde_json::from_slice::<serde_json::Value>(&bytes).is_err() =>
+            {
+                Err(malformed())
+            }
             Err(rejection) => Err(json_error(rejection)),
         }
     }

@@ -120,6 +120,7 @@ fn for_each_caller(error: &StoreError) -> StoreError {
         StoreError::Unavailable(_) => stopped(),
         StoreError::Conflict(message) => StoreError::Conflict(message.clone()),
         StoreError::LimitReached(message) => StoreError::LimitReached(message.clone()),
+        StoreError::NoLongerActive(message) => StoreError::NoLongerActive(message.clone()),
         StoreError::NotFound(message) => StoreError::NotFound(message.clone()),
         other => StoreError::Corrupt(format!("a group commit failed: {other}")),
     }

@@ -92,7 +92,9 @@ pub trait MandateStore: Send + Sync {
     /// The audit events join the chain in the order given.
     /// With `live_cap`, the transaction fails with [`StoreError::LimitReached`] if it would leave
     /// an agent of the batch holding more unexpired, unrevoked mandates than that (counted while
-    /// holding the audit chain's lock, so concurrent issuances on any replica count too).
+    /// holding the audit chain's lock, so concurrent issuances on any replica count too). It fails
+    /// with [`StoreError::NoLongerActive`] if an agent or a granted tool of the batch is no longer
+    /// active by then.
     async fn insert_mandates(
         &self,
         batch: &[(Issuance, NewAuditEvent)],

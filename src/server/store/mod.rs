@@ -267,6 +267,9 @@ pub enum StoreError {
     /// A configured limit would be exceeded (409); the message says which.
     #[error("{0}")]
     LimitReached(String),
+    /// An agent or tool the write depends on stopped being active meanwhile (409).
+    #[error("{0}")]
+    NoLongerActive(String),
     /// A stored value is not what mandate wrote (500).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

@@ -170,7 +170,7 @@ impl MandateStore for ThisStore {
                     .await?;
             if status.as_deref() != Some("active") {
                 let what = if table == "agents" { "agent" } else { "tool" };
-                return Err(StoreError::Conflict(format!(
+                return Err(StoreError::NoLongerActive(format!(
                     "{what} `{id}` stopped being active while the mandate was minted; \
                      nothing was issued"
                 )));
