@@ -84,13 +84,6 @@ fn judge(shared: &Shared, what: &str, ok: u16, status: u16, body: &Value) -> boo
     false
 }
 
-async fn pg_count(url: &str, sql: &str) -> i64 {
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-    pool.close().await;
-    n
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_token_leaves_without_its_record_while_postgres_restarts_under_mixed_load() {
     let cluster = tokio::task::spawn_blocking(Cluster::create)
@@ -280,25 +273,17 @@ async fn no_token_leaves_without_its_record_while_postgres_restarts_under_mixed_
     );
 
     // Nothing was recorded twice: one issuance event per row, one revocation per mandate.
+    let issued = "FROM audit_events WHERE action = 'mandate.issued'";
+    let distinct_issued = app
+        .count(&format!("SELECT count(DISTINCT target) {issued}"))
+        .await;
     assert_eq!(
-        pg_count(&url, "SELECT count(*) FROM mandates").await,
-        pg_count(
-            &url,
-            "SELECT count(DISTINCT target) FROM audit_events WHERE action = 'mandate.issued'"
-        )
-        .await
+        app.count("SELECT count(*) FROM mandates").await,
+        distinct_issued
     );
     assert_eq!(
-        pg_count(
-            &url,
-            "SELECT count(*) FROM audit_events WHERE action = 'mandate.issued'"
-        )
-        .await,
-        pg_count(
-            &url,
-            "SELECT count(DISTINCT target) FROM audit_events WHERE action = 'mandate.issued'"
-        )
-        .await
+        app.count(&format!("SELECT count(*) {issued}")).await,
+        distinct_issued
     );
     let revoked: Vec<Uuid> =
         sqlx::query_scalar("SELECT mandate_id FROM revocations WHERE mandate_id = ANY($1)")
@@ -311,10 +296,7 @@ async fn no_token_leaves_without_its_record_while_postgres_restarts_under_mixed_
         seen.revoked.len(),
         "each answered revocation is stored once"
     );
-    let receipts: i64 = sqlx::query_scalar("SELECT count(*) FROM receipts")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let receipts = app.count("SELECT count(*) FROM receipts").await;
     assert!(
         receipts >= i64::try_from(seen.receipts_recorded).unwrap(),
         "{receipts} receipts stored, {} answered as recorded",

@@ -14,6 +14,23 @@ use crate::helpers::{Backend, TestApp};
 /// The advisory lock mandate takes to append to the audit chain ("audit" in ASCII).
 const AUDIT_LOCK: i64 = 0x0061_7564_6974;
 
+/// Sends a crm read mint for `jwt` as `secret` on a task of its own.
+fn spawn_mint(
+    app: &TestApp,
+    secret: &str,
+    jwt: &str,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let request = app
+        .client
+        .post(app.url("/v1/mandates"))
+        .bearer_auth(secret)
+        .json(&mint_body(
+            jwt,
+            json!([{"tool": "crm", "operations": ["read"]}]),
+        ));
+    tokio::spawn(async move { request.send().await })
+}
+
 /// Takes the audit chain's lock on a connection of its own, as a writer would.
 async fn hold_audit_lock(pool: &sqlx::PgPool) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
     let mut holder = pool.acquire().await.unwrap();
@@ -63,19 +80,7 @@ async fn mints_waiting_on_the_audit_chain_commit_together_and_each_is_recorded()
     // Hold the chain's lock, as a slow commit elsewhere would.
     let mut holder = hold_audit_lock(&pool).await;
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
-    let mints: Vec<_> = (0..20)
-        .map(|_| {
-            let request = app
-                .client
-                .post(app.url("/v1/mandates"))
-                .bearer_auth(&secret)
-                .json(&mint_body(
-                    &jwt,
-                    json!([{"tool": "crm", "operations": ["read"]}]),
-                ));
-            tokio::spawn(async move { request.send().await })
-        })
-        .collect();
+    let mints: Vec<_> = (0..20).map(|_| spawn_mint(&app, &secret, &jwt)).collect();
     // A transaction now waits on the lock; give the other mints time to queue behind it.
     wait_for_a_waiting_writer(&pool).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -139,15 +144,7 @@ async fn a_mint_committing_after_its_agent_was_suspended_issues_nothing() {
     let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
     let mut holder = hold_audit_lock(&pool).await;
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
-    let request = app
-        .client
-        .post(app.url("/v1/mandates"))
-        .bearer_auth(&secret)
-        .json(&mint_body(
-            &jwt,
-            json!([{"tool": "crm", "operations": ["read"]}]),
-        ));
-    let mint = tokio::spawn(async move { request.send().await });
+    let mint = spawn_mint(&app, &secret, &jwt);
     wait_for_a_waiting_writer(&pool).await;
     // The suspension lands while the mint waits to commit.
     sqlx::query("UPDATE agents SET status = 'suspended' WHERE id = 'bot'")

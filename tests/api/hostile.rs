@@ -1,7 +1,8 @@
 //! Hostile input over HTTP, on every endpoint that takes a body: malformed JSON, wrong content
 //! types, oversized bodies and headers, deep nesting, unicode edge cases, numeric overflow, slow
 //! bodies and replays. Each gets its exact status as a problem document, and nothing changes:
-//! the audit trail (which records every change) and the issued mandates stay as they were.
+//! the audit trail, where every change writes exactly one event (issuances and revocations
+//! included; see `every_successful_change_writes_exactly_one_audit_event`), does not grow.
 
 use std::time::Duration;
 
@@ -46,13 +47,6 @@ fn endpoints(mandate_id: &str) -> Vec<(Method, String, Caller)> {
     ]
 }
 
-/// How long the audit trail is. Every change writes exactly one event (see
-/// `every_successful_change_writes_exactly_one_audit_event`), issuances and revocations included,
-/// so an unchanged length means nothing changed.
-async fn state_of(app: &TestApp) -> usize {
-    app.audit_len().await
-}
-
 /// Sends raw bytes with a content type; returns status, content type and body.
 async fn send(
     app: &TestApp,
@@ -91,7 +85,7 @@ async fn every_body_endpoint_refuses_hostile_bodies_with_the_exact_status_and_ch
     let (status, minted) = mint_read(&app, &idp, &secret).await;
     assert_eq!(status, 201, "{minted}");
     let mandate_id = minted["mandate_id"].as_str().unwrap();
-    let before = state_of(&app).await;
+    let before = app.audit_len().await;
 
     let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
     let oversized = format!("{{\"pad\": \"{}\"}}", "x".repeat(70 * 1024));
@@ -181,7 +175,7 @@ async fn every_body_endpoint_refuses_hostile_bodies_with_the_exact_status_and_ch
         }
     }
     assert_eq!(
-        state_of(&app).await,
+        app.audit_len().await,
         before,
         "no hostile body changed anything"
     );
@@ -192,7 +186,7 @@ async fn hostile_values_in_well_formed_bodies_are_422_naming_the_field_and_chang
     let app = TestApp::spawn(Backend::Postgres).await;
     let (idp, secret) = mint_setup(&app).await;
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
-    let before = state_of(&app).await;
+    let before = app.audit_len().await;
     let tool = |name: Value| {
         json!({"id": "wiki", "display_name": name, "kind": "api", "owner": "dan@example.com",
                "operations": ["read"]})
@@ -315,7 +309,7 @@ async fn hostile_values_in_well_formed_bodies_are_422_naming_the_field_and_chang
     .await;
     assert_eq!(status, 400, "{problem}");
     assert_eq!(
-        state_of(&app).await,
+        app.audit_len().await,
         before,
         "no hostile value changed anything"
     );
@@ -325,7 +319,7 @@ async fn hostile_values_in_well_formed_bodies_are_422_naming_the_field_and_chang
 async fn oversized_headers_get_431_and_change_nothing() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     crate::helpers::fixtures::seed(&app).await;
-    let before = state_of(&app).await;
+    let before = app.audit_len().await;
     let body = json!({"id": "wiki", "display_name": "Wiki", "kind": "api",
                       "owner": "dan@example.com", "operations": ["read"]});
     let response = app
@@ -347,7 +341,7 @@ async fn oversized_headers_get_431_and_change_nothing() {
     }
     let response = request.json(&body).send().await.unwrap();
     assert_eq!(response.status(), 431, "too many headers");
-    assert_eq!(state_of(&app).await, before);
+    assert_eq!(app.audit_len().await, before);
 }
 
 #[tokio::test]
@@ -357,7 +351,7 @@ async fn slow_bodies_get_408_and_slow_headers_a_closed_connection_after_the_requ
     })
     .await;
     crate::helpers::fixtures::seed(&app).await;
-    let before = state_of(&app).await;
+    let before = app.audit_len().await;
     let addr = app.base.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
@@ -393,7 +387,7 @@ async fn slow_bodies_get_408_and_slow_headers_a_closed_connection_after_the_requ
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(state_of(&app).await, before);
+    assert_eq!(app.audit_len().await, before);
 }
 
 #[tokio::test]
@@ -404,11 +398,11 @@ async fn replayed_and_duplicated_requests_change_things_once() {
                       "owner": "dan@example.com", "operations": ["read"]});
     app.admin_ok(Method::POST, "/v1/admin/tools", Some(tool.clone()), 201)
         .await;
-    let after_create = state_of(&app).await;
+    let after_create = app.audit_len().await;
     let (status, problem) = app.admin(Method::POST, "/v1/admin/tools", Some(tool)).await;
     assert_eq!(status, 409, "{problem}");
     assert_eq!(
-        state_of(&app).await,
+        app.audit_len().await,
         after_create,
         "the duplicate wrote nothing"
     );
@@ -423,7 +417,7 @@ async fn replayed_and_duplicated_requests_change_things_once() {
         .as_token(&secret, Method::POST, &path, Some(reason.clone()))
         .await;
     assert_eq!(first.0, 200, "{}", first.1);
-    let after_revoke = state_of(&app).await;
+    let after_revoke = app.audit_len().await;
     let replay = app
         .as_token(&secret, Method::POST, &path, Some(reason))
         .await;
@@ -434,7 +428,7 @@ async fn replayed_and_duplicated_requests_change_things_once() {
     );
     assert_eq!(replay.1["revoked_at"], first.1["revoked_at"]);
     assert_eq!(
-        state_of(&app).await,
+        app.audit_len().await,
         after_revoke,
         "and records nothing new"
     );

@@ -19,14 +19,22 @@ async fn mint(app: &TestApp, secret: &str, body: &Value) -> (u16, Value) {
         .await
 }
 
-async fn issued_count(app: &TestApp) -> usize {
+/// How many audit events `keep` selects.
+async fn audited(
+    app: &TestApp,
+    keep: impl Fn(&mandate::server::store::AuditEvent) -> bool,
+) -> usize {
     app.store
         .audit_events(0, 10_000)
         .await
         .unwrap()
         .iter()
-        .filter(|e| e.action == "mandate.issued")
+        .filter(|e| keep(e))
         .count()
+}
+
+async fn issued_count(app: &TestApp) -> usize {
+    audited(app, |e| e.action == "mandate.issued").await
 }
 
 async fn key_set(app: &TestApp) -> mandate::token::keys::KeySet {
@@ -184,14 +192,7 @@ both_stores!(
             assert!(problem.get("token").is_none());
         }
         assert_eq!(issued_count(&app).await, 0);
-        let denials = app
-            .store
-            .audit_events(0, 10_000)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.action == "mandate.denied")
-            .count();
+        let denials = audited(&app, |e| e.action == "mandate.denied").await;
         assert_eq!(denials, 12, "every refusal is audited");
         // Within the leeway the clock skew is tolerated.
         let skewed = idp.sign("rsa-1", &with("nbf", json!(now.timestamp() + 30)));
@@ -738,14 +739,10 @@ both_stores!(
             "{problem}"
         );
         assert_eq!(issued_count(&app).await, 2, "nothing issued beyond the cap");
-        let denials = app
-            .store
-            .audit_events(0, 10_000)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.action == "mandate.denied" && e.details["reason"] == "live_mandate_limit")
-            .count();
+        let denials = audited(&app, |e| {
+            e.action == "mandate.denied" && e.details["reason"] == "live_mandate_limit"
+        })
+        .await;
         assert_eq!(denials, 1, "the refusal is audited");
         // Completing a task frees its place.
         let id = first["mandate_id"].as_str().unwrap();

@@ -10,23 +10,6 @@ use crate::helpers::fixtures::{mint_body, mint_setup};
 use crate::helpers::postgres::Cluster;
 use crate::helpers::{assert_problem, Backend, TestApp, TestDatabase};
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    match &app.db.database {
-        mandate::server::config::Database::Postgres(url) => {
-            let pool = sqlx::PgPool::connect(url.expose()).await.unwrap();
-            let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-            pool.close().await;
-            n
-        }
-        _ => {
-            let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
-            let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-            pool.close().await;
-            n
-        }
-    }
-}
-
 #[tokio::test]
 async fn mint_answers_503_without_a_token_while_postgres_is_down_and_recovers() {
     let cluster = tokio::task::spawn_blocking(Cluster::create)
@@ -78,13 +61,10 @@ async fn mint_answers_503_without_a_token_while_postgres_is_down_and_recovers() 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(recovered, "minting works again once Postgres is back");
-    assert_eq!(count(&app, "SELECT count(*) FROM mandates").await, 2);
+    assert_eq!(app.count("SELECT count(*) FROM mandates").await, 2);
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) FROM audit_events WHERE action = 'mandate.issued'"
-        )
-        .await,
+        app.count("SELECT count(*) FROM audit_events WHERE action = 'mandate.issued'")
+            .await,
         2
     );
 }
@@ -109,7 +89,7 @@ both_stores!(
             ],
         };
         for statement in refuse {
-            execute(&app, statement).await;
+            app.execute(statement).await;
         }
         let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
         let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
@@ -123,24 +103,9 @@ both_stores!(
             "internal causes stay internal"
         );
         assert_eq!(
-            count(&app, "SELECT count(*) FROM mandates").await,
+            app.count("SELECT count(*) FROM mandates").await,
             0,
             "rolled back whole"
         );
     }
 );
-
-async fn execute(app: &TestApp, sql: &str) {
-    match &app.db.database {
-        mandate::server::config::Database::Postgres(url) => {
-            let pool = sqlx::PgPool::connect(url.expose()).await.unwrap();
-            sqlx::query(sql).execute(&pool).await.unwrap();
-            pool.close().await;
-        }
-        _ => {
-            let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
-            sqlx::query(sql).execute(&pool).await.unwrap();
-            pool.close().await;
-        }
-    }
-}

@@ -249,6 +249,40 @@ impl TestApp {
         self.store.audit_events(0, 10_000).await.unwrap().len()
     }
 
+    /// Runs `sql`, a query of one number, on the app's database with a pool of its own.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match &self.db.database {
+            mandate::server::config::Database::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url.expose()).await.unwrap();
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+            _ => {
+                let pool = sqlx::SqlitePool::connect(&self.db.url()).await.unwrap();
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+        }
+    }
+
+    /// Runs the statement `sql` on the app's database with a pool of its own.
+    pub async fn execute(&self, sql: &str) {
+        match &self.db.database {
+            mandate::server::config::Database::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url.expose()).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            _ => {
+                let pool = sqlx::SqlitePool::connect(&self.db.url()).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
