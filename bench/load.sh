@@ -67,10 +67,12 @@ pgbench -n -c "$clients" -j 2 -T "$seconds" -f "$work/raw.sql" "$pg/$db" 2>&1 \
 raw_tps="$(awk '/^tps/ {print $3}' "$work/raw.txt")"
 
 # 2-4. mandate on the same database.
-# One orchestrator minting for one principal: the per-caller rate limits are lifted.
+# One orchestrator minting for one principal: the per-caller rate limits and the cap on one
+# orchestrator's live mandates are lifted.
 (cd "$work" && MANDATE_DATABASE_URL="$pg/$db" MANDATE_LISTEN="127.0.0.1:$port" \
     MANDATE_DATA_DIR="$work/data" MANDATE_LOG=warn MANDATE_DATABASE_MAX_CONNECTIONS=32 \
     MANDATE_MINT_RATE_PER_AGENT=1000000 MANDATE_MINT_RATE_PER_PRINCIPAL=1000000 \
+    MANDATE_MAX_LIVE_MANDATES_PER_AGENT=10000000 \
     exec "$OLDPWD/target/release/mandate" serve --dev) > "$work/server.out" 2> "$work/server.err" &
 server=$!
 for _ in $(seq 200); do curl -sf "$base/readyz" > /dev/null && break; sleep 0.1; done
@@ -101,7 +103,17 @@ PY
 }
 mint warmup -z 5s -c "$clients" > /dev/null
 echo "== mint at saturation: oha -z ${seconds}s -c $clients"
+server_before="$(awk '{print $14 + $15}' "/proc/$server/stat")"
 mint saturation -z "${seconds}s" -c "$clients"
+server_after="$(awk '{print $14 + $15}' "/proc/$server/stat")"
+python3 - "$work/saturation.json" "$server_before" "$server_after" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); before, after, hz = map(float, sys.argv[2:5])
+minted = r.get("statusCodeDistribution", {}).get("201", 0)
+cpu = (after - before) / hz
+print(f"mandate's CPU at saturation: {cpu:.1f} s for {minted} mints, "
+      f"{cpu / max(minted, 1) * 1e6:.0f} µs a mint")
+PY
 for rate in $rates; do
     echo "== mint open-loop: oha -z ${seconds}s -q $rate --latency-correction -c 128"
     mint "rate-$rate" -z "${seconds}s" -q "$rate" --latency-correction -c 128

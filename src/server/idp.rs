@@ -24,6 +24,10 @@ pub const MAX_SUBJECT_TOKEN_BYTES: usize = 16 * 1024;
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// Most groups read from a token.
 const MAX_GROUPS: usize = 256;
+/// Most verified signatures remembered (see [`Signatures`]).
+const MAX_REMEMBERED_SIGNATURES: usize = 1024;
+/// Larger subject tokens are verified every time, never remembered: the memory held stays small.
+const MAX_REMEMBERED_TOKEN_BYTES: usize = 8 * 1024;
 
 /// How tokens are validated and keys fetched.
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +119,48 @@ struct CachedKeys {
     last_unknown_kid_refetch: Option<DateTime<Utc>>,
 }
 
+/// A subject token whose signature verified, with everything the verification depended on.
+#[derive(Debug)]
+struct VerifiedSignature {
+    issuer_id: String,
+    issuer_url: String,
+    audiences: Vec<String>,
+    alg: String,
+    key: Jwk,
+    claims: Map<String, Value>,
+}
+
+/// Subject tokens whose signatures verified, keyed by the token's SHA-256: an orchestrator
+/// mints several mandates with one principal's token, and each after the first skips the
+/// signature check (and only that). A remembered verification counts only while the issuer's
+/// settings and its published key are the same as when it was made; expiry, `nbf` and the
+/// claims are checked again on every use. Bounded: oldest out first.
+#[derive(Debug, Default)]
+struct Signatures {
+    entries: HashMap<[u8; 32], Arc<VerifiedSignature>>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+impl Signatures {
+    fn remember(&mut self, digest: [u8; 32], verified: Arc<VerifiedSignature>) {
+        if self.entries.insert(digest, verified).is_none() {
+            self.order.push_back(digest);
+        }
+        while self.entries.len() > MAX_REMEMBERED_SIGNATURES {
+            match self.order.pop_front() {
+                Some(oldest) => self.entries.remove(&oldest),
+                None => break,
+            };
+        }
+    }
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    let mut digest = [0; 32];
+    digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+    digest
+}
+
 /// Validates subject tokens; shared by every request.
 #[derive(Debug)]
 pub struct IdentityVerifier {
@@ -125,6 +171,8 @@ pub struct IdentityVerifier {
     /// One fetch at a time per issuer: callers that find the keys stale wait for the fetch in
     /// progress instead of starting their own, and other issuers' validations never wait.
     fetching: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Signatures already verified.
+    signatures: std::sync::Mutex<Signatures>,
 }
 
 /// The JOSE header fields mandate reads.
@@ -218,6 +266,7 @@ impl IdentityVerifier {
             settings,
             cache: std::sync::RwLock::new(HashMap::new()),
             fetching: std::sync::Mutex::new(HashMap::new()),
+            signatures: std::sync::Mutex::new(Signatures::default()),
         })
     }
 
@@ -259,25 +308,7 @@ impl IdentityVerifier {
                 return Err(IdpError::AlgorithmNotAllowed(header.alg));
             }
         }
-        let key = DecodingKey::from_jwk(&jwk).map_err(|_| IdpError::UnknownKey)?;
-        let mut validation = Validation::new(algorithm);
-        validation.set_issuer(&[iss]);
-        validation.set_audience(&issuer.audiences);
-        // Time is checked below against the injected clock, not the library's.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.required_spec_claims = HashSet::from(["iss".to_owned(), "aud".to_owned()]);
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidAudience => IdpError::WrongAudience,
-                jsonwebtoken::errors::ErrorKind::InvalidIssuer => IdpError::UntrustedIssuer,
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
-                    IdpError::AlgorithmNotAllowed(header.alg.clone())
-                }
-                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => IdpError::WrongAudience,
-                _ => IdpError::BadSignature,
-            })?
-            .claims;
+        let claims = self.verified_claims(token, issuer, iss, &header.alg, algorithm, jwk)?;
         let leeway = self.settings.leeway.num_seconds();
         let exp = numeric_date(&claims, "exp")?.ok_or(IdpError::Expired)?;
         if now.timestamp() > exp.saturating_add(leeway) {
@@ -300,6 +331,73 @@ impl IdentityVerifier {
             subject,
             groups: groups_of(&claims, issuer.groups_claim.as_deref()),
         })
+    }
+
+    /// The token's claims once its signature, `iss` and `aud` verify with `key`: remembered
+    /// from an earlier verification made with the same key and issuer settings, or verified now.
+    fn verified_claims(
+        &self,
+        token: &str,
+        issuer: &Issuer,
+        iss: &str,
+        alg: &str,
+        algorithm: Algorithm,
+        key: Jwk,
+    ) -> Result<Map<String, Value>, IdpError> {
+        let digest = token_digest(token);
+        let remembered = self
+            .signatures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .get(&digest)
+            .cloned();
+        if let Some(seen) = remembered.filter(|seen| {
+            seen.issuer_id == issuer.id
+                && seen.issuer_url == iss
+                && seen.audiences == issuer.audiences
+                && seen.alg == alg
+                && seen.key == key
+        }) {
+            return Ok(seen.claims.clone());
+        }
+        let decoding_key = DecodingKey::from_jwk(&key).map_err(|_| IdpError::UnknownKey)?;
+        let mut validation = Validation::new(algorithm);
+        validation.set_issuer(&[iss]);
+        validation.set_audience(&issuer.audiences);
+        // Time is checked by the caller against the injected clock, not the library's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.required_spec_claims = HashSet::from(["iss".to_owned(), "aud".to_owned()]);
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &decoding_key, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => IdpError::WrongAudience,
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => IdpError::UntrustedIssuer,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
+                    IdpError::AlgorithmNotAllowed(alg.to_owned())
+                }
+                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => IdpError::WrongAudience,
+                _ => IdpError::BadSignature,
+            })?
+            .claims;
+        if token.len() > MAX_REMEMBERED_TOKEN_BYTES {
+            return Ok(claims);
+        }
+        self.signatures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remember(
+                digest,
+                Arc::new(VerifiedSignature {
+                    issuer_id: issuer.id.clone(),
+                    issuer_url: iss.to_owned(),
+                    audiences: issuer.audiences.clone(),
+                    alg: alg.to_owned(),
+                    key,
+                    claims: claims.clone(),
+                }),
+            );
+        Ok(claims)
     }
 
     /// The issuer's key for `kid`: from the cache while fresh; refetched when stale, and when

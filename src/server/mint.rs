@@ -16,7 +16,7 @@ use super::limits::{retry_after_seconds, RateLimiter};
 use super::model::agent::Agent;
 use super::model::{Check, Grant};
 use super::policy::{evaluate, mandate_ttl, Denial};
-use super::store::{new_id, AuditOutcome, Issuance, NewAuditEvent, StoreError};
+use super::store::{new_id, AuditOutcome, InventoryGuard, Issuance, NewAuditEvent, StoreError};
 use super::telemetry::MintOutcome;
 use crate::token::mint::{mint as mint_token, MandateSpec};
 use crate::token::Right;
@@ -147,16 +147,18 @@ fn throttle(limiter: &RateLimiter, kind: &str, name: &str, caller: &str) -> Resu
         })
 }
 
-/// Mints a mandate for `agent` (an authenticated, active orchestrator), and counts the outcome.
+/// Mints a mandate for `agent` (an authenticated, active orchestrator, found at inventory
+/// `generation`), and counts the outcome.
 #[tracing::instrument(skip_all, fields(agent = %agent.id))]
 pub async fn mint(
     state: &AppState,
     agent: &Agent,
+    generation: InventoryGuard,
     request: MintRequest,
     meta: RequestMeta,
 ) -> Result<Issued, ApiError> {
     let started = Instant::now();
-    let result = issue(state, agent, request, meta).await;
+    let result = issue(state, agent, generation, request, meta).await;
     let (outcome, reason) = MintOutcome::of(&result);
     state.metrics.minted(outcome, reason, started.elapsed());
     result
@@ -167,6 +169,7 @@ pub async fn mint(
 async fn issue(
     state: &AppState,
     agent: &Agent,
+    generation: InventoryGuard,
     request: MintRequest,
     meta: RequestMeta,
 ) -> Result<Issued, ApiError> {
@@ -174,7 +177,7 @@ async fn issue(
     request.check(cap)?;
     throttle(&state.limits.agents, "agent", &agent.id, &agent.id)?;
     let now = state.clock.now();
-    let inventory = state.inventory.current(state.store.as_ref()).await?;
+    let inventory = state.inventory.at(state.store.as_ref(), generation).await?;
     // The development issuer is trusted only while the development provider runs.
     let issuers: Vec<_> = inventory
         .issuers

@@ -212,11 +212,15 @@ impl Server {
 /// How often the audit chain's head is signed.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Signs the audit chain's head with the active root key every [`CHECKPOINT_INTERVAL`].
+/// Signs the audit chain's head with the active root key every [`CHECKPOINT_INTERVAL`], and
+/// forgets the issuance counts of past minutes.
 async fn checkpoint_periodically(state: AppState) {
     let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
     loop {
         interval.tick().await;
+        if let Err(error) = state.store.prune_issuance_counts(state.clock.now()).await {
+            tracing::warn!(%error, "cannot prune the issuance counts");
+        }
         if let Err(error) =
             crate::server::audit::checkpoint(state.store.as_ref(), &state.keys, state.clock.now())
                 .await

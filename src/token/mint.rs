@@ -2,10 +2,9 @@
 //! Datalog parameter, never formatted into the source, so no principal, task or tool name can
 //! change the token's meaning.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::sync::LazyLock;
 
-use biscuit_auth::builder::Term;
+use biscuit_auth::builder::{fact, string, Check, Term};
 use biscuit_auth::{Biscuit, KeyPair};
 use chrono::{DateTime, Utc};
 
@@ -41,54 +40,40 @@ pub struct Minted {
     pub revocation_id: Vec<u8>,
 }
 
-/// The Datalog source of the authority block, with a `{parameter}` for every value.
-fn authority_source(rights: usize) -> String {
-    let mut source = String::from(
-        "mandate_schema({schema});\n\
-         mandate({mandate_id});\n\
-         task({task_id}, {task_digest});\n\
-         principal({subject}, {issuer});\n\
-         agent({agent});\n\
-         expires({expires});\n\
-         check if time($time), $time <= {expires};\n",
-    );
-    for i in 0..rights {
-        // Writing to a String cannot fail.
-        let _ = writeln!(source, "right({{tool{i}}}, {{operation{i}}});");
-    }
-    source
-}
+/// The authority block's one check, parsed once: the mandate works until `{expires}`.
+static EXPIRY_CHECK: LazyLock<Result<Check, biscuit_auth::error::Token>> =
+    LazyLock::new(|| Check::try_from("check if time($time), $time <= {expires}"));
 
-/// Builds and signs the authority block with `root` under key id `kid`.
+/// Builds and signs the authority block with `root` under key id `kid`. Every value is a term
+/// of a fact built directly (no Datalog source is formatted or parsed per mint).
 pub fn mint(spec: &MandateSpec, root: &KeyPair, kid: u32) -> Result<Minted, TokenError> {
     let expires = u64::try_from(spec.expires_at.timestamp()).map_err(|_| TokenError::Time)?;
-    let mut params: HashMap<String, Term> = HashMap::from([
-        ("schema".to_owned(), Term::Integer(SCHEMA_VERSION)),
-        ("mandate_id".to_owned(), Term::Str(spec.mandate_id.clone())),
-        ("task_id".to_owned(), Term::Str(spec.task_id.clone())),
-        (
-            "task_digest".to_owned(),
-            Term::Bytes(spec.task_digest.clone()),
-        ),
-        (
-            "subject".to_owned(),
-            Term::Str(spec.principal_subject.clone()),
-        ),
-        (
-            "issuer".to_owned(),
-            Term::Str(spec.principal_issuer.clone()),
-        ),
-        ("agent".to_owned(), Term::Str(spec.agent_id.clone())),
-        ("expires".to_owned(), Term::Date(expires)),
-    ]);
-    for (i, right) in spec.rights.iter().enumerate() {
-        params.insert(format!("tool{i}"), Term::Str(right.tool.clone()));
-        params.insert(format!("operation{i}"), Term::Str(right.operation.clone()));
+    let mut expiry = EXPIRY_CHECK.clone()?;
+    expiry.set("expires", Term::Date(expires))?;
+    let mut builder = Biscuit::builder()
+        .fact(fact("mandate_schema", &[Term::Integer(SCHEMA_VERSION)]))?
+        .fact(fact("mandate", &[string(&spec.mandate_id)]))?
+        .fact(fact(
+            "task",
+            &[string(&spec.task_id), Term::Bytes(spec.task_digest.clone())],
+        ))?
+        .fact(fact(
+            "principal",
+            &[
+                string(&spec.principal_subject),
+                string(&spec.principal_issuer),
+            ],
+        ))?
+        .fact(fact("agent", &[string(&spec.agent_id)]))?
+        .fact(fact("expires", &[Term::Date(expires)]))?
+        .check(expiry)?;
+    for right in &spec.rights {
+        builder = builder.fact(fact(
+            "right",
+            &[string(&right.tool), string(&right.operation)],
+        ))?;
     }
-    let token = Biscuit::builder()
-        .code_with_params(authority_source(spec.rights.len()), params, HashMap::new())?
-        .root_key_id(kid)
-        .build(root)?;
+    let token = builder.root_key_id(kid).build(root)?;
     let revocation_id = token
         .revocation_identifiers()
         .into_iter()

@@ -263,6 +263,63 @@ both_stores!(
 );
 
 #[tokio::test]
+async fn a_subject_token_verified_before_is_checked_again_against_the_issuer_and_the_clock() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let token = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+    let body = mint_body(&token, json!([{"tool": "crm", "operations": ["read"]}]));
+    for _ in 0..3 {
+        let (status, body) = mint(&app, &secret, &body).await;
+        assert_eq!(status, 201, "the same token mints again: {body}");
+    }
+    // Its signature was verified with the issuer's settings of the time; new settings apply.
+    app.admin_ok(
+        Method::PATCH,
+        "/v1/admin/issuers/test-idp",
+        Some(json!({"audiences": ["another-service"]})),
+        200,
+    )
+    .await;
+    let (status, answer) = mint(&app, &secret, &body).await;
+    assert_eq!(
+        (status, answer["reason"].as_str()),
+        (401, Some("wrong_audience")),
+        "{answer}"
+    );
+    app.admin_ok(
+        Method::PATCH,
+        "/v1/admin/issuers/test-idp",
+        Some(json!({"audiences": ["mandate"]})),
+        200,
+    )
+    .await;
+    let (status, answer) = mint(&app, &secret, &body).await;
+    assert_eq!(status, 201, "{answer}");
+    // A key the issuer withdrew verifies nothing, remembered or not.
+    idp.publish(&["rsa-2"]);
+    app.clock.advance(Duration::minutes(6));
+    let (status, answer) = mint(&app, &secret, &body).await;
+    assert_eq!(
+        (status, answer["reason"].as_str()),
+        (401, Some("unknown_key")),
+        "{answer}"
+    );
+    // Expiry is checked on every use: the token's `exp` is 10 minutes after it was signed,
+    // with 60 s of leeway.
+    idp.publish(&["rsa-1"]);
+    app.clock.advance(Duration::seconds(31));
+    let (status, answer) = mint(&app, &secret, &body).await;
+    assert_eq!(status, 201, "{answer}");
+    app.clock.advance(Duration::minutes(5));
+    let (status, answer) = mint(&app, &secret, &body).await;
+    assert_eq!(
+        (status, answer["reason"].as_str()),
+        (401, Some("expired")),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
 async fn concurrent_mints_with_cold_issuer_keys_fetch_them_once() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
     let (idp, secret) = mint_setup(&app).await;

@@ -10,21 +10,36 @@ use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::agent::{Agent, AgentKind};
 use crate::server::secrets::{self, AGENT_SECRET_PREFIX};
+use crate::server::store::InventoryGuard;
 
-/// An authenticated, active orchestrator.
+/// An authenticated, active orchestrator, with the inventory generation read as it was found.
 #[derive(Debug, Clone)]
-pub struct Orchestrator(pub Agent);
+pub struct Orchestrator(pub Agent, pub InventoryGuard);
 
-/// The active agent that holds `secret`, if any.
-pub async fn agent_for_secret(state: &AppState, secret: &str) -> Result<Option<Agent>, ApiError> {
+/// The active agent that holds `secret`, if any, with the inventory generation read in the
+/// same query.
+pub async fn authenticate_agent(
+    state: &AppState,
+    secret: &str,
+) -> Result<Option<(Agent, InventoryGuard)>, ApiError> {
     if !secrets::is_well_formed(AGENT_SECRET_PREFIX, secret) {
         return Ok(None);
     }
-    let agent = state.store.agent_by_secret(&secrets::hash(secret)).await?;
-    if let Some(agent) = &agent {
+    let found = state
+        .store
+        .authenticate_agent(&secrets::hash(secret))
+        .await?;
+    if let Some((agent, _)) = &found {
         tracing::Span::current().record("agent", agent.id.as_str());
     }
-    Ok(agent)
+    Ok(found)
+}
+
+/// The active agent that holds `secret`, if any.
+pub async fn agent_for_secret(state: &AppState, secret: &str) -> Result<Option<Agent>, ApiError> {
+    Ok(authenticate_agent(state, secret)
+        .await?
+        .map(|(agent, _)| agent))
 }
 
 /// Only orchestrators start tasks: sub-agents receive attenuated mandates instead.
@@ -52,9 +67,9 @@ impl FromRequestParts<AppState> for Orchestrator {
             ));
         }
         let secret = bearer(&parts.headers).ok_or_else(unauthorized)?;
-        let agent = agent_for_secret(state, secret)
+        let (agent, generation) = authenticate_agent(state, secret)
             .await?
             .ok_or_else(unauthorized)?;
-        require_orchestrator(agent).map(Orchestrator)
+        Ok(Orchestrator(require_orchestrator(agent)?, generation))
     }
 }

@@ -78,7 +78,7 @@ pub fn request_meta(headers: &HeaderMap, endpoint: &'static str) -> RequestMeta 
 )]
 pub async fn create_mandate(
     State(state): State<AppState>,
-    Orchestrator(agent): Orchestrator,
+    Orchestrator(agent, generation): Orchestrator,
     headers: HeaderMap,
     ApiJson(body): ApiJson<MintBody>,
 ) -> Result<(StatusCode, [(HeaderName, &'static str); 1], Json<Issued>), ApiError> {
@@ -92,6 +92,7 @@ pub async fn create_mandate(
     let issued = mint(
         &state,
         &agent,
+        generation,
         request,
         request_meta(&headers, "/v1/mandates"),
     )

@@ -150,8 +150,16 @@ pub trait AgentStore: Send + Sync {
 
     /// The agent's active secret.
     async fn agent_secret(&self, agent_id: &str) -> Result<Option<AgentSecretInfo>, StoreError>;
+    /// The active agent whose unrevoked secret has this hash, with the inventory generation
+    /// read by the same query (a mint reads both, in one round trip).
+    async fn authenticate_agent(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<(Agent, InventoryGuard)>, StoreError>;
     /// The active agent whose unrevoked secret has this hash.
-    async fn agent_by_secret(&self, hash: &SecretHash) -> Result<Option<Agent>, StoreError>;
+    async fn agent_by_secret(&self, hash: &SecretHash) -> Result<Option<Agent>, StoreError> {
+        Ok(self.authenticate_agent(hash).await?.map(|(agent, _)| agent))
+    }
     /// Issues, rotates or revokes the agent's secret.
     async fn change_agent_secret(
         &self,

@@ -111,6 +111,10 @@ pub trait MandateStore: Send + Sync {
             .await
     }
 
+    /// Forgets the issuance counts of minutes before `now`'s (mandates expired by then); returns
+    /// how many buckets went.
+    async fn prune_issuance_counts(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// One issued mandate.
     async fn mandate(&self, id: Uuid) -> Result<Option<Issuance>, StoreError>;
 

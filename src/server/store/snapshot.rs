@@ -1,11 +1,12 @@
 //! The inventory a mint reads (active issuers, policies, tools), kept in memory between
 //! changes. Every inventory write advances one generation counter in the database, in the same
-//! transaction; a mint reads that counter (one small query) and reloads the inventory only when
-//! it moved, so a change committed on any replica applies to the next mint everywhere.
+//! transaction; a mint reads that counter (in the query that authenticates its agent) and
+//! reloads the inventory only when it moved, so a change committed on any replica applies to the
+//! next mint everywhere.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::{active_issuers, all_tools, Store, StoreError};
+use super::{active_issuers, all_tools, InventoryGuard, Store, StoreError};
 use crate::server::model::issuer::Issuer;
 use crate::server::model::policy::Policy;
 use crate::server::model::tool::Tool;
@@ -32,7 +33,18 @@ pub struct InventoryCache {
 impl InventoryCache {
     /// The inventory as of now: the kept one if the generation has not moved, else read anew.
     pub async fn current(&self, store: &dyn Store) -> Result<Arc<Inventory>, StoreError> {
-        let generation = store.inventory_guard().await?.0;
+        let generation = store.inventory_guard().await?;
+        self.at(store, generation).await
+    }
+
+    /// The inventory at `generation`, just read from `store`: the kept one if it is of that
+    /// generation, else read anew.
+    pub async fn at(
+        &self,
+        store: &dyn Store,
+        generation: InventoryGuard,
+    ) -> Result<Arc<Inventory>, StoreError> {
+        let generation = generation.0;
         if let Some(kept) = self
             .current
             .read()

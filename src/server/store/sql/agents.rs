@@ -197,16 +197,24 @@ impl AgentStore for ThisStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn agent_by_secret(&self, hash: &SecretHash) -> Result<Option<Agent>, StoreError> {
+    async fn authenticate_agent(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<(Agent, InventoryGuard)>, StoreError> {
+        use sqlx::Row as _;
         sqlx::query(
-            "SELECT a.* FROM agents a JOIN agent_secrets s ON s.agent_id = a.id \
+            "SELECT a.*, (SELECT generation FROM inventory_state WHERE id = 1) \
+             AS inventory_generation \
+             FROM agents a JOIN agent_secrets s ON s.agent_id = a.id \
              WHERE s.secret_hash = $1 AND s.revoked_at IS NULL AND a.status = 'active'",
         )
         .bind(&hash[..])
         .fetch_optional(&self.pool)
         .await?
-        .as_ref()
-        .map(agent_from_row)
+        .map(|row| {
+            let generation: i64 = row.try_get("inventory_generation")?;
+            Ok((agent_from_row(&row)?, InventoryGuard(generation)))
+        })
         .transpose()
     }
 

@@ -38,6 +38,109 @@ fn receipt_from_row(row: &DbRow) -> Result<Receipt, StoreError> {
     })
 }
 
+/// The minute (since the epoch, rounded down) in which `at` falls.
+fn epoch_minute(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(60)
+}
+
+/// The refusal naming the first of `agents` or `tools` that is not active.
+async fn no_longer_active(
+    conn: &mut DbConnection,
+    agents: &[&str],
+    tools: &[&str],
+) -> Result<StoreError, StoreError> {
+    for (table, id) in agents
+        .iter()
+        .map(|a| ("agents", *a))
+        .chain(tools.iter().map(|t| ("tools", *t)))
+    {
+        let status: Option<String> =
+            sqlx::query_scalar(&format!("SELECT status FROM {table} WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if status.as_deref() != Some("active") {
+            let what = if table == "agents" { "agent" } else { "tool" };
+            return Ok(StoreError::NoLongerActive(format!(
+                "{what} `{id}` stopped being active while the mandate was minted; \
+                 nothing was issued"
+            )));
+        }
+    }
+    Err(StoreError::Corrupt(
+        "the active inventory was counted differently twice in one transaction".to_owned(),
+    ))
+}
+
+/// Counts `batch` into its agents' issuance buckets (see `agent_issuance_counts`).
+async fn count_issuances(
+    conn: &mut DbConnection,
+    batch: &[(Issuance, NewAuditEvent)],
+) -> Result<(), StoreError> {
+    let mut buckets: std::collections::BTreeMap<(&str, i64), i64> = Default::default();
+    for (issuance, _) in batch {
+        *buckets
+            .entry((issuance.agent_id.as_str(), epoch_minute(issuance.expires_at)))
+            .or_default() += 1;
+    }
+    let mut query = sqlx::QueryBuilder::<Db>::new(
+        "INSERT INTO agent_issuance_counts (agent_id, expires_minute, issued) ",
+    );
+    query.push_values(&buckets, |mut row, ((agent, minute), issued)| {
+        row.push_bind(*agent).push_bind(*minute).push_bind(*issued);
+    });
+    query.push(
+        " ON CONFLICT (agent_id, expires_minute) \
+         DO UPDATE SET issued = agent_issuance_counts.issued + excluded.issued",
+    );
+    query.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Refuses `batch` (already inserted and counted) if any of `agents` would hold more than
+/// `cap` live mandates. Runs under the chain's lock: every issuance committed before this one
+/// is counted.
+async fn check_live_cap(
+    conn: &mut DbConnection,
+    batch: &[(Issuance, NewAuditEvent)],
+    agents: &[&str],
+    cap: u32,
+) -> Result<(), StoreError> {
+    let Some(now) = batch.iter().map(|(i, _)| i.issued_at).max() else {
+        return Ok(());
+    };
+    for agent in agents {
+        // Every mandate live at `now` expires in this minute or later: an upper bound.
+        let bound: i64 = sqlx::query_scalar(
+            "SELECT coalesce(CAST(sum(issued) AS BIGINT), 0) FROM agent_issuance_counts \
+             WHERE agent_id = $1 AND expires_minute >= $2",
+        )
+        .bind(*agent)
+        .bind(epoch_minute(now))
+        .fetch_one(&mut *conn)
+        .await?;
+        if bound <= i64::from(cap) {
+            continue;
+        }
+        let live: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM mandates m WHERE m.agent_id = $1 AND m.expires_at > $2 \
+             AND NOT EXISTS (SELECT 1 FROM revocations r \
+             WHERE r.revocation_id = m.revocation_id)",
+        )
+        .bind(*agent)
+        .bind(db_time(now))
+        .fetch_one(&mut *conn)
+        .await?;
+        if live > i64::from(cap) {
+            return Err(StoreError::LimitReached(format!(
+                "agent `{agent}` already holds {cap} live mandates, the most allowed; \
+                 complete or revoke some first"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MandateStore for ThisStore {
     #[tracing::instrument(skip_all, fields(reports = batch.len()), err)]
@@ -158,47 +261,38 @@ impl MandateStore for ThisStore {
         // Under the chain's lock, which every inventory change also takes: an agent suspended
         // or a tool disabled by a change committed before this one issues nothing more. (That
         // change then revokes the live mandates it finds, which include any committed earlier.)
-        for (table, id) in agents
-            .iter()
-            .map(|a| ("agents", *a))
-            .chain(tools.iter().map(|t| ("tools", *t)))
-        {
-            let status: Option<String> =
-                sqlx::query_scalar(&format!("SELECT status FROM {table} WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if status.as_deref() != Some("active") {
-                let what = if table == "agents" { "agent" } else { "tool" };
-                return Err(StoreError::NoLongerActive(format!(
-                    "{what} `{id}` stopped being active while the mandate was minted; \
-                     nothing was issued"
-                )));
-            }
+        let mut query = sqlx::QueryBuilder::<Db>::new(
+            "SELECT (SELECT count(*) FROM agents WHERE status = 'active' AND id IN (NULL",
+        );
+        for agent in &agents {
+            query.push(", ").push_bind(*agent);
         }
-        // Under the chain's lock: every issuance committed before this one is counted.
+        query.push(")) + (SELECT count(*) FROM tools WHERE status = 'active' AND id IN (NULL");
+        for tool in &tools {
+            query.push(", ").push_bind(*tool);
+        }
+        query.push("))");
+        let active: i64 = query.build_query_scalar().fetch_one(&mut *tx).await?;
+        if usize::try_from(active).ok() != Some(agents.len() + tools.len()) {
+            return Err(no_longer_active(&mut tx, &agents, &tools).await?);
+        }
+        count_issuances(&mut tx, batch).await?;
         if let Some(cap) = live_cap {
-            let now = batch.iter().map(|(i, _)| i.issued_at).max();
-            for agent in agents {
-                let live: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM mandates m WHERE m.agent_id = $1 AND m.expires_at > $2 \
-                     AND NOT EXISTS (SELECT 1 FROM revocations r \
-                     WHERE r.revocation_id = m.revocation_id)",
-                )
-                .bind(agent)
-                .bind(now.map(db_time))
-                .fetch_one(&mut *tx)
-                .await?;
-                if live > i64::from(cap) {
-                    return Err(StoreError::LimitReached(format!(
-                        "agent `{agent}` already holds {cap} live mandates, the most allowed; \
-                         complete or revoke some first"
-                    )));
-                }
-            }
+            check_live_cap(&mut tx, batch, &agents, cap).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn prune_issuance_counts(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM agent_issuance_counts WHERE expires_minute < $1")
+                .bind(epoch_minute(now))
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 
     #[tracing::instrument(skip(self), err)]
