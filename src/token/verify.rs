@@ -3,9 +3,10 @@
 //! count and authorizer run limits are bounded explicitly, and clock skew is a parameter.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use biscuit_auth::builder::Term;
+use biscuit_auth::builder::{fact, string, Policy, Rule, Term};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,29 @@ use super::{Right, TokenError, MAX_TOKEN_BYTES, SCHEMA_VERSION};
 
 /// Registered agents' Ed25519 public keys, by agent id (what makes a hop attested).
 pub type AgentKeys = HashMap<String, Vec<PublicKey>>;
+
+/// Datalog the verifier runs on every call, parsed once (a parse costs as much as the run).
+type Parsed<T> = LazyLock<Result<T, biscuit_auth::error::Token>>;
+
+/// The one policy: the mandate/v1 schema, and the right asked for.
+static ALLOW: Parsed<Policy> =
+    LazyLock::new(|| Policy::try_from("allow if mandate_schema(1), right({tool}, {operation})"));
+/// The authority block's single-valued facts, together.
+static AUTHORITY: Parsed<Rule> = LazyLock::new(|| {
+    Rule::try_from(
+        "data($v, $m, $s, $i, $a, $t, $d, $e) <- mandate_schema($v), mandate($m), \
+         principal($s, $i), agent($a), task($t, $d), expires($e)",
+    )
+});
+/// The authority block's rights.
+static RIGHTS: Parsed<Rule> = LazyLock::new(|| Rule::try_from("data($t, $o) <- right($t, $o)"));
+/// The mandate's id.
+static MANDATE_ID: Parsed<Rule> = LazyLock::new(|| Rule::try_from("data($m) <- mandate($m)"));
+
+/// A copy of a once-parsed piece of Datalog.
+fn parsed<T: Clone>(source: &Parsed<T>) -> Result<T, TokenError> {
+    Ok(LazyLock::force(source).clone()?)
+}
 
 /// What a verifier asks: may the holder do `operation` on `tool` (on `resource`) at `now`?
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,19 +322,18 @@ impl Checked {
         }
         let now = (request.now - options.skew).timestamp();
         let now = u64::try_from(now).map_err(|_| TokenError::Time)?;
-        let mut params = HashMap::from([
-            ("now".to_owned(), Term::Date(now)),
-            ("tool".to_owned(), Term::Str(request.tool.clone())),
-            ("operation".to_owned(), Term::Str(request.operation.clone())),
-        ]);
-        let mut source = String::from("time({now}); tool({tool}); operation({operation});\n");
+        let mut allow = parsed(&ALLOW)?;
+        allow.set("tool", request.tool.as_str())?;
+        allow.set("operation", request.operation.as_str())?;
+        let mut builder = AuthorizerBuilder::new()
+            .fact(fact("time", &[Term::Date(now)]))?
+            .fact(fact("tool", &[string(&request.tool)]))?
+            .fact(fact("operation", &[string(&request.operation)]))?;
         if let Some(resource) = resource {
-            source.push_str("resource({resource});\n");
-            params.insert("resource".to_owned(), Term::Str(resource.to_owned()));
+            builder = builder.fact(fact("resource", &[string(resource)]))?;
         }
-        source.push_str("allow if mandate_schema(1), right({tool}, {operation});");
-        let mut authorizer = AuthorizerBuilder::new()
-            .code_with_params(source, params, HashMap::new())?
+        let mut authorizer = builder
+            .policy(allow)?
             .set_limits(options.limits.clone())
             .build(&self.biscuit)
             .map_err(map_biscuit)?;
@@ -350,7 +373,7 @@ pub fn read_out(
         .set_limits(options.limits.clone())
         .build(&checked.biscuit)
         .map_err(map_biscuit)?;
-    let (mandate_id,): (String,) = one(authorizer.query("data($m) <- mandate($m)")?, "mandate")?;
+    let (mandate_id,): (String,) = one(authorizer.query(parsed(&MANDATE_ID)?)?, "mandate")?;
     Ok(ReadOut {
         mandate_id,
         hops: checked.hops,
@@ -367,7 +390,7 @@ pub fn read_rights(token: &str, keys: &KeySet) -> Result<Vec<Right>, TokenError>
         .build(&biscuit)
         .map_err(map_biscuit)?;
     Ok(authorizer
-        .query::<_, (String, String), _>("data($t, $o) <- right($t, $o)")?
+        .query::<_, (String, String), _>(parsed(&RIGHTS)?)?
         .into_iter()
         .map(|(tool, operation)| Right { tool, operation })
         .collect())
@@ -395,17 +418,14 @@ fn read_authority(authorizer: &mut biscuit_auth::Authorizer) -> Result<Verified,
         Vec<u8>,
         std::time::SystemTime,
     );
-    let rows: Vec<Facts> = authorizer.query(
-        "data($v, $m, $s, $i, $a, $t, $d, $e) <- mandate_schema($v), mandate($m), \
-         principal($s, $i), agent($a), task($t, $d), expires($e)",
-    )?;
+    let rows: Vec<Facts> = authorizer.query(parsed(&AUTHORITY)?)?;
     let (schema, mandate_id, principal_subject, principal_issuer, agent_id, task_id, _, expires) =
         one(rows, "mandate, principal, agent, task or expires")?;
     if schema != SCHEMA_VERSION {
         return Err(TokenError::Malformed);
     }
     let mut rights: Vec<Right> = authorizer
-        .query::<_, (String, String), _>("data($t, $o) <- right($t, $o)")?
+        .query::<_, (String, String), _>(parsed(&RIGHTS)?)?
         .into_iter()
         .map(|(tool, operation)| Right { tool, operation })
         .collect();

@@ -184,14 +184,14 @@ async fn the_same_binary_runs_on_postgres_and_migrates_once() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "migrations: 0 applied now, 2 known"
+        "migrations: 0 applied now, 3 known"
     );
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(rows, 2);
+    assert_eq!(rows, 3);
     let keys_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM root_keys")
         .fetch_one(&mut conn)
         .await
@@ -224,7 +224,7 @@ async fn concurrent_migrations_apply_each_migration_once() {
             .and_then(|n| n.parse::<usize>().ok())
             .unwrap_or_else(|| panic!("unexpected output {text}"));
     }
-    assert_eq!(applied, 2, "each of the two migrations applied once");
+    assert_eq!(applied, 3, "each of the three migrations applied once");
 }
 
 #[tokio::test]

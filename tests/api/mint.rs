@@ -821,3 +821,37 @@ both_stores!(
         assert_eq!(mint(&app, &secret, &later).await.0, 201);
     }
 );
+
+both_stores!(
+    the_live_cap_stays_exact_across_expiry_minutes_and_pruning,
+    |backend| async move {
+        let db = crate::helpers::TestDatabase::new(backend).await;
+        let app = TestApp::spawn_with(db, |config| config.max_live_mandates_per_agent = 3).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let token = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+        let body = |ttl: u32| {
+            let mut body = mint_body(&token, json!([{"tool": "crm", "operations": ["read"]}]));
+            body["ttl_seconds"] = json!(ttl);
+            body
+        };
+        // Three mandates expiring in three different minutes fill the cap.
+        for ttl in [60, 180, 300] {
+            let (status, answer) = mint(&app, &secret, &body(ttl)).await;
+            assert_eq!(status, 201, "{answer}");
+        }
+        assert_eq!(mint(&app, &secret, &body(300)).await.0, 409);
+        // Two minutes on, the first has expired and its minute has passed: its count goes, and
+        // its place is free; the other two still count.
+        app.clock.advance(Duration::seconds(121));
+        let pruned = app
+            .store
+            .prune_issuance_counts(app.clock.now())
+            .await
+            .unwrap();
+        assert_eq!(pruned, 1, "only the past minute's count is forgotten");
+        assert_eq!(mint(&app, &secret, &body(300)).await.0, 201);
+        let (status, problem) = mint(&app, &secret, &body(300)).await;
+        assert_eq!(status, 409, "three are live again: {problem}");
+        assert_eq!(issued_count(&app).await, 4);
+    }
+);

@@ -22,6 +22,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, Tracer};
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -51,12 +52,15 @@ impl Drop for Telemetry {
 /// Installs the global subscriber: logs to stderr, spans to OTLP when the environment names an
 /// endpoint. Call once, from the binary.
 pub fn init(config: &Config) -> Result<Telemetry, String> {
-    let traces = tracer_provider(otlp::span_exporter()?);
+    let exporter = otlp::span_exporter()?;
+    let exporting = exporter.is_some();
+    let traces = tracer_provider(exporter);
     let subscriber = subscriber(
         &config.log,
         config.log_format,
         std::io::stderr,
         traces.tracer(SCOPE),
+        exporting,
     )?;
     tracing::subscriber::set_global_default(subscriber).map_err(|e| e.to_string())?;
     Ok(Telemetry { traces })
@@ -72,13 +76,14 @@ pub fn tracer_provider(exporter: Option<opentelemetry_otlp::SpanExporter>) -> Sd
     }
 }
 
-/// The subscriber [`init`] installs, writing log lines to `writer` and spans to `tracer`.
-/// Tests build it with an in-memory writer and exporter to see exactly what would leave.
+/// The subscriber [`init`] installs, writing log lines to `writer` and spans to `tracer`
+/// (`exporting` them, or only giving requests their trace ids).
 pub fn subscriber<W>(
     log: &str,
     format: LogFormat,
     writer: W,
     tracer: Tracer,
+    exporting: bool,
 ) -> Result<Box<dyn Subscriber + Send + Sync>, String>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -89,10 +94,21 @@ where
         LogFormat::Text => lines.boxed(),
         LogFormat::Json => lines.json().flatten_event(true).boxed(),
     };
-    // Traces hold mandate's own spans at info and above, whatever the log filter says.
-    let spans = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_filter(Targets::new().with_target(SCOPE, LevelFilter::INFO));
+    // Traces hold mandate's own spans at info and above, whatever the log filter says. With
+    // nothing exporting them, only the request span is traced, for the trace id that its log
+    // lines and problem documents carry: its children would be built and recorded nowhere.
+    let spans = tracing_opentelemetry::layer().with_tracer(tracer);
+    let spans = if exporting {
+        spans
+            .with_filter(Targets::new().with_target(SCOPE, LevelFilter::INFO))
+            .boxed()
+    } else {
+        spans
+            .with_filter(filter_fn(|meta| {
+                meta.is_span() && meta.name() == "request" && meta.target().starts_with(SCOPE)
+            }))
+            .boxed()
+    };
     Ok(Box::new(
         tracing_subscriber::registry()
             .with(lines.with_filter(filter))
