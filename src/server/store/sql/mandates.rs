@@ -97,46 +97,72 @@ async fn count_issuances(
     Ok(())
 }
 
-/// Refuses `batch` (already inserted and counted) if any of `agents` would hold more than
-/// `cap` live mandates. Runs under the chain's lock: every issuance committed before this one
-/// is counted.
+/// What a batch's commit checks, read in one query under the chain's lock.
+struct InventoryState {
+    /// The batch's agents that are active, each with its mandates counted as expiring in
+    /// `minute` or later (before this batch): an upper bound of its live ones.
+    active_agents: Vec<(String, i64)>,
+    /// How many of the batch's tools are active.
+    active_tools: usize,
+}
+
+async fn inventory_state(
+    conn: &mut DbConnection,
+    agents: &[&str],
+    tools: &[&str],
+    minute: i64,
+) -> Result<InventoryState, StoreError> {
+    use sqlx::Row as _;
+    let mut query = sqlx::QueryBuilder::<Db>::new(
+        "SELECT a.id, (SELECT coalesce(CAST(sum(c.issued) AS BIGINT), 0) \
+         FROM agent_issuance_counts c WHERE c.agent_id = a.id AND c.expires_minute >= ",
+    );
+    query.push_bind(minute);
+    query.push(") AS counted, (SELECT count(*) FROM tools t WHERE t.status = 'active' AND t.id IN (NULL");
+    for tool in tools {
+        query.push(", ").push_bind(*tool);
+    }
+    query.push(")) AS active_tools FROM agents a WHERE a.status = 'active' AND a.id IN (NULL");
+    for agent in agents {
+        query.push(", ").push_bind(*agent);
+    }
+    query.push(")");
+    let rows = query.build().fetch_all(&mut *conn).await?;
+    let active_tools: i64 = match rows.first() {
+        Some(row) => row.try_get("active_tools")?,
+        None => 0,
+    };
+    Ok(InventoryState {
+        active_agents: rows
+            .iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("counted")?)))
+            .collect::<Result<_, sqlx::Error>>()?,
+        active_tools: usize::try_from(active_tools).unwrap_or(0),
+    })
+}
+
+/// Refuses the batch being committed (already inserted) if `agent` would hold more than `cap`
+/// live mandates at `now`, counted one by one: only when the bound says it might.
 async fn check_live_cap(
     conn: &mut DbConnection,
-    batch: &[(Issuance, NewAuditEvent)],
-    agents: &[&str],
+    agent: &str,
+    now: DateTime<Utc>,
     cap: u32,
 ) -> Result<(), StoreError> {
-    let Some(now) = batch.iter().map(|(i, _)| i.issued_at).max() else {
-        return Ok(());
-    };
-    for agent in agents {
-        // Every mandate live at `now` expires in this minute or later: an upper bound.
-        let bound: i64 = sqlx::query_scalar(
-            "SELECT coalesce(CAST(sum(issued) AS BIGINT), 0) FROM agent_issuance_counts \
-             WHERE agent_id = $1 AND expires_minute >= $2",
-        )
-        .bind(*agent)
-        .bind(epoch_minute(now))
-        .fetch_one(&mut *conn)
-        .await?;
-        if bound <= i64::from(cap) {
-            continue;
-        }
-        let live: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM mandates m WHERE m.agent_id = $1 AND m.expires_at > $2 \
-             AND NOT EXISTS (SELECT 1 FROM revocations r \
-             WHERE r.revocation_id = m.revocation_id)",
-        )
-        .bind(*agent)
-        .bind(db_time(now))
-        .fetch_one(&mut *conn)
-        .await?;
-        if live > i64::from(cap) {
-            return Err(StoreError::LimitReached(format!(
-                "agent `{agent}` already holds {cap} live mandates, the most allowed; \
-                 complete or revoke some first"
-            )));
-        }
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM mandates m WHERE m.agent_id = $1 AND m.expires_at > $2 \
+         AND NOT EXISTS (SELECT 1 FROM revocations r \
+         WHERE r.revocation_id = m.revocation_id)",
+    )
+    .bind(agent)
+    .bind(db_time(now))
+    .fetch_one(&mut *conn)
+    .await?;
+    if live > i64::from(cap) {
+        return Err(StoreError::LimitReached(format!(
+            "agent `{agent}` already holds {cap} live mandates, the most allowed; \
+             complete or revoke some first"
+        )));
     }
     Ok(())
 }
@@ -258,27 +284,26 @@ impl MandateStore for ThisStore {
             .collect();
         tools.sort_unstable();
         tools.dedup();
+        let Some(now) = batch.iter().map(|(i, _)| i.issued_at).max() else {
+            return Ok(());
+        };
         // Under the chain's lock, which every inventory change also takes: an agent suspended
         // or a tool disabled by a change committed before this one issues nothing more. (That
         // change then revokes the live mandates it finds, which include any committed earlier.)
-        let mut query = sqlx::QueryBuilder::<Db>::new(
-            "SELECT (SELECT count(*) FROM agents WHERE status = 'active' AND id IN (NULL",
-        );
-        for agent in &agents {
-            query.push(", ").push_bind(*agent);
-        }
-        query.push(")) + (SELECT count(*) FROM tools WHERE status = 'active' AND id IN (NULL");
-        for tool in &tools {
-            query.push(", ").push_bind(*tool);
-        }
-        query.push("))");
-        let active: i64 = query.build_query_scalar().fetch_one(&mut *tx).await?;
-        if usize::try_from(active).ok() != Some(agents.len() + tools.len()) {
+        // Every issuance committed before this one is counted too.
+        let state = inventory_state(&mut tx, &agents, &tools, epoch_minute(now)).await?;
+        if state.active_agents.len() != agents.len() || state.active_tools != tools.len() {
             return Err(no_longer_active(&mut tx, &agents, &tools).await?);
         }
         count_issuances(&mut tx, batch).await?;
         if let Some(cap) = live_cap {
-            check_live_cap(&mut tx, batch, &agents, cap).await?;
+            for (agent, counted) in state.active_agents {
+                let this_batch = batch.iter().filter(|(i, _)| i.agent_id == agent).count();
+                let bound = counted.saturating_add(i64::try_from(this_batch).unwrap_or(i64::MAX));
+                if bound > i64::from(cap) {
+                    check_live_cap(&mut tx, &agent, now, cap).await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(())
