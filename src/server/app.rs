@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::State;
 use axum::http::{header, Request, StatusCode};
 use axum::response::Html;
 use axum::routing::get;
@@ -124,6 +125,10 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { ApiError::NotFound("no such endpoint".to_owned()) })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            forget_inventory_after_changes,
+        ))
         .with_state(state)
         // Router::layer wraps outward: the body limit runs innermost, request ids outermost.
         .layer(RequestBodyLimitLayer::new(body_limit))
@@ -146,6 +151,26 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::x_request_id()),
         )
+}
+
+/// After an administrator's change succeeds, the inventory kept for mints is dropped, so this
+/// replica's next mint sees the change from its start (a mint already deciding finds it at its
+/// commit, as mints on other replicas do).
+async fn forget_inventory_after_changes(
+    State(state): State<AppState>,
+    request: Request<Body>,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let changes = request.uri().path().starts_with("/v1/admin/")
+        && !matches!(
+            *request.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+    let response = next.run(request).await;
+    if changes && response.status().is_success() {
+        state.inventory.forget();
+    }
+    response
 }
 
 /// The span of one request: method, path (never the query string), request id and trace id.

@@ -146,6 +146,9 @@ impl From<StoreError> for ApiError {
             | StoreError::LimitReached(message)
             | StoreError::NoLongerActive(message) => ApiError::Conflict(message),
             StoreError::NotFound(message) => ApiError::NotFound(message),
+            StoreError::InventoryMoved => ApiError::Unavailable(
+                "the inventory changed while the mandate was minted; retry".to_owned(),
+            ),
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "store unavailable");
                 ApiError::Unavailable("the store is unavailable; retry later".to_owned())

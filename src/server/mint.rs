@@ -2,6 +2,7 @@
 //! the request, prove the human principal, evaluate the requested scope, sign, and record the
 //! issuance with its audit event before the token is handed back. Refusals are audited too.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -10,13 +11,16 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::api::agent_auth::Orchestrator;
 use super::app::AppState;
 use super::error::ApiError;
 use super::limits::{retry_after_seconds, RateLimiter};
 use super::model::agent::Agent;
+use super::model::agent::AgentKind;
 use super::model::{Check, Grant};
 use super::policy::{evaluate, mandate_ttl, Denial};
-use super::store::{new_id, AuditOutcome, InventoryGuard, Issuance, NewAuditEvent, StoreError};
+use super::store::snapshot::Inventory;
+use super::store::{new_id, AuditOutcome, Issuance, NewAuditEvent, NewMandate, StoreError};
 use super::telemetry::MintOutcome;
 use crate::token::mint::{mint as mint_token, MandateSpec};
 use crate::token::Right;
@@ -147,37 +151,124 @@ fn throttle(limiter: &RateLimiter, kind: &str, name: &str, caller: &str) -> Resu
         })
 }
 
-/// Mints a mandate for `agent` (an authenticated, active orchestrator, found at inventory
-/// `generation`), and counts the outcome.
-#[tracing::instrument(skip_all, fields(agent = %agent.id))]
+/// Mints a mandate for an authenticated, active orchestrator, and counts the outcome.
+#[tracing::instrument(skip_all, fields(agent = %caller.agent.id))]
 pub async fn mint(
     state: &AppState,
-    agent: &Agent,
-    generation: InventoryGuard,
+    caller: &Orchestrator,
     request: MintRequest,
     meta: RequestMeta,
 ) -> Result<Issued, ApiError> {
     let started = Instant::now();
-    let result = issue(state, agent, generation, request, meta).await;
+    let result = decide(state, caller, request, meta).await;
     let (outcome, reason) = MintOutcome::of(&result);
     state.metrics.minted(outcome, reason, started.elapsed());
     result
 }
 
-/// The steps of a mint, each in its own span: `jwt.validate`, `policy.evaluate`, `token.sign`
-/// and `store.commit`.
-async fn issue(
+/// Why [`issue`] did not issue.
+enum Failure {
+    /// The answer to give.
+    Refused(ApiError),
+    /// The inventory it decided on is no longer current: nothing was issued or audited.
+    Stale,
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Failure::Refused(error)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::InventoryMoved => Failure::Stale,
+            other => Failure::Refused(other.into()),
+        }
+    }
+}
+
+/// How many times a mint is decided before a changing inventory makes it give up (503).
+const DECISIONS: usize = 3;
+
+/// Decides on the inventory the caller was found in; when that turns out to have changed,
+/// decides again on the current one, where the caller must still be an active orchestrator.
+async fn decide(
     state: &AppState,
-    agent: &Agent,
-    generation: InventoryGuard,
+    caller: &Orchestrator,
     request: MintRequest,
     meta: RequestMeta,
 ) -> Result<Issued, ApiError> {
+    request.check(state.config.max_ttl_seconds)?;
+    throttle(
+        &state.limits.agents,
+        "agent",
+        &caller.agent.id,
+        &caller.agent.id,
+    )?;
+    let mut inventory = Arc::clone(&caller.inventory);
+    let mut agent = caller.agent.clone();
+    for decision in 0..DECISIONS {
+        let attempt = issue(
+            state,
+            &agent,
+            &inventory,
+            decision,
+            request.clone(),
+            meta.clone(),
+        );
+        match attempt.await {
+            Ok(issued) => return Ok(issued),
+            Err(Failure::Refused(error)) => return Err(error),
+            Err(Failure::Stale) => {}
+        }
+        inventory = state.inventory.current(state.store.as_ref()).await?;
+        match inventory.agent_with_secret(&caller.secret) {
+            Some(now) if now.kind == AgentKind::Orchestrator => agent = now.clone(),
+            _ => {
+                let message = format!(
+                    "agent `{}` stopped being an active orchestrator, or its secret was \
+                     changed, while the mandate was minted; nothing was issued",
+                    agent.id
+                );
+                let now = state.clock.now();
+                let details = json!({ "reason": "inventory_changed", "detail": message });
+                audit_denial(state, &agent, now, details).await;
+                return Err(ApiError::Conflict(message));
+            }
+        }
+    }
+    Err(ApiError::Unavailable(
+        "the inventory kept changing while the mandate was minted; retry".to_owned(),
+    ))
+}
+
+/// A refusal decided on `inventory`, or [`Failure::Stale`] if that is no longer current.
+async fn confirm(state: &AppState, inventory: &Inventory) -> Result<(), Failure> {
+    if state
+        .inventory
+        .is_current(state.store.as_ref(), inventory)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(Failure::Stale)
+    }
+}
+
+/// The steps of a mint decided on `inventory` (the `decision`th time), each in its own span:
+/// `jwt.validate`, `policy.evaluate`, `token.sign` and `store.commit`.
+async fn issue(
+    state: &AppState,
+    agent: &Agent,
+    inventory: &Inventory,
+    decision: usize,
+    request: MintRequest,
+    meta: RequestMeta,
+) -> Result<Issued, Failure> {
     let cap = state.config.max_ttl_seconds;
-    request.check(cap)?;
-    throttle(&state.limits.agents, "agent", &agent.id, &agent.id)?;
     let now = state.clock.now();
-    let inventory = state.inventory.at(state.store.as_ref(), generation).await?;
     // The development issuer is trusted only while the development provider runs.
     let issuers: Vec<_> = inventory
         .issuers
@@ -192,6 +283,7 @@ async fn issue(
     {
         Ok(principal) => principal,
         Err(error) => {
+            confirm(state, inventory).await?;
             audit_denial(
                 state,
                 agent,
@@ -199,12 +291,12 @@ async fn issue(
                 json!({ "reason": error.code(), "scope": request.scope }),
             )
             .await;
-            return Err(match error {
+            return Err(Failure::Refused(match error {
                 super::idp::IdpError::KeysUnavailable => ApiError::Unavailable(
                     "the issuer's keys cannot be fetched; retry later".to_owned(),
                 ),
                 other => ApiError::SubjectRejected(other),
-            });
+            }));
         }
     };
     let evaluation = tracing::info_span!("policy.evaluate").in_scope(|| {
@@ -216,16 +308,20 @@ async fn issue(
             &inventory.tools,
         )
     });
-    throttle(
-        &state.limits.principals,
-        "principal",
-        &principal.subject,
-        &format!("{}\n{}", principal.issuer_url, principal.subject),
-    )?;
+    // A mint decided again has already been counted against the principal's allowance.
+    if decision == 0 {
+        throttle(
+            &state.limits.principals,
+            "principal",
+            &principal.subject,
+            &format!("{}\n{}", principal.issuer_url, principal.subject),
+        )?;
+    }
     let principal_json = json!({
         "subject": principal.subject, "issuer": principal.issuer_url, "groups": principal.groups,
     });
     if !evaluation.denied.is_empty() {
+        confirm(state, inventory).await?;
         audit_denial(
             state,
             agent,
@@ -236,10 +332,11 @@ async fn issue(
             }),
         )
         .await;
-        return Err(ApiError::Denied(evaluation.denied));
+        return Err(ApiError::Denied(evaluation.denied).into());
     }
     let Some(policy_ttl) = evaluation.policy_ttl else {
-        return Err(ApiError::Denied(Vec::<Denial>::new()));
+        confirm(state, inventory).await?;
+        return Err(ApiError::Denied(Vec::<Denial>::new()).into());
     };
     let requested_ttl = request.ttl_seconds.and_then(|t| u32::try_from(t).ok());
     let ttl = mandate_ttl(requested_ttl, policy_ttl, agent.max_ttl_seconds, cap);
@@ -262,7 +359,7 @@ async fn issue(
     };
     let minted = tracing::info_span!("token.sign", kid = root.kid)
         .in_scope(|| mint_token(&spec, root.keypair(), root.kid))
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        .map_err(|e| Failure::Refused(ApiError::Internal(Box::new(e))))?;
     let issuance = Issuance {
         id: mandate_id,
         agent_id: agent.id.clone(),
@@ -296,7 +393,11 @@ async fn issue(
         .metrics
         .commit(
             "insert_mandate",
-            state.writers.mandates.submit((issuance, audit)),
+            state.writers.mandates.submit(NewMandate {
+                issuance,
+                audit,
+                decided_at: Some(inventory.generation),
+            }),
         )
         .await;
     let refused = match &committed {

@@ -319,6 +319,82 @@ async fn a_subject_token_verified_before_is_checked_again_against_the_issuer_and
     );
 }
 
+/// A replica decides on the inventory it keeps in memory; a change committed through another
+/// replica reaches it at the latest when its mint commits, and the mint is decided again.
+#[tokio::test]
+async fn changes_made_through_another_replica_apply_to_the_next_mint() {
+    let (a, b) = crate::helpers::fixtures::two_replicas().await;
+    let (idp, secret) = mint_setup(&a).await;
+    let token = idp.sign("rsa-1", &idp.claims("alice", &["support"], b.clock.now()));
+    let read = mint_body(&token, json!([{"tool": "crm", "operations": ["read"]}]));
+    let write = mint_body(&token, json!([{"tool": "crm", "operations": ["write"]}]));
+    let (status, answer) = mint(&b, &secret, &write).await;
+    assert_eq!(status, 201, "B keeps the inventory it read: {answer}");
+    let grants =
+        |operations: &[&str]| json!({"grants": [{"tool": "crm", "operations": operations}]});
+
+    // A narrows the policy: B's kept inventory still allows writing, its commit does not.
+    a.admin_ok(
+        Method::PATCH,
+        "/v1/admin/policies/support-crm",
+        Some(grants(&["read"])),
+        200,
+    )
+    .await;
+    let (status, answer) = mint(&b, &secret, &write).await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["denied"][0]["operation"], "write", "{answer}");
+    // A widens it again: B's kept inventory now refuses writing; the refusal is confirmed
+    // first, finds the change, and the mint is decided again.
+    a.admin_ok(
+        Method::PATCH,
+        "/v1/admin/policies/support-crm",
+        Some(grants(&["read", "write"])),
+        200,
+    )
+    .await;
+    let (status, answer) = mint(&b, &secret, &write).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(issued_count(&b).await, 2);
+    let denials = audited(&b, |e| e.action == "mandate.denied").await;
+    assert_eq!(denials, 1, "only the refusal that stood is audited");
+
+    // A rotates the agent's secret: the old one stops working on B too.
+    let rotated = a
+        .admin_ok(
+            Method::POST,
+            "/v1/admin/agents/bot/secret/rotate",
+            None,
+            201,
+        )
+        .await;
+    let rotated = rotated["secret"].as_str().unwrap().to_owned();
+    let (status, answer) = mint(&b, &secret, &read).await;
+    assert_eq!(
+        status, 409,
+        "decided before B knew, refused at commit: {answer}"
+    );
+    assert_eq!(mint(&b, &secret, &read).await.0, 401, "then unknown");
+    let (status, answer) = mint(&b, &rotated, &read).await;
+    assert_eq!(status, 201, "{answer}");
+
+    // A suspends the agent: nothing more is issued through B.
+    a.admin_ok(Method::POST, "/v1/admin/agents/bot/suspend", None, 200)
+        .await;
+    assert_eq!(mint(&b, &rotated, &read).await.0, 409);
+    assert_eq!(mint(&b, &rotated, &read).await.0, 401);
+    assert_eq!(
+        issued_count(&b).await,
+        3,
+        "nothing issued after a change refused it"
+    );
+    let changed = audited(&b, |e| {
+        e.action == "mandate.denied" && e.details["reason"] == "inventory_changed"
+    })
+    .await;
+    assert_eq!(changed, 2, "each mint refused at commit is audited");
+}
+
 #[tokio::test]
 async fn concurrent_mints_with_cold_issuer_keys_fetch_them_once() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;

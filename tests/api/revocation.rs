@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mandate::clock::{Clock, ManualClock, SharedClock};
-use mandate::server::config::RootKeyFile;
 use mandate::token::attenuate::{attenuate, Attenuation};
 use mandate::token::TokenError;
 use mandate::verifier::revocations::{RevocationSync, SyncSettings};
@@ -403,26 +402,9 @@ both_stores!(
     }
 );
 
-/// Two replicas on one Postgres database, loading the same root key file.
-async fn two_replicas() -> (TestApp, TestApp) {
-    let first_db = TestDatabase::new(Backend::Postgres).await;
-    let url = first_db.url();
-    let key = first_db.data_dir().join("root-1.pem");
-    mandate::server::keys::generate_key_file(&key).unwrap();
-    let shared_key = move |config: &mut mandate::server::config::Config| {
-        config.root_keys = vec![RootKeyFile {
-            kid: 1,
-            path: key.clone(),
-        }];
-    };
-    let a = TestApp::spawn_with(first_db, shared_key.clone()).await;
-    let b = TestApp::spawn_with(TestDatabase::at(&url), shared_key).await;
-    (a, b)
-}
-
 #[tokio::test]
 async fn a_revocation_through_one_replica_reaches_a_verifier_following_another_within_2s() {
-    let (a, b) = two_replicas().await;
+    let (a, b) = crate::helpers::fixtures::two_replicas().await;
     let (idp, secret) = mint_setup(&a).await;
     let (token, id) = mint(&a, &idp, &secret).await;
     let deep = derive(&derive(&derive(&token, "one"), "two"), "three");
@@ -553,7 +535,7 @@ async fn a_verifier_cut_off_from_the_feed_fails_closed_then_recovers() {
 
 #[tokio::test]
 async fn a_policy_removed_through_one_replica_stops_mints_through_another_at_once() {
-    let (a, b) = two_replicas().await;
+    let (a, b) = crate::helpers::fixtures::two_replicas().await;
     let (idp, secret) = mint_setup(&a).await;
     let body = mint_body(
         &idp.sign("rsa-1", &idp.claims("alice", &["support"], b.clock.now())),

@@ -69,16 +69,16 @@ pub fn request_meta(headers: &HeaderMap, endpoint: &'static str) -> RequestMeta 
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The orchestrator already holds the most live mandates allowed, or it or a tool stopped being active while the mandate was minted; nothing was issued", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The orchestrator already holds the most live mandates allowed, or it or a tool stopped being active (or its secret was changed) while the mandate was minted; nothing was issued", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The orchestrator or the principal has reached its mint rate limit; nothing was issued",
          body = Problem, content_type = "application/problem+json",
          headers(("retry-after" = u64, description = "Seconds until a mint is allowed again"))),
-        (status = 503, description = "The store or the issuer's keys are unavailable; nothing was issued", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store or the issuer's keys are unavailable, or the inventory kept changing while the mandate was minted; nothing was issued", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_mandate(
     State(state): State<AppState>,
-    Orchestrator(agent, generation): Orchestrator,
+    orchestrator: Orchestrator,
     headers: HeaderMap,
     ApiJson(body): ApiJson<MintBody>,
 ) -> Result<(StatusCode, [(HeaderName, &'static str); 1], Json<Issued>), ApiError> {
@@ -91,8 +91,7 @@ pub async fn create_mandate(
     };
     let issued = mint(
         &state,
-        &agent,
-        generation,
+        &orchestrator,
         request,
         request_meta(&headers, "/v1/mandates"),
     )

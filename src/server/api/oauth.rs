@@ -13,14 +13,12 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::agent_auth::{authenticate_agent, require_orchestrator};
+use super::agent_auth::{agent_in_inventory, require_orchestrator, Orchestrator};
 use super::mandates::request_meta;
 use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::mint::{mint, MintRequest};
-use crate::server::model::agent::Agent;
 use crate::server::model::Grant;
-use crate::server::store::InventoryGuard;
 
 /// The grant type of RFC 8693.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -219,13 +217,12 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Re
     Ok(Some((unescape(id), unescape(secret))))
 }
 
-/// The orchestrator behind the request: HTTP Basic (client id = agent id) or `actor_token`,
-/// with the inventory generation read as it was found.
+/// The orchestrator behind the request: HTTP Basic (client id = agent id) or `actor_token`.
 async fn client(
     state: &AppState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
-) -> Result<(Agent, InventoryGuard), Refusal> {
+) -> Result<Orchestrator, Refusal> {
     let invalid = || {
         refuse(
             StatusCode::UNAUTHORIZED,
@@ -244,9 +241,9 @@ async fn client(
             ))
         }
         (None, None) => return Err(invalid()),
-        (Some((client_id, secret)), None) => authenticate_agent(state, &secret)
+        (Some((client_id, secret)), None) => agent_in_inventory(state, &secret)
             .await?
-            .filter(|(agent, _)| agent.id == client_id),
+            .filter(|found| found.agent.id == client_id),
         (None, Some(token)) => {
             if form.get("actor_token_type").map(String::as_str) != Some(AGENT_SECRET_TOKEN_TYPE) {
                 return Err(refuse(
@@ -255,11 +252,12 @@ async fn client(
                     format!("actor_token_type must be {AGENT_SECRET_TOKEN_TYPE}"),
                 ));
             }
-            authenticate_agent(state, token).await?
+            agent_in_inventory(state, token).await?
         }
     };
-    let (agent, generation) = agent.ok_or_else(invalid)?;
-    Ok((require_orchestrator(agent)?, generation))
+    let found = agent.ok_or_else(invalid)?;
+    require_orchestrator(found.agent.clone())?;
+    Ok(found)
 }
 
 /// `tool:operation tool:operation …`, grouped by tool in order of appearance.
@@ -308,7 +306,7 @@ async fn exchange(
             format!("only {TOKEN_EXCHANGE} is supported"),
         ));
     }
-    let (agent, generation) = client(state, headers, &form).await?;
+    let orchestrator = client(state, headers, &form).await?;
     let subject_token = required(&form, "subject_token")?;
     let subject_token_type = required(&form, "subject_token_type")?;
     if !SUBJECT_TOKEN_TYPES.contains(&subject_token_type) {
@@ -351,8 +349,7 @@ async fn exchange(
     let now = state.clock.now();
     let issued = mint(
         state,
-        &agent,
-        generation,
+        &orchestrator,
         request,
         request_meta(headers, "/oauth2/token"),
     )

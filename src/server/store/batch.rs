@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Issuance, NewAuditEvent, Receipt, SharedStore, StoreError};
+use super::{NewAuditEvent, NewMandate, Receipt, SharedStore, StoreError};
 
 /// Most items one transaction takes.
 pub const MAX_BATCH: usize = 256;
@@ -35,8 +35,8 @@ pub trait Commit<T>: Send + Sync + 'static {
 pub struct Mandates(pub SharedStore, pub u32);
 
 #[async_trait]
-impl Commit<(Issuance, NewAuditEvent)> for Mandates {
-    async fn commit(&self, items: &[(Issuance, NewAuditEvent)]) -> Result<(), StoreError> {
+impl Commit<NewMandate> for Mandates {
+    async fn commit(&self, items: &[NewMandate]) -> Result<(), StoreError> {
         self.0.insert_mandates(items, Some(self.1)).await
     }
 }
@@ -55,7 +55,7 @@ impl Commit<(Vec<Receipt>, NewAuditEvent)> for Receipts {
 #[derive(Debug)]
 pub struct Writers {
     /// Issuances and their audit events.
-    pub mandates: Batcher<(Issuance, NewAuditEvent)>,
+    pub mandates: Batcher<NewMandate>,
     /// Receipt reports and their audit events.
     pub receipts: Batcher<(Vec<Receipt>, NewAuditEvent)>,
 }
@@ -121,6 +121,7 @@ fn for_each_caller(error: &StoreError) -> StoreError {
         StoreError::Conflict(message) => StoreError::Conflict(message.clone()),
         StoreError::LimitReached(message) => StoreError::LimitReached(message.clone()),
         StoreError::NoLongerActive(message) => StoreError::NoLongerActive(message.clone()),
+        StoreError::InventoryMoved => StoreError::InventoryMoved,
         StoreError::NotFound(message) => StoreError::NotFound(message.clone()),
         other => StoreError::Corrupt(format!("a group commit failed: {other}")),
     }

@@ -150,17 +150,12 @@ pub trait AgentStore: Send + Sync {
 
     /// The agent's active secret.
     async fn agent_secret(&self, agent_id: &str) -> Result<Option<AgentSecretInfo>, StoreError>;
-    /// The active agent whose unrevoked secret has this hash, with the inventory generation
-    /// read by the same query (a mint reads both, in one round trip).
-    async fn authenticate_agent(
-        &self,
-        hash: &SecretHash,
-    ) -> Result<Option<(Agent, InventoryGuard)>, StoreError>;
     /// The active agent whose unrevoked secret has this hash.
-    async fn agent_by_secret(&self, hash: &SecretHash) -> Result<Option<Agent>, StoreError> {
-        Ok(self.authenticate_agent(hash).await?.map(|(agent, _)| agent))
-    }
-    /// Issues, rotates or revokes the agent's secret.
+    async fn agent_by_secret(&self, hash: &SecretHash) -> Result<Option<Agent>, StoreError>;
+    /// Every active agent that has an unrevoked secret, with its secret's hash.
+    async fn active_agent_secrets(&self) -> Result<Vec<(SecretHash, Agent)>, StoreError>;
+    /// Issues, rotates or revokes the agent's secret; advances the inventory generation (a
+    /// mint authenticates its agent from the inventory kept in memory).
     async fn change_agent_secret(
         &self,
         agent_id: &str,

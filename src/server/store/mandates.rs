@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{NewAuditEvent, StoreError};
+use super::{InventoryGuard, NewAuditEvent, StoreError};
 use crate::token::verify::Hop;
 use crate::token::Right;
 
@@ -85,19 +85,32 @@ pub struct ActionFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// An issuance to record, with its audit event.
+#[derive(Debug, Clone)]
+pub struct NewMandate {
+    /// The issuance row.
+    pub issuance: Issuance,
+    /// Its `mandate.issued` event.
+    pub audit: NewAuditEvent,
+    /// The inventory generation it was decided at, if it must still be current at commit.
+    pub decided_at: Option<InventoryGuard>,
+}
+
 /// Issued mandates.
 #[async_trait]
 pub trait MandateStore: Send + Sync {
     /// Records issuances, each with its audit event, in one transaction: all of them or none.
-    /// The audit events join the chain in the order given.
-    /// With `live_cap`, the transaction fails with [`StoreError::LimitReached`] if it would leave
-    /// an agent of the batch holding more unexpired, unrevoked mandates than that (counted while
-    /// holding the audit chain's lock, so concurrent issuances on any replica count too). It fails
-    /// with [`StoreError::NoLongerActive`] if an agent or a granted tool of the batch is no longer
-    /// active by then.
+    /// The audit events join the chain in the order given. Checked while holding the audit
+    /// chain's lock, so changes and issuances committed on any replica count:
+    /// - an issuance decided at an inventory generation that is no longer current fails the
+    ///   transaction with [`StoreError::InventoryMoved`];
+    /// - an agent or a granted tool of the batch no longer active fails it with
+    ///   [`StoreError::NoLongerActive`];
+    /// - with `live_cap`, it fails with [`StoreError::LimitReached`] if it would leave an agent of
+    ///   the batch holding more unexpired, unrevoked mandates than that.
     async fn insert_mandates(
         &self,
-        batch: &[(Issuance, NewAuditEvent)],
+        batch: &[NewMandate],
         live_cap: Option<u32>,
     ) -> Result<(), StoreError>;
 
@@ -107,7 +120,12 @@ pub trait MandateStore: Send + Sync {
         issuance: &Issuance,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        self.insert_mandates(&[(issuance.clone(), audit.clone())], None)
+        let mandate = NewMandate {
+            issuance: issuance.clone(),
+            audit: audit.clone(),
+            decided_at: None,
+        };
+        self.insert_mandates(std::slice::from_ref(&mandate), None)
             .await
     }
 

@@ -24,7 +24,7 @@ pub use inventory::{
     AdminTokenStore, AgentFilter, AgentStore, CatalogStore, InventoryGuard, IssuerFilter,
     NewSecret, PolicyFilter, PolicyStore, SecretChange, ToolFilter,
 };
-pub use mandates::{ActionFilter, Issuance, MandateStore, Receipt};
+pub use mandates::{ActionFilter, Issuance, MandateStore, NewMandate, Receipt};
 pub use postgres::PostgresStore;
 pub use revocations::{FeedEntry, MandateFilter, NewRevocation, Revocation, RevocationStore};
 pub use sqlite::SqliteStore;
@@ -270,6 +270,10 @@ pub enum StoreError {
     /// An agent or tool the write depends on stopped being active meanwhile (409).
     #[error("{0}")]
     NoLongerActive(String),
+    /// The write was decided on an inventory that has changed since (503 if it reaches a
+    /// client: the decision is made again first).
+    #[error("the inventory changed while the mandate was minted")]
+    InventoryMoved,
     /// A stored value is not what mandate wrote (500).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

@@ -1,27 +1,43 @@
-//! The inventory a mint reads (active issuers, policies, tools), kept in memory between
-//! changes. Every inventory write advances one generation counter in the database, in the same
-//! transaction; a mint reads that counter (in the query that authenticates its agent) and
-//! reloads the inventory only when it moved, so a change committed on any replica applies to the
-//! next mint everywhere.
+//! The inventory a mint decides on (active issuers, policies, tools, and the active agents by
+//! secret), kept in memory between changes. Every inventory write, including an agent secret's
+//! change, advances one generation counter in the database, in the same transaction.
+//!
+//! A mint decides on the kept inventory without reading the database, and its commit checks,
+//! under the audit chain's lock that every inventory change also takes, that the generation it
+//! decided at is still current; if not, it decides again on the inventory read anew. A refusal
+//! is confirmed the same way before it is answered. So a change committed on any replica
+//! applies to every mint committed after it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::{active_issuers, all_tools, InventoryGuard, Store, StoreError};
+use crate::server::model::agent::Agent;
 use crate::server::model::issuer::Issuer;
 use crate::server::model::policy::Policy;
 use crate::server::model::tool::Tool;
+use crate::server::secrets::SecretHash;
 
 /// The inventory at one generation.
 #[derive(Debug)]
 pub struct Inventory {
     /// The generation it was read at.
-    pub generation: i64,
+    pub generation: InventoryGuard,
     /// Active issuers.
     pub issuers: Vec<Issuer>,
     /// Every policy.
     pub policies: Vec<Policy>,
     /// Every tool.
     pub tools: Vec<Tool>,
+    /// Active agents, by the hash of their unrevoked secret.
+    agents_by_secret: HashMap<SecretHash, Agent>,
+}
+
+impl Inventory {
+    /// The active agent whose unrevoked secret has this hash.
+    pub fn agent_with_secret(&self, hash: &SecretHash) -> Option<&Agent> {
+        self.agents_by_secret.get(hash)
+    }
 }
 
 /// The last inventory read.
@@ -31,39 +47,46 @@ pub struct InventoryCache {
 }
 
 impl InventoryCache {
+    /// The inventory last read, if any, without asking the database whether it is current.
+    pub fn kept(&self) -> Option<Arc<Inventory>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// The inventory as of now: the kept one if the generation has not moved, else read anew.
     pub async fn current(&self, store: &dyn Store) -> Result<Arc<Inventory>, StoreError> {
         let generation = store.inventory_guard().await?;
-        self.at(store, generation).await
-    }
-
-    /// The inventory at `generation`, just read from `store`: the kept one if it is of that
-    /// generation, else read anew.
-    pub async fn at(
-        &self,
-        store: &dyn Store,
-        generation: InventoryGuard,
-    ) -> Result<Arc<Inventory>, StoreError> {
-        let generation = generation.0;
-        if let Some(kept) = self
-            .current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .filter(|kept| kept.generation == generation)
-        {
-            return Ok(Arc::clone(kept));
+        if let Some(kept) = self.kept().filter(|kept| kept.generation == generation) {
+            return Ok(kept);
         }
         let read = Arc::new(Inventory {
             generation,
             issuers: active_issuers(store).await?,
             policies: store.all_policies().await?,
             tools: all_tools(store).await?,
+            agents_by_secret: store.active_agent_secrets().await?.into_iter().collect(),
         });
-        // Kept only if nothing changed while it was read: the three reads are not one snapshot.
-        if store.inventory_guard().await?.0 == generation {
+        // Kept only if nothing changed while it was read: the reads are not one snapshot.
+        if store.inventory_guard().await? == generation {
             *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&read));
         }
         Ok(read)
+    }
+
+    /// Drops the kept inventory, after this replica changed it: the next mint reads it anew
+    /// instead of finding out at its commit.
+    pub fn forget(&self) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Whether `inventory` is still the current one.
+    pub async fn is_current(
+        &self,
+        store: &dyn Store,
+        inventory: &Inventory,
+    ) -> Result<bool, StoreError> {
+        Ok(store.inventory_guard().await? == inventory.generation)
     }
 }

@@ -130,3 +130,20 @@ pub async fn mint_read(
     app.as_token(secret, Method::POST, "/v1/mandates", Some(body))
         .await
 }
+
+/// Two replicas on one Postgres database, loading the same root key file.
+pub async fn two_replicas() -> (super::TestApp, super::TestApp) {
+    let first_db = super::TestDatabase::new(super::Backend::Postgres).await;
+    let url = first_db.url();
+    let key = first_db.data_dir().join("root-1.pem");
+    mandate::server::keys::generate_key_file(&key).unwrap();
+    let shared_key = move |config: &mut mandate::server::config::Config| {
+        config.root_keys = vec![mandate::server::config::RootKeyFile {
+            kid: 1,
+            path: key.clone(),
+        }];
+    };
+    let a = super::TestApp::spawn_with(first_db, shared_key.clone()).await;
+    let b = super::TestApp::spawn_with(super::TestDatabase::at(&url), shared_key).await;
+    (a, b)
+}

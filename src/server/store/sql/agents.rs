@@ -197,25 +197,36 @@ impl AgentStore for ThisStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn authenticate_agent(
-        &self,
-        hash: &SecretHash,
-    ) -> Result<Option<(Agent, InventoryGuard)>, StoreError> {
-        use sqlx::Row as _;
+    async fn agent_by_secret(&self, hash: &SecretHash) -> Result<Option<Agent>, StoreError> {
         sqlx::query(
-            "SELECT a.*, (SELECT generation FROM inventory_state WHERE id = 1) \
-             AS inventory_generation \
-             FROM agents a JOIN agent_secrets s ON s.agent_id = a.id \
+            "SELECT a.* FROM agents a JOIN agent_secrets s ON s.agent_id = a.id \
              WHERE s.secret_hash = $1 AND s.revoked_at IS NULL AND a.status = 'active'",
         )
         .bind(&hash[..])
         .fetch_optional(&self.pool)
         .await?
-        .map(|row| {
-            let generation: i64 = row.try_get("inventory_generation")?;
-            Ok((agent_from_row(&row)?, InventoryGuard(generation)))
-        })
+        .as_ref()
+        .map(agent_from_row)
         .transpose()
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn active_agent_secrets(&self) -> Result<Vec<(SecretHash, Agent)>, StoreError> {
+        use sqlx::Row as _;
+        sqlx::query(
+            "SELECT a.*, s.secret_hash FROM agents a JOIN agent_secrets s ON s.agent_id = a.id \
+             WHERE s.revoked_at IS NULL AND a.status = 'active'",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            let hash: Vec<u8> = row.try_get("secret_hash")?;
+            let hash = SecretHash::try_from(hash.as_slice())
+                .map_err(|_| StoreError::Corrupt("a secret hash is not 32 bytes".to_owned()))?;
+            Ok((hash, agent_from_row(row)?))
+        })
+        .collect()
     }
 
     #[tracing::instrument(skip(self, change, at, audit), err)]
@@ -227,6 +238,9 @@ impl AgentStore for ThisStore {
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        sqlx::query("UPDATE inventory_state SET generation = generation + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
         if matches!(change, SecretChange::Rotate(_) | SecretChange::Revoke) {
             let revoked = sqlx::query(
                 "UPDATE agent_secrets SET revoked_at = $2 \

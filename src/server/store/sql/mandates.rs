@@ -75,10 +75,10 @@ async fn no_longer_active(
 /// Counts `batch` into its agents' issuance buckets (see `agent_issuance_counts`).
 async fn count_issuances(
     conn: &mut DbConnection,
-    batch: &[(Issuance, NewAuditEvent)],
+    batch: &[NewMandate],
 ) -> Result<(), StoreError> {
     let mut buckets: std::collections::BTreeMap<(&str, i64), i64> = Default::default();
-    for (issuance, _) in batch {
+    for NewMandate { issuance, .. } in batch {
         *buckets
             .entry((issuance.agent_id.as_str(), epoch_minute(issuance.expires_at)))
             .or_default() += 1;
@@ -99,6 +99,8 @@ async fn count_issuances(
 
 /// What a batch's commit checks, read in one query under the chain's lock.
 struct InventoryState {
+    /// The inventory's generation.
+    generation: InventoryGuard,
     /// The batch's agents that are active, each with its mandates counted as expiring in
     /// `minute` or later (before this batch): an upper bound of its live ones.
     active_agents: Vec<(String, i64)>,
@@ -113,30 +115,41 @@ async fn inventory_state(
     minute: i64,
 ) -> Result<InventoryState, StoreError> {
     use sqlx::Row as _;
+    // One row per active agent of the batch, or one with no agent if none is active.
     let mut query = sqlx::QueryBuilder::<Db>::new(
-        "SELECT a.id, (SELECT coalesce(CAST(sum(c.issued) AS BIGINT), 0) \
+        "SELECT g.generation, a.id, (SELECT coalesce(CAST(sum(c.issued) AS BIGINT), 0) \
          FROM agent_issuance_counts c WHERE c.agent_id = a.id AND c.expires_minute >= ",
     );
     query.push_bind(minute);
-    query.push(") AS counted, (SELECT count(*) FROM tools t WHERE t.status = 'active' AND t.id IN (NULL");
+    query.push(
+        ") AS counted, \
+         (SELECT count(*) FROM tools t WHERE t.status = 'active' AND t.id IN (NULL",
+    );
     for tool in tools {
         query.push(", ").push_bind(*tool);
     }
-    query.push(")) AS active_tools FROM agents a WHERE a.status = 'active' AND a.id IN (NULL");
+    query.push(
+        ")) AS active_tools FROM inventory_state g LEFT JOIN agents a \
+         ON a.status = 'active' AND a.id IN (NULL",
+    );
     for agent in agents {
         query.push(", ").push_bind(*agent);
     }
-    query.push(")");
+    query.push(") WHERE g.id = 1");
     let rows = query.build().fetch_all(&mut *conn).await?;
-    let active_tools: i64 = match rows.first() {
-        Some(row) => row.try_get("active_tools")?,
-        None => 0,
-    };
+    let first = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("no inventory generation".to_owned()))?;
+    let active_tools: i64 = first.try_get("active_tools")?;
+    let mut active_agents = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(id) = row.try_get::<Option<String>, _>("id")? {
+            active_agents.push((id, row.try_get("counted")?));
+        }
+    }
     Ok(InventoryState {
-        active_agents: rows
-            .iter()
-            .map(|row| Ok((row.try_get("id")?, row.try_get("counted")?)))
-            .collect::<Result<_, sqlx::Error>>()?,
+        generation: InventoryGuard(first.try_get("generation")?),
+        active_agents,
         active_tools: usize::try_from(active_tools).unwrap_or(0),
     })
 }
@@ -245,7 +258,7 @@ impl MandateStore for ThisStore {
     #[tracing::instrument(skip_all, fields(mandates = batch.len()), err)]
     async fn insert_mandates(
         &self,
-        batch: &[(Issuance, NewAuditEvent)],
+        batch: &[NewMandate],
         live_cap: Option<u32>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
@@ -256,7 +269,7 @@ impl MandateStore for ThisStore {
                  task_description, task_digest, scope, root_kid, revocation_id, issued_at, \
                  expires_at, request_meta) ",
             );
-            query.push_values(chunk, |mut row, (issuance, _)| {
+            query.push_values(chunk, |mut row, NewMandate { issuance, .. }| {
                 row.push_bind(issuance.id)
                     .push_bind(&issuance.agent_id)
                     .push_bind(&issuance.principal_subject)
@@ -273,18 +286,18 @@ impl MandateStore for ThisStore {
             });
             query.build().execute(&mut *tx).await?;
         }
-        let events: Vec<&NewAuditEvent> = batch.iter().map(|(_, audit)| audit).collect();
+        let events: Vec<&NewAuditEvent> = batch.iter().map(|m| &m.audit).collect();
         append_audit_events(&mut tx, &events).await?;
-        let mut agents: Vec<&str> = batch.iter().map(|(i, _)| i.agent_id.as_str()).collect();
+        let mut agents: Vec<&str> = batch.iter().map(|m| m.issuance.agent_id.as_str()).collect();
         agents.sort_unstable();
         agents.dedup();
         let mut tools: Vec<&str> = batch
             .iter()
-            .flat_map(|(i, _)| i.scope.iter().map(|r| r.tool.as_str()))
+            .flat_map(|m| m.issuance.scope.iter().map(|r| r.tool.as_str()))
             .collect();
         tools.sort_unstable();
         tools.dedup();
-        let Some(now) = batch.iter().map(|(i, _)| i.issued_at).max() else {
+        let Some(now) = batch.iter().map(|m| m.issuance.issued_at).max() else {
             return Ok(());
         };
         // Under the chain's lock, which every inventory change also takes: an agent suspended
@@ -292,13 +305,22 @@ impl MandateStore for ThisStore {
         // change then revokes the live mandates it finds, which include any committed earlier.)
         // Every issuance committed before this one is counted too.
         let state = inventory_state(&mut tx, &agents, &tools, epoch_minute(now)).await?;
+        if batch
+            .iter()
+            .any(|m| m.decided_at.is_some_and(|at| at != state.generation))
+        {
+            return Err(StoreError::InventoryMoved);
+        }
         if state.active_agents.len() != agents.len() || state.active_tools != tools.len() {
             return Err(no_longer_active(&mut tx, &agents, &tools).await?);
         }
         count_issuances(&mut tx, batch).await?;
         if let Some(cap) = live_cap {
             for (agent, counted) in state.active_agents {
-                let this_batch = batch.iter().filter(|(i, _)| i.agent_id == agent).count();
+                let this_batch = batch
+                    .iter()
+                    .filter(|m| m.issuance.agent_id == agent)
+                    .count();
                 let bound = counted.saturating_add(i64::try_from(this_batch).unwrap_or(i64::MAX));
                 if bound > i64::from(cap) {
                     check_live_cap(&mut tx, &agent, now, cap).await?;
