@@ -200,27 +200,41 @@ async fn decide(
     request: MintRequest,
     meta: RequestMeta,
 ) -> Result<Issued, ApiError> {
-    request.check(state.config.max_ttl_seconds)?;
-    throttle(
-        &state.limits.agents,
-        "agent",
-        &caller.agent.id,
-        &caller.agent.id,
-    )?;
+    let checked = request.check(state.config.max_ttl_seconds).and_then(|()| {
+        throttle(
+            &state.limits.agents,
+            "agent",
+            &caller.agent.id,
+            &caller.agent.id,
+        )
+    });
+    if let Err(refusal) = checked {
+        // Answered only to a caller that still authenticates.
+        let current = state.inventory.current(state.store.as_ref()).await?;
+        return match current.agent_with_secret(&caller.secret) {
+            Some(agent) if agent.kind == AgentKind::Orchestrator => Err(refusal),
+            _ => Err(ApiError::Unauthorized(
+                "unknown agent, suspended agent or wrong agent secret".to_owned(),
+            )),
+        };
+    }
     let mut inventory = Arc::clone(&caller.inventory);
     let mut agent = caller.agent.clone();
-    for decision in 0..DECISIONS {
+    // The principal counted against its mint rate, once however often the mint is decided.
+    let mut counted = None;
+    for decision in 1..=DECISIONS {
         let attempt = issue(
             state,
             &agent,
             &inventory,
-            decision,
+            &mut counted,
             request.clone(),
             meta.clone(),
         );
         match attempt.await {
             Ok(issued) => return Ok(issued),
             Err(Failure::Refused(error)) => return Err(error),
+            Err(Failure::Stale) if decision == DECISIONS => break,
             Err(Failure::Stale) => {}
         }
         inventory = state.inventory.current(state.store.as_ref()).await?;
@@ -257,13 +271,14 @@ async fn confirm(state: &AppState, inventory: &Inventory) -> Result<(), Failure>
     }
 }
 
-/// The steps of a mint decided on `inventory` (the `decision`th time), each in its own span:
+/// The steps of a mint decided on `inventory` (`counted` names the principal already counted
+/// against its mint rate by an earlier decision of the same mint), each in its own span:
 /// `jwt.validate`, `policy.evaluate`, `token.sign` and `store.commit`.
 async fn issue(
     state: &AppState,
     agent: &Agent,
     inventory: &Inventory,
-    decision: usize,
+    counted: &mut Option<String>,
     request: MintRequest,
     meta: RequestMeta,
 ) -> Result<Issued, Failure> {
@@ -308,14 +323,15 @@ async fn issue(
             &inventory.tools,
         )
     });
-    // A mint decided again has already been counted against the principal's allowance.
-    if decision == 0 {
+    let principal_key = format!("{}\n{}", principal.issuer_url, principal.subject);
+    if counted.as_ref() != Some(&principal_key) {
         throttle(
             &state.limits.principals,
             "principal",
             &principal.subject,
-            &format!("{}\n{}", principal.issuer_url, principal.subject),
+            &principal_key,
         )?;
+        *counted = Some(principal_key);
     }
     let principal_json = json!({
         "subject": principal.subject, "issuer": principal.issuer_url, "groups": principal.groups,

@@ -129,8 +129,8 @@ pub trait MandateStore: Send + Sync {
             .await
     }
 
-    /// Forgets the issuance counts of minutes before `now`'s (mandates expired by then); returns
-    /// how many buckets went.
+    /// Forgets the issuance counts of minutes that ended at least five minutes before `now`
+    /// (so replicas whose clocks lag behind still count theirs); returns how many buckets went.
     async fn prune_issuance_counts(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// One issued mandate.

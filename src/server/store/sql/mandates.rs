@@ -38,6 +38,9 @@ fn receipt_from_row(row: &DbRow) -> Result<Receipt, StoreError> {
     })
 }
 
+/// How many minutes past their expiry issuance counts are kept (see `prune_issuance_counts`).
+const PRUNE_LAG_MINUTES: i64 = 5;
+
 /// The minute (since the epoch, rounded down) in which `at` falls.
 fn epoch_minute(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(60)
@@ -333,9 +336,10 @@ impl MandateStore for ThisStore {
 
     #[tracing::instrument(skip(self), err)]
     async fn prune_issuance_counts(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        // Kept a few minutes longer: a replica whose clock lags still counts them.
         Ok(
             sqlx::query("DELETE FROM agent_issuance_counts WHERE expires_minute < $1")
-                .bind(epoch_minute(now))
+                .bind(epoch_minute(now) - PRUNE_LAG_MINUTES)
                 .execute(&self.pool)
                 .await?
                 .rows_affected(),
