@@ -16,7 +16,6 @@ use super::app::AppState;
 use super::error::ApiError;
 use super::limits::{retry_after_seconds, RateLimiter};
 use super::model::agent::Agent;
-use super::model::agent::AgentKind;
 use super::model::{Check, Grant};
 use super::policy::{evaluate, mandate_ttl, Denial};
 use super::store::snapshot::Inventory;
@@ -211,9 +210,9 @@ async fn decide(
     if let Err(refusal) = checked {
         // Answered only to a caller that still authenticates.
         let current = state.inventory.current(state.store.as_ref()).await?;
-        return match current.agent_with_secret(&caller.secret) {
-            Some(agent) if agent.kind == AgentKind::Orchestrator => Err(refusal),
-            _ => Err(ApiError::Unauthorized(
+        return match current.orchestrator_with_secret(&caller.secret) {
+            Some(_) => Err(refusal),
+            None => Err(ApiError::Unauthorized(
                 "unknown agent, suspended agent or wrong agent secret".to_owned(),
             )),
         };
@@ -238,9 +237,9 @@ async fn decide(
             Err(Failure::Stale) => {}
         }
         inventory = state.inventory.current(state.store.as_ref()).await?;
-        match inventory.agent_with_secret(&caller.secret) {
-            Some(now) if now.kind == AgentKind::Orchestrator => agent = now.clone(),
-            _ => {
+        match inventory.orchestrator_with_secret(&caller.secret) {
+            Some(now) => agent = now.clone(),
+            None => {
                 let message = format!(
                     "agent `{}` stopped being an active orchestrator, or its secret was \
                      changed, while the mandate was minted; nothing was issued",

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_stores;
-use crate::helpers::fixtures::{seed, HELPER_KEY};
+use crate::helpers::fixtures::{agent_secret, seed, HELPER_KEY};
 use crate::helpers::{assert_problem, Backend, TestApp, ADMIN_TOKEN};
 
 const SOME_UUID: &str = "01900000-0000-7000-8000-000000000000";
@@ -329,20 +329,9 @@ both_stores!(
         let app = TestApp::spawn(backend).await;
         seed(&app).await;
         let admin = app.token_with_role("second", "admin").await;
-        let issued = app
-            .admin_ok(Method::POST, "/v1/admin/agents/bot/secret", None, 201)
-            .await;
-        let secret = issued["secret"].as_str().unwrap().to_owned();
+        let secret = agent_secret(&app, "/v1/admin/agents/bot/secret").await;
         assert!(secret.starts_with("mnd_agt_"));
-        let rotated = app
-            .admin_ok(
-                Method::POST,
-                "/v1/admin/agents/bot/secret/rotate",
-                None,
-                201,
-            )
-            .await;
-        let rotated = rotated["secret"].as_str().unwrap().to_owned();
+        let rotated = agent_secret(&app, "/v1/admin/agents/bot/secret/rotate").await;
         assert_ne!(secret, rotated);
 
         let secrets = [

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_stores;
-use crate::helpers::fixtures::{mint_body, mint_setup};
+use crate::helpers::fixtures::{agent_secret, mint_body, mint_setup};
 use crate::helpers::idp::{sign_hs256_with_public_key, sign_with, unsigned};
 use crate::helpers::{assert_problem, TestApp};
 
@@ -360,15 +360,7 @@ async fn changes_made_through_another_replica_apply_to_the_next_mint() {
     assert_eq!(denials, 1, "only the refusal that stood is audited");
 
     // A rotates the agent's secret: the old one stops working on B too.
-    let rotated = a
-        .admin_ok(
-            Method::POST,
-            "/v1/admin/agents/bot/secret/rotate",
-            None,
-            201,
-        )
-        .await;
-    let rotated = rotated["secret"].as_str().unwrap().to_owned();
+    let rotated = agent_secret(&a, "/v1/admin/agents/bot/secret/rotate").await;
     let (status, answer) = mint(&b, &secret, &read).await;
     assert_eq!(
         status, 409,

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::{active_issuers, all_tools, InventoryGuard, Store, StoreError};
-use crate::server::model::agent::Agent;
+use crate::server::model::agent::{Agent, AgentKind};
 use crate::server::model::issuer::Issuer;
 use crate::server::model::policy::Policy;
 use crate::server::model::tool::Tool;
@@ -37,6 +37,12 @@ impl Inventory {
     /// The active agent whose unrevoked secret has this hash.
     pub fn agent_with_secret(&self, hash: &SecretHash) -> Option<&Agent> {
         self.agents_by_secret.get(hash)
+    }
+
+    /// The active orchestrator whose unrevoked secret has this hash.
+    pub fn orchestrator_with_secret(&self, hash: &SecretHash) -> Option<&Agent> {
+        self.agent_with_secret(hash)
+            .filter(|agent| agent.kind == AgentKind::Orchestrator)
     }
 }
 

@@ -67,10 +67,14 @@ pub async fn mint_setup(app: &TestApp) -> (super::idp::TestIdp, String) {
     seed(app).await;
     let idp = super::idp::TestIdp::start().await;
     trust_issuer(app, "test-idp", &idp, &["read", "write"], 600).await;
-    let issued = app
-        .admin_ok(Method::POST, "/v1/admin/agents/bot/secret", None, 201)
-        .await;
-    (idp, issued["secret"].as_str().unwrap().to_owned())
+    (idp, agent_secret(app, "/v1/admin/agents/bot/secret").await)
+}
+
+/// The secret answered by `POST path` (an agent's `secret` or `secret/rotate`), which must be
+/// 201.
+pub async fn agent_secret(app: &TestApp, path: &str) -> String {
+    let issued = app.admin_ok(Method::POST, path, None, 201).await;
+    issued["secret"].as_str().unwrap().to_owned()
 }
 
 /// Trusts `idp` as issuer `id` (RS256 and ES256), with a policy `support-crm` (or
