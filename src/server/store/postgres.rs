@@ -158,6 +158,83 @@ async fn serialize_audit(conn: &mut sqlx::PgConnection) -> Result<(), StoreError
     Ok(())
 }
 
+// Batch inserts bind one array per column and `UNNEST` them: one prepared statement serves
+// every batch size, where a `VALUES` list per size would prepare (and plan) a statement for
+// each and churn the connection's statement cache under load.
+
+/// One column of `rows`, as an array parameter.
+fn column<'a, R, T>(rows: &'a [R], value: impl Fn(&'a R) -> T) -> Vec<T> {
+    rows.iter().map(value).collect()
+}
+
+/// Inserts `batch`'s issuance rows in one statement.
+async fn insert_issuances(
+    conn: &mut sqlx::PgConnection,
+    batch: &[NewMandate],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO mandates (id, agent_id, principal_subject, principal_issuer, task_id, \
+         task_description, task_digest, scope, root_kid, revocation_id, issued_at, expires_at, \
+         request_meta) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::bytea[], $8::jsonb[], $9::int8[], $10::bytea[], $11::timestamptz[], \
+         $12::timestamptz[], $13::jsonb[])",
+    )
+    .bind(column(batch, |m| m.issuance.id))
+    .bind(column(batch, |m| m.issuance.agent_id.as_str()))
+    .bind(column(batch, |m| m.issuance.principal_subject.as_str()))
+    .bind(column(batch, |m| m.issuance.principal_issuer.as_str()))
+    .bind(column(batch, |m| m.issuance.task_id.as_str()))
+    .bind(column(batch, |m| m.issuance.task_description.as_str()))
+    .bind(column(batch, |m| m.issuance.task_digest.as_slice()))
+    .bind(column(batch, |m| sqlx::types::Json(&m.issuance.scope)))
+    .bind(column(batch, |m| i64::from(m.issuance.root_kid)))
+    .bind(column(batch, |m| m.issuance.revocation_id.as_slice()))
+    .bind(column(batch, |m| db_time(m.issuance.issued_at)))
+    .bind(column(batch, |m| db_time(m.issuance.expires_at)))
+    .bind(column(batch, |m| {
+        sqlx::types::Json(&m.issuance.request_meta)
+    }))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Inserts chained audit events, and adds `counts` to the issuance counts, in one statement.
+async fn insert_chained(
+    conn: &mut sqlx::PgConnection,
+    rows: &[Chained],
+    counts: &IssuanceCounts<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "WITH counted AS (\
+         INSERT INTO agent_issuance_counts (agent_id, expires_minute, issued) \
+         SELECT * FROM UNNEST($11::text[], $12::int8[], $13::int8[]) \
+         ON CONFLICT (agent_id, expires_minute) \
+         DO UPDATE SET issued = agent_issuance_counts.issued + excluded.issued) \
+         INSERT INTO audit_events \
+         (seq, id, occurred_at, actor, action, target, outcome, details, prev_hash, hash) \
+         SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::timestamptz[], $4::text[], \
+         $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[])",
+    )
+    .bind(column(rows, |r| r.seq))
+    .bind(column(rows, |r| r.stored.id))
+    .bind(column(rows, |r| r.stored.occurred_at))
+    .bind(column(rows, |r| r.stored.actor.as_str()))
+    .bind(column(rows, |r| r.stored.action.as_str()))
+    .bind(column(rows, |r| r.stored.target.as_deref()))
+    .bind(column(rows, |r| r.stored.outcome.as_str()))
+    .bind(column(rows, |r| sqlx::types::Json(&r.stored.details)))
+    .bind(column(rows, |r| r.prev_hash.as_slice()))
+    .bind(column(rows, |r| r.hash.as_slice()))
+    .bind(counts.keys().map(|(agent, _)| *agent).collect::<Vec<_>>())
+    .bind(counts.keys().map(|(_, minute)| *minute).collect::<Vec<_>>())
+    .bind(counts.values().copied().collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 async fn applied_migrations(conn: &mut sqlx::PgConnection) -> usize {
     // Before the first run the bookkeeping table does not exist: nothing is applied.
     sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")

@@ -92,6 +92,87 @@ async fn serialize_audit(_conn: &mut sqlx::SqliteConnection) -> Result<(), Store
     Ok(())
 }
 
+/// Most rows one batch insert takes: 13 parameters a row stays far below SQLite's limit.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// Inserts `batch`'s issuance rows, 200 a statement.
+async fn insert_issuances(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &[NewMandate],
+) -> Result<(), StoreError> {
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let mut query = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO mandates (id, agent_id, principal_subject, principal_issuer, task_id, \
+             task_description, task_digest, scope, root_kid, revocation_id, issued_at, \
+             expires_at, request_meta) ",
+        );
+        query.push_values(chunk, |mut row, NewMandate { issuance, .. }| {
+            row.push_bind(issuance.id)
+                .push_bind(&issuance.agent_id)
+                .push_bind(&issuance.principal_subject)
+                .push_bind(&issuance.principal_issuer)
+                .push_bind(&issuance.task_id)
+                .push_bind(&issuance.task_description)
+                .push_bind(&issuance.task_digest)
+                .push_bind(sqlx::types::Json(&issuance.scope))
+                .push_bind(i64::from(issuance.root_kid))
+                .push_bind(&issuance.revocation_id)
+                .push_bind(db_time(issuance.issued_at))
+                .push_bind(db_time(issuance.expires_at))
+                .push_bind(sqlx::types::Json(&issuance.request_meta));
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Inserts chained audit events, 200 a statement, and adds `counts` to the issuance counts.
+async fn insert_chained(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &[Chained],
+    counts: &IssuanceCounts<'_>,
+) -> Result<(), StoreError> {
+    if !counts.is_empty() {
+        let mut query = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO agent_issuance_counts (agent_id, expires_minute, issued) ",
+        );
+        query.push_values(counts, |mut row, ((agent, minute), issued)| {
+            row.push_bind(*agent).push_bind(*minute).push_bind(*issued);
+        });
+        query.push(
+            " ON CONFLICT (agent_id, expires_minute) \
+             DO UPDATE SET issued = agent_issuance_counts.issued + excluded.issued",
+        );
+        query.build().execute(&mut *conn).await?;
+    }
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut query = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO audit_events \
+             (seq, id, occurred_at, actor, action, target, outcome, details, prev_hash, hash) ",
+        );
+        query.push_values(chunk, |mut row, chained| {
+            let Chained {
+                seq,
+                stored,
+                prev_hash,
+                hash,
+            } = chained;
+            row.push_bind(*seq)
+                .push_bind(stored.id)
+                .push_bind(stored.occurred_at)
+                .push_bind(&stored.actor)
+                .push_bind(&stored.action)
+                .push_bind(&stored.target)
+                .push_bind(stored.outcome.as_str())
+                .push_bind(sqlx::types::Json(&stored.details))
+                .push_bind(prev_hash)
+                .push_bind(hash);
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 async fn applied_migrations(pool: &SqlitePool) -> usize {
     // Before the first run the bookkeeping table does not exist: nothing is applied.
     sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")

@@ -71,7 +71,43 @@ async fn insert_audit(
     audit_from_row(&row)
 }
 
-/// Appends `events` to the chain in order, in one statement per 500 (the head is read once).
+/// The audit chain's last event (seq and hash), if any; read under the chain's lock.
+const CHAIN_HEAD: &str = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
+
+/// An audit event ready to append: its seq, the event as stored, and the hashes linking it.
+struct Chained {
+    seq: i64,
+    stored: NewAuditEvent,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+/// `events` linked in order after `head` (the chain's last seq and hash, `None` if empty).
+fn chain(head: Option<(i64, Vec<u8>)>, events: &[&NewAuditEvent]) -> Vec<Chained> {
+    let (mut seq, mut prev) = head.unwrap_or((0, crate::server::audit::GENESIS.to_vec()));
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let stored = NewAuditEvent {
+            occurred_at: db_time(event.occurred_at),
+            ..(*event).clone()
+        };
+        let hash = crate::server::audit::chain_hash(&prev, seq, &stored);
+        let prev_hash = std::mem::replace(&mut prev, hash.clone());
+        rows.push(Chained {
+            seq,
+            stored,
+            prev_hash,
+            hash,
+        });
+    }
+    rows
+}
+
+/// Mandates issued per agent, by the minute they expire in (see `agent_issuance_counts`).
+type IssuanceCounts<'a> = std::collections::BTreeMap<(&'a str, i64), i64>;
+
+/// Appends `events` to the chain in order (the head is read once).
 async fn append_audit_events(
     conn: &mut DbConnection,
     events: &[&NewAuditEvent],
@@ -81,45 +117,8 @@ async fn append_audit_events(
     }
     // Appends are serialised (see serialize_audit): the head read here stays the head.
     serialize_audit(conn).await?;
-    let head: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    let (mut seq, mut prev) = match head {
-        Some((seq, hash)) => (seq, hash),
-        None => (0, crate::server::audit::GENESIS.to_vec()),
-    };
-    let mut rows = Vec::with_capacity(events.len());
-    for event in events {
-        seq += 1;
-        let stored = NewAuditEvent {
-            occurred_at: db_time(event.occurred_at),
-            ..(*event).clone()
-        };
-        let hash = crate::server::audit::chain_hash(&prev, seq, &stored);
-        rows.push((seq, stored, prev, hash.clone()));
-        prev = hash;
-    }
-    for chunk in rows.chunks(500) {
-        let mut query = sqlx::QueryBuilder::<Db>::new(
-            "INSERT INTO audit_events \
-             (seq, id, occurred_at, actor, action, target, outcome, details, prev_hash, hash) ",
-        );
-        query.push_values(chunk, |mut row, (seq, stored, prev, hash)| {
-            row.push_bind(*seq)
-                .push_bind(stored.id)
-                .push_bind(stored.occurred_at)
-                .push_bind(&stored.actor)
-                .push_bind(&stored.action)
-                .push_bind(&stored.target)
-                .push_bind(stored.outcome.as_str())
-                .push_bind(sqlx::types::Json(&stored.details))
-                .push_bind(prev)
-                .push_bind(hash);
-        });
-        query.build().execute(&mut *conn).await?;
-    }
-    Ok(())
+    let head: Option<(i64, Vec<u8>)> = sqlx::query_as(CHAIN_HEAD).fetch_optional(&mut *conn).await?;
+    insert_chained(conn, &chain(head, events), &IssuanceCounts::new()).await
 }
 
 /// Advances the inventory generation if it is still `guard`; first write of a change's

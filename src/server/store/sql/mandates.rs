@@ -75,29 +75,15 @@ async fn no_longer_active(
     ))
 }
 
-/// Counts `batch` into its agents' issuance buckets (see `agent_issuance_counts`).
-async fn count_issuances(
-    conn: &mut DbConnection,
-    batch: &[NewMandate],
-) -> Result<(), StoreError> {
-    let mut buckets: std::collections::BTreeMap<(&str, i64), i64> = Default::default();
+/// How many of `batch`'s mandates each agent gets, by the minute they expire in.
+fn issuance_buckets(batch: &[NewMandate]) -> IssuanceCounts<'_> {
+    let mut buckets = IssuanceCounts::new();
     for NewMandate { issuance, .. } in batch {
         *buckets
             .entry((issuance.agent_id.as_str(), epoch_minute(issuance.expires_at)))
             .or_default() += 1;
     }
-    let mut query = sqlx::QueryBuilder::<Db>::new(
-        "INSERT INTO agent_issuance_counts (agent_id, expires_minute, issued) ",
-    );
-    query.push_values(&buckets, |mut row, ((agent, minute), issued)| {
-        row.push_bind(*agent).push_bind(*minute).push_bind(*issued);
-    });
-    query.push(
-        " ON CONFLICT (agent_id, expires_minute) \
-         DO UPDATE SET issued = agent_issuance_counts.issued + excluded.issued",
-    );
-    query.build().execute(&mut *conn).await?;
-    Ok(())
+    buckets
 }
 
 /// What a batch's commit checks, read in one query under the chain's lock.
@@ -109,6 +95,8 @@ struct InventoryState {
     active_agents: Vec<(String, i64)>,
     /// How many of the batch's tools are active.
     active_tools: usize,
+    /// The audit chain's last event (seq and hash), if any.
+    head: Option<(i64, Vec<u8>)>,
 }
 
 async fn inventory_state(
@@ -126,6 +114,8 @@ async fn inventory_state(
     query.push_bind(minute);
     query.push(
         ") AS counted, \
+         (SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1) AS head_seq, \
+         (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) AS head_hash, \
          (SELECT count(*) FROM tools t WHERE t.status = 'active' AND t.id IN (NULL",
     );
     for tool in tools {
@@ -150,10 +140,13 @@ async fn inventory_state(
             active_agents.push((id, row.try_get("counted")?));
         }
     }
+    let head_seq: Option<i64> = first.try_get("head_seq")?;
+    let head_hash: Option<Vec<u8>> = first.try_get("head_hash")?;
     Ok(InventoryState {
         generation: InventoryGuard(first.try_get("generation")?),
         active_agents,
         active_tools: usize::try_from(active_tools).unwrap_or(0),
+        head: head_seq.zip(head_hash),
     })
 }
 
@@ -265,32 +258,7 @@ impl MandateStore for ThisStore {
         live_cap: Option<u32>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        // 13 parameters a row: 200 rows stay far below either database's parameter limit.
-        for chunk in batch.chunks(200) {
-            let mut query = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO mandates (id, agent_id, principal_subject, principal_issuer, task_id, \
-                 task_description, task_digest, scope, root_kid, revocation_id, issued_at, \
-                 expires_at, request_meta) ",
-            );
-            query.push_values(chunk, |mut row, NewMandate { issuance, .. }| {
-                row.push_bind(issuance.id)
-                    .push_bind(&issuance.agent_id)
-                    .push_bind(&issuance.principal_subject)
-                    .push_bind(&issuance.principal_issuer)
-                    .push_bind(&issuance.task_id)
-                    .push_bind(&issuance.task_description)
-                    .push_bind(&issuance.task_digest)
-                    .push_bind(sqlx::types::Json(&issuance.scope))
-                    .push_bind(i64::from(issuance.root_kid))
-                    .push_bind(&issuance.revocation_id)
-                    .push_bind(db_time(issuance.issued_at))
-                    .push_bind(db_time(issuance.expires_at))
-                    .push_bind(sqlx::types::Json(&issuance.request_meta));
-            });
-            query.build().execute(&mut *tx).await?;
-        }
-        let events: Vec<&NewAuditEvent> = batch.iter().map(|m| &m.audit).collect();
-        append_audit_events(&mut tx, &events).await?;
+        insert_issuances(&mut tx, batch).await?;
         let mut agents: Vec<&str> = batch.iter().map(|m| m.issuance.agent_id.as_str()).collect();
         agents.sort_unstable();
         agents.dedup();
@@ -306,7 +274,9 @@ impl MandateStore for ThisStore {
         // Under the chain's lock, which every inventory change also takes: an agent suspended
         // or a tool disabled by a change committed before this one issues nothing more. (That
         // change then revokes the live mandates it finds, which include any committed earlier.)
-        // Every issuance committed before this one is counted too.
+        // Every issuance committed before this one is counted too. One query reads all of it
+        // with the chain's head.
+        serialize_audit(&mut tx).await?;
         let state = inventory_state(&mut tx, &agents, &tools, epoch_minute(now)).await?;
         if batch
             .iter()
@@ -317,19 +287,20 @@ impl MandateStore for ThisStore {
         if state.active_agents.len() != agents.len() || state.active_tools != tools.len() {
             return Err(no_longer_active(&mut tx, &agents, &tools).await?);
         }
-        count_issuances(&mut tx, batch).await?;
         if let Some(cap) = live_cap {
-            for (agent, counted) in state.active_agents {
+            for (agent, counted) in &state.active_agents {
                 let this_batch = batch
                     .iter()
-                    .filter(|m| m.issuance.agent_id == agent)
+                    .filter(|m| m.issuance.agent_id == *agent)
                     .count();
                 let bound = counted.saturating_add(i64::try_from(this_batch).unwrap_or(i64::MAX));
                 if bound > i64::from(cap) {
-                    check_live_cap(&mut tx, &agent, now, cap).await?;
+                    check_live_cap(&mut tx, agent, now, cap).await?;
                 }
             }
         }
+        let events: Vec<&NewAuditEvent> = batch.iter().map(|m| &m.audit).collect();
+        insert_chained(&mut tx, &chain(state.head, &events), &issuance_buckets(batch)).await?;
         tx.commit().await?;
         Ok(())
     }
