@@ -235,6 +235,32 @@ async fn insert_chained(
     Ok(())
 }
 
+/// Inserts `receipts` in one statement.
+async fn insert_receipts(
+    conn: &mut sqlx::PgConnection,
+    receipts: &[&Receipt],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO receipts (id, mandate_id, revocation_id, hops, tool, operation, resource, \
+         outcome, occurred_at, recorded_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bytea[], $4::jsonb[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])",
+    )
+    .bind(column(receipts, |r| r.id))
+    .bind(column(receipts, |r| r.mandate_id))
+    .bind(column(receipts, |r| r.revocation_id.as_slice()))
+    .bind(column(receipts, |r| sqlx::types::Json(&r.hops)))
+    .bind(column(receipts, |r| r.tool.as_str()))
+    .bind(column(receipts, |r| r.operation.as_str()))
+    .bind(column(receipts, |r| r.resource.as_deref()))
+    .bind(column(receipts, |r| r.outcome.as_str()))
+    .bind(column(receipts, |r| db_time(r.occurred_at)))
+    .bind(column(receipts, |r| db_time(r.recorded_at)))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 async fn applied_migrations(conn: &mut sqlx::PgConnection) -> usize {
     // Before the first run the bookkeeping table does not exist: nothing is applied.
     sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")

@@ -173,6 +173,33 @@ async fn insert_chained(
     Ok(())
 }
 
+/// Inserts `receipts`, 200 a statement.
+async fn insert_receipts(
+    conn: &mut sqlx::SqliteConnection,
+    receipts: &[&Receipt],
+) -> Result<(), StoreError> {
+    for chunk in receipts.chunks(ROWS_PER_STATEMENT) {
+        let mut query = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO receipts (id, mandate_id, revocation_id, hops, tool, operation, \
+             resource, outcome, occurred_at, recorded_at) ",
+        );
+        query.push_values(chunk, |mut row, r| {
+            row.push_bind(r.id)
+                .push_bind(r.mandate_id)
+                .push_bind(&r.revocation_id)
+                .push_bind(sqlx::types::Json(&r.hops))
+                .push_bind(&r.tool)
+                .push_bind(&r.operation)
+                .push_bind(&r.resource)
+                .push_bind(&r.outcome)
+                .push_bind(db_time(r.occurred_at))
+                .push_bind(db_time(r.recorded_at));
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 async fn applied_migrations(pool: &SqlitePool) -> usize {
     // Before the first run the bookkeeping table does not exist: nothing is applied.
     sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")

@@ -185,25 +185,7 @@ impl MandateStore for ThisStore {
     ) -> Result<(), StoreError> {
         let receipts: Vec<&Receipt> = batch.iter().flat_map(|(r, _)| r).collect();
         let mut tx = self.begin().await?;
-        for chunk in receipts.chunks(500) {
-            let mut query = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO receipts (id, mandate_id, revocation_id, hops, tool, operation, \
-                 resource, outcome, occurred_at, recorded_at) ",
-            );
-            query.push_values(chunk, |mut row, r| {
-                row.push_bind(r.id)
-                    .push_bind(r.mandate_id)
-                    .push_bind(&r.revocation_id)
-                    .push_bind(sqlx::types::Json(&r.hops))
-                    .push_bind(&r.tool)
-                    .push_bind(&r.operation)
-                    .push_bind(&r.resource)
-                    .push_bind(&r.outcome)
-                    .push_bind(db_time(r.occurred_at))
-                    .push_bind(db_time(r.recorded_at));
-            });
-            query.build().execute(&mut *tx).await?;
-        }
+        insert_receipts(&mut tx, &receipts).await?;
         let events: Vec<&NewAuditEvent> = batch.iter().map(|(_, audit)| audit).collect();
         append_audit_events(&mut tx, &events).await?;
         tx.commit().await?;
