@@ -167,18 +167,23 @@ fn column<'a, R, T>(rows: &'a [R], value: impl Fn(&'a R) -> T) -> Vec<T> {
     rows.iter().map(value).collect()
 }
 
-/// Inserts `batch`'s issuance rows in one statement.
-async fn insert_issuances(
+/// Inserts `batch`'s issuance rows, then takes the audit chain's lock (see
+/// [`serialize_audit`]), in one statement: the lock is taken once the rows are in, so they are
+/// not inserted under it, and what the transaction reads next sees every append committed
+/// before it.
+async fn insert_issuances_then_serialize_audit(
     conn: &mut sqlx::PgConnection,
     batch: &[NewMandate],
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO mandates (id, agent_id, principal_subject, principal_issuer, task_id, \
+        "WITH inserted AS (\
+         INSERT INTO mandates (id, agent_id, principal_subject, principal_issuer, task_id, \
          task_description, task_digest, scope, root_kid, revocation_id, issued_at, expires_at, \
          request_meta) \
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
          $6::text[], $7::bytea[], $8::jsonb[], $9::int8[], $10::bytea[], $11::timestamptz[], \
-         $12::timestamptz[], $13::jsonb[])",
+         $12::timestamptz[], $13::jsonb[]) RETURNING 1) \
+         SELECT pg_advisory_xact_lock($14) FROM (SELECT count(*) FROM inserted) AS rows",
     )
     .bind(column(batch, |m| m.issuance.id))
     .bind(column(batch, |m| m.issuance.agent_id.as_str()))
@@ -195,6 +200,7 @@ async fn insert_issuances(
     .bind(column(batch, |m| {
         sqlx::types::Json(&m.issuance.request_meta)
     }))
+    .bind(AUDIT_LOCK)
     .execute(conn)
     .await?;
     Ok(())

@@ -95,8 +95,9 @@ async fn serialize_audit(_conn: &mut sqlx::SqliteConnection) -> Result<(), Store
 /// Most rows one batch insert takes: 13 parameters a row stays far below SQLite's limit.
 const ROWS_PER_STATEMENT: usize = 200;
 
-/// Inserts `batch`'s issuance rows, 200 a statement.
-async fn insert_issuances(
+/// Inserts `batch`'s issuance rows, 200 a statement; SQLite's one writer at a time already
+/// serialises the audit chain (see [`serialize_audit`]).
+async fn insert_issuances_then_serialize_audit(
     conn: &mut sqlx::SqliteConnection,
     batch: &[NewMandate],
 ) -> Result<(), StoreError> {

@@ -239,8 +239,17 @@ impl MandateStore for ThisStore {
         batch: &[NewMandate],
         live_cap: Option<u32>,
     ) -> Result<(), StoreError> {
+        let Some(now) = batch.iter().map(|m| m.issuance.issued_at).max() else {
+            return Ok(());
+        };
         let mut tx = self.begin().await?;
-        insert_issuances(&mut tx, batch).await?;
+        // The rows first, then the chain's lock (see `insert_issuances_then_serialize_audit`),
+        // which every inventory change also takes: an agent suspended or a tool disabled by a
+        // change committed before this one issues nothing more. (That change then revokes the
+        // live mandates it finds, which include any committed earlier.) Every issuance
+        // committed before this one is counted too. One query reads all of it with the chain's
+        // head.
+        insert_issuances_then_serialize_audit(&mut tx, batch).await?;
         let mut agents: Vec<&str> = batch.iter().map(|m| m.issuance.agent_id.as_str()).collect();
         agents.sort_unstable();
         agents.dedup();
@@ -250,15 +259,6 @@ impl MandateStore for ThisStore {
             .collect();
         tools.sort_unstable();
         tools.dedup();
-        let Some(now) = batch.iter().map(|m| m.issuance.issued_at).max() else {
-            return Ok(());
-        };
-        // Under the chain's lock, which every inventory change also takes: an agent suspended
-        // or a tool disabled by a change committed before this one issues nothing more. (That
-        // change then revokes the live mandates it finds, which include any committed earlier.)
-        // Every issuance committed before this one is counted too. One query reads all of it
-        // with the chain's head.
-        serialize_audit(&mut tx).await?;
         let state = inventory_state(&mut tx, &agents, &tools, epoch_minute(now)).await?;
         if batch
             .iter()
