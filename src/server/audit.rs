@@ -191,9 +191,17 @@ async fn walk(
                 return Ok(walked);
             }
             walked.next_seq += 1;
+            // A page is milliseconds of hashing: the other tasks on this worker (requests
+            // among them) get their turn between slices of it.
+            if walked.events % WALK_SLICE == 0 {
+                tokio::task::yield_now().await;
+            }
         }
     }
 }
+
+/// Events re-hashed between two yields to the runtime, during a walk of the chain.
+const WALK_SLICE: u64 = 64;
 
 /// Signs the chain's head with the active root key, unless it is already checkpointed. The
 /// chain since the last checkpoint is verified first: a rewritten chain is never signed.
