@@ -38,19 +38,18 @@ async fn insert_audit(
 ) -> Result<AuditEvent, StoreError> {
     // Appends are serialised (see serialize_audit): the head read here stays the head.
     serialize_audit(conn).await?;
-    let head: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    let (seq, prev) = match head {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, crate::server::audit::GENESIS.to_vec()),
+    let head: Option<(i64, Vec<u8>)> = sqlx::query_as(CHAIN_HEAD).fetch_optional(&mut *conn).await?;
+    let Some(Chained {
+        seq,
+        stored,
+        prev_hash: prev,
+        hash,
+    }) = chain(head, &[event]).pop()
+    else {
+        return Err(StoreError::Corrupt(
+            "an audit event was chained to nothing".to_owned(),
+        ));
     };
-    let stored = NewAuditEvent {
-        occurred_at: db_time(event.occurred_at),
-        ..event.clone()
-    };
-    let hash = crate::server::audit::chain_hash(&prev, seq, &stored);
     let row = sqlx::query(
         "INSERT INTO audit_events \
          (seq, id, occurred_at, actor, action, target, outcome, details, prev_hash, hash) \
