@@ -68,13 +68,13 @@ pub async fn agent_for_secret(state: &AppState, secret: &str) -> Result<Option<A
 }
 
 /// Only orchestrators start tasks: sub-agents receive attenuated mandates instead.
-pub fn require_orchestrator(agent: Agent) -> Result<Agent, ApiError> {
-    if agent.kind == AgentKind::Orchestrator {
-        Ok(agent)
+pub fn require_orchestrator(found: Orchestrator) -> Result<Orchestrator, ApiError> {
+    if found.agent.kind == AgentKind::Orchestrator {
+        Ok(found)
     } else {
         Err(ApiError::Forbidden(format!(
             "agent `{}` is a sub-agent: only orchestrators mint mandates",
-            agent.id
+            found.agent.id
         )))
     }
 }
@@ -95,7 +95,6 @@ impl FromRequestParts<AppState> for Orchestrator {
         let found = agent_in_inventory(state, secret)
             .await?
             .ok_or_else(unauthorized)?;
-        require_orchestrator(found.agent.clone())?;
-        Ok(found)
+        require_orchestrator(found)
     }
 }

@@ -256,8 +256,7 @@ async fn client(
         }
     };
     let found = agent.ok_or_else(invalid)?;
-    require_orchestrator(found.agent.clone())?;
-    Ok(found)
+    Ok(require_orchestrator(found)?)
 }
 
 /// `tool:operation tool:operation …`, grouped by tool in order of appearance.
