@@ -106,25 +106,23 @@ async fn inventory_state(
     minute: i64,
 ) -> Result<InventoryState, StoreError> {
     use sqlx::Row as _;
-    // One row per active agent of the batch, or one with no agent if none is active.
+    // One row per active agent of the batch, or one with no agent if none is active; the
+    // chain's head (none while the chain is empty) on each.
     let mut query = sqlx::QueryBuilder::<Db>::new(
         "SELECT g.generation, a.id, (SELECT coalesce(CAST(sum(c.issued) AS BIGINT), 0) \
          FROM agent_issuance_counts c WHERE c.agent_id = a.id AND c.expires_minute >= ",
     );
     query.push_bind(minute);
     query.push(
-        ") AS counted, \
-         (SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1) AS head_seq, \
-         (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) AS head_hash, \
+        ") AS counted, h.seq AS head_seq, h.hash AS head_hash, \
          (SELECT count(*) FROM tools t WHERE t.status = 'active' AND t.id IN (NULL",
     );
     for tool in tools {
         query.push(", ").push_bind(*tool);
     }
-    query.push(
-        ")) AS active_tools FROM inventory_state g LEFT JOIN agents a \
-         ON a.status = 'active' AND a.id IN (NULL",
-    );
+    query.push(")) AS active_tools FROM inventory_state g LEFT JOIN (");
+    query.push(CHAIN_HEAD);
+    query.push(") h ON 1 = 1 LEFT JOIN agents a ON a.status = 'active' AND a.id IN (NULL");
     for agent in agents {
         query.push(", ").push_bind(*agent);
     }
