@@ -159,12 +159,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
             tracing::debug!(?config, "configuration");
             runtime()?.block_on(async {
+                // Before the socket is bound: a SIGTERM that arrives once /healthz answers must
+                // find its handler, or it would kill the process mid-request.
+                let shutdown = shutdown_signal().context("cannot listen for SIGTERM and SIGINT")?;
                 let options = Options { dev, dev_seed: dev };
                 let server = Server::prepare(config, options, Arc::new(SystemClock)).await?;
                 if let Some(walkthrough) = server.walkthrough() {
                     println!("{walkthrough}");
                 }
-                server.run(shutdown_signal()).await.context("server")?;
+                server.run(shutdown).await.context("server")?;
                 tracing::info!("stopped");
                 Ok(())
             })
@@ -294,23 +297,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// Installs the SIGINT and SIGTERM handlers now, and returns what resolves on either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
 }

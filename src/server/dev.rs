@@ -47,14 +47,19 @@ pub fn dev_secret_path(data_dir: &Path) -> PathBuf {
     data_dir.join("dev-orchestrator.secret")
 }
 
-/// The dev issuer's URL for a service listening on `listen`.
-pub fn issuer_url(listen: SocketAddr) -> String {
+/// The URL a local client reaches a service listening on `listen` at.
+fn service_url(listen: SocketAddr) -> String {
     let host = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}/dev/idp", SocketAddr::new(host, listen.port()))
+    format!("http://{}", SocketAddr::new(host, listen.port()))
+}
+
+/// The dev issuer's URL for a service listening on `listen`.
+pub fn issuer_url(listen: SocketAddr) -> String {
+    format!("{}/dev/idp", service_url(listen))
 }
 
 /// The built-in identity provider.
@@ -62,6 +67,8 @@ pub fn issuer_url(listen: SocketAddr) -> String {
 pub struct DevIdp {
     public_key: Vec<u8>,
     issuer: String,
+    /// Where the service that serves it listens, as bound (never port 0).
+    service: String,
 }
 
 impl DevIdp {
@@ -76,6 +83,7 @@ impl DevIdp {
         Ok(Self {
             public_key: key.public().to_bytes(),
             issuer: issuer_url(listen),
+            service: service_url(listen),
         })
     }
 
@@ -284,7 +292,7 @@ pub async fn seed(
     write_secret(&secret_path, secret.expose()).map_err(|e| {
         StoreError::Conflict(format!("cannot write {}: {e}", secret_path.display()))
     })?;
-    Ok(Some(walkthrough(&secret_path, state.config.listen)))
+    Ok(Some(walkthrough(&secret_path, &idp.service)))
 }
 
 /// The audit event of one seeded row.
@@ -319,15 +327,15 @@ fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
 }
 
 /// What to do next, printed once when the dev inventory is seeded.
-fn walkthrough(secret_path: &Path, listen: SocketAddr) -> String {
+fn walkthrough(secret_path: &Path, service: &str) -> String {
     format!(
-        "\nmandate is running in development mode on http://{listen}\n\
+        "\nmandate is running in development mode on {service}\n\
          Seeded: issuer {DEV_ISSUER}, tools crm and calendar, orchestrator {DEV_AGENT}, policy dev-staff\n\
          (group \"staff\" may delegate crm read/write and calendar read). The orchestrator's secret\n\
          is in {secret} (shown nowhere else). Mint a mandate:\n\n\
          \x20 SECRET=$(cat {secret})\n\
          \x20 TOKEN=$(cargo run -q --release -- dev login alice --group staff)\n\
-         \x20 curl -s -X POST http://{listen}/v1/mandates -H \"Authorization: Bearer $SECRET\" \\\n\
+         \x20 curl -s -X POST {service}/v1/mandates -H \"Authorization: Bearer $SECRET\" \\\n\
          \x20   -H 'content-type: application/json' \\\n\
          \x20   -d '{{\"subject_token\":\"'$TOKEN'\",\"task\":{{\"description\":\"Summarise open CRM tickets\"}},\"scope\":[{{\"tool\":\"crm\",\"operations\":[\"read\"]}}]}}'\n",
         secret = secret_path.display(),

@@ -955,6 +955,25 @@ async fn two_processes_on_one_postgres_share_mandates_and_revocations() {
 }
 
 #[tokio::test]
+async fn a_sigterm_as_soon_as_the_service_answers_stops_it_cleanly() {
+    // An orchestrator (Kubernetes, systemd) may stop a service the moment it first answers. The
+    // signal must find its handler installed, or the process dies mid-request with status 143.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = [("MANDATE_DATA_DIR", data.to_str().unwrap())];
+    for round in 0..20 {
+        let running = Running::start(tmp.path(), &[], &env).await;
+        let stderr = running.stderr.clone();
+        let status = running.stop().await;
+        let log = std::fs::read_to_string(&stderr).unwrap();
+        assert!(status.success(), "round {round}: {status}: {log}");
+        assert!(log.contains("stopped"), "round {round}: {log}");
+        // A log written to a file carries no terminal colour codes.
+        assert!(!log.contains('\x1b'), "round {round}: {log}");
+    }
+}
+
+#[tokio::test]
 async fn the_development_issuer_is_trusted_only_while_dev_mode_runs_it() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

@@ -59,6 +59,7 @@ pub fn init(config: &Config) -> Result<Telemetry, String> {
         &config.log,
         config.log_format,
         std::io::stderr,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
         traces.tracer(SCOPE),
         exporting,
     )?;
@@ -76,12 +77,14 @@ pub fn tracer_provider(exporter: Option<opentelemetry_otlp::SpanExporter>) -> Sd
     }
 }
 
-/// The subscriber [`init`] installs, writing log lines to `writer` and spans to `tracer`
-/// (`exporting` them, or only giving requests their trace ids).
+/// The subscriber [`init`] installs, writing log lines to `writer` (in colour only if `colours`:
+/// a terminal, never a file or a log collector) and spans to `tracer` (`exporting` them, or
+/// only giving requests their trace ids).
 pub fn subscriber<W>(
     log: &str,
     format: LogFormat,
     writer: W,
+    colours: bool,
     tracer: Tracer,
     exporting: bool,
 ) -> Result<Box<dyn Subscriber + Send + Sync>, String>
@@ -89,7 +92,9 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_new(log).map_err(|e| e.to_string())?;
-    let lines = tracing_subscriber::fmt::layer().with_writer(writer);
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(colours);
     let lines = match format {
         LogFormat::Text => lines.boxed(),
         LogFormat::Json => lines.json().flatten_event(true).boxed(),
