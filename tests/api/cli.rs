@@ -21,12 +21,14 @@ fn mandate() -> Command {
     cmd
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The address in the "mandate is ready" line of a log, text or JSON.
+fn listening_on(log: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains("mandate is ready"))?;
+    let (_, rest) = line
+        .split_once("listen=")
+        .or_else(|| line.split_once("\"listen\":\""))?;
+    let end = rest.find(|c: char| c.is_whitespace() || c == '"')?;
+    Some(rest[..end].to_owned())
 }
 
 /// A `mandate serve` process.
@@ -38,22 +40,28 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    /// Starts `serve` with `args` and `envs` on a free port and waits until /healthz answers.
+    /// Starts `serve` with `args` and `envs` on a port the kernel picks, and waits until it says
+    /// where it listens and /healthz answers there. (A port found free beforehand could be taken
+    /// by another test's connection before this process binds it.)
     pub(crate) async fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Running {
-        let port = free_port();
-        let stderr = dir.join(format!("stderr-{port}.log"));
+        let stderr = tempfile::Builder::new()
+            .prefix("stderr-")
+            .suffix(".log")
+            .tempfile_in(dir)
+            .unwrap();
+        let (file, stderr) = stderr.keep().unwrap();
         let child = mandate()
             .arg("serve")
             .args(args)
-            .env("MANDATE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("MANDATE_LISTEN", "127.0.0.1:0")
             .envs(envs.iter().copied())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
+            .stderr(file)
             .spawn()
             .unwrap();
         let mut running = Running {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: String::new(),
             stderr,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -61,8 +69,11 @@ impl Running {
             if let Some(status) = running.child.try_wait().unwrap() {
                 panic!("mandate exited with {status}: {}", running.log());
             }
-            if reqwest::get(running.url("/healthz")).await.is_ok() {
-                return running;
+            if let Some(listen) = listening_on(&running.log()) {
+                running.base = format!("http://{listen}");
+                if reqwest::get(running.url("/healthz")).await.is_ok() {
+                    return running;
+                }
             }
             assert!(
                 Instant::now() < deadline,
@@ -563,27 +574,42 @@ fn readme_walkthrough() -> String {
 #[tokio::test]
 async fn the_readme_walkthrough_mints_a_mandate_as_written() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let stdout = tmp.path().join("stdout.log");
     let mut server = mandate()
         .args(["serve", "--dev"])
         .current_dir(tmp.path())
-        .env("MANDATE_LISTEN", &listen)
+        .env("MANDATE_LISTEN", "127.0.0.1:0")
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // The walkthrough names the port the kernel picked.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("http://{listen}/readyz"))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "mandate did not start");
+    let (printed, listen) = loop {
+        let printed = std::fs::read_to_string(&stdout).unwrap();
+        let listen = printed
+            .split_once("development mode on http://")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .map(str::to_owned);
+        if let Some(listen) = listen {
+            if reqwest::get(format!("http://{listen}/readyz"))
+                .await
+                .is_ok()
+            {
+                break (printed, listen);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mandate did not start: {printed}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let printed = std::fs::read_to_string(&stdout).unwrap();
+    };
     assert!(printed.contains("Mint a mandate"), "{printed}");
+    assert!(
+        printed.contains(&format!("-X POST http://{listen}/v1/mandates")),
+        "{printed}"
+    );
     // The block as written; only the port differs (this test cannot count on 8080 being free),
     // and `cargo run -q --release --` runs the binary under test.
     let script = format!(
