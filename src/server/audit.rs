@@ -39,6 +39,16 @@ pub fn checkpoint_message(seq: i64, hash: &[u8]) -> Vec<u8> {
     format!("mandate-audit-checkpoint:v1:{seq}:{}", hex::encode(hash)).into_bytes()
 }
 
+/// Whether `checkpoint` carries a valid signature by the Ed25519 key `public_key`.
+fn signed_by(checkpoint: &Checkpoint, public_key: &[u8]) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key)
+        .verify(
+            &checkpoint_message(checkpoint.seq, &checkpoint.hash),
+            &checkpoint.signature,
+        )
+        .is_ok()
+}
+
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditReport {
@@ -92,14 +102,9 @@ pub async fn verify(store: &dyn Store, keys: &KeySet) -> Result<AuditReport, Sto
     };
     // Signatures first: a checkpoint must be signed by a published root key.
     for checkpoint in &checkpoints {
-        let signed = keys.get(&checkpoint.kid).is_some_and(|key| {
-            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key.to_bytes())
-                .verify(
-                    &checkpoint_message(checkpoint.seq, &checkpoint.hash),
-                    &checkpoint.signature,
-                )
-                .is_ok()
-        });
+        let signed = keys
+            .get(&checkpoint.kid)
+            .is_some_and(|key| signed_by(checkpoint, &key.to_bytes()));
         if !signed {
             fail(
                 &mut report,
@@ -135,6 +140,8 @@ pub async fn verify(store: &dyn Store, keys: &KeySet) -> Result<AuditReport, Sto
 struct Walk {
     events: u64,
     next_seq: i64,
+    /// The hash of event `next_seq - 1`, the last one found intact.
+    head_hash: Vec<u8>,
     first_bad: Option<BadEvent>,
 }
 
@@ -149,6 +156,7 @@ async fn walk(
     let mut walked = Walk {
         events: 0,
         next_seq: after + 1,
+        head_hash: Vec::new(),
         first_bad: None,
     };
     let bad = |seq: i64, id: uuid::Uuid, reason: String| BadEvent {
@@ -159,6 +167,7 @@ async fn walk(
     loop {
         let page = store.audit_events(after, 1000).await?;
         if page.is_empty() {
+            walked.head_hash = prev;
             return Ok(walked);
         }
         for event in &page {
@@ -188,6 +197,7 @@ async fn walk(
             };
             if let Some((seq, reason)) = problem {
                 walked.first_bad = Some(bad(seq, event.id, reason));
+                walked.head_hash = prev;
                 return Ok(walked);
             }
             walked.next_seq += 1;
@@ -203,41 +213,99 @@ async fn walk(
 /// Events re-hashed between two yields to the runtime, during a walk of the chain.
 const WALK_SLICE: u64 = 64;
 
-/// Signs the chain's head with the active root key, unless it is already checkpointed. The
-/// chain since the last checkpoint is verified first: a rewritten chain is never signed.
-pub async fn checkpoint(
+/// The start of the chain that this process has recomputed and found intact: every event up
+/// to `seq`, the last of them hashed `hash`. The next walk goes on from there, so a walk
+/// hashes only the events appended since the last one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The last event found intact (0: none yet).
+    pub seq: i64,
+    /// Its hash ([`GENESIS`] when `seq` is 0).
+    pub hash: Vec<u8>,
+}
+
+/// Recomputes the chain from `verified` to its current end. With nothing verified yet, it
+/// starts at the last checkpoint if a key in `keys` signed it (it was verified when it was
+/// signed), or else at the first event. A broken chain is an error naming the first bad event.
+pub async fn verify_since(
     store: &dyn Store,
     keys: &super::keys::KeyRing,
-    now: DateTime<Utc>,
-) -> Result<Option<Checkpoint>, StoreError> {
-    let Some(head) = store.audit_head().await? else {
-        return Ok(None);
+    verified: Option<Verified>,
+) -> Result<Verified, StoreError> {
+    let start = match verified {
+        Some(verified) => verified,
+        None => store
+            .latest_checkpoint()
+            .await?
+            .filter(|last| {
+                keys.get(last.kid)
+                    .is_some_and(|key| signed_by(last, &key.keypair().public().to_bytes()))
+            })
+            .map_or(
+                Verified {
+                    seq: 0,
+                    hash: GENESIS.to_vec(),
+                },
+                |last| Verified {
+                    seq: last.seq,
+                    hash: last.hash,
+                },
+            ),
     };
-    let checkpoints = store.audit_checkpoints().await?;
-    let last = checkpoints.iter().max_by_key(|c| c.seq);
-    if last.is_some_and(|c| c.seq == head.0) {
-        return Ok(None);
-    }
-    let (after, prev) = last.map_or((0, GENESIS.to_vec()), |c| (c.seq, c.hash.clone()));
-    let walked = walk(store, after, prev, &std::collections::HashMap::new()).await?;
+    let walked = walk(
+        store,
+        start.seq,
+        start.hash,
+        &std::collections::HashMap::new(),
+    )
+    .await?;
     if let Some(bad) = walked.first_bad {
         return Err(StoreError::Corrupt(format!(
             "audit chain broken at event {}: {}; not signing it",
             bad.seq, bad.reason
         )));
     }
+    Ok(Verified {
+        seq: walked.next_seq - 1,
+        hash: walked.head_hash,
+    })
+}
+
+/// Signs `verified`, the chain's head as recomputed by [`verify_since`], with the active root
+/// key, unless a checkpoint already covers it.
+pub async fn sign_checkpoint(
+    store: &dyn Store,
+    keys: &super::keys::KeyRing,
+    verified: &Verified,
+    now: DateTime<Utc>,
+) -> Result<Option<Checkpoint>, StoreError> {
+    let last = store.latest_checkpoint().await?;
+    if verified.seq == 0 || last.is_some_and(|c| c.seq >= verified.seq) {
+        return Ok(None);
+    }
     let root = keys.active();
     let signature = root
         .keypair()
-        .sign(&checkpoint_message(head.0, &head.1))
+        .sign(&checkpoint_message(verified.seq, &verified.hash))
         .map_err(|e| StoreError::Corrupt(format!("cannot sign a checkpoint: {e}")))?;
     let checkpoint = Checkpoint {
-        seq: head.0,
-        hash: head.1,
+        seq: verified.seq,
+        hash: verified.hash.clone(),
         kid: root.kid,
         signature: signature.to_bytes().to_vec(),
         signed_at: now,
     };
     store.insert_checkpoint(&checkpoint).await?;
     Ok(Some(checkpoint))
+}
+
+/// Verifies the chain since the last checkpoint and signs its head with the active root key,
+/// unless it is already checkpointed: a rewritten chain is never signed.
+pub async fn checkpoint(
+    store: &dyn Store,
+    keys: &super::keys::KeyRing,
+    now: DateTime<Utc>,
+) -> Result<Option<Checkpoint>, StoreError> {
+    let verified = verify_since(store, keys, None).await?;
+    sign_checkpoint(store, keys, &verified, now).await
 }

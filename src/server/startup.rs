@@ -193,7 +193,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let store = Arc::clone(&self.state.store);
         let metrics = Arc::clone(&self.state.metrics);
-        let checkpoints = tokio::spawn(checkpoint_periodically(self.state.clone()));
+        let audit = tokio::spawn(audit_periodically(self.state.clone()));
         let result = app::serve(
             self.listener,
             app::router(self.state.clone()),
@@ -201,7 +201,7 @@ impl Server {
             shutdown,
         )
         .await;
-        checkpoints.abort();
+        audit.abort();
         store.close().await;
         // The exporter blocks while it pushes the last metrics.
         let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
@@ -209,21 +209,39 @@ impl Server {
     }
 }
 
-/// How often the audit chain's head is signed.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often the audit events appended since the last look are recomputed.
+const VERIFY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Signs the audit chain's head with the active root key every [`CHECKPOINT_INTERVAL`], and
-/// forgets the issuance counts of past minutes.
-async fn checkpoint_periodically(state: AppState) {
-    let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
-    loop {
+/// Verifications per checkpoint: the chain's head is signed once a minute.
+const VERIFICATIONS_PER_CHECKPOINT: u64 = 12;
+
+/// Recomputes the audit chain's new events every [`VERIFY_INTERVAL`], so that the work is
+/// spread out rather than done all at once; signs the verified head with the active root key
+/// once a minute (and at start), and forgets the issuance counts of past minutes.
+async fn audit_periodically(state: AppState) {
+    use crate::server::audit;
+    let mut interval = tokio::time::interval(VERIFY_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut verified = None;
+    for tick in 0u64.. {
         interval.tick().await;
+        match audit::verify_since(state.store.as_ref(), &state.keys, verified.clone()).await {
+            Ok(now) => verified = Some(now),
+            // The part verified before stays verified; the walk resumes from it next time.
+            Err(error) => tracing::error!(%error, "cannot verify the audit trail"),
+        }
+        if tick % VERIFICATIONS_PER_CHECKPOINT != 0 {
+            continue;
+        }
         if let Err(error) = state.store.prune_issuance_counts(state.clock.now()).await {
             tracing::warn!(%error, "cannot prune the issuance counts");
         }
+        let Some(verified) = &verified else {
+            continue;
+        };
+        let now = state.clock.now();
         if let Err(error) =
-            crate::server::audit::checkpoint(state.store.as_ref(), &state.keys, state.clock.now())
-                .await
+            audit::sign_checkpoint(state.store.as_ref(), &state.keys, verified, now).await
         {
             tracing::warn!(%error, "cannot checkpoint the audit trail");
         }

@@ -149,14 +149,7 @@ both_stores!(
         let app = TestApp::spawn(backend).await;
         // The server signs the head once at start; wait for it, so the manual checkpoint
         // below covers the seeded events.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while app.store.audit_checkpoints().await.unwrap().is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no checkpoint at start"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        start_checkpoint(&app).await;
         seed(&app).await;
         let state_keys = {
             let doc: mandate::token::keys::KeysDocument = app
@@ -169,17 +162,7 @@ both_stores!(
         };
         assert_eq!(state_keys.keys.len(), 1);
         // Sign the head the way the server does every minute.
-        let ring = {
-            let key = mandate::server::keys::load_key_file(&mandate::server::keys::dev_key_path(
-                app.db.data_dir(),
-            ))
-            .unwrap();
-            mandate::server::keys::KeyRing::new(
-                vec![mandate::server::keys::RootKey::new(1, key, app.clock.now())],
-                1,
-            )
-            .unwrap()
-        };
+        let ring = server_ring(&app);
         let checkpoint =
             mandate::server::audit::checkpoint(app.store.as_ref(), &ring, app.clock.now())
                 .await
@@ -225,34 +208,10 @@ both_stores!(a_rewritten_chain_is_never_signed, |backend| async move {
     let app = TestApp::spawn(backend).await;
     seed(&app).await;
     // The server signs the head once at start; wait for it, so the events below come after.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while app.store.audit_checkpoints().await.unwrap().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint at start"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    app.admin_ok(
-        Method::POST,
-        "/v1/admin/tools",
-        Some(
-            serde_json::json!({"id": "late", "display_name": "L", "kind": "tool", "owner": "o",
-                                "operations": ["run"]}),
-        ),
-        201,
-    )
-    .await;
+    start_checkpoint(&app).await;
+    add_tool(&app, "late").await;
     let head = app.store.audit_head().await.unwrap().unwrap().0;
-    let key = mandate::server::keys::load_key_file(&mandate::server::keys::dev_key_path(
-        app.db.data_dir(),
-    ))
-    .unwrap();
-    let ring = mandate::server::keys::KeyRing::new(
-        vec![mandate::server::keys::RootKey::new(1, key, app.clock.now())],
-        1,
-    )
-    .unwrap();
+    let ring = server_ring(&app);
     let rewrite = format!("UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = {head}");
     tamper(&app, backend, true, &[rewrite.as_str()])
         .await
@@ -264,3 +223,145 @@ both_stores!(a_rewritten_chain_is_never_signed, |backend| async move {
     assert!(refused.to_string().contains("not signing"), "{refused}");
     assert_eq!(app.store.audit_checkpoints().await.unwrap().len(), before);
 });
+
+/// The key ring the test server signs with.
+fn server_ring(app: &TestApp) -> mandate::server::keys::KeyRing {
+    let key = mandate::server::keys::load_key_file(&mandate::server::keys::dev_key_path(
+        app.db.data_dir(),
+    ))
+    .unwrap();
+    mandate::server::keys::KeyRing::new(
+        vec![mandate::server::keys::RootKey::new(1, key, app.clock.now())],
+        1,
+    )
+    .unwrap()
+}
+
+/// Waits for the checkpoint the server signs at start.
+async fn start_checkpoint(app: &TestApp) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.store.audit_checkpoints().await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint at start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn add_tool(app: &TestApp, id: &str) {
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/tools",
+        Some(
+            serde_json::json!({"id": id, "display_name": id, "kind": "tool", "owner": "o",
+                                "operations": ["run"]}),
+        ),
+        201,
+    )
+    .await;
+}
+
+both_stores!(
+    a_checkpoint_signs_the_hashes_recomputed_before_a_later_rewrite,
+    |backend| async move {
+        use mandate::server::audit::{sign_checkpoint, verify_since};
+        let app = TestApp::spawn(backend).await;
+        start_checkpoint(&app).await;
+        seed(&app).await;
+        let ring = server_ring(&app);
+        let store = app.store.as_ref();
+        let first = verify_since(store, &ring, None).await.unwrap();
+        let head = app.store.audit_head().await.unwrap().unwrap();
+        assert_eq!((first.seq, first.hash.clone()), head);
+
+        // An event rewritten after it was verified: the next walk goes on from the hash
+        // recomputed before, and that is what gets signed.
+        add_tool(&app, "later").await;
+        let rewrite = format!(
+            "UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = {}",
+            first.seq
+        );
+        tamper(&app, backend, true, &[rewrite.as_str()])
+            .await
+            .unwrap();
+        let second = verify_since(store, &ring, Some(first.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            (second.seq, second.hash.clone()),
+            app.store.audit_head().await.unwrap().unwrap()
+        );
+        assert!(second.seq > first.seq);
+        let signed = sign_checkpoint(store, &ring, &second, app.clock.now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(signed.seq, second.seq);
+        assert!(sign_checkpoint(store, &ring, &second, app.clock.now())
+            .await
+            .unwrap()
+            .is_none());
+        let report = verify(&app).await;
+        assert_eq!(report["intact"], false, "{report}");
+        assert_eq!(report["first_bad"]["seq"], first.seq, "{report}");
+
+        // An event rewritten before it was verified stops the walk at that event.
+        add_tool(&app, "last").await;
+        let rewrite = format!(
+            "UPDATE audit_events SET target = 'tool:other' WHERE seq = {}",
+            second.seq + 1
+        );
+        tamper(&app, backend, true, &[rewrite.as_str()])
+            .await
+            .unwrap();
+        let refused = verify_since(store, &ring, Some(second.clone()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&format!("broken at event {}", second.seq + 1)),
+            "{refused}"
+        );
+    }
+);
+
+both_stores!(
+    a_checkpoint_no_root_key_signed_is_not_where_a_walk_starts,
+    |backend| async move {
+        use mandate::server::audit::verify_since;
+        let app = TestApp::spawn(backend).await;
+        start_checkpoint(&app).await;
+        seed(&app).await;
+        let ring = server_ring(&app);
+        let (head, hash) = app.store.audit_head().await.unwrap().unwrap();
+        // Someone with database access rewrites an early event and records a checkpoint over
+        // the head without the root key.
+        tamper(
+            &app,
+            backend,
+            true,
+            &["UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = 2"],
+        )
+        .await
+        .unwrap();
+        let forged = mandate::server::store::Checkpoint {
+            seq: head,
+            hash,
+            kid: 1,
+            signature: vec![7; 64],
+            signed_at: app.clock.now(),
+        };
+        app.store.insert_checkpoint(&forged).await.unwrap();
+        assert_eq!(
+            app.store.latest_checkpoint().await.unwrap().unwrap().seq,
+            head
+        );
+        // A walk with nothing verified yet starts at the first event instead, and finds it.
+        let refused = verify_since(app.store.as_ref(), &ring, None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("broken at event 2"), "{refused}");
+    }
+);

@@ -123,6 +123,9 @@ pub trait CoreStore: Send + Sync + Debug {
     /// Every checkpoint, by seq.
     async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
 
+    /// The checkpoint with the highest seq, if any.
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
+
     /// Records a checkpoint.
     async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
 

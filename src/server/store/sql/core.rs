@@ -32,6 +32,17 @@ fn audit_from_row(row: &DbRow) -> Result<AuditEvent, StoreError> {
     })
 }
 
+fn checkpoint_from_row(row: &DbRow) -> Result<Checkpoint, StoreError> {
+    use sqlx::Row as _;
+    Ok(Checkpoint {
+        seq: row.try_get("seq")?,
+        hash: row.try_get("hash")?,
+        kid: kid_from_db(row.try_get("kid")?)?,
+        signature: row.try_get("signature")?,
+        signed_at: row.try_get("signed_at")?,
+    })
+}
+
 async fn insert_audit(
     conn: &mut DbConnection,
     event: &NewAuditEvent,
@@ -235,21 +246,22 @@ impl CoreStore for ThisStore {
 
     #[tracing::instrument(skip(self), err)]
     async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        use sqlx::Row as _;
         sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq")
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|row| {
-                Ok(Checkpoint {
-                    seq: row.try_get("seq")?,
-                    hash: row.try_get("hash")?,
-                    kid: kid_from_db(row.try_get("kid")?)?,
-                    signature: row.try_get("signature")?,
-                    signed_at: row.try_get("signed_at")?,
-                })
-            })
+            .map(checkpoint_from_row)
             .collect()
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(checkpoint_from_row)
+            .transpose()
     }
 
     #[tracing::instrument(skip_all, fields(seq = checkpoint.seq), err)]
