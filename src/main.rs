@@ -161,9 +161,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(async {
                 // Before the socket is bound: a SIGTERM that arrives once /healthz answers must
                 // find its handler, or it would kill the process mid-request.
-                let shutdown = shutdown_signal().context("cannot listen for SIGTERM and SIGINT")?;
+                let mut shutdown =
+                    Box::pin(shutdown_signal().context("cannot listen for SIGTERM and SIGINT")?);
                 let options = Options { dev, dev_seed: dev };
-                let server = Server::prepare(config, options, Arc::new(SystemClock)).await?;
+                // A stop during start-up (waiting for Postgres, say) ends it there.
+                let server = tokio::select! {
+                    server = Server::prepare(config, options, Arc::new(SystemClock)) => server?,
+                    () = &mut shutdown => {
+                        tracing::info!("stopped during start-up");
+                        return Ok(());
+                    }
+                };
                 if let Some(walkthrough) = server.walkthrough() {
                     println!("{walkthrough}");
                 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::keys::KeyRing;
 use super::store::{AuditEvent, Checkpoint, NewAuditEvent, Store, StoreError};
 use crate::token::keys::KeySet;
 
@@ -224,63 +225,123 @@ pub struct Verified {
     pub hash: Vec<u8>,
 }
 
-/// Recomputes the chain from `verified` to its current end. With nothing verified yet, it
-/// starts at the last checkpoint if a key in `keys` signed it (it was verified when it was
-/// signed), or else at the first event. A broken chain is an error naming the first bad event.
+/// Whether a key of `keys` signed `checkpoint`; `None` when its kid is not in the ring.
+fn ring_signed(keys: &KeyRing, checkpoint: &Checkpoint) -> Option<bool> {
+    keys.get(checkpoint.kid)
+        .map(|key| signed_by(checkpoint, &key.keypair().public().to_bytes()))
+}
+
+/// A checkpoint naming a configured root key that did not sign it: only a write behind
+/// mandate's back makes one.
+fn forged(checkpoint: &Checkpoint) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the checkpoint at event {} does not verify with root key {}; not signing",
+        checkpoint.seq, checkpoint.kid
+    ))
+}
+
+/// The latest checkpoint that a key of `keys` signed (checkpoints of keys no longer loaded are
+/// passed over: a retired or compromised key vouches for nothing here).
+async fn latest_signed(
+    store: &dyn Store,
+    keys: &KeyRing,
+) -> Result<Option<Checkpoint>, StoreError> {
+    let Some(last) = store.latest_checkpoint(&keys.kids()).await? else {
+        return Ok(None);
+    };
+    if ring_signed(keys, &last) != Some(true) {
+        return Err(forged(&last));
+    }
+    Ok(Some(last))
+}
+
+/// Recomputes the chain from `verified` to its current end, and moves `verified` on as far as
+/// the chain holds. With nothing verified yet, it starts at the latest checkpoint a loaded root
+/// key signed (the chain up to it was verified when it was signed), or else at the first event.
+///
+/// Errors, leaving `verified` at the last intact event:
+/// - the event verified last is gone or changed (a cut-off tail, or a rewrite);
+/// - an event after it does not follow, or its contents do not match its hash;
+/// - a checkpoint after it differs from the recomputed chain, or names a loaded key that did
+///   not sign it.
 pub async fn verify_since(
     store: &dyn Store,
-    keys: &super::keys::KeyRing,
-    verified: Option<Verified>,
-) -> Result<Verified, StoreError> {
-    let start = match verified {
-        Some(verified) => verified,
-        None => store
-            .latest_checkpoint()
-            .await?
-            .filter(|last| {
-                keys.get(last.kid)
-                    .is_some_and(|key| signed_by(last, &key.keypair().public().to_bytes()))
-            })
-            .map_or(
-                Verified {
-                    seq: 0,
-                    hash: GENESIS.to_vec(),
-                },
-                |last| Verified {
-                    seq: last.seq,
-                    hash: last.hash,
-                },
-            ),
+    keys: &KeyRing,
+    verified: &mut Option<Verified>,
+) -> Result<(), StoreError> {
+    let start = match verified.clone() {
+        Some(start) => start,
+        None => latest_signed(store, keys).await?.map_or(
+            Verified {
+                seq: 0,
+                hash: GENESIS.to_vec(),
+            },
+            |last| Verified {
+                seq: last.seq,
+                hash: last.hash,
+            },
+        ),
     };
-    let walked = walk(
-        store,
-        start.seq,
-        start.hash,
-        &std::collections::HashMap::new(),
-    )
-    .await?;
-    if let Some(bad) = walked.first_bad {
-        return Err(StoreError::Corrupt(format!(
-            "audit chain broken at event {}: {}; not signing it",
-            bad.seq, bad.reason
-        )));
+    *verified = Some(start.clone());
+    if start.seq > 0 {
+        let anchor = store.audit_events(start.seq - 1, 1).await?;
+        let intact = anchor.first().is_some_and(|event| {
+            event.seq == start.seq
+                && hex::decode(&event.prev_hash)
+                    .is_ok_and(|prev| chain_hash(&prev, event.seq, &as_new(event)) == start.hash)
+                && hex::decode(&event.hash).ok().as_deref() == Some(start.hash.as_slice())
+        });
+        if !intact {
+            return Err(StoreError::Corrupt(format!(
+                "audit chain broken at event {}: gone or changed since it was verified; \
+                 not signing it",
+                start.seq
+            )));
+        }
     }
-    Ok(Verified {
+    // Checkpoints signed since (by other replicas, too) must match what is recomputed.
+    let since = store.checkpoints_after(start.seq).await?;
+    let mut checkpoints = std::collections::HashMap::new();
+    for checkpoint in &since {
+        match ring_signed(keys, checkpoint) {
+            Some(true) => {
+                checkpoints.insert(checkpoint.seq, checkpoint);
+            }
+            Some(false) => return Err(forged(checkpoint)),
+            // A key no longer loaded: `mandate audit verify` checks it against the keys on
+            // record.
+            None => {}
+        }
+    }
+    let walked = walk(store, start.seq, start.hash, &checkpoints).await?;
+    *verified = Some(Verified {
         seq: walked.next_seq - 1,
         hash: walked.head_hash,
-    })
+    });
+    match walked.first_bad {
+        Some(bad) => Err(StoreError::Corrupt(format!(
+            "audit chain broken at event {}: {}; not signing it",
+            bad.seq, bad.reason
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Signs `verified`, the chain's head as recomputed by [`verify_since`], with the active root
-/// key, unless a checkpoint already covers it.
+/// key, unless a checkpoint signed by a loaded key already covers it.
 pub async fn sign_checkpoint(
     store: &dyn Store,
-    keys: &super::keys::KeyRing,
+    keys: &KeyRing,
     verified: &Verified,
     now: DateTime<Utc>,
 ) -> Result<Option<Checkpoint>, StoreError> {
-    let last = store.latest_checkpoint().await?;
-    if verified.seq == 0 || last.is_some_and(|c| c.seq >= verified.seq) {
+    if verified.seq == 0 {
+        return Ok(None);
+    }
+    if latest_signed(store, keys)
+        .await?
+        .is_some_and(|last| last.seq >= verified.seq)
+    {
         return Ok(None);
     }
     let root = keys.active();
@@ -299,13 +360,18 @@ pub async fn sign_checkpoint(
     Ok(Some(checkpoint))
 }
 
-/// Verifies the chain since the last checkpoint and signs its head with the active root key,
-/// unless it is already checkpointed: a rewritten chain is never signed.
+/// Verifies the chain since the latest checkpoint a loaded root key signed, and signs its head
+/// with the active root key unless a checkpoint already covers it. A broken chain is an error
+/// and is not signed.
 pub async fn checkpoint(
     store: &dyn Store,
-    keys: &super::keys::KeyRing,
+    keys: &KeyRing,
     now: DateTime<Utc>,
 ) -> Result<Option<Checkpoint>, StoreError> {
-    let verified = verify_since(store, keys, None).await?;
-    sign_checkpoint(store, keys, &verified, now).await
+    let mut verified = None;
+    verify_since(store, keys, &mut verified).await?;
+    match verified {
+        Some(verified) => sign_checkpoint(store, keys, &verified, now).await,
+        None => Ok(None),
+    }
 }

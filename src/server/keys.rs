@@ -202,6 +202,11 @@ impl KeyRing {
         self.keys.iter().find(|k| k.kid == kid)
     }
 
+    /// The kids of every loaded key.
+    pub fn kids(&self) -> Vec<u32> {
+        self.keys.iter().map(|k| k.kid).collect()
+    }
+
     /// The document served at `/.well-known/mandate-keys`.
     pub fn document(&self) -> KeysDocument {
         let active_kid = self.active().kid;

@@ -212,31 +212,46 @@ impl Server {
 /// How often the audit events appended since the last look are recomputed.
 const VERIFY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Verifications per checkpoint: the chain's head is signed once a minute.
-const VERIFICATIONS_PER_CHECKPOINT: u64 = 12;
+/// How often the verified head of the audit chain is signed.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Recomputes the audit chain's new events every [`VERIFY_INTERVAL`], so that the work is
 /// spread out rather than done all at once; signs the verified head with the active root key
-/// once a minute (and at start), and forgets the issuance counts of past minutes.
+/// at start and every [`CHECKPOINT_INTERVAL`] while the chain holds, and then forgets the
+/// issuance counts of past minutes. A broken chain is logged once, and never signed.
 async fn audit_periodically(state: AppState) {
     use crate::server::audit;
     let mut interval = tokio::time::interval(VERIFY_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut verified = None;
-    for tick in 0u64.. {
+    let mut broken: Option<String> = None;
+    let mut signed_at: Option<tokio::time::Instant> = None;
+    loop {
         interval.tick().await;
-        match audit::verify_since(state.store.as_ref(), &state.keys, verified.clone()).await {
-            Ok(now) => verified = Some(now),
-            // The part verified before stays verified; the walk resumes from it next time.
-            Err(error) => tracing::error!(%error, "cannot verify the audit trail"),
+        // A failed walk leaves `verified` at the last intact event, and resumes from there.
+        match audit::verify_since(state.store.as_ref(), &state.keys, &mut verified).await {
+            Ok(()) => {
+                if broken.take().is_some() {
+                    tracing::info!("the audit trail verifies again");
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                if broken.as_deref() != Some(message.as_str()) {
+                    tracing::error!(%error, "cannot verify the audit trail");
+                }
+                broken = Some(message);
+            }
         }
-        if tick % VERIFICATIONS_PER_CHECKPOINT != 0 {
+        // Ticks are VERIFY_INTERVAL apart: sign at the one nearest each interval's end.
+        if signed_at.is_some_and(|at| at.elapsed() + VERIFY_INTERVAL / 2 < CHECKPOINT_INTERVAL) {
             continue;
         }
+        signed_at = Some(tokio::time::Instant::now());
         if let Err(error) = state.store.prune_issuance_counts(state.clock.now()).await {
             tracing::warn!(%error, "cannot prune the issuance counts");
         }
-        let Some(verified) = &verified else {
+        let (Some(verified), None) = (&verified, &broken) else {
             continue;
         };
         let now = state.clock.now();

@@ -262,6 +262,45 @@ async fn add_tool(app: &TestApp, id: &str) {
     .await;
 }
 
+/// Rewrites event `seq`'s actor and every hash from it on, as someone with database access
+/// and the hash function (it is public) would, so that the chain holds together again.
+async fn rewrite_and_rehash(app: &TestApp, backend: Backend, seq: i64) {
+    use mandate::server::audit::chain_hash;
+    let events = app.store.audit_events(seq - 1, 100_000).await.unwrap();
+    let mut prev = hex::decode(&events[0].prev_hash).unwrap();
+    let bytes = |b: &[u8]| match backend {
+        Backend::Postgres => format!("'\\x{}'::bytea", hex::encode(b)),
+        Backend::Sqlite => format!("X'{}'", hex::encode(b)),
+    };
+    let mut statements = Vec::new();
+    for event in &events {
+        let mut event = event.clone();
+        if event.seq == seq {
+            event.actor = "admin:mallory".to_owned();
+        }
+        let new = mandate::server::store::NewAuditEvent {
+            id: event.id,
+            occurred_at: event.occurred_at,
+            actor: event.actor.clone(),
+            action: event.action.clone(),
+            target: event.target.clone(),
+            outcome: event.outcome,
+            details: event.details.clone(),
+        };
+        let hash = chain_hash(&prev, event.seq, &new);
+        statements.push(format!(
+            "UPDATE audit_events SET actor = '{}', prev_hash = {}, hash = {} WHERE seq = {}",
+            event.actor,
+            bytes(&prev),
+            bytes(&hash),
+            event.seq
+        ));
+        prev = hash;
+    }
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    tamper(app, backend, true, &statements).await.unwrap();
+}
+
 both_stores!(
     a_checkpoint_signs_the_hashes_recomputed_before_a_later_rewrite,
     |backend| async move {
@@ -271,72 +310,106 @@ both_stores!(
         seed(&app).await;
         let ring = server_ring(&app);
         let store = app.store.as_ref();
-        let first = verify_since(store, &ring, None).await.unwrap();
+        let mut verified = None;
+        verify_since(store, &ring, &mut verified).await.unwrap();
+        let first = verified.clone().unwrap();
         let head = app.store.audit_head().await.unwrap().unwrap();
         assert_eq!((first.seq, first.hash.clone()), head);
 
-        // An event rewritten after it was verified: the next walk goes on from the hash
-        // recomputed before, and that is what gets signed.
+        // An event before the last one verified, rewritten with every hash after it: the next
+        // walk goes on from the hash recomputed before, so that is what gets signed.
         add_tool(&app, "later").await;
-        let rewrite = format!(
-            "UPDATE audit_events SET actor = 'admin:mallory' WHERE seq = {}",
-            first.seq
-        );
-        tamper(&app, backend, true, &[rewrite.as_str()])
+        rewrite_and_rehash(&app, backend, first.seq - 1).await;
+        let refused = verify_since(store, &ring, &mut verified)
             .await
-            .unwrap();
-        let second = verify_since(store, &ring, Some(first.clone()))
-            .await
-            .unwrap();
-        assert_eq!(
-            (second.seq, second.hash.clone()),
-            app.store.audit_head().await.unwrap().unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&format!(
+                "broken at event {}: gone or changed since it was verified",
+                first.seq
+            )),
+            "{refused}"
         );
-        assert!(second.seq > first.seq);
-        let signed = sign_checkpoint(store, &ring, &second, app.clock.now())
+        assert_eq!(verified, Some(first.clone()), "nothing past it is taken");
+        let signed = sign_checkpoint(store, &ring, &first, app.clock.now())
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(signed.seq, second.seq);
-        assert!(sign_checkpoint(store, &ring, &second, app.clock.now())
+        assert_eq!((signed.seq, signed.hash), (first.seq, first.hash.clone()));
+        assert!(sign_checkpoint(store, &ring, &first, app.clock.now())
             .await
             .unwrap()
             .is_none());
         let report = verify(&app).await;
         assert_eq!(report["intact"], false, "{report}");
         assert_eq!(report["first_bad"]["seq"], first.seq, "{report}");
-
-        // An event rewritten before it was verified stops the walk at that event.
-        add_tool(&app, "last").await;
-        let rewrite = format!(
-            "UPDATE audit_events SET target = 'tool:other' WHERE seq = {}",
-            second.seq + 1
-        );
-        tamper(&app, backend, true, &[rewrite.as_str()])
-            .await
-            .unwrap();
-        let refused = verify_since(store, &ring, Some(second.clone()))
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            refused.contains(&format!("broken at event {}", second.seq + 1)),
-            "{refused}"
+        assert_eq!(
+            report["first_bad"]["reason"], "differs from a signed checkpoint",
+            "{report}"
         );
     }
 );
 
 both_stores!(
-    a_checkpoint_no_root_key_signed_is_not_where_a_walk_starts,
+    a_walk_goes_on_from_the_last_event_verified_and_stops_at_a_rewrite,
     |backend| async move {
         use mandate::server::audit::verify_since;
         let app = TestApp::spawn(backend).await;
         start_checkpoint(&app).await;
         seed(&app).await;
         let ring = server_ring(&app);
-        let (head, hash) = app.store.audit_head().await.unwrap().unwrap();
-        // Someone with database access rewrites an early event and records a checkpoint over
-        // the head without the root key.
+        let store = app.store.as_ref();
+        let mut verified = None;
+        verify_since(store, &ring, &mut verified).await.unwrap();
+        let first = verified.clone().unwrap();
+        add_tool(&app, "later").await;
+        add_tool(&app, "last").await;
+        let head = app.store.audit_head().await.unwrap().unwrap();
+        // The second event after the one verified last has a new target but its old hash.
+        let rewrite = format!(
+            "UPDATE audit_events SET target = 'tool:other' WHERE seq = {}",
+            first.seq + 2
+        );
+        tamper(&app, backend, true, &[rewrite.as_str()])
+            .await
+            .unwrap();
+        let refused = verify_since(store, &ring, &mut verified)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&format!(
+                "broken at event {}: its contents do not match its hash",
+                first.seq + 2
+            )),
+            "{refused}"
+        );
+        let intact = verified.clone().unwrap();
+        assert_eq!(intact.seq, first.seq + 1, "the walk keeps the intact part");
+        assert!(intact.seq < head.0);
+        // Walked again, it stops there again.
+        assert!(verify_since(store, &ring, &mut verified).await.is_err());
+        assert_eq!(verified, Some(intact));
+    }
+);
+
+both_stores!(
+    a_fresh_walk_starts_at_the_latest_signed_checkpoint_and_checks_it,
+    |backend| async move {
+        use mandate::server::audit::{checkpoint, verify_since};
+        let app = TestApp::spawn(backend).await;
+        start_checkpoint(&app).await;
+        seed(&app).await;
+        let ring = server_ring(&app);
+        let store = app.store.as_ref();
+        let signed = checkpoint(store, &ring, app.clock.now())
+            .await
+            .unwrap()
+            .unwrap();
+        add_tool(&app, "later").await;
+        // An event before the checkpoint changed without its hash: the walk starts at the
+        // checkpoint and does not read it (`mandate audit verify` does).
         tamper(
             &app,
             backend,
@@ -345,6 +418,36 @@ both_stores!(
         )
         .await
         .unwrap();
+        let mut verified = None;
+        verify_since(store, &ring, &mut verified).await.unwrap();
+        let head = app.store.audit_head().await.unwrap().unwrap();
+        assert_eq!(verified.map(|v| (v.seq, v.hash)), Some(head));
+        // Rewritten with every hash after it, the chain holds together up to the head, but not
+        // at the checkpoint.
+        rewrite_and_rehash(&app, backend, 3).await;
+        let mut verified = None;
+        let refused = verify_since(store, &ring, &mut verified)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&format!("broken at event {}: gone or changed", signed.seq)),
+            "{refused}"
+        );
+        assert!(checkpoint(store, &ring, app.clock.now()).await.is_err());
+    }
+);
+
+both_stores!(
+    a_checkpoint_a_root_key_did_not_sign_stops_verification,
+    |backend| async move {
+        use mandate::server::audit::{checkpoint, verify_since};
+        let app = TestApp::spawn(backend).await;
+        start_checkpoint(&app).await;
+        seed(&app).await;
+        let ring = server_ring(&app);
+        let (head, hash) = app.store.audit_head().await.unwrap().unwrap();
+        // Someone with database access records a checkpoint over the head, claiming root key 1.
         let forged = mandate::server::store::Checkpoint {
             seq: head,
             hash,
@@ -353,15 +456,48 @@ both_stores!(
             signed_at: app.clock.now(),
         };
         app.store.insert_checkpoint(&forged).await.unwrap();
-        assert_eq!(
-            app.store.latest_checkpoint().await.unwrap().unwrap().seq,
-            head
-        );
-        // A walk with nothing verified yet starts at the first event instead, and finds it.
-        let refused = verify_since(app.store.as_ref(), &ring, None)
+        let mut verified = None;
+        let refused = verify_since(app.store.as_ref(), &ring, &mut verified)
             .await
             .unwrap_err()
             .to_string();
-        assert!(refused.contains("broken at event 2"), "{refused}");
+        assert!(
+            refused.contains(&format!(
+                "checkpoint at event {head} does not verify with root key 1"
+            )),
+            "{refused}"
+        );
+        add_tool(&app, "later").await;
+        let before = app.store.audit_checkpoints().await.unwrap().len();
+        assert!(checkpoint(app.store.as_ref(), &ring, app.clock.now())
+            .await
+            .is_err());
+        assert_eq!(app.store.audit_checkpoints().await.unwrap().len(), before);
+    }
+);
+
+both_stores!(
+    a_tail_cut_off_after_it_was_verified_is_found,
+    |backend| async move {
+        use mandate::server::audit::verify_since;
+        let app = TestApp::spawn(backend).await;
+        start_checkpoint(&app).await;
+        seed(&app).await;
+        let ring = server_ring(&app);
+        let mut verified = None;
+        verify_since(app.store.as_ref(), &ring, &mut verified)
+            .await
+            .unwrap();
+        let last = verified.clone().unwrap().seq;
+        let cut = format!("DELETE FROM audit_events WHERE seq = {last}");
+        tamper(&app, backend, true, &[cut.as_str()]).await.unwrap();
+        let refused = verify_since(app.store.as_ref(), &ring, &mut verified)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&format!("broken at event {last}: gone or changed")),
+            "{refused}"
+        );
     }
 );

@@ -42,7 +42,8 @@ pub(crate) struct Running {
 impl Running {
     /// Starts `serve` with `args` and `envs` on a port the kernel picks, and waits until it says
     /// where it listens and /healthz answers there. (A port found free beforehand could be taken
-    /// by another test's connection before this process binds it.)
+    /// by another test's connection before this process binds it.) The address comes from the
+    /// info-level "mandate is ready" line: `MANDATE_LOG` must let it through.
     pub(crate) async fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Running {
         let stderr = tempfile::Builder::new()
             .prefix("stderr-")
@@ -997,6 +998,73 @@ async fn a_sigterm_as_soon_as_the_service_answers_stops_it_cleanly() {
         // A log written to a file carries no terminal colour codes.
         assert!(!log.contains('\x1b'), "round {round}: {log}");
     }
+}
+
+#[tokio::test]
+async fn a_sigterm_during_start_up_stops_it_cleanly() {
+    // Start-up waits for another replica's migrations: their lock is held here.
+    let db = TestDb::create().await;
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(0x006d_616e_6461_7465_i64)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let stderr = tmp.path().join("stderr.log");
+    let mut child = mandate()
+        .args(["serve", "--dev"])
+        .env("MANDATE_DATABASE_URL", &db.url)
+        .env("MANDATE_LISTEN", "127.0.0.1:0")
+        .env("MANDATE_DATA_DIR", tmp.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()",
+        )
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "mandate exited: {}",
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "mandate never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    // It stops while the lock is still held, cleanly and without serving.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mandate ignored SIGTERM during start-up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    assert!(status.success(), "{status}: {log}");
+    assert!(log.contains("stopped during start-up"), "{log}");
+    assert!(!log.contains("mandate is ready"), "{log}");
 }
 
 #[tokio::test]

@@ -123,8 +123,11 @@ pub trait CoreStore: Send + Sync + Debug {
     /// Every checkpoint, by seq.
     async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
 
-    /// The checkpoint with the highest seq, if any.
-    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
+    /// The checkpoint with the highest seq among those naming one of `kids`, if any.
+    async fn latest_checkpoint(&self, kids: &[u32]) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// The checkpoints with `seq > after`, by seq.
+    async fn checkpoints_after(&self, after: i64) -> Result<Vec<Checkpoint>, StoreError>;
 
     /// Records a checkpoint.
     async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;

@@ -255,13 +255,31 @@ impl CoreStore for ThisStore {
     }
 
     #[tracing::instrument(skip(self), err)]
-    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+    async fn latest_checkpoint(&self, kids: &[u32]) -> Result<Option<Checkpoint>, StoreError> {
+        let mut query =
+            sqlx::QueryBuilder::<Db>::new("SELECT * FROM audit_checkpoints WHERE kid IN (NULL");
+        for kid in kids {
+            query.push(", ").push_bind(i64::from(*kid));
+        }
+        query.push(") ORDER BY seq DESC LIMIT 1");
+        query
+            .build()
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
             .map(checkpoint_from_row)
             .transpose()
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn checkpoints_after(&self, after: i64) -> Result<Vec<Checkpoint>, StoreError> {
+        sqlx::query("SELECT * FROM audit_checkpoints WHERE seq > $1 ORDER BY seq")
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(checkpoint_from_row)
+            .collect()
     }
 
     #[tracing::instrument(skip_all, fields(seq = checkpoint.seq), err)]
