@@ -76,7 +76,8 @@ pub struct BadEvent {
     pub reason: String,
 }
 
-fn as_new(event: &AuditEvent) -> NewAuditEvent {
+/// The fields of a stored event that its hash covers, besides its seq and the previous hash.
+pub fn as_new(event: &AuditEvent) -> NewAuditEvent {
     NewAuditEvent {
         id: event.id,
         occurred_at: event.occurred_at,

@@ -265,7 +265,7 @@ async fn add_tool(app: &TestApp, id: &str) {
 /// Rewrites event `seq`'s actor and every hash from it on, as someone with database access
 /// and the hash function (it is public) would, so that the chain holds together again.
 async fn rewrite_and_rehash(app: &TestApp, backend: Backend, seq: i64) {
-    use mandate::server::audit::chain_hash;
+    use mandate::server::audit::{as_new, chain_hash};
     let events = app.store.audit_events(seq - 1, 100_000).await.unwrap();
     let mut prev = hex::decode(&events[0].prev_hash).unwrap();
     let bytes = |b: &[u8]| match backend {
@@ -274,23 +274,14 @@ async fn rewrite_and_rehash(app: &TestApp, backend: Backend, seq: i64) {
     };
     let mut statements = Vec::new();
     for event in &events {
-        let mut event = event.clone();
+        let mut new = as_new(event);
         if event.seq == seq {
-            event.actor = "admin:mallory".to_owned();
+            new.actor = "admin:mallory".to_owned();
         }
-        let new = mandate::server::store::NewAuditEvent {
-            id: event.id,
-            occurred_at: event.occurred_at,
-            actor: event.actor.clone(),
-            action: event.action.clone(),
-            target: event.target.clone(),
-            outcome: event.outcome,
-            details: event.details.clone(),
-        };
         let hash = chain_hash(&prev, event.seq, &new);
         statements.push(format!(
             "UPDATE audit_events SET actor = '{}', prev_hash = {}, hash = {} WHERE seq = {}",
-            event.actor,
+            new.actor,
             bytes(&prev),
             bytes(&hash),
             event.seq
@@ -301,17 +292,32 @@ async fn rewrite_and_rehash(app: &TestApp, backend: Backend, seq: i64) {
     tamper(app, backend, true, &statements).await.unwrap();
 }
 
+/// A server with the seeded inventory, past its start-up checkpoint; the key ring it signs
+/// with; and the chain as verified up to its head.
+async fn verified_app(
+    backend: Backend,
+) -> (
+    TestApp,
+    mandate::server::keys::KeyRing,
+    Option<mandate::server::audit::Verified>,
+) {
+    let app = TestApp::spawn(backend).await;
+    start_checkpoint(&app).await;
+    seed(&app).await;
+    let ring = server_ring(&app);
+    let mut verified = None;
+    mandate::server::audit::verify_since(app.store.as_ref(), &ring, &mut verified)
+        .await
+        .unwrap();
+    (app, ring, verified)
+}
+
 both_stores!(
     a_checkpoint_signs_the_hashes_recomputed_before_a_later_rewrite,
     |backend| async move {
         use mandate::server::audit::{sign_checkpoint, verify_since};
-        let app = TestApp::spawn(backend).await;
-        start_checkpoint(&app).await;
-        seed(&app).await;
-        let ring = server_ring(&app);
+        let (app, ring, mut verified) = verified_app(backend).await;
         let store = app.store.as_ref();
-        let mut verified = None;
-        verify_since(store, &ring, &mut verified).await.unwrap();
         let first = verified.clone().unwrap();
         let head = app.store.audit_head().await.unwrap().unwrap();
         assert_eq!((first.seq, first.hash.clone()), head);
@@ -355,13 +361,8 @@ both_stores!(
     a_walk_goes_on_from_the_last_event_verified_and_stops_at_a_rewrite,
     |backend| async move {
         use mandate::server::audit::verify_since;
-        let app = TestApp::spawn(backend).await;
-        start_checkpoint(&app).await;
-        seed(&app).await;
-        let ring = server_ring(&app);
+        let (app, ring, mut verified) = verified_app(backend).await;
         let store = app.store.as_ref();
-        let mut verified = None;
-        verify_since(store, &ring, &mut verified).await.unwrap();
         let first = verified.clone().unwrap();
         add_tool(&app, "later").await;
         add_tool(&app, "last").await;
@@ -480,14 +481,7 @@ both_stores!(
     a_tail_cut_off_after_it_was_verified_is_found,
     |backend| async move {
         use mandate::server::audit::verify_since;
-        let app = TestApp::spawn(backend).await;
-        start_checkpoint(&app).await;
-        seed(&app).await;
-        let ring = server_ring(&app);
-        let mut verified = None;
-        verify_since(app.store.as_ref(), &ring, &mut verified)
-            .await
-            .unwrap();
+        let (app, ring, mut verified) = verified_app(backend).await;
         let last = verified.clone().unwrap().seq;
         let cut = format!("DELETE FROM audit_events WHERE seq = {last}");
         tamper(&app, backend, true, &[cut.as_str()]).await.unwrap();
