@@ -399,10 +399,7 @@ both_stores!(
     a_fresh_walk_starts_at_the_latest_signed_checkpoint_and_checks_it,
     |backend| async move {
         use mandate::server::audit::{checkpoint, verify_since};
-        let app = TestApp::spawn(backend).await;
-        start_checkpoint(&app).await;
-        seed(&app).await;
-        let ring = server_ring(&app);
+        let (app, ring, _) = verified_app(backend).await;
         let store = app.store.as_ref();
         let signed = checkpoint(store, &ring, app.clock.now())
             .await
@@ -443,10 +440,7 @@ both_stores!(
     a_checkpoint_a_root_key_did_not_sign_stops_verification,
     |backend| async move {
         use mandate::server::audit::{checkpoint, verify_since};
-        let app = TestApp::spawn(backend).await;
-        start_checkpoint(&app).await;
-        seed(&app).await;
-        let ring = server_ring(&app);
+        let (app, ring, _) = verified_app(backend).await;
         let (head, hash) = app.store.audit_head().await.unwrap().unwrap();
         // Someone with database access records a checkpoint over the head, claiming root key 1.
         let forged = mandate::server::store::Checkpoint {
