@@ -339,11 +339,14 @@ pub async fn sign_checkpoint(
     if verified.seq == 0 {
         return Ok(None);
     }
-    if latest_signed(store, keys)
-        .await?
-        .is_some_and(|last| last.seq >= verified.seq)
-    {
-        return Ok(None);
+    if let Some(last) = latest_signed(store, keys).await? {
+        if last.seq == verified.seq {
+            return same_head(&last, verified).map(|()| None);
+        }
+        if last.seq > verified.seq {
+            // Another replica is ahead; the next walk checks its checkpoint.
+            return Ok(None);
+        }
     }
     let root = keys.active();
     let signature = root
@@ -358,7 +361,27 @@ pub async fn sign_checkpoint(
         signed_at: now,
     };
     store.insert_checkpoint(&checkpoint).await?;
-    Ok(Some(checkpoint))
+    // Another replica may have signed the same event first: its row stays, and must agree.
+    let stored = store.checkpoints_after(verified.seq - 1).await?;
+    match stored.first().filter(|c| c.seq == verified.seq) {
+        Some(first) if first.signature == checkpoint.signature => Ok(Some(checkpoint)),
+        Some(first) => same_head(first, verified).map(|()| None),
+        None => Err(StoreError::Corrupt(format!(
+            "the checkpoint at event {} was not recorded",
+            verified.seq
+        ))),
+    }
+}
+
+/// Whether `checkpoint`, at the event last verified, signs the hash recomputed for it.
+fn same_head(checkpoint: &Checkpoint, verified: &Verified) -> Result<(), StoreError> {
+    if checkpoint.hash == verified.hash {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt(format!(
+        "the checkpoint at event {} signs another hash than the one recomputed; not signing",
+        verified.seq
+    )))
 }
 
 /// Verifies the chain since the latest checkpoint a loaded root key signed, and signs its head

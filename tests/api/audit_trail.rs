@@ -489,3 +489,67 @@ both_stores!(
         );
     }
 );
+
+both_stores!(
+    a_checkpoint_over_the_same_event_with_another_hash_is_refused,
+    |backend| async move {
+        use mandate::server::audit::{checkpoint_message, sign_checkpoint};
+        let (app, ring, verified) = verified_app(backend).await;
+        let verified = verified.unwrap();
+        // Another replica, with the same root key, signed the same event with another hash.
+        let other = vec![9; 32];
+        let signature = ring
+            .active()
+            .keypair()
+            .sign(&checkpoint_message(verified.seq, &other))
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        let theirs = mandate::server::store::Checkpoint {
+            seq: verified.seq,
+            hash: other,
+            kid: 1,
+            signature,
+            signed_at: app.clock.now(),
+        };
+        app.store.insert_checkpoint(&theirs).await.unwrap();
+        let refused = sign_checkpoint(app.store.as_ref(), &ring, &verified, app.clock.now())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&format!(
+                "checkpoint at event {} signs another hash",
+                verified.seq
+            )),
+            "{refused}"
+        );
+        // The same from a replica whose key this one does not hold, recorded as this one signs:
+        // the row first recorded stays, and the disagreement is an error.
+        add_tool(&app, "later").await;
+        let mut later = Some(verified);
+        mandate::server::audit::verify_since(app.store.as_ref(), &ring, &mut later)
+            .await
+            .unwrap();
+        let later = later.unwrap();
+        let theirs = mandate::server::store::Checkpoint {
+            seq: later.seq,
+            hash: vec![9; 32],
+            kid: 99,
+            signature: vec![7; 64],
+            signed_at: app.clock.now(),
+        };
+        app.store.insert_checkpoint(&theirs).await.unwrap();
+        let refused = sign_checkpoint(app.store.as_ref(), &ring, &later, app.clock.now())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&format!(
+                "checkpoint at event {} signs another hash",
+                later.seq
+            )),
+            "{refused}"
+        );
+    }
+);
