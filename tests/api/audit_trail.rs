@@ -490,10 +490,34 @@ both_stores!(
     }
 );
 
+/// Signing `verified` fails: a checkpoint over the same event signs another hash.
+async fn signing_is_refused_for_another_hash(
+    app: &TestApp,
+    ring: &mandate::server::keys::KeyRing,
+    verified: &mandate::server::audit::Verified,
+) {
+    let refused = mandate::server::audit::sign_checkpoint(
+        app.store.as_ref(),
+        ring,
+        verified,
+        app.clock.now(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains(&format!(
+            "checkpoint at event {} signs another hash",
+            verified.seq
+        )),
+        "{refused}"
+    );
+}
+
 both_stores!(
     a_checkpoint_over_the_same_event_with_another_hash_is_refused,
     |backend| async move {
-        use mandate::server::audit::{checkpoint_message, sign_checkpoint};
+        use mandate::server::audit::checkpoint_message;
         let (app, ring, verified) = verified_app(backend).await;
         let verified = verified.unwrap();
         // Another replica, with the same root key, signed the same event with another hash.
@@ -513,17 +537,7 @@ both_stores!(
             signed_at: app.clock.now(),
         };
         app.store.insert_checkpoint(&theirs).await.unwrap();
-        let refused = sign_checkpoint(app.store.as_ref(), &ring, &verified, app.clock.now())
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            refused.contains(&format!(
-                "checkpoint at event {} signs another hash",
-                verified.seq
-            )),
-            "{refused}"
-        );
+        signing_is_refused_for_another_hash(&app, &ring, &verified).await;
         // The same from a replica whose key this one does not hold, recorded as this one signs:
         // the row first recorded stays, and the disagreement is an error.
         add_tool(&app, "later").await;
@@ -540,16 +554,6 @@ both_stores!(
             signed_at: app.clock.now(),
         };
         app.store.insert_checkpoint(&theirs).await.unwrap();
-        let refused = sign_checkpoint(app.store.as_ref(), &ring, &later, app.clock.now())
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            refused.contains(&format!(
-                "checkpoint at event {} signs another hash",
-                later.seq
-            )),
-            "{refused}"
-        );
+        signing_is_refused_for_another_hash(&app, &ring, &later).await;
     }
 );
