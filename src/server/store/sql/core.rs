@@ -237,11 +237,7 @@ impl CoreStore for ThisStore {
 
     #[tracing::instrument(skip(self), err)]
     async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as(CHAIN_HEAD).fetch_optional(&self.pool).await?)
     }
 
     #[tracing::instrument(skip(self), err)]
