@@ -267,20 +267,21 @@ impl MandateStore for ThisStore {
         if state.active_agents.len() != agents.len() || state.active_tools != tools.len() {
             return Err(no_longer_active(&mut tx, &agents, &tools).await?);
         }
+        let buckets = issuance_buckets(batch);
         if let Some(cap) = live_cap {
             for (agent, counted) in &state.active_agents {
-                let this_batch = batch
+                let this_batch: i64 = buckets
                     .iter()
-                    .filter(|m| m.issuance.agent_id == *agent)
-                    .count();
-                let bound = counted.saturating_add(i64::try_from(this_batch).unwrap_or(i64::MAX));
-                if bound > i64::from(cap) {
+                    .filter(|((bucket_agent, _), _)| bucket_agent == agent)
+                    .map(|(_, issued)| issued)
+                    .sum();
+                if counted.saturating_add(this_batch) > i64::from(cap) {
                     check_live_cap(&mut tx, agent, now, cap).await?;
                 }
             }
         }
         let events: Vec<&NewAuditEvent> = batch.iter().map(|m| &m.audit).collect();
-        insert_chained(&mut tx, &chain(state.head, &events), &issuance_buckets(batch)).await?;
+        insert_chained(&mut tx, &chain(state.head, &events), &buckets).await?;
         tx.commit().await?;
         Ok(())
     }
