@@ -1044,23 +1044,13 @@ async fn a_sigterm_during_start_up_stops_it_cleanly() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
     // It stops while the lock is still held, cleanly and without serving.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mandate ignored SIGTERM during start-up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let starting = Running {
+        child,
+        base: String::new(),
+        stderr: stderr.clone(),
     };
+    let status = starting.stop().await;
     let log = std::fs::read_to_string(&stderr).unwrap();
     assert!(status.success(), "{status}: {log}");
     assert!(log.contains("stopped during start-up"), "{log}");
