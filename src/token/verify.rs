@@ -240,9 +240,14 @@ fn attested_hops(
     revocation_ids: &[Vec<u8>],
     agent_keys: &AgentKeys,
 ) -> Result<Vec<Hop>, TokenError> {
+    // Hops are read from the later blocks only: the authority block, the largest to print, is
+    // read through the authorizer, so its source is left out here.
     let chain = chain_of(
         biscuit.block_count(),
-        |i| Ok(biscuit.print_block_source(i)?),
+        |i| match i {
+            0 => Ok(String::new()),
+            _ => Ok(biscuit.print_block_source(i)?),
+        },
         &biscuit.external_public_keys(),
         revocation_ids,
         biscuit.root_key_id(),
