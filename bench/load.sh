@@ -6,9 +6,12 @@
 #   bench/load.sh                   # BENCH_PG, BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_RATES
 #
 # Runs, each BENCH_SECONDS long (default 30) against a fresh database:
-#   1. raw ceiling: pgbench, BENCH_CONCURRENCY clients (default 16), one transaction = two inserts
-#      shaped like an issuance row and its audit event, synchronous_commit on;
-#   2. mint at saturation: oha, BENCH_CONCURRENCY connections, as fast as answers come;
+#   1. raw ceiling: pgbench at each client count of BENCH_CONCURRENCY (default "16 64"), one
+#      transaction = two inserts shaped like an issuance row and its audit event,
+#      synchronous_commit on; then the same transactions at the last of BENCH_RATES, for the
+#      database's own latency at that rate (what mint's latency there cannot go below);
+#   2. mint at each of those connection counts: oha, as fast as answers come. Saturation is the
+#      best of them, set against the best raw figure (the ceiling);
 #   3. mint open-loop at each of BENCH_RATES requests/s (default "250 500 1000"), with latency
 #      correction (a request is timed from when it was due, not from when it was sent);
 #   4. the last rate again for 60 s, sampling the server's resident memory every second.
@@ -17,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pg="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 seconds="${BENCH_SECONDS:-30}"
-clients="${BENCH_CONCURRENCY:-16}"
+concurrency="${BENCH_CONCURRENCY:-16 64}"
 rates="${BENCH_RATES:-250 500 1000}"
 port="${BENCH_PORT:-8491}"
 db="mandate_bench_$$"
@@ -61,10 +64,27 @@ INSERT INTO raw_audit (id, occurred_at, actor, action, target, outcome, details,
   sha256('prev'), sha256('hash'));
 COMMIT;
 SQL
-echo "== raw ceiling: pgbench -n -c $clients -j 2 -T $seconds -f raw.sql"
-pgbench -n -c "$clients" -j 2 -T "$seconds" -f "$work/raw.sql" "$pg/$db" 2>&1 \
-    | grep -E "^(tps|latency average|number of failed)" | tee "$work/raw.txt"
-raw_tps="$(awk '/^tps/ {print $3}' "$work/raw.txt")"
+raw_tps=0 # the best of the client counts: the ceiling
+for clients in $concurrency; do
+    psql -q "$pg/$db" -c "TRUNCATE raw_issuance, raw_audit"
+    echo "== raw ceiling: pgbench -n -c $clients -j 2 -T $seconds -f raw.sql"
+    pgbench -n -c "$clients" -j 2 -T "$seconds" -f "$work/raw.sql" "$pg/$db" 2>&1 \
+        | grep -E "^(tps|latency average|number of failed)" | tee "$work/raw-$clients.txt"
+    tps="$(awk '/^tps/ {print $3}' "$work/raw-$clients.txt")"
+    raw_tps="$(python3 -c "print(max($raw_tps, $tps))")"
+done
+echo "raw ceiling: $raw_tps tx/s"
+last="${rates##* }"
+echo "== raw at $last tx/s: pgbench -n -c 16 -j 2 -R $last -T $seconds -f raw.sql"
+pgbench -n -c 16 -j 2 -R "$last" -T "$seconds" -f "$work/raw.sql" --log \
+    --log-prefix="$work/rawlog" "$pg/$db" > /dev/null 2>&1
+cat "$work"/rawlog.* | python3 -c "
+import sys
+# Each transaction's time plus its lag behind schedule: timed from when it was due, as oha's
+# latency correction does.
+ms = sorted((int(f[2]) + int(f[6])) / 1000 for f in map(str.split, sys.stdin))
+at = lambda q: ms[min(len(ms) - 1, int(len(ms) * q))]
+print(f'raw at $last tx/s: p50 {at(.5):.1f} p90 {at(.9):.1f} p99 {at(.99):.1f} p99.9 {at(.999):.1f} ms, {len(ms)} transactions')"
 
 # 2-4. mandate on the same database.
 # One orchestrator minting for one principal: the per-caller rate limits and the cap on one
@@ -95,30 +115,40 @@ kinds.update({f"HTTP {c}": n for c, n in codes.items() if c != "201"})
 cut = sum(n for k, n in kinds.items() if "deadline" in k.lower())
 errors = sum(kinds.values()) - cut
 ms = lambda v: f"{v * 1000:.1f}" if v is not None else "-"
-print(f"{label}: {s['requestsPerSec']:.0f} mints/s ({s['requestsPerSec'] / raw:.2f}x raw), "
+print(f"{label}: {s['requestsPerSec']:.0f} mints/s ({s['requestsPerSec'] / raw:.2f}x the raw ceiling), "
       f"p50 {ms(p['p50'])} p90 {ms(p['p90'])} p99 {ms(p['p99'])} p99.9 {ms(p['p99.9'])} ms, "
       f"201s {codes.get('201', 0)}, errors {errors}, cut off at the end {cut}"
       + (f" {kinds}" if errors else ""))
 PY
 }
-mint warmup -z 5s -c "$clients" > /dev/null
-echo "== mint at saturation: oha -z ${seconds}s -c $clients"
-server_before="$(awk '{print $14 + $15}' "/proc/$server/stat")"
-mint saturation -z "${seconds}s" -c "$clients"
-server_after="$(awk '{print $14 + $15}' "/proc/$server/stat")"
-python3 - "$work/saturation.json" "$server_before" "$server_after" "$(getconf CLK_TCK)" <<'PY'
+mint warmup -z 5s -c "${concurrency%% *}" > /dev/null
+for clients in $concurrency; do
+    echo "== mint as fast as answers come: oha -z ${seconds}s -c $clients"
+    server_before="$(awk '{print $14 + $15}' "/proc/$server/stat")"
+    mint "saturation-$clients" -z "${seconds}s" -c "$clients"
+    server_after="$(awk '{print $14 + $15}' "/proc/$server/stat")"
+    python3 - "$work/saturation-$clients.json" "$server_before" "$server_after" \
+        "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); before, after, hz = map(float, sys.argv[2:5])
 minted = r.get("statusCodeDistribution", {}).get("201", 0)
 cpu = (after - before) / hz
-print(f"mandate's CPU at saturation: {cpu:.1f} s for {minted} mints, "
-      f"{cpu / max(minted, 1) * 1e6:.0f} µs a mint")
+print(f"mandate's CPU: {cpu:.1f} s for {minted} mints, {cpu / max(minted, 1) * 1e6:.0f} µs a mint")
+PY
+done
+python3 - "$raw_tps" "$work" $concurrency <<'PY'
+import json, sys
+raw, work = float(sys.argv[1]), sys.argv[2]
+rates = {c: json.load(open(f"{work}/saturation-{c}.json"))["summary"]["requestsPerSec"]
+         for c in sys.argv[3:]}
+best = max(rates, key=rates.get)
+print(f"mint at saturation: {rates[best]:.0f} mints/s at {best} connections, "
+      f"{rates[best] / raw:.2f}x the raw ceiling of {raw:.0f} tx/s")
 PY
 for rate in $rates; do
     echo "== mint open-loop: oha -z ${seconds}s -q $rate --latency-correction -c 128"
     mint "rate-$rate" -z "${seconds}s" -q "$rate" --latency-correction -c 128
 done
-last="${rates##* }"
 echo "== memory at $last mints/s for 60 s (resident set of the server, sampled every second)"
 ( for _ in $(seq 62); do awk '/VmRSS/ {print $2}' "/proc/$server/status"; sleep 1; done ) > "$work/rss.txt" &
 sampler=$!
