@@ -81,8 +81,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Recompute the audit chain and its signed checkpoints; exits non-zero and names the
-    /// first bad event when the trail was altered.
+    /// Recompute the audit chain and its signed checkpoints, checked against the root keys
+    /// the configuration loads; exits non-zero and names the first bad event when the trail
+    /// was altered.
     Verify {
         /// TOML configuration file (overrides MANDATE_CONFIG).
         #[arg(long)]
@@ -261,18 +262,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::from_env(config.as_deref())?;
             let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
             let report = runtime()?.block_on(async {
+                let keys = startup::audit_keys(&config)?;
                 let store = startup::open_migrated_store(&config).await?;
-                let keys: mandate::token::keys::KeySet = store
-                    .root_keys()
-                    .await?
-                    .iter()
-                    .map(|k| {
-                        Ok((
-                            k.kid,
-                            mandate::token::keys::parse_public_key(&k.public_key)?,
-                        ))
-                    })
-                    .collect::<anyhow::Result<_>>()?;
                 let report = mandate::server::audit::verify(store.as_ref(), &keys).await;
                 store.close().await;
                 anyhow::Ok(report?)

@@ -22,6 +22,7 @@ use super::store::batch::Writers;
 use super::store::{self, MigrationReport, NewRootKey, SharedStore, StoreError};
 use super::telemetry::{otlp, Metrics};
 use crate::clock::SharedClock;
+use crate::token::keys::KeySet;
 
 /// How the service was asked to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -297,6 +298,30 @@ fn load_configured_keys(config: &Config, options: Options) -> Result<KeySource, 
         keys::load_key_file(&path)?;
     }
     Ok(KeySource::Dev(path))
+}
+
+/// The root public keys `mandate audit verify` checks checkpoints against: the ones this
+/// configuration loads (its key files, else the development key in the data directory), as
+/// the service's own verification does. Never the keys on record in the database: whoever can
+/// rewrite the trail there can rewrite that record too, and sign over the rewrite.
+pub fn audit_keys(config: &Config) -> Result<KeySet, StartupError> {
+    let keys = if config.root_keys.is_empty() {
+        let path = keys::dev_key_path(&config.data_dir);
+        if !path.exists() {
+            return Err(StartupError::NoRootKey);
+        }
+        vec![(DEV_KID, keys::load_key_file(&path)?)]
+    } else {
+        config
+            .root_keys
+            .iter()
+            .map(|file| Ok((file.kid, keys::load_key_file(&file.path)?)))
+            .collect::<Result<_, KeyError>>()?
+    };
+    Ok(keys
+        .into_iter()
+        .map(|(kid, key)| (kid, key.public()))
+        .collect())
 }
 
 /// The hash of the configured admin token, read (and checked) before anything is created.

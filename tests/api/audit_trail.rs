@@ -186,14 +186,7 @@ both_stores!(
 
         if backend == Backend::Sqlite {
             // The command names the same event and fails.
-            let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
-                .args(["audit", "verify"])
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("MANDATE_DATA_DIR", app.db.data_dir())
-                .env("MANDATE_LOG", "error")
-                .output()
-                .unwrap();
+            let out = audit_verify_command(&app);
             assert!(!out.status.success());
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
@@ -557,3 +550,85 @@ both_stores!(
         signing_is_refused_for_another_hash(&app, &ring, &later).await;
     }
 );
+
+/// Runs `mandate audit verify` on `app`'s SQLite store and configuration.
+fn audit_verify_command(app: &TestApp) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["audit", "verify"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MANDATE_DATA_DIR", app.db.data_dir())
+        .env("MANDATE_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn audit_verify_trusts_the_configured_root_keys_not_the_ones_on_record() {
+    use ed25519_dalek::{Signer, SigningKey};
+    use mandate::server::audit::checkpoint_message;
+    let backend = Backend::Sqlite;
+    let app = TestApp::spawn(backend).await;
+    seed(&app).await;
+    start_checkpoint(&app).await;
+    let untouched = audit_verify_command(&app);
+    assert!(
+        untouched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&untouched.stderr)
+    );
+
+    // Someone who can write the database rewrites an event under the signed checkpoint and
+    // re-hashes the chain; then signs that checkpoint again with a key of their own, and puts
+    // their key in the record of root keys under the service's kid.
+    let signed = app.store.audit_checkpoints().await.unwrap()[0].clone();
+    rewrite_and_rehash(&app, backend, signed.seq).await;
+    let rewritten = app.store.audit_events(signed.seq - 1, 1).await.unwrap()[0].clone();
+    let hash = hex::decode(&rewritten.hash).unwrap();
+    let mallory = SigningKey::from_bytes(&[7; 32]);
+    let signature = mallory.sign(&checkpoint_message(signed.seq, &hash));
+    let statements = [
+        "DROP TRIGGER IF EXISTS audit_checkpoints_no_update".to_owned(),
+        format!(
+            "UPDATE audit_checkpoints SET hash = X'{}', signature = X'{}' WHERE seq = {}",
+            hex::encode(&hash),
+            hex::encode(signature.to_bytes()),
+            signed.seq
+        ),
+        format!(
+            "UPDATE root_keys SET public_key = 'ed25519/{}' WHERE kid = {}",
+            hex::encode(mallory.verifying_key().as_bytes()),
+            signed.kid
+        ),
+    ];
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    tamper(&app, backend, true, &statements).await.unwrap();
+
+    // Checked against the key the configuration loads, the forged checkpoint fails: the
+    // command exits non-zero and names it, as the service's own verification does.
+    let forged = audit_verify_command(&app);
+    let stderr = String::from_utf8_lossy(&forged.stderr);
+    assert!(!forged.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("altered at event {}", signed.seq))
+            && stderr.contains("checkpoint signature does not verify"),
+        "{stderr}"
+    );
+    let report = verify(&app).await;
+    assert_eq!(report["intact"], false, "{report}");
+    assert_eq!(report["first_bad"]["seq"], signed.seq, "{report}");
+}
+
+#[tokio::test]
+async fn audit_verify_without_a_root_key_to_check_with_refuses_to_run() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    seed(&app).await;
+    std::fs::remove_file(mandate::server::keys::dev_key_path(app.db.data_dir())).unwrap();
+    let out = audit_verify_command(&app);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no root signing key configured"),
+        "{stderr}"
+    );
+}
