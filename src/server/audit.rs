@@ -55,8 +55,11 @@ fn signed_by(checkpoint: &Checkpoint, public_key: &[u8]) -> bool {
 pub struct AuditReport {
     /// Events checked.
     pub events: u64,
-    /// Checkpoints checked.
+    /// Checkpoints checked: those signed with a root key the verifier loads.
     pub checkpoints: u64,
+    /// Checkpoints passed over: they name a root key the verifier does not load (one retired
+    /// from the configuration), so they vouch for nothing, as if they were not there.
+    pub checkpoints_passed_over: u64,
     /// Whether everything holds.
     pub intact: bool,
     /// The first bad event (or checkpoint), if any.
@@ -89,12 +92,14 @@ pub fn as_new(event: &AuditEvent) -> NewAuditEvent {
     }
 }
 
-/// Recomputes the whole chain and checks every checkpoint against it and against `keys`.
+/// Recomputes the whole chain and checks every checkpoint signed with one of `keys` against
+/// it. Checkpoints of other keys are passed over and counted.
 pub async fn verify(store: &dyn Store, keys: &KeySet) -> Result<AuditReport, StoreError> {
-    let checkpoints = store.audit_checkpoints().await?;
+    let all = store.audit_checkpoints().await?;
     let mut report = AuditReport {
         events: 0,
-        checkpoints: checkpoints.len() as u64,
+        checkpoints: 0,
+        checkpoints_passed_over: 0,
         intact: true,
         first_bad: None,
     };
@@ -102,21 +107,24 @@ pub async fn verify(store: &dyn Store, keys: &KeySet) -> Result<AuditReport, Sto
         report.intact = false;
         report.first_bad = Some(BadEvent { seq, id, reason });
     };
-    // Signatures first: a checkpoint must be signed by a published root key.
-    for checkpoint in &checkpoints {
-        let signed = keys
-            .get(&checkpoint.kid)
-            .is_some_and(|key| signed_by(checkpoint, &key.to_bytes()));
-        if !signed {
-            fail(
-                &mut report,
-                checkpoint.seq,
-                None,
-                "checkpoint signature does not verify".into(),
-            );
-            return Ok(report);
+    // Signatures first: a checkpoint naming a loaded root key must be signed by it.
+    let mut checkpoints = Vec::with_capacity(all.len());
+    for checkpoint in all {
+        match keys.get(&checkpoint.kid) {
+            None => report.checkpoints_passed_over += 1,
+            Some(key) if signed_by(&checkpoint, &key.to_bytes()) => checkpoints.push(checkpoint),
+            Some(_) => {
+                fail(
+                    &mut report,
+                    checkpoint.seq,
+                    None,
+                    "checkpoint signature does not verify".into(),
+                );
+                return Ok(report);
+            }
         }
     }
+    report.checkpoints = checkpoints.len() as u64;
     let by_seq: std::collections::HashMap<i64, &Checkpoint> =
         checkpoints.iter().map(|c| (c.seq, c)).collect();
     let walked = walk(store, 0, GENESIS.to_vec(), &by_seq).await?;
@@ -309,8 +317,7 @@ pub async fn verify_since(
                 checkpoints.insert(checkpoint.seq, checkpoint);
             }
             Some(false) => return Err(forged(checkpoint)),
-            // A key no longer loaded: `mandate audit verify` checks it against the keys on
-            // record.
+            // A key no longer loaded vouches for nothing: passed over, as `verify` does.
             None => {}
         }
     }

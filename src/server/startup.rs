@@ -50,6 +50,12 @@ pub enum StartupError {
     /// Production (Postgres without `--dev`) needs configured root keys.
     #[error("no root signing key configured: set MANDATE_ROOT_KEYS=KID=PATH (see docs/configuration.md), or run `mandate serve --dev`")]
     NoRootKey,
+    /// `mandate audit verify` has no root key to check checkpoints with.
+    #[error("no root key to check the audit checkpoints with: set MANDATE_ROOT_KEYS=KID=PATH to the service's key files, or restore the development key at {}", path.display())]
+    NoAuditKey {
+        /// Where the development key was looked for.
+        path: PathBuf,
+    },
     /// The listening address cannot be bound.
     #[error("cannot listen on {addr}: {reason}")]
     Listen {
@@ -308,7 +314,7 @@ pub fn audit_keys(config: &Config) -> Result<KeySet, StartupError> {
     let keys = if config.root_keys.is_empty() {
         let path = keys::dev_key_path(&config.data_dir);
         if !path.exists() {
-            return Err(StartupError::NoRootKey);
+            return Err(StartupError::NoAuditKey { path });
         }
         vec![(DEV_KID, keys::load_key_file(&path)?)]
     } else {

@@ -551,14 +551,20 @@ both_stores!(
     }
 );
 
-/// Runs `mandate audit verify` on `app`'s SQLite store and configuration.
+/// Runs `mandate audit verify` on `app`'s SQLite store, with the development key.
 fn audit_verify_command(app: &TestApp) -> std::process::Output {
+    audit_verify_with(app, &[])
+}
+
+/// Runs `mandate audit verify` on `app`'s SQLite store, with `envs` set as well.
+fn audit_verify_with(app: &TestApp, envs: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_mandate"))
         .args(["audit", "verify"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("MANDATE_DATA_DIR", app.db.data_dir())
         .env("MANDATE_LOG", "error")
+        .envs(envs.iter().copied())
         .output()
         .unwrap()
 }
@@ -578,16 +584,33 @@ async fn audit_verify_trusts_the_configured_root_keys_not_the_ones_on_record() {
         String::from_utf8_lossy(&untouched.stderr)
     );
 
-    // Someone who can write the database rewrites an event under the signed checkpoint and
-    // re-hashes the chain; then signs that checkpoint again with a key of their own, and puts
-    // their key in the record of root keys under the service's kid.
+    // Someone who can write the database puts a key of their own in the record of root keys,
+    // under the service's kid. The record is not what checkpoints are checked with: the
+    // untouched trail still verifies.
     let signed = app.store.audit_checkpoints().await.unwrap()[0].clone();
+    let mallory = SigningKey::from_bytes(&[7; 32]);
+    let rekey = format!(
+        "UPDATE root_keys SET public_key = 'ed25519/{}' WHERE kid = {}",
+        hex::encode(mallory.verifying_key().as_bytes()),
+        signed.kid
+    );
+    tamper(&app, backend, true, &[rekey.as_str()])
+        .await
+        .unwrap();
+    let rekeyed = audit_verify_command(&app);
+    assert!(
+        rekeyed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rekeyed.stderr)
+    );
+
+    // Then they rewrite the event the checkpoint signs, re-hash the chain, and sign the
+    // checkpoint again with their key.
     rewrite_and_rehash(&app, backend, signed.seq).await;
     let rewritten = app.store.audit_events(signed.seq - 1, 1).await.unwrap()[0].clone();
     let hash = hex::decode(&rewritten.hash).unwrap();
-    let mallory = SigningKey::from_bytes(&[7; 32]);
     let signature = mallory.sign(&checkpoint_message(signed.seq, &hash));
-    let statements = [
+    let resign = [
         "DROP TRIGGER IF EXISTS audit_checkpoints_no_update".to_owned(),
         format!(
             "UPDATE audit_checkpoints SET hash = X'{}', signature = X'{}' WHERE seq = {}",
@@ -595,14 +618,9 @@ async fn audit_verify_trusts_the_configured_root_keys_not_the_ones_on_record() {
             hex::encode(signature.to_bytes()),
             signed.seq
         ),
-        format!(
-            "UPDATE root_keys SET public_key = 'ed25519/{}' WHERE kid = {}",
-            hex::encode(mallory.verifying_key().as_bytes()),
-            signed.kid
-        ),
     ];
-    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
-    tamper(&app, backend, true, &statements).await.unwrap();
+    let resign: Vec<&str> = resign.iter().map(String::as_str).collect();
+    tamper(&app, backend, true, &resign).await.unwrap();
 
     // Checked against the key the configuration loads, the forged checkpoint fails: the
     // command exits non-zero and names it, as the service's own verification does.
@@ -612,6 +630,16 @@ async fn audit_verify_trusts_the_configured_root_keys_not_the_ones_on_record() {
     assert!(
         stderr.contains(&format!("altered at event {}", signed.seq))
             && stderr.contains("checkpoint signature does not verify"),
+        "{stderr}"
+    );
+    // The same with the key configured as a key file.
+    let key_file = mandate::server::keys::dev_key_path(app.db.data_dir());
+    let configured = format!("{}={}", signed.kid, key_file.display());
+    let out = audit_verify_with(&app, &[("MANDATE_ROOT_KEYS", configured.as_str())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("checkpoint signature does not verify"),
         "{stderr}"
     );
     let report = verify(&app).await;
@@ -628,7 +656,47 @@ async fn audit_verify_without_a_root_key_to_check_with_refuses_to_run() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("no root signing key configured"),
+        stderr.contains("no root key to check the audit checkpoints with")
+            && stderr.contains("MANDATE_ROOT_KEYS")
+            && stderr.contains("root-key-1.pem"),
         "{stderr}"
     );
 }
+
+both_stores!(
+    a_checkpoint_of_a_root_key_no_longer_configured_is_passed_over,
+    |backend| async move {
+        use ed25519_dalek::{Signer, SigningKey};
+        use mandate::server::audit::checkpoint_message;
+        let (app, _, _) = verified_app(backend).await;
+        let before = verify(&app).await;
+        assert_eq!(before["intact"], true, "{before}");
+        assert_eq!(before["checkpoints_passed_over"], 0, "{before}");
+        // A checkpoint kid 2 signed before it was rotated out of the configuration.
+        let (head, hash) = app.store.audit_head().await.unwrap().unwrap();
+        let retired = SigningKey::from_bytes(&[5; 32]);
+        let signature = retired.sign(&checkpoint_message(head, &hash)).to_bytes();
+        let old = mandate::server::store::Checkpoint {
+            seq: head,
+            hash,
+            kid: 2,
+            signature: signature.to_vec(),
+            signed_at: app.clock.now(),
+        };
+        app.store.insert_checkpoint(&old).await.unwrap();
+        // Without its key it vouches for nothing, and raises no alarm: counted, passed over.
+        let report = verify(&app).await;
+        assert_eq!(report["intact"], true, "{report}");
+        assert_eq!(report["checkpoints"], before["checkpoints"], "{report}");
+        assert_eq!(report["checkpoints_passed_over"], 1, "{report}");
+        if backend == Backend::Sqlite {
+            let out = audit_verify_command(&app);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{stdout}");
+            assert!(
+                stdout.contains("\"checkpoints_passed_over\": 1"),
+                "{stdout}"
+            );
+        }
+    }
+);
