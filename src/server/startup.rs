@@ -285,14 +285,18 @@ pub async fn migrate(config: &Config) -> Result<MigrationReport, StartupError> {
     Ok(report?)
 }
 
+/// The configured root key files, loaded and checked, by kid.
+fn load_key_files(config: &Config) -> Result<Vec<(u32, biscuit_auth::KeyPair)>, KeyError> {
+    config
+        .root_keys
+        .iter()
+        .map(|file| Ok((file.kid, keys::load_key_file(&file.path)?)))
+        .collect()
+}
+
 fn load_configured_keys(config: &Config, options: Options) -> Result<KeySource, StartupError> {
     if !config.root_keys.is_empty() {
-        let keys = config
-            .root_keys
-            .iter()
-            .map(|file| Ok((file.kid, keys::load_key_file(&file.path)?)))
-            .collect::<Result<_, KeyError>>()?;
-        return Ok(KeySource::Files(keys));
+        return Ok(KeySource::Files(load_key_files(config)?));
     }
     if !options.dev && matches!(config.database, Database::Postgres(_)) {
         return Err(StartupError::NoRootKey);
@@ -318,11 +322,7 @@ pub fn audit_keys(config: &Config) -> Result<KeySet, StartupError> {
         }
         vec![(DEV_KID, keys::load_key_file(&path)?)]
     } else {
-        config
-            .root_keys
-            .iter()
-            .map(|file| Ok((file.kid, keys::load_key_file(&file.path)?)))
-            .collect::<Result<_, KeyError>>()?
+        load_key_files(config)?
     };
     Ok(keys
         .into_iter()
