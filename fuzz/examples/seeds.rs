@@ -53,6 +53,20 @@ fn main() {
         );
     }
 
+    // block_vocabulary: each documented shape as Datalog (mode 0), and hostile ones.
+    for (name, source) in [
+        ("delegate", "delegate(\"helper\");"),
+        ("rights", "check if tool($t), operation($o), ($t == \"crm\" && $o == \"read\") || ($t == \"crm\" && $o == \"write\");"),
+        ("never", "check if false;"),
+        ("resources", "check if resource($r), {\"ACME\", \"acme/web\"}.contains($r);"),
+        ("expiry", "check if time($t), $t <= 2027-01-15T08:00:00Z;"),
+        ("join", "f(1); f(2); f(3); r($a) <- f($a), f($b), f($c), $a + $b + $c < 0;"),
+        ("scope", "check if time($t), $t <= 2027-01-15T08:00:00Z trusting previous;"),
+    ] {
+        write("block_vocabulary", name, &text(0, source));
+    }
+    write("block_vocabulary", "attested-raw", &fixture::token_bytes(&attested));
+
     // attenuate_verify reads structure with `arbitrary`: a few byte patterns to start from.
     for (i, seed) in [[1u8; 32], [0x55; 32], [0xaa; 32], [0x0f; 32]]
         .iter()

@@ -110,7 +110,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             now: at,
         };
         let mandate_allows = fixture::granted().contains(asked) && at <= fixture::expires();
-        if let Ok(verified) = checked.authorize(&never, &request, resource, &options, None) {
+        if let Ok(verified) = checked.authorize(&never, &request, resource, &options) {
             assert!(
                 mandate_allows,
                 "the derived token allows {asked:?} on {resource:?} at {at}, the mandate does not"

@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
             now: fixture::now(),
         };
         for resource in [None, Some("ACME")] {
-            if let Ok(verified) = checked.authorize(&revoked, &request, resource, &options, None) {
+            if let Ok(verified) = checked.authorize(&revoked, &request, resource, &options) {
                 assert!(
                     verified.rights.contains(&asked),
                     "authorized {asked:?} outside the mandate's rights {:?}",

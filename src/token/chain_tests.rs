@@ -265,9 +265,13 @@ fn blocks_swapped_in_the_serialized_token_break_its_signatures() {
     let mut raw = biscuit_auth::format::schema::Biscuit::decode(bytes.as_slice()).unwrap();
     raw.blocks.swap(0, 1);
     let swapped = URL_SAFE.encode(raw.encode_to_vec());
+    // The vocabulary is read before the signatures: it may be first to refuse.
     let err = check(&f, &swapped, "crm", "read", 0).unwrap_err();
     assert!(
-        matches!(err, TokenError::BadSignature | TokenError::Malformed),
+        matches!(
+            err,
+            TokenError::BadSignature | TokenError::Malformed | TokenError::NotMandateBlock { .. }
+        ),
         "{err}"
     );
 }

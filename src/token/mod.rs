@@ -7,10 +7,12 @@
 
 pub mod attenuate;
 pub mod attest;
+pub mod authority;
 pub mod inspect;
 pub mod keys;
 pub mod mint;
 pub mod verify;
+pub mod vocabulary;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +44,17 @@ pub enum TokenError {
     /// A fact the schema requires is absent or repeated.
     #[error("the authority block must state exactly one `{0}` fact")]
     MissingFact(&'static str),
+    /// A block after the authority is not one of the mandate/v1 shapes ([`vocabulary`]).
+    #[error("block {index} is not a mandate/v1 block: {reason}")]
+    NotMandateBlock {
+        /// The block's position (the authority is 0).
+        index: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Verification did not get its turn, or did not finish, within its deadline.
+    #[error("verification did not finish within its deadline")]
+    Busy,
     /// A time outside the representable range.
     #[error("time out of range")]
     Time,
@@ -84,6 +97,8 @@ impl TokenError {
             TokenError::TooLarge => "too_large",
             TokenError::Malformed | TokenError::MissingFact(_) | TokenError::Time => "malformed",
             TokenError::TooManyBlocks => "too_many_blocks",
+            TokenError::NotMandateBlock { .. } => "not_mandate_block",
+            TokenError::Busy => "busy",
             TokenError::UnknownKey => "unknown_key",
             TokenError::BadSignature => "bad_signature",
             TokenError::Expired => "expired",

@@ -6,38 +6,27 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use biscuit_auth::builder::{fact, string, Policy, Rule, Term};
+use biscuit_auth::builder::{fact, string, Policy, Term};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::inspect::{chain_of, BlockKind, Chain};
+use super::authority::{self, Authority};
 use super::keys::KeySet;
-use super::{Right, TokenError, MAX_TOKEN_BYTES, SCHEMA_VERSION};
+use super::vocabulary::{self, Stated};
+use super::{Right, TokenError, MAX_TOKEN_BYTES};
 
 /// Registered agents' Ed25519 public keys, by agent id (what makes a hop attested).
 pub type AgentKeys = HashMap<String, Vec<PublicKey>>;
 
 /// Datalog the verifier runs on every call, parsed once (a parse costs as much as the run).
-type Parsed<T> = LazyLock<Result<T, biscuit_auth::error::Token>>;
+type Once<T> = LazyLock<Result<T, biscuit_auth::error::Token>>;
 
 /// The one policy: the mandate/v1 schema, and the right asked for.
-static ALLOW: Parsed<Policy> =
+static ALLOW: Once<Policy> =
     LazyLock::new(|| Policy::try_from("allow if mandate_schema(1), right({tool}, {operation})"));
-/// The authority block's single-valued facts, together.
-static AUTHORITY: Parsed<Rule> = LazyLock::new(|| {
-    Rule::try_from(
-        "data($v, $m, $s, $i, $a, $t, $d, $e) <- mandate_schema($v), mandate($m), \
-         principal($s, $i), agent($a), task($t, $d), expires($e)",
-    )
-});
-/// The authority block's rights.
-static RIGHTS: Parsed<Rule> = LazyLock::new(|| Rule::try_from("data($t, $o) <- right($t, $o)"));
-/// The mandate's id.
-static MANDATE_ID: Parsed<Rule> = LazyLock::new(|| Rule::try_from("data($m) <- mandate($m)"));
-
 /// A copy of a once-parsed piece of Datalog.
-fn parsed<T: Clone>(source: &Parsed<T>) -> Result<T, TokenError> {
+fn parsed<T: Clone>(source: &Once<T>) -> Result<T, TokenError> {
     Ok(LazyLock::force(source).clone()?)
 }
 
@@ -51,6 +40,10 @@ pub struct AccessRequest {
     /// The verifier's current time.
     pub now: DateTime<Utc>,
 }
+
+/// The largest clock skew, in seconds, a verifier should tolerate on expiry (the verifier's
+/// default). The revocation feed keeps an entry this long past its mandate's expiry.
+pub const MAX_SKEW_SECONDS: i64 = 30;
 
 /// Bounds and tolerances of verification.
 #[derive(Debug, Clone)]
@@ -112,7 +105,7 @@ pub struct Verified {
     pub hops: Vec<Hop>,
     /// The rights the mandate granted (later blocks may narrow what is usable).
     pub rights: Vec<Right>,
-    /// When the mandate expires (a later block may end it earlier).
+    /// When this token stops working: the mandate's expiry, or a later block's earlier one.
     pub expires_at: DateTime<Utc>,
     /// Every block's revocation id, hex, authority first.
     pub revocation_ids: Vec<String>,
@@ -172,16 +165,18 @@ fn map_biscuit(error: biscuit_auth::error::Token) -> TokenError {
     }
 }
 
-/// The hops of `chain`: each `delegate` names a claimed hop; an attestation block turns the
-/// last hop into an attested one, if its key is registered for that agent.
-fn hops(chain: &Chain, agent_keys: &AgentKeys) -> Result<Vec<Hop>, TokenError> {
+/// The hops of a token's later blocks: each `delegate` names a claimed hop; an attestation
+/// turns the last hop into an attested one, if the key that signed it (from the verified
+/// token) is registered for that agent.
+fn hops(
+    blocks: &[Stated],
+    signers: &[Option<PublicKey>],
+    agent_keys: &AgentKeys,
+) -> Result<Vec<Hop>, TokenError> {
     let mut hops: Vec<Hop> = Vec::new();
-    for block in &chain.blocks[1..] {
-        match block.kind {
-            BlockKind::Attestation => {
-                let agent = block.hop.as_ref().ok_or_else(|| {
-                    TokenError::ForgedAttestation("a third-party block attests no hop".into())
-                })?;
+    for (block, signer) in blocks.iter().zip(signers.iter().skip(1)) {
+        match (block, signer) {
+            (Stated::Attestation { agent }, Some(signer)) => {
                 let last = hops
                     .last_mut()
                     .filter(|h| &h.agent == agent && !h.attested)
@@ -190,10 +185,9 @@ fn hops(chain: &Chain, agent_keys: &AgentKeys) -> Result<Vec<Hop>, TokenError> {
                             "`{agent}` attests a hop the token was not delegated to it for"
                         ))
                     })?;
-                let signer = block.external_key.as_deref().unwrap_or_default();
                 let registered = agent_keys
                     .get(agent)
-                    .is_some_and(|keys| keys.iter().any(|k| k.print() == signer));
+                    .is_some_and(|keys| keys.contains(signer));
                 if !registered {
                     return Err(TokenError::ForgedAttestation(format!(
                         "the attestation of `{agent}` is not signed by a key registered for it"
@@ -201,58 +195,96 @@ fn hops(chain: &Chain, agent_keys: &AgentKeys) -> Result<Vec<Hop>, TokenError> {
                 }
                 last.attested = true;
             }
-            BlockKind::Attenuation => {
-                if block.hop.is_some() {
-                    return Err(TokenError::ForgedAttestation(
-                        "a hop claimed without a signature of its own".into(),
-                    ));
-                }
-                if let Some(agent) = &block.delegate {
+            (Stated::Narrowing(narrowing), None) => {
+                if let Some(agent) = &narrowing.delegate {
                     hops.push(Hop {
                         agent: agent.clone(),
                         attested: false,
                     });
                 }
             }
-            BlockKind::Authority => return Err(TokenError::Malformed),
+            // The vocabulary reads a block as an attestation exactly when it is signed by a
+            // key of its own; the verified token must agree.
+            _ => return Err(TokenError::Malformed),
         }
     }
     Ok(hops)
 }
 
-/// Parses `token` if it is at most `max_bytes` long, checking every block's signature against
-/// the root key `keys` holds for its `root_key_id`. Nothing is authorized: this only says the
-/// token is mandate's.
-pub fn parse(token: &str, keys: &KeySet, max_bytes: usize) -> Result<Biscuit, TokenError> {
-    if token.len() > max_bytes {
+/// A token whose signatures verify under mandate's root keys and whose later blocks are all
+/// mandate/v1 shapes (the vocabulary is checked before the signatures, and no Datalog has run).
+pub struct Parsed {
+    biscuit: Biscuit,
+    /// What the authority block states.
+    pub authority: Authority,
+    /// What each later block states, in order.
+    pub blocks: Vec<Stated>,
+    revocation_ids: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parsed")
+            .field("mandate_id", &self.authority.mandate_id)
+            .field("blocks", &self.blocks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Parsed {
+    /// Every block's revocation id, authority first.
+    pub fn revocation_ids(&self) -> &[Vec<u8>] {
+        &self.revocation_ids
+    }
+
+    /// How many blocks, the authority included.
+    pub fn block_count(&self) -> usize {
+        self.blocks.len() + 1
+    }
+
+    /// The last holder a block names, as the holders claim it.
+    pub fn claimed_holder(&self) -> Option<&str> {
+        self.blocks.iter().rev().find_map(|b| match b {
+            Stated::Narrowing(n) => n.delegate.as_deref(),
+            Stated::Attestation { .. } => None,
+        })
+    }
+
+    /// When this token stops working: the mandate's expiry, or a later block's earlier one.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.blocks
+            .iter()
+            .filter_map(|b| match b {
+                Stated::Narrowing(n) => n.expires_at,
+                Stated::Attestation { .. } => None,
+            })
+            .fold(self.authority.expires_at, DateTime::min)
+    }
+}
+
+/// Checks `token`: at most `options.max_bytes` long and `options.max_blocks` blocks, every
+/// block after the authority a mandate/v1 shape, then every signature against the root key
+/// `keys` holds for its `root_key_id`. Nothing is authorized and no Datalog runs: this only
+/// says the token is mandate's, and what it states.
+pub fn parse(token: &str, keys: &KeySet, options: &VerifyOptions) -> Result<Parsed, TokenError> {
+    if token.len() > options.max_bytes {
         return Err(TokenError::TooLarge);
     }
-    Biscuit::from_base64(token, |kid: Option<u32>| {
+    let decoded = vocabulary::read(token, options.max_blocks)?;
+    let biscuit = Biscuit::from_base64(token.trim(), |kid: Option<u32>| {
         kid.and_then(|kid| keys.get(&kid).copied())
             .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
     })
-    .map_err(map_biscuit)
-}
-
-/// Reads the delegation chain of a parsed token and checks each hop's attestation.
-fn attested_hops(
-    biscuit: &Biscuit,
-    revocation_ids: &[Vec<u8>],
-    agent_keys: &AgentKeys,
-) -> Result<Vec<Hop>, TokenError> {
-    // Hops are read from the later blocks only: the authority block, the largest to print, is
-    // read through the authorizer, so its source is left out here.
-    let chain = chain_of(
-        biscuit.block_count(),
-        |i| match i {
-            0 => Ok(String::new()),
-            _ => Ok(biscuit.print_block_source(i)?),
-        },
-        &biscuit.external_public_keys(),
-        revocation_ids,
-        biscuit.root_key_id(),
-    )?;
-    hops(&chain, agent_keys)
+    .map_err(map_biscuit)?;
+    if biscuit.block_count() != decoded.blocks.len() + 1 {
+        return Err(TokenError::Malformed);
+    }
+    Ok(Parsed {
+        authority: authority::read(&decoded.authority)?,
+        revocation_ids: biscuit.revocation_identifiers(),
+        blocks: decoded.blocks,
+        biscuit,
+    })
 }
 
 /// Parses `token`, checks every signature against `trust.keys` (by `root_key_id`), refuses
@@ -266,24 +298,15 @@ pub fn verify_with(
     resource: Option<&str>,
     options: &VerifyOptions,
 ) -> Result<Verified, TokenError> {
-    check(token, trust, options)?.authorize(trust.is_revoked, request, resource, options, None)
+    check(token, trust, options)?.authorize(trust.is_revoked, request, resource, options)
 }
 
-/// A token whose size, block count, signatures and attestations have been checked: what stays
+/// A parsed token whose attestations have been checked against the agents' keys: what stays
 /// true of it while the keys stay the same. Revocation and authorization are per request.
+#[derive(Debug)]
 pub struct Checked {
-    biscuit: Biscuit,
-    revocation_ids: Vec<Vec<u8>>,
-    hops: Vec<Hop>,
-}
-
-impl std::fmt::Debug for Checked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checked")
-            .field("blocks", &self.biscuit.block_count())
-            .field("hops", &self.hops)
-            .finish_non_exhaustive()
-    }
+    parsed: Parsed,
+    verified: Verified,
 }
 
 /// The checks of [`verify_with`] that do not depend on the request or on revocations.
@@ -292,40 +315,54 @@ pub fn check(
     trust: &Trust<'_>,
     options: &VerifyOptions,
 ) -> Result<Checked, TokenError> {
-    let biscuit = parse(token, trust.keys, options.max_bytes)?;
-    if biscuit.block_count() > options.max_blocks {
-        return Err(TokenError::TooManyBlocks);
-    }
-    let revocation_ids = biscuit.revocation_identifiers();
-    let hops = attested_hops(&biscuit, &revocation_ids, trust.agent_keys)?;
-    Ok(Checked {
-        biscuit,
-        revocation_ids,
+    let parsed = parse(token, trust.keys, options)?;
+    let hops = hops(
+        &parsed.blocks,
+        &parsed.biscuit.external_public_keys(),
+        trust.agent_keys,
+    )?;
+    let authority = parsed.authority.clone();
+    let verified = Verified {
+        mandate_id: authority.mandate_id,
+        principal_subject: authority.principal_subject,
+        principal_issuer: authority.principal_issuer,
+        agent_id: authority.agent_id,
+        task_id: authority.task_id,
         hops,
-    })
+        rights: authority.rights,
+        expires_at: parsed.expires_at(),
+        revocation_ids: parsed.revocation_ids.iter().map(hex::encode).collect(),
+    };
+    Ok(Checked { parsed, verified })
 }
 
 impl Checked {
     /// Every block's revocation id, authority first.
     pub fn revocation_ids(&self) -> &[Vec<u8>] {
-        &self.revocation_ids
+        &self.parsed.revocation_ids
     }
 
-    /// Refuses a revoked token, then authorizes `request` as [`verify_with`] does. `known` is
-    /// what an earlier authorization of this token read from its authority block (it cannot
-    /// change); without it the facts are read again.
+    /// Who the token speaks for and through (not yet authorized for any call).
+    pub fn verified(&self) -> &Verified {
+        &self.verified
+    }
+
+    /// Refuses a revoked or expired token, then authorizes `request` as [`verify_with`] does.
     pub fn authorize(
         &self,
         is_revoked: &dyn Fn(&[u8]) -> bool,
         request: &AccessRequest,
         resource: Option<&str>,
         options: &VerifyOptions,
-        known: Option<&Verified>,
     ) -> Result<Verified, TokenError> {
-        if self.revocation_ids.iter().any(|id| is_revoked(id)) {
+        if self.parsed.revocation_ids.iter().any(|id| is_revoked(id)) {
             return Err(TokenError::Revoked);
         }
+        // Whole seconds, as Biscuit dates are.
         let now = (request.now - options.skew).timestamp();
+        if now > self.verified.expires_at.timestamp() {
+            return Err(TokenError::Expired);
+        }
         let now = u64::try_from(now).map_err(|_| TokenError::Time)?;
         let mut allow = parsed(&ALLOW)?;
         allow.set("tool", request.tool.as_str())?;
@@ -340,18 +377,10 @@ impl Checked {
         let mut authorizer = builder
             .policy(allow)?
             .set_limits(options.limits.clone())
-            .build(&self.biscuit)
+            .build(&self.parsed.biscuit)
             .map_err(map_biscuit)?;
         authorizer.authorize().map_err(map_biscuit)?;
-        if let Some(known) = known {
-            return Ok(known.clone());
-        }
-        let authority = read_authority(&mut authorizer)?;
-        Ok(Verified {
-            hops: self.hops.clone(),
-            revocation_ids: self.revocation_ids.iter().map(hex::encode).collect(),
-            ..authority
-        })
+        Ok(self.verified.clone())
     }
 }
 
@@ -374,76 +403,9 @@ pub fn read_out(
     options: &VerifyOptions,
 ) -> Result<ReadOut, TokenError> {
     let checked = check(token, trust, options)?;
-    let mut authorizer = AuthorizerBuilder::new()
-        .set_limits(options.limits.clone())
-        .build(&checked.biscuit)
-        .map_err(map_biscuit)?;
-    let (mandate_id,): (String,) = one(authorizer.query(parsed(&MANDATE_ID)?)?, "mandate")?;
     Ok(ReadOut {
-        mandate_id,
-        hops: checked.hops,
-        revocation_ids: checked.revocation_ids,
-    })
-}
-
-/// The rights of `token`'s authority block, after checking its signatures (nothing else: use
-/// it to enumerate what to verify, never to grant).
-pub fn read_rights(token: &str, keys: &KeySet) -> Result<Vec<Right>, TokenError> {
-    let biscuit = parse(token, keys, MAX_TOKEN_BYTES)?;
-    let mut authorizer = AuthorizerBuilder::new()
-        .set_limits(run_limits())
-        .build(&biscuit)
-        .map_err(map_biscuit)?;
-    Ok(authorizer
-        .query::<_, (String, String), _>(parsed(&RIGHTS)?)?
-        .into_iter()
-        .map(|(tool, operation)| Right { tool, operation })
-        .collect())
-}
-
-fn one<T>(mut rows: Vec<T>, what: &'static str) -> Result<T, TokenError> {
-    if rows.len() == 1 {
-        rows.pop().ok_or(TokenError::MissingFact(what))
-    } else {
-        Err(TokenError::MissingFact(what))
-    }
-}
-
-/// Reads the authority block's facts (only the authority block is trusted for them), in two
-/// queries: the single-valued facts together (exactly one of each, else one row would not
-/// come back), then the rights.
-fn read_authority(authorizer: &mut biscuit_auth::Authorizer) -> Result<Verified, TokenError> {
-    type Facts = (
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        Vec<u8>,
-        std::time::SystemTime,
-    );
-    let rows: Vec<Facts> = authorizer.query(parsed(&AUTHORITY)?)?;
-    let (schema, mandate_id, principal_subject, principal_issuer, agent_id, task_id, _, expires) =
-        one(rows, "mandate, principal, agent, task or expires")?;
-    if schema != SCHEMA_VERSION {
-        return Err(TokenError::Malformed);
-    }
-    let mut rights: Vec<Right> = authorizer
-        .query::<_, (String, String), _>(parsed(&RIGHTS)?)?
-        .into_iter()
-        .map(|(tool, operation)| Right { tool, operation })
-        .collect();
-    rights.sort();
-    Ok(Verified {
-        mandate_id,
-        principal_subject,
-        principal_issuer,
-        agent_id,
-        task_id,
-        hops: Vec::new(),
-        rights,
-        expires_at: DateTime::<Utc>::from(expires),
-        revocation_ids: Vec::new(),
+        mandate_id: checked.verified.mandate_id,
+        hops: checked.verified.hops,
+        revocation_ids: checked.parsed.revocation_ids,
     })
 }

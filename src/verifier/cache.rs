@@ -5,12 +5,12 @@
 //! once the mandate has expired, and dropped whenever the keys are refetched.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::token::verify::{Checked, Verified};
+use crate::token::verify::Checked;
 
 /// The key of a token in the cache.
 pub type TokenDigest = [u8; 32];
@@ -25,8 +25,6 @@ pub fn digest(token: &str) -> TokenDigest {
 pub struct Entry {
     /// Its checked form.
     pub checked: Checked,
-    /// What its authority block says, once a call has been authorized.
-    pub known: OnceLock<Verified>,
     /// The key generation it was checked with.
     generation: u64,
 }
@@ -36,13 +34,12 @@ impl Entry {
     pub fn new(checked: Checked, generation: u64) -> Arc<Self> {
         Arc::new(Self {
             checked,
-            known: OnceLock::new(),
             generation,
         })
     }
 
     fn expired(&self, now: DateTime<Utc>) -> bool {
-        self.known.get().is_some_and(|v| v.expires_at <= now)
+        self.checked.verified().expires_at <= now
     }
 }
 
@@ -177,18 +174,6 @@ mod tests {
         let now = at();
         let (token, c) = checked(now + chrono::Duration::minutes(5));
         let entry = Entry::new(c, 1);
-        let known = Verified {
-            mandate_id: "m".into(),
-            principal_subject: "alice".into(),
-            principal_issuer: "https://idp".into(),
-            agent_id: "bot".into(),
-            task_id: "t".into(),
-            hops: Vec::new(),
-            rights: Vec::new(),
-            expires_at: now + chrono::Duration::minutes(5),
-            revocation_ids: Vec::new(),
-        };
-        assert!(entry.known.set(known).is_ok());
         cache.insert(digest(&token), entry);
         assert!(cache.get(&digest(&token), 1, now).is_some());
         assert!(cache

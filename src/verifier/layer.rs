@@ -117,6 +117,7 @@ fn refusal(error: &TokenError) -> Response<Body> {
             "the mandate does not grant this call".to_owned(),
         ),
         TokenError::RevocationsStale(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason.clone()),
+        TokenError::Busy => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
         other => (StatusCode::UNAUTHORIZED, other.to_string()),
     };
     problem(status, error.code(), &detail)

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod layer;
+pub mod pool;
 pub mod receipts;
 pub mod revocations;
 
@@ -82,7 +83,7 @@ impl VerifierSettings {
         Self {
             base_url: base_url.into(),
             options: VerifyOptions {
-                skew: chrono::Duration::seconds(30),
+                skew: chrono::Duration::seconds(crate::token::verify::MAX_SKEW_SECONDS),
                 ..VerifyOptions::default()
             },
             refetch_interval: Duration::from_secs(30),
@@ -117,8 +118,8 @@ pub enum FetchError {
 
 #[derive(Default)]
 struct Cached {
-    keys: KeySet,
-    agent_keys: AgentKeys,
+    keys: Arc<KeySet>,
+    agent_keys: Arc<AgentKeys>,
     /// The last fetch attempt.
     last_fetch: Option<Instant>,
     /// The last fetch that succeeded.
@@ -207,8 +208,8 @@ impl Verifier {
         let mut cache = self.cache.write().await;
         let generation = cache.generation + 1;
         *cache = Cached {
-            keys,
-            agent_keys,
+            keys: Arc::new(keys),
+            agent_keys: Arc::new(agent_keys),
             last_fetch: Some(Instant::now()),
             last_success: Some(Instant::now()),
             generation,
@@ -282,8 +283,6 @@ impl Verifier {
             operation: access.operation.clone(),
             now: self.clock.now(),
         };
-        let revocations = Arc::clone(&self.revocations);
-        let is_revoked = move |id: &[u8]| revocations.is_revoked(id);
         let digest = cache::digest(token);
         self.refresh_if_due(false).await?;
         let generation = self.cache.read().await.generation;
@@ -293,29 +292,39 @@ impl Verifier {
                 let unverified =
                     UnverifiedBiscuit::from_base64(token).map_err(|_| TokenError::Malformed)?;
                 self.ensure_keys(&unverified).await?;
-                let cache = self.cache.read().await;
-                let trust = Trust {
-                    keys: &cache.keys,
-                    agent_keys: &cache.agent_keys,
-                    is_revoked: &is_revoked,
+                let (keys, agent_keys, generation) = {
+                    let cache = self.cache.read().await;
+                    let keys = (Arc::clone(&cache.keys), Arc::clone(&cache.agent_keys));
+                    (keys.0, keys.1, cache.generation)
                 };
-                let entry = Entry::new(
-                    check(token, &trust, &self.settings.options)?,
-                    cache.generation,
-                );
+                let token = token.to_owned();
+                let options = self.settings.options.clone();
+                let checked = pool::run(move || {
+                    let trust = Trust {
+                        keys: &keys,
+                        agent_keys: &agent_keys,
+                        is_revoked: &|_| false,
+                    };
+                    check(&token, &trust, &options)
+                })
+                .await?;
+                let entry = Entry::new(checked, generation);
                 self.tokens.insert(digest, Arc::clone(&entry));
                 entry
             }
         };
-        let verified = entry.checked.authorize(
-            &is_revoked,
-            &request,
-            access.resource.as_deref(),
-            &self.settings.options,
-            entry.known.get(),
-        )?;
-        let _ = entry.known.set(verified.clone());
-        Ok(verified)
+        let revocations = Arc::clone(&self.revocations);
+        let options = self.settings.options.clone();
+        let resource = access.resource.clone();
+        pool::run(move || {
+            entry.checked.authorize(
+                &|id: &[u8]| revocations.is_revoked(id),
+                &request,
+                resource.as_deref(),
+                &options,
+            )
+        })
+        .await
     }
 
     /// How many checked tokens are remembered.

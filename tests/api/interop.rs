@@ -8,7 +8,9 @@ use chrono::Duration;
 use mandate::clock::Clock;
 use mandate::token::attenuate::{attenuate, Attenuation};
 use mandate::token::keys::KeysDocument;
-use mandate::token::verify::{verify, AccessRequest, Hop};
+use mandate::token::verify::{
+    verify, verify_with, AccessRequest, AgentKeys, Hop, Trust, VerifyOptions,
+};
 use mandate::token::{Right, TokenError};
 use reqwest::Method;
 use serde_json::json;
@@ -149,4 +151,93 @@ async fn mandates_narrowed_and_verified_by_biscuit_python_interoperate() {
     .await;
     let write: serde_json::Value = serde_json::from_str(&write).unwrap();
     assert_eq!(write["allowed"], false, "{write}");
+}
+
+/// The Datalog blocks of docs/token-schema.md, as written there.
+fn schema_snippets() -> Vec<String> {
+    let doc = include_str!("../../docs/token-schema.md");
+    doc.split("```datalog\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_datalog_block_of_the_schema_doc_appended_by_biscuit_python_verifies_as_documented() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let now = app.clock.now();
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], now));
+    let (status, minted) = app
+        .as_token(
+            &secret,
+            Method::POST,
+            "/v1/mandates",
+            Some(mint_body(
+                &jwt,
+                json!([{"tool": "crm", "operations": ["read", "write"]}]),
+            )),
+        )
+        .await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let document: KeysDocument = app
+        .get("/.well-known/mandate-keys")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let keys = document.key_set().unwrap();
+    let keys_file = app.db.data_dir().join("keys.json");
+    std::fs::write(&keys_file, serde_json::to_string(&document).unwrap()).unwrap();
+    let snippets = schema_snippets();
+    assert_eq!(snippets.len(), 2, "the schema doc's Datalog blocks");
+    let trust = Trust {
+        keys: &keys,
+        agent_keys: &AgentKeys::new(),
+        is_revoked: &|_| false,
+    };
+    let call = |op: &str| AccessRequest {
+        tool: "crm".into(),
+        operation: op.into(),
+        now,
+    };
+    let mut narrowed = Vec::new();
+    for (i, snippet) in snippets.iter().enumerate() {
+        let file = app.db.data_dir().join(format!("snippet-{i}.datalog"));
+        std::fs::write(&file, snippet).unwrap();
+        let args = vec![
+            "append".to_owned(),
+            keys_file.to_str().unwrap().to_owned(),
+            now.to_rfc3339(),
+            file.to_str().unwrap().to_owned(),
+        ];
+        narrowed.push(python(args, token.clone()).await);
+    }
+    // delegate, crm:read only, an expiry in 2030.
+    let options = VerifyOptions::default();
+    let first = verify_with(&narrowed[0], &trust, &call("read"), None, &options).unwrap();
+    assert_eq!(first.hops[0].agent, "helper");
+    assert!(matches!(
+        verify_with(&narrowed[0], &trust, &call("write"), None, &options),
+        Err(TokenError::NotAuthorized(_))
+    ));
+    // Only calls naming acme/api.
+    assert!(verify_with(
+        &narrowed[1],
+        &trust,
+        &call("write"),
+        Some("acme/api"),
+        &options
+    )
+    .is_ok());
+    assert!(verify_with(
+        &narrowed[1],
+        &trust,
+        &call("write"),
+        Some("acme/web"),
+        &options
+    )
+    .is_err());
+    assert!(verify_with(&narrowed[1], &trust, &call("write"), None, &options).is_err());
 }

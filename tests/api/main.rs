@@ -14,6 +14,7 @@ mod group_commit;
 mod health;
 mod helpers;
 mod hostile;
+mod hostile_tokens;
 mod interop;
 mod mint;
 mod mint_failure;

@@ -3,6 +3,7 @@ mandates by docs/token-schema.md alone, with the keys mandate publishes.
 
   biscuit_interop.py narrow KEYS_JSON NOW_RFC3339 < token > narrowed
   biscuit_interop.py verify KEYS_JSON NOW_RFC3339 TOOL OPERATION < token > result.json
+  biscuit_interop.py append KEYS_JSON NOW_RFC3339 DATALOG_FILE < token > narrowed
 """
 
 import datetime
@@ -41,6 +42,14 @@ def narrow(token, keys, now):
     return parsed.append(block).to_base64()
 
 
+def append(token, keys, path):
+    """A block of Datalog written as docs/token-schema.md shows it, appended as is."""
+    parsed = biscuit.Biscuit.from_base64(token, keys)
+    with open(path) as f:
+        source = f.read()
+    return parsed.append(biscuit.BlockBuilder(source)).to_base64()
+
+
 def verify(token, keys, now, tool, operation):
     """What a downstream service does: supply time, tool and operation; allow on a right."""
     parsed = biscuit.Biscuit.from_base64(token, keys)
@@ -66,6 +75,8 @@ def main():
     keys = root_keys(keys_path)
     if command == "narrow":
         print(narrow(token, keys, now))
+    elif command == "append":
+        print(append(token, keys, sys.argv[4]))
     elif command == "verify":
         print(json.dumps(verify(token, keys, now, sys.argv[4], sys.argv[5])))
     else:

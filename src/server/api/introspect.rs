@@ -13,7 +13,7 @@ use super::extract::{bearer, ApiJson};
 use super::problems::JsonBodyErrors;
 use crate::server::app::AppState;
 use crate::server::error::{ApiError, Problem};
-use crate::token::verify::{verify_with, AccessRequest, Hop, Trust, VerifyOptions};
+use crate::token::verify::{AccessRequest, Hop, VerifyOptions};
 
 /// An agent secret or an admin token (any role).
 pub struct Introspector;
@@ -108,39 +108,12 @@ pub async fn introspect(
     _caller: Introspector,
     ApiJson(body): ApiJson<IntrospectBody>,
 ) -> Result<Json<Introspection>, ApiError> {
-    let (keys, agent_keys) = super::receipts::trust_material(&state).await?;
-    let Ok(chain) = crate::token::inspect::inspect(&body.token) else {
-        return Ok(inactive());
-    };
-    // Revocation is read from the store for each of the token's ids.
-    let mut revoked = false;
-    for block in &chain.blocks {
-        let id = hex::decode(&block.revocation_id).unwrap_or_default();
-        if state.store.revocation(&id).await?.is_some() {
-            revoked = true;
-        }
-    }
-    if revoked {
-        return Ok(inactive());
-    }
-    let trust = Trust {
-        keys: &keys,
-        agent_keys: &agent_keys,
-        is_revoked: &|_| false,
-    };
-    let now = state.clock.now();
-    let authorities = match (&body.tool, &body.operation) {
-        (Some(tool), Some(operation)) => vec![(tool.clone(), operation.clone())],
-        (None, None) => {
-            // Without a named call: active if any granted right is still usable.
-            let Ok(unchecked) = crate::token::verify::read_rights(&body.token, &keys) else {
-                return Ok(inactive());
-            };
-            unchecked
-                .into_iter()
-                .map(|r| (r.tool, r.operation))
-                .collect()
-        }
+    let asked = match (&body.tool, &body.operation) {
+        (Some(tool), Some(operation)) => Some(crate::token::Right {
+            tool: tool.clone(),
+            operation: operation.clone(),
+        }),
+        (None, None) => None,
         _ => {
             return Err(ApiError::field(
                 "operation",
@@ -148,37 +121,52 @@ pub async fn introspect(
             ))
         }
     };
-    for (tool, operation) in authorities {
-        let request = AccessRequest {
-            tool,
-            operation,
-            now,
-        };
-        if let Ok(verified) = verify_with(
-            &body.token,
-            &trust,
-            &request,
-            None,
-            &VerifyOptions::default(),
-        ) {
-            return Ok(Json(Introspection {
-                active: true,
-                mandate_id: Some(verified.mandate_id),
-                sub: Some(verified.principal_subject),
-                iss: Some(verified.principal_issuer),
-                agent: Some(verified.agent_id),
-                hops: Some(verified.hops),
-                scope: Some(
-                    verified
-                        .rights
-                        .iter()
-                        .map(|r| format!("{}:{}", r.tool, r.operation))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                ),
-                exp: Some(verified.expires_at.timestamp()),
-            }));
+    let Ok(checked) = super::receipts::check_token(&state, &body.token).await? else {
+        return Ok(inactive());
+    };
+    // Revocation is read from the store for each of the token's ids.
+    for id in checked.revocation_ids() {
+        if state.store.revocation(id).await?.is_some() {
+            return Ok(inactive());
         }
+    }
+    // Without a named call: active if any granted right is still usable.
+    let rights = match asked {
+        Some(right) => vec![right],
+        None => checked.verified().rights.clone(),
+    };
+    let now = state.clock.now();
+    let usable = crate::verifier::pool::run(move || {
+        Ok(rights.into_iter().find_map(|right| {
+            let request = AccessRequest {
+                tool: right.tool,
+                operation: right.operation,
+                now,
+            };
+            checked
+                .authorize(&|_| false, &request, None, &VerifyOptions::default())
+                .ok()
+        }))
+    })
+    .await;
+    if let Ok(Some(verified)) = usable {
+        return Ok(Json(Introspection {
+            active: true,
+            mandate_id: Some(verified.mandate_id),
+            sub: Some(verified.principal_subject),
+            iss: Some(verified.principal_issuer),
+            agent: Some(verified.agent_id),
+            hops: Some(verified.hops),
+            scope: Some(
+                verified
+                    .rights
+                    .iter()
+                    .map(|r| format!("{}:{}", r.tool, r.operation))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            exp: Some(verified.expires_at.timestamp()),
+        }));
     }
     Ok(inactive())
 }

@@ -16,7 +16,12 @@ use crate::server::app::AppState;
 use crate::server::error::{ApiError, Problem};
 use crate::server::store::{new_id, ActionFilter, AuditOutcome, NewAuditEvent, Receipt};
 use crate::token::keys::parse_public_key;
-use crate::token::verify::{read_out, AgentKeys, Hop, Trust, VerifyOptions};
+use std::sync::Arc;
+
+use crate::token::verify::{
+    check, AccessRequest, AgentKeys, Checked, Hop, Trust, VerifyOptions, MAX_SKEW_SECONDS,
+};
+use crate::token::TokenError;
 
 /// Most receipts in one report.
 pub const MAX_RECEIPTS: usize = 100;
@@ -74,6 +79,84 @@ pub(crate) async fn trust_material(
     Ok((keys, agent_keys))
 }
 
+/// Checks `token` with this service's keys (signatures, block vocabulary, attestations) on
+/// the bounded verification pool. The outer error is the service's (503 when the pool is too
+/// busy to take the work in time), the inner the token's.
+pub(crate) async fn check_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Result<Checked, TokenError>, ApiError> {
+    let (keys, agent_keys) = trust_material(state).await?;
+    let token = token.to_owned();
+    let checked = crate::verifier::pool::run(move || {
+        let trust = Trust {
+            keys: &keys,
+            agent_keys: &agent_keys,
+            is_revoked: &|_| false,
+        };
+        check(&token, &trust, &VerifyOptions::default())
+    })
+    .await;
+    match checked {
+        Err(TokenError::Busy) => Err(busy()),
+        checked => Ok(checked),
+    }
+}
+
+/// The answer when token work did not get its turn in time.
+pub(crate) fn busy() -> ApiError {
+    ApiError::Unavailable("too many tokens being verified; retry shortly".to_owned())
+}
+
+/// Whether the token `checked` allowed the call `receipt` reports, at the time it reports:
+/// `Ok(Err((field, reason)))` when it did not.
+async fn allowed_then(
+    state: &AppState,
+    checked: Arc<Checked>,
+    receipt: &ReceiptBody,
+) -> Result<Result<(), (&'static str, String)>, ApiError> {
+    for id in checked.revocation_ids() {
+        if let Some(revoked) = state.store.revocation(id).await? {
+            if revoked.entry.revoked_at <= receipt.occurred_at {
+                return Ok(Err((
+                    "token",
+                    "revoked before the call it reports".to_owned(),
+                )));
+            }
+        }
+    }
+    let request = AccessRequest {
+        tool: receipt.tool.clone(),
+        operation: receipt.operation.clone(),
+        now: receipt.occurred_at,
+    };
+    let resource = receipt.resource.clone();
+    let options = VerifyOptions {
+        skew: chrono::Duration::seconds(MAX_SKEW_SECONDS),
+        ..VerifyOptions::default()
+    };
+    let allowed = crate::verifier::pool::run(move || {
+        checked.authorize(&|_| false, &request, resource.as_deref(), &options)
+    })
+    .await;
+    if let Err(TokenError::Busy) = allowed {
+        return Err(busy());
+    }
+    Ok(allowed.map(|_| ()).map_err(|e| {
+        let field = match e {
+            TokenError::Expired => "occurred_at",
+            _ => "operation",
+        };
+        (
+            field,
+            format!(
+                "the token presented did not allow this call then: {}",
+                e.code()
+            ),
+        )
+    }))
+}
+
 /// Report uses of mandates. Each receipt must carry the token used, signed by mandate's keys;
 /// all are recorded, with one audit event, or none is.
 #[utoipa::path(
@@ -94,12 +177,6 @@ pub async fn report(
     if body.receipts.is_empty() || body.receipts.len() > MAX_RECEIPTS {
         return Err(ApiError::field("receipts", "send 1 to 100 receipts"));
     }
-    let (keys, agent_keys) = trust_material(&state).await?;
-    let trust = Trust {
-        keys: &keys,
-        agent_keys: &agent_keys,
-        is_revoked: &|_| false,
-    };
     let now = state.clock.now();
     let mut receipts = Vec::with_capacity(body.receipts.len());
     for (i, r) in body.receipts.into_iter().enumerate() {
@@ -112,26 +189,17 @@ pub async fn report(
             check.fail(field("outcome"), "must be success, failure or denied");
         }
         check.finish()?;
-        let chain = read_out(&r.token, &trust, &VerifyOptions::default())
+        let checked = check_token(&state, &r.token)
+            .await?
             .map_err(|e| ApiError::field(field("token"), format!("not a mandate: {}", e.code())))?;
-        let mandate_id: Uuid = chain
+        let mandate_id: Uuid = checked
+            .verified()
             .mandate_id
             .parse()
             .map_err(|_| ApiError::field(field("token"), "not a mandate"))?;
         let Some(mandate) = state.store.mandate(mandate_id).await? else {
             return Err(ApiError::field(field("token"), "its mandate is unknown"));
         };
-        // A receipt may only report what the mandate could have allowed, while it could.
-        let right = crate::token::Right {
-            tool: r.tool.clone(),
-            operation: r.operation.clone(),
-        };
-        if !mandate.scope.contains(&right) {
-            return Err(ApiError::field(
-                field("operation"),
-                "not a right of its mandate",
-            ));
-        }
         let slack = chrono::Duration::seconds(60);
         let latest = mandate.expires_at.min(now) + slack;
         if r.occurred_at < mandate.issued_at - slack || r.occurred_at > latest {
@@ -140,11 +208,19 @@ pub async fn report(
                 "outside its mandate's lifetime (or in the future)",
             ));
         }
+        // A call that went ahead must be one the presented token allowed when it was made: its
+        // own narrowing, not revoked by then. A denied call is reported as tried.
+        let checked = Arc::new(checked);
+        if r.outcome != "denied" {
+            allowed_then(&state, Arc::clone(&checked), &r)
+                .await?
+                .map_err(|(name, reason)| ApiError::field(field(name), reason))?;
+        }
         receipts.push(Receipt {
             id: new_id(now),
             mandate_id,
-            revocation_id: chain.revocation_ids.last().cloned().unwrap_or_default(),
-            hops: chain.hops,
+            revocation_id: checked.revocation_ids().last().cloned().unwrap_or_default(),
+            hops: checked.verified().hops.clone(),
             tool: r.tool,
             operation: r.operation,
             resource: r.resource,

@@ -27,7 +27,7 @@ use crate::server::model::admin_token::Role;
 use crate::server::model::agent::Agent;
 use crate::server::revoke::{check_reason, revoke_ids, revoke_live, RevocationView};
 use crate::server::store::{FeedEntry, Issuance, MandateFilter};
-use crate::token::verify::run_limits;
+use crate::token::verify::VerifyOptions;
 
 /// An admin token (role admin) or the orchestrator's agent secret.
 pub enum Revoker {
@@ -219,24 +219,25 @@ pub async fn revoke_branch(
         .document()
         .key_set()
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let token = crate::token::verify::parse(&body.token, &keys, crate::token::MAX_TOKEN_BYTES)
-        .map_err(|_| rejected())?;
-    if token.block_count() < 2 || token.block_count() > 16 {
+    let token = body.token.clone();
+    let token = crate::verifier::pool::run(move || {
+        crate::token::verify::parse(&token, &keys, &VerifyOptions::default())
+    })
+    .await
+    .map_err(|e| match e {
+        crate::token::TokenError::Busy => super::receipts::busy(),
+        _ => rejected(),
+    })?;
+    if token.block_count() < 2 {
         return Err(rejected());
     }
-    let mut authorizer = biscuit_auth::AuthorizerBuilder::new()
-        .set_limits(run_limits())
-        .build(&token)
-        .map_err(|_| rejected())?;
-    let ids: Vec<(String,)> = authorizer
-        .query("data($m) <- mandate($m)")
-        .map_err(|_| rejected())?;
-    let mandate_id: Uuid = ids
-        .first()
-        .and_then(|(id,)| id.parse().ok())
-        .ok_or_else(rejected)?;
+    let mandate_id: Uuid = token.authority.mandate_id.parse().map_err(|_| rejected())?;
     let mandate = load_mandate(&state, mandate_id).await?;
-    let branch = token.revocation_identifiers().pop().ok_or_else(rejected)?;
+    let branch = token
+        .revocation_ids()
+        .last()
+        .cloned()
+        .ok_or_else(rejected)?;
     let answer = |r: &crate::server::store::Revocation| {
         Json(BranchRevoked {
             revocation_id: hex::encode(&r.entry.revocation_id),
@@ -264,9 +265,7 @@ pub async fn revoke_branch(
         )));
     }
     // Who holds a branch is the holder's own claim: it is recorded as such, not as an actor.
-    let claimed_holder = crate::token::inspect::inspect(&body.token)
-        .ok()
-        .and_then(|chain| chain.blocks.iter().rev().find_map(|b| b.delegate.clone()));
+    let claimed_holder = token.claimed_holder();
     revoke_ids(
         &state,
         vec![(branch.clone(), Some(mandate_id), mandate.expires_at)],

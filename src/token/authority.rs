@@ -1,0 +1,98 @@
+//! Reading the authority block's facts from its serialized form. Only the authority block is
+//! trusted for them, and only once the token's signatures verify: mandate signed it. Reading
+//! them here, rather than by querying an authorizer, runs no Datalog at all.
+
+use biscuit_auth::datalog::SymbolTable;
+use biscuit_auth::format::schema::{self, term::Content};
+use chrono::{DateTime, Utc};
+
+use super::{Right, TokenError, SCHEMA_VERSION};
+
+/// What the authority block states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    /// `mandate($id)`.
+    pub mandate_id: String,
+    /// `principal($subject, $issuer)`.
+    pub principal_subject: String,
+    /// `principal($subject, $issuer)`.
+    pub principal_issuer: String,
+    /// `agent($id)`.
+    pub agent_id: String,
+    /// `task($id, $digest)`.
+    pub task_id: String,
+    /// Every `right($tool, $operation)`, sorted.
+    pub rights: Vec<Right>,
+    /// `expires($date)`.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Reads the mandate/v1 facts of `block`: exactly one of each single-valued fact, any number
+/// of rights, and `mandate_schema(1)`.
+pub fn read(block: &schema::Block) -> Result<Authority, TokenError> {
+    let table = SymbolTable::from(block.symbols.clone()).map_err(|_| TokenError::Malformed)?;
+    let text = |term: &schema::Term| match term.content {
+        Some(Content::String(id)) => table
+            .get_symbol(id)
+            .map(str::to_owned)
+            .ok_or(TokenError::Malformed),
+        _ => Err(TokenError::Malformed),
+    };
+    let mut schema_version = None;
+    let mut mandate = None;
+    let mut principal = None;
+    let mut agent = None;
+    let mut task = None;
+    let mut expires = None;
+    let mut rights = Vec::new();
+    for fact in &block.facts {
+        let name = table
+            .get_symbol(fact.predicate.name)
+            .ok_or(TokenError::Malformed)?;
+        match (name, fact.predicate.terms.as_slice()) {
+            ("mandate_schema", [v]) => match v.content {
+                Some(Content::Integer(v)) => once(&mut schema_version, v, "mandate_schema")?,
+                _ => return Err(TokenError::Malformed),
+            },
+            ("mandate", [id]) => once(&mut mandate, text(id)?, "mandate")?,
+            ("principal", [s, i]) => once(&mut principal, (text(s)?, text(i)?), "principal")?,
+            ("agent", [id]) => once(&mut agent, text(id)?, "agent")?,
+            ("task", [id, _digest]) => once(&mut task, text(id)?, "task")?,
+            ("expires", [date]) => match date.content {
+                Some(Content::Date(secs)) => once(&mut expires, secs, "expires")?,
+                _ => return Err(TokenError::Malformed),
+            },
+            ("right", [tool, operation]) => rights.push(Right {
+                tool: text(tool)?,
+                operation: text(operation)?,
+            }),
+            _ => return Err(TokenError::Malformed),
+        }
+    }
+    if schema_version.ok_or(TokenError::MissingFact("mandate_schema"))? != SCHEMA_VERSION {
+        return Err(TokenError::Malformed);
+    }
+    let (principal_subject, principal_issuer) =
+        principal.ok_or(TokenError::MissingFact("principal"))?;
+    let expires = expires.ok_or(TokenError::MissingFact("expires"))?;
+    rights.sort();
+    Ok(Authority {
+        mandate_id: mandate.ok_or(TokenError::MissingFact("mandate"))?,
+        principal_subject,
+        principal_issuer,
+        agent_id: agent.ok_or(TokenError::MissingFact("agent"))?,
+        task_id: task.ok_or(TokenError::MissingFact("task"))?,
+        rights,
+        expires_at: i64::try_from(expires)
+            .ok()
+            .and_then(|secs| DateTime::from_timestamp(secs, 0))
+            .ok_or(TokenError::Time)?,
+    })
+}
+
+fn once<T>(slot: &mut Option<T>, value: T, what: &'static str) -> Result<(), TokenError> {
+    if slot.replace(value).is_some() {
+        return Err(TokenError::MissingFact(what));
+    }
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! Hostile blocks appended to a real mandate (anyone holding one can append a block): every
+//! path that reads a token refuses them as not mandate/v1 before any Datalog runs, quickly,
+//! and a flood of them does not hold up the service's other requests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use biscuit_auth::{BlockBuilder, UnverifiedBiscuit};
+use mandate::clock::Clock;
+use mandate::token::TokenError;
+use mandate::verifier::{Access, NoRevocations, Verifier, VerifierSettings};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::delegation::start_downstream;
+use crate::helpers::fixtures::{mint_read, mint_setup};
+use crate::helpers::{Backend, TestApp};
+
+/// One block of each hostile family, as Datalog a holder could append.
+fn hostile_blocks() -> Vec<(&'static str, String)> {
+    let facts: String = (0..40).map(|i| format!("f({i});")).collect();
+    let join = "r($a) <- f($a), f($b), f($c), f($d), $a + $b + $c + $d < 0;";
+    let long = (0..300)
+        .map(|i| format!("$t == \"t{i}\""))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let set = (0..500)
+        .map(|i| format!("\"r{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    vec![
+        ("a k-way join", format!("{facts} {join}")),
+        (
+            "a rule that generates facts",
+            "g($x) <- time($x); g($x) <- g($x);".into(),
+        ),
+        (
+            "a long expression",
+            format!("check if tool($t), operation($o), {long};"),
+        ),
+        (
+            "a large set",
+            format!("check if resource($r), {{{set}}}.contains($r);"),
+        ),
+        (
+            "a huge string",
+            format!("delegate(\"{}\");", "x".repeat(6000)),
+        ),
+    ]
+}
+
+fn append(token: &str, source: &str) -> String {
+    let block = BlockBuilder::new().code(source).unwrap();
+    UnverifiedBiscuit::from_base64(token)
+        .unwrap()
+        .append(block)
+        .unwrap()
+        .to_base64()
+        .unwrap()
+}
+
+/// Each hostile family appended to `token`, and a token of 17 blocks.
+fn hostile_tokens(token: &str) -> Vec<(&'static str, String)> {
+    let mut tokens: Vec<_> = hostile_blocks()
+        .into_iter()
+        .map(|(family, source)| (family, append(token, &source)))
+        .collect();
+    let mut many = token.to_owned();
+    for i in 0..16 {
+        many = append(&many, &format!("delegate(\"agent-{i}\");"));
+    }
+    tokens.push(("many blocks", many));
+    tokens
+}
+
+/// The fastest of three runs of `call`: the work itself, without the machine's noise.
+async fn fastest<F, Fut>(mut call: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        call().await;
+        best = best.min(started.elapsed());
+    }
+    best
+}
+
+fn refused(reason: &str) -> bool {
+    reason.contains("not_mandate_block") || reason.contains("too_many_blocks")
+}
+
+#[tokio::test]
+async fn every_path_refuses_each_hostile_family_as_not_a_mandate_block_in_under_5_ms() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let (status, minted) = mint_read(&app, &idp, &secret).await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap();
+    let clock: mandate::clock::SharedClock = app.clock.clone();
+    let verifier = Arc::new(
+        Verifier::new(
+            VerifierSettings::new(app.base.clone()),
+            Arc::new(NoRevocations),
+            clock,
+        )
+        .unwrap(),
+    );
+    verifier.refresh().await.unwrap();
+    let downstream = start_downstream(Arc::clone(&verifier), None).await;
+    let http = reqwest::Client::new();
+    let read = Access {
+        tool: "crm".into(),
+        operation: "read".into(),
+        resource: None,
+    };
+    let before = app.audit_len().await;
+    for (family, hostile) in hostile_tokens(token) {
+        let receipt = json!({"receipts": [{"token": hostile, "tool": "crm", "operation": "read",
+            "outcome": "success", "occurred_at": app.clock.now()}]});
+        let took = fastest(|| async {
+            let response = app
+                .call(Method::POST, "/v1/receipts", None, Some(&receipt))
+                .await;
+            let problem = crate::helpers::assert_problem(response, 422).await;
+            assert_eq!(
+                problem["errors"][0]["field"], "receipts[0].token",
+                "{family}"
+            );
+            assert!(refused(&problem.to_string()), "{family}: {problem}");
+        })
+        .await;
+        assert!(
+            took < Duration::from_millis(5),
+            "receipts, {family}: {took:?}"
+        );
+
+        let branch = json!({"token": hostile, "reason": "hostile"});
+        let took = fastest(|| async {
+            let response = app
+                .call(Method::POST, "/v1/revocations", None, Some(&branch))
+                .await;
+            crate::helpers::assert_problem(response, 401).await;
+        })
+        .await;
+        assert!(
+            took < Duration::from_millis(5),
+            "revocations, {family}: {took:?}"
+        );
+
+        let asked = json!({"token": hostile});
+        let took = fastest(|| async {
+            let (status, body) = app
+                .as_token(&secret, Method::POST, "/v1/introspect", Some(asked.clone()))
+                .await;
+            assert_eq!((status, &body["active"]), (200, &json!(false)), "{family}");
+        })
+        .await;
+        assert!(
+            took < Duration::from_millis(5),
+            "introspect, {family}: {took:?}"
+        );
+
+        let took = fastest(|| async {
+            match verifier.verify(&hostile, &read).await {
+                Err(TokenError::NotMandateBlock { .. } | TokenError::TooManyBlocks) => {}
+                other => panic!("{family}: {other:?}"),
+            }
+        })
+        .await;
+        assert!(
+            took < Duration::from_millis(5),
+            "verifier, {family}: {took:?}"
+        );
+
+        let took = fastest(|| async {
+            let response = http
+                .get(format!("{downstream}/tickets"))
+                .bearer_auth(&hostile)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 401, "{family}");
+            let problem: Value = response.json().await.unwrap();
+            assert!(refused(&problem.to_string()), "{family}: {problem}");
+        })
+        .await;
+        assert!(
+            took < Duration::from_millis(5),
+            "tower layer, {family}: {took:?}"
+        );
+        eprintln!("{family}: refused by the tower layer in {took:?}");
+    }
+    assert_eq!(app.audit_len().await, before, "nothing was recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_keeps_a_p99_under_50_ms_while_8_clients_send_hostile_tokens() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let (_, minted) = mint_read(&app, &idp, &secret).await;
+    let token = minted["token"].as_str().unwrap();
+    let tokens = Arc::new(hostile_tokens(token));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut flood = Vec::new();
+    for client in 0..8 {
+        let (tokens, stop, sent) = (Arc::clone(&tokens), Arc::clone(&stop), Arc::clone(&sent));
+        let url = app.url("/v1/receipts");
+        let now = app.clock.now();
+        flood.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut i = client;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (_, hostile) = &tokens[i % tokens.len()];
+                let body = json!({"receipts": [{"token": hostile, "tool": "crm",
+                    "operation": "read", "outcome": "success", "occurred_at": now}]});
+                let response = http.post(&url).json(&body).send().await.unwrap();
+                assert_eq!(response.status(), 422);
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                i += 1;
+            }
+        }));
+    }
+    let http = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        let response = http.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        latencies.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in flood {
+        client.await.unwrap();
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "/healthz p99 {p99:?} (max {:?}) under {sent} hostile reports",
+        latencies[latencies.len() - 1]
+    );
+    assert!(sent > 200, "the flood was sent ({sent} hostile reports)");
+    assert!(
+        p99 < Duration::from_millis(50),
+        "/healthz p99 {p99:?} under {sent} hostile reports"
+    );
+}
