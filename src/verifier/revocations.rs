@@ -1,6 +1,8 @@
 //! Keeping a verifier's copy of the revocation feed: catch up by polling
 //! `GET /v1/revocations`, then follow `GET /v1/revocations/stream` (falling back to polling when
-//! the stream drops). Entries live in a hash set until their mandate expires. A copy that has
+//! the stream drops). Entries live in a hash set until their mandate expires, plus the largest
+//! clock skew a verifier tolerates on expiry ([`MAX_SKEW_SECONDS`]): a verifier accepts a token
+//! that long past its expiry, so its revocation must stay known that long. A copy that has
 //! not synced for longer than `max_staleness` fails closed: every verification is refused, with
 //! the reason, until a sync succeeds again.
 
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{FetchError, RevocationCheck};
 use crate::clock::SharedClock;
+use crate::token::verify::MAX_SKEW_SECONDS;
 
 /// How the copy is kept.
 #[derive(Debug, Clone)]
@@ -113,9 +116,10 @@ impl RevocationSync {
         format!("{}{path}", self.settings.base_url.trim_end_matches('/'))
     }
 
-    /// Adds entries past the cursor and drops those whose mandates have expired.
+    /// Adds entries past the cursor and drops those whose mandates expired more than the
+    /// largest skew ago.
     fn apply(&self, entries: &[Entry]) {
-        let now = self.clock.now();
+        let now = self.clock.now() - chrono::Duration::seconds(MAX_SKEW_SECONDS);
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         for entry in entries {
             if let Ok(id) = hex::decode(&entry.revocation_id) {

@@ -627,3 +627,58 @@ async fn a_feed_page_that_moves_the_cursor_nowhere_ends_the_sync() {
     );
     assert_eq!(sync.status().entries, 1);
 }
+
+#[tokio::test]
+async fn a_revoked_mandate_stays_refused_through_the_skew_window_after_its_expiry() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+    let mut body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
+    body["ttl_seconds"] = json!(5);
+    let (status, minted) = app
+        .as_token(&secret, Method::POST, "/v1/mandates", Some(body))
+        .await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap();
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(minted["expires_at"].clone()).unwrap();
+    let path = format!(
+        "/v1/mandates/{}/revoke",
+        minted["mandate_id"].as_str().unwrap()
+    );
+    let response = app
+        .call(
+            Method::POST,
+            &path,
+            Some(&secret),
+            Some(&json!({"reason": "stolen"})),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+
+    // 29 s after expiry a verifier with the default 30 s skew still accepts the token's time,
+    // so the feed must still list its revocation, and a fresh copy must refuse it.
+    app.clock.set(expires + chrono::Duration::seconds(29));
+    let page: Value = app.get("/v1/revocations").await.json().await.unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["kept_past_expiry_seconds"], 30);
+    let clock: SharedClock = app.clock.clone();
+    let sync = RevocationSync::new(SyncSettings::new(app.base.clone()), clock.clone()).unwrap();
+    sync.sync_once().await.unwrap();
+    let verifier =
+        Verifier::new(VerifierSettings::new(app.base.clone()), sync.clone(), clock).unwrap();
+    assert!(matches!(
+        verifier.verify(token, &read()).await,
+        Err(TokenError::Revoked)
+    ));
+
+    // Past the skew the token is refused as expired anyway, and the entry leaves the feed.
+    app.clock.set(expires + chrono::Duration::seconds(32));
+    let page: Value = app.get("/v1/revocations").await.json().await.unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 0, "{page}");
+    sync.sync_once().await.unwrap();
+    assert!(matches!(
+        verifier.verify(token, &read()).await,
+        Err(TokenError::Expired)
+    ));
+}

@@ -27,7 +27,7 @@ use crate::server::model::admin_token::Role;
 use crate::server::model::agent::Agent;
 use crate::server::revoke::{check_reason, revoke_ids, revoke_live, RevocationView};
 use crate::server::store::{FeedEntry, Issuance, MandateFilter};
-use crate::token::verify::VerifyOptions;
+use crate::token::verify::{VerifyOptions, MAX_SKEW_SECONDS};
 
 /// An admin token (role admin) or the orchestrator's agent secret.
 pub enum Revoker {
@@ -396,6 +396,9 @@ pub struct FeedPage {
     pub items: Vec<FeedEntry>,
     /// Pass as `after` next time (the last `seq` returned, or the one given).
     pub next_after: i64,
+    /// How long past its mandate's expiry an entry stays listed: the largest clock skew a
+    /// verifier may tolerate on expiry. Keep entries at least this long.
+    pub kept_past_expiry_seconds: i64,
 }
 
 /// The revocation feed: revoked ids after a cursor, in commit order. Entries carry no names or
@@ -420,11 +423,21 @@ pub async fn feed(
     let after = query.after.unwrap_or(0).max(0);
     let rows = state
         .store
-        .revocations_after(after, limit, state.clock.now(), query.include_expired)
+        .revocations_after(after, limit, retained_since(&state), query.include_expired)
         .await?;
     let items: Vec<FeedEntry> = rows.iter().map(FeedEntry::from).collect();
     let next_after = items.last().map_or(after, |e| e.seq);
-    Ok(Json(FeedPage { items, next_after }))
+    Ok(Json(FeedPage {
+        items,
+        next_after,
+        kept_past_expiry_seconds: MAX_SKEW_SECONDS,
+    }))
+}
+
+/// Entries stay in the feed until their mandate's expiry plus the largest clock skew a verifier
+/// tolerates: a token is accepted that long past its expiry, so its revocation must be known.
+fn retained_since(state: &AppState) -> chrono::DateTime<chrono::Utc> {
+    state.clock.now() - chrono::Duration::seconds(MAX_SKEW_SECONDS)
 }
 
 /// Where a stream starts.
@@ -479,7 +492,7 @@ pub async fn stream(
                 }
                 match state
                     .store
-                    .revocations_after(after, 500, state.clock.now(), false)
+                    .revocations_after(after, 500, retained_since(&state), false)
                     .await
                 {
                     Ok(rows) => {
