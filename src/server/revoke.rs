@@ -147,3 +147,89 @@ pub async fn revoke_live(
     .await?;
     Ok(revoked.len())
 }
+
+/// Revokes every live mandate that a status no longer allows: of agents suspended or retired,
+/// granting a tool disabled or retired, proven by an issuer disabled. A status change commits
+/// before its sweep; if the sweep then fails, repeating the request re-runs it, and this runs
+/// it at start-up and every minute in any case. Returns how many were revoked.
+pub async fn reconcile(state: &AppState) -> Result<usize, ApiError> {
+    use super::model::agent::AgentStatus;
+    use super::model::issuer::IssuerStatus;
+    use super::model::tool::ToolStatus;
+    use super::store::{all_agents, all_tools, IssuerFilter};
+    let store = state.store.as_ref();
+    let actor = "reconciler";
+    let mut revoked = 0;
+    for agent in all_agents(store).await? {
+        if agent.status != AgentStatus::Active {
+            let filter = MandateFilter {
+                agent: Some(agent.id.clone()),
+                ..MandateFilter::default()
+            };
+            let reason = format!("agent {}", agent.status.as_str());
+            revoked += revoke_live(
+                state,
+                &filter,
+                None,
+                &reason,
+                actor,
+                format!("agent:{}", agent.id),
+            )
+            .await?;
+        }
+    }
+    let withdrawn: Vec<_> = all_tools(store)
+        .await?
+        .into_iter()
+        .filter(|t| t.status != ToolStatus::Active)
+        .collect();
+    if !withdrawn.is_empty() {
+        // One read of the live mandates for every withdrawn tool.
+        let live = store
+            .live_mandates(&MandateFilter::default(), state.clock.now())
+            .await?;
+        for tool in withdrawn {
+            let ids: Vec<_> = live
+                .iter()
+                .filter(|m| m.scope.iter().any(|r| r.tool == tool.id))
+                .map(|m| (m.revocation_id.clone(), Some(m.id), m.expires_at))
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let reason = format!("tool {}", tool.status.as_str());
+            let selection = json!({"tool": tool.id});
+            revoked += revoke_ids(
+                state,
+                ids,
+                &reason,
+                actor,
+                "mandates.revoked",
+                format!("tool:{}", tool.id),
+                selection,
+            )
+            .await?
+            .len();
+        }
+    }
+    let disabled = IssuerFilter {
+        status: Some(IssuerStatus::Disabled.as_str().to_owned()),
+    };
+    let issuers = super::store::every_issuer(store, &disabled).await?;
+    for issuer in issuers {
+        let filter = MandateFilter {
+            principal_issuer: Some(issuer.issuer_url.clone()),
+            ..MandateFilter::default()
+        };
+        revoked += revoke_live(
+            state,
+            &filter,
+            None,
+            "issuer disabled",
+            actor,
+            format!("issuer:{}", issuer.id),
+        )
+        .await?;
+    }
+    Ok(revoked)
+}

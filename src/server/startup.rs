@@ -201,6 +201,7 @@ impl Server {
         let store = Arc::clone(&self.state.store);
         let metrics = Arc::clone(&self.state.metrics);
         let audit = tokio::spawn(audit_periodically(self.state.clone()));
+        let reconciler = tokio::spawn(reconcile_periodically(self.state.clone()));
         let result = app::serve(
             self.listener,
             app::router(self.state.clone()),
@@ -209,10 +210,31 @@ impl Server {
         )
         .await;
         audit.abort();
+        reconciler.abort();
         store.close().await;
         // The exporter blocks while it pushes the last metrics.
         let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
         result
+    }
+}
+
+/// How often the live mandates that a status no longer allows are looked for.
+const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Finishes, at start and every [`RECONCILE_INTERVAL`], any sweep a status change left undone
+/// ([`crate::server::revoke::reconcile`]).
+async fn reconcile_periodically(state: AppState) {
+    let mut interval = tokio::time::interval(RECONCILE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match crate::server::revoke::reconcile(&state).await {
+            Ok(0) => {}
+            Ok(revoked) => {
+                tracing::warn!(revoked, "revoked live mandates a status no longer allows")
+            }
+            Err(error) => tracing::warn!(?error, "cannot reconcile live mandates with statuses"),
+        }
     }
 }
 

@@ -24,5 +24,6 @@ mod otlp;
 mod revocation;
 mod store;
 mod store_inventory;
+mod sweeps;
 mod telemetry;
 mod threat_model;

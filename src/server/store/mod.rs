@@ -318,12 +318,14 @@ impl From<sqlx::Error> for StoreError {
 
 /// Postgres SQLSTATEs meaning "not now" rather than "not this": a lost connection (class 08),
 /// exhausted resources (53) and operator intervention (57: shutting down, starting up, restarted
-/// after a crash). SQLite's numeric result codes never have five characters in these classes.
+/// after a crash), and 55000 (object not in prerequisite state: a database not accepting
+/// connections, as during a restore). SQLite's numeric result codes never have five characters.
 fn is_unavailable_state(code: &str) -> bool {
     code.len() == 5
-        && ["08", "53", "57"]
-            .iter()
-            .any(|class| code.starts_with(class))
+        && (code == "55000"
+            || ["08", "53", "57"]
+                .iter()
+                .any(|class| code.starts_with(class)))
 }
 
 /// How long a request waits for a pooled connection before the store reports itself unavailable.
@@ -493,9 +495,17 @@ pub async fn all_tools(store: &dyn Store) -> Result<Vec<Tool>, StoreError> {
 
 /// Every active issuer.
 pub async fn active_issuers(store: &dyn Store) -> Result<Vec<Issuer>, StoreError> {
-    let filter = &IssuerFilter {
+    let filter = IssuerFilter {
         status: Some(IssuerStatus::Active.as_str().to_owned()),
     };
+    every_issuer(store, &filter).await
+}
+
+/// Every issuer `filter` selects.
+pub async fn every_issuer(
+    store: &dyn Store,
+    filter: &IssuerFilter,
+) -> Result<Vec<Issuer>, StoreError> {
     every(
         |page| async move { store.list_issuers(filter, &page).await },
         |i| i.id.clone(),
@@ -509,10 +519,10 @@ mod tests {
 
     #[test]
     fn shutdown_restart_and_lost_connection_states_mean_unavailable_and_constraint_states_do_not() {
-        for code in ["57P01", "57P02", "57P03", "08006", "08003", "53300"] {
+        for code in ["57P01", "57P02", "57P03", "08006", "08003", "53300", "55000"] {
             assert!(is_unavailable_state(code), "{code}");
         }
-        for code in ["23505", "23503", "42P01", "40001", "5", "517", "2067"] {
+        for code in ["23505", "23503", "42P01", "40001", "55006", "5", "517", "2067"] {
             assert!(!is_unavailable_state(code), "{code}");
         }
     }

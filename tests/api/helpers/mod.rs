@@ -113,6 +113,8 @@ pub struct TestApp {
     pub store: SharedStore,
     /// The server's clock; tests move it.
     pub clock: Arc<ManualClock>,
+    /// What the server's handlers share, to run its periodic work on demand.
+    pub state: mandate::server::app::AppState,
     /// The database and data directory.
     pub db: TestDatabase,
     shutdown: Option<oneshot::Sender<()>>,
@@ -152,6 +154,7 @@ impl TestApp {
         .unwrap();
         let addr = server.local_addr().unwrap();
         let store = server.state().store.clone();
+        let state = server.state().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.run(async {
             let _ = rx.await;
@@ -164,6 +167,7 @@ impl TestApp {
                 .unwrap(),
             store,
             clock,
+            state,
             db,
             shutdown: Some(tx),
             task: Some(task),

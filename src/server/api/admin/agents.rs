@@ -208,6 +208,11 @@ async fn transition(
     action: &str,
 ) -> Result<Json<Agent>, ApiError> {
     let before = load_agent(state, id).await?;
+    // A status that revokes is asked for again to finish its sweep (after one that failed):
+    // nothing changes, and the caller runs the sweep once more.
+    if before.status == to && to != AgentStatus::Active {
+        return Ok(Json(before));
+    }
     if !from.contains(&before.status) {
         return Err(ApiError::Conflict(format!(
             "agent `{id}` is {}; it cannot become {}",

@@ -168,6 +168,11 @@ async fn set_status(
     action: &str,
 ) -> Result<Json<Issuer>, ApiError> {
     let before = load_issuer(state, id).await?;
+    // Disabling again finishes the sweep of a disable whose sweep failed: nothing changes,
+    // and the caller runs the sweep once more.
+    if before.status == to && to == IssuerStatus::Disabled {
+        return Ok(Json(before));
+    }
     if before.status == to {
         return Err(ApiError::Conflict(format!(
             "issuer `{id}` is already {}",

@@ -229,6 +229,11 @@ async fn transition(
     action: &str,
 ) -> Result<Json<Tool>, ApiError> {
     let before = load_tool(state, id).await?;
+    // A status that revokes is asked for again to finish its sweep (after one that failed):
+    // nothing changes, and the caller runs the sweep once more.
+    if before.status == to && to != ToolStatus::Active {
+        return Ok(Json(before));
+    }
     if !from.contains(&before.status) {
         return Err(ApiError::Conflict(format!(
             "tool `{id}` is {}; it cannot become {}",
