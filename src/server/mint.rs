@@ -388,7 +388,7 @@ async fn issue(
         revocation_id: minted.revocation_id.clone(),
         issued_at: now,
         expires_at,
-        request_meta: serde_json::to_value(&meta).unwrap_or_default(),
+        request_meta: issuance_meta(&meta, &evaluation.granted_by),
     };
     let audit = NewAuditEvent {
         id: new_id(now),
@@ -440,4 +440,15 @@ async fn issue(
         scope: evaluation.granted,
         revocation_id: hex::encode(minted.revocation_id),
     })
+}
+
+/// What an issuance row keeps beside the mandate: the request's metadata and, under
+/// `granted_by`, the policies behind each right (read again when a policy is disabled or
+/// deleted).
+fn issuance_meta(meta: &RequestMeta, granted_by: &[super::policy::GrantedBy]) -> serde_json::Value {
+    let mut value = serde_json::to_value(meta).unwrap_or_else(|_| json!({}));
+    if let Some(object) = value.as_object_mut() {
+        object.insert("granted_by".to_owned(), json!(granted_by));
+    }
+    value
 }

@@ -89,6 +89,34 @@ pub struct Evaluation {
     /// The longest TTL the policies behind the grants allow: for each right the most generous
     /// policy granting it, then the least of those over all rights.
     pub policy_ttl: Option<u32>,
+    /// For each granted right, the ids of the policies that grant it (a mandate stays live
+    /// while one of them still does).
+    pub granted_by: Vec<GrantedBy>,
+}
+
+/// The policies behind one granted right.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GrantedBy {
+    /// The tool.
+    pub tool: String,
+    /// The operation.
+    pub operation: String,
+    /// The ids of the policies granting it.
+    pub policies: Vec<String>,
+}
+
+impl GrantedBy {
+    /// Whether one of the policies that granted this right still does, for `agent_id`.
+    pub fn still_granted(&self, agent_id: &str, policies: &[Policy]) -> bool {
+        policies.iter().any(|p| {
+            self.policies.contains(&p.id)
+                && p.enabled
+                && p.agents.covers(agent_id)
+                && p.grants.iter().any(|g| {
+                    g.tool == self.tool && g.operations.iter().any(|o| *o == self.operation)
+                })
+        })
+    }
 }
 
 /// Evaluates `requested` for `agent` acting for `principal`. All or nothing: one denied
@@ -107,6 +135,7 @@ pub fn evaluate(
     let mut granted = Vec::new();
     let mut denied = Vec::new();
     let mut policy_ttl: Option<u32> = None;
+    let mut granted_by = Vec::new();
     for grant in requested {
         let tool = tools.iter().find(|t| t.id == grant.tool);
         for operation in &grant.operations {
@@ -126,22 +155,26 @@ pub fn evaluate(
             } else if !ceiling_allows(agent, &tool.id, operation) {
                 denied.push(deny(DenialReason::OutsideAgentCeiling));
             } else {
-                let best = applicable
+                let granting: Vec<&&Policy> = applicable
                     .iter()
                     .filter(|p| {
                         p.grants.iter().any(|g| {
                             g.tool == tool.id && g.operations.iter().any(|o| o == operation)
                         })
                     })
-                    .map(|p| p.max_ttl_seconds)
-                    .max();
-                match best {
+                    .collect();
+                match granting.iter().map(|p| p.max_ttl_seconds).max() {
                     None => denied.push(deny(DenialReason::NoPolicy)),
                     Some(ttl) => {
                         policy_ttl = Some(policy_ttl.map_or(ttl, |t| t.min(ttl)));
                         granted.push(crate::token::Right {
                             tool: tool.id.clone(),
                             operation: operation.clone(),
+                        });
+                        granted_by.push(GrantedBy {
+                            tool: tool.id.clone(),
+                            operation: operation.clone(),
+                            policies: granting.iter().map(|p| p.id.clone()).collect(),
                         });
                     }
                 }
@@ -150,14 +183,18 @@ pub fn evaluate(
     }
     if !denied.is_empty() {
         granted.clear();
+        granted_by.clear();
         policy_ttl = None;
     }
     granted.sort();
     granted.dedup();
+    granted_by.sort_by(|a, b| (&a.tool, &a.operation).cmp(&(&b.tool, &b.operation)));
+    granted_by.dedup_by(|a, b| a.tool == b.tool && a.operation == b.operation);
     Evaluation {
         granted,
         denied,
         policy_ttl,
+        granted_by,
     }
 }
 

@@ -149,7 +149,8 @@ pub async fn revoke_live(
 }
 
 /// Revokes every live mandate that a status no longer allows: of agents suspended or retired,
-/// granting a tool disabled or retired, proven by an issuer disabled. A status change commits
+/// granting a tool disabled or retired, proven by an issuer disabled, or holding a right that no
+/// policy which granted it still grants ([`revoke_ungranted`]). A status change commits
 /// before its sweep; if the sweep then fails, repeating the request re-runs it, and this runs
 /// it at start-up and every minute in any case. Returns how many were revoked.
 pub async fn reconcile(state: &AppState) -> Result<usize, ApiError> {
@@ -212,6 +213,7 @@ pub async fn reconcile(state: &AppState) -> Result<usize, ApiError> {
             .len();
         }
     }
+    revoked += revoke_ungranted(state, actor).await?;
     let disabled = IssuerFilter {
         status: Some(IssuerStatus::Disabled.as_str().to_owned()),
     };
@@ -232,4 +234,44 @@ pub async fn reconcile(state: &AppState) -> Result<usize, ApiError> {
         .await?;
     }
     Ok(revoked)
+}
+
+/// Revokes every live mandate holding a right that none of the policies which granted it at
+/// mint still grants to its agent (a policy disabled, deleted, or changed to grant less).
+/// Mandates minted without that record are left to expire. Returns how many were revoked.
+pub async fn revoke_ungranted(state: &AppState, revoked_by: &str) -> Result<usize, ApiError> {
+    let policies = state.store.all_policies().await?;
+    let live = state
+        .store
+        .live_mandates(&MandateFilter::default(), state.clock.now())
+        .await?;
+    let ids: Vec<_> = live
+        .iter()
+        .filter(|m| {
+            let granted_by: Option<Vec<super::policy::GrantedBy>> = m
+                .request_meta
+                .get("granted_by")
+                .and_then(|v| serde_json::from_value(v.clone()).ok());
+            granted_by.is_some_and(|rights| {
+                rights
+                    .iter()
+                    .any(|right| !right.still_granted(&m.agent_id, &policies))
+            })
+        })
+        .map(|m| (m.revocation_id.clone(), Some(m.id), m.expires_at))
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let revoked = revoke_ids(
+        state,
+        ids,
+        "no policy grants it any more",
+        revoked_by,
+        "mandates.revoked",
+        "policies".to_owned(),
+        json!({"policies": "no longer granting"}),
+    )
+    .await?;
+    Ok(revoked.len())
 }

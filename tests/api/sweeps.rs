@@ -2,6 +2,7 @@
 //! disabled) commits before its sweep of live mandates. When the sweep fails, the status holds,
 //! repeating the request finishes the sweep, and the reconciler finishes it in any case.
 
+use mandate::clock::Clock;
 use reqwest::Method;
 
 use crate::both_stores;
@@ -137,5 +138,63 @@ both_stores!(
                 0
             );
         }
+    }
+);
+
+both_stores!(
+    disabling_or_deleting_a_policy_revokes_the_mandates_no_other_policy_grants,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        // A second policy grants crm read (not write) to the same principals.
+        app.admin_ok(
+            Method::POST,
+            "/v1/admin/policies",
+            Some(serde_json::json!({"id": "support-read", "issuer": "test-idp",
+                "groups": ["support"], "agents": ["bot"],
+                "grants": [{"tool": "crm", "operations": ["read"]}], "max_ttl_seconds": 600})),
+            201,
+        )
+        .await;
+        let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+        let write = crate::helpers::fixtures::mint_body(
+            &jwt,
+            serde_json::json!([{"tool": "crm", "operations": ["write"]}]),
+        );
+        let (status, _) = app
+            .as_token(&secret, Method::POST, "/v1/mandates", Some(write))
+            .await;
+        assert_eq!(status, 201);
+        assert_eq!(mint_read(&app, &idp, &secret).await.0, 201);
+        assert_eq!(live(&app).await, 2);
+
+        // Disabling support-crm: the write mandate had no other policy; the read one has.
+        let response = app
+            .client
+            .patch(app.url("/v1/admin/policies/support-crm"))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .json(&serde_json::json!({"enabled": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-revoked-mandates"], "1");
+        assert_eq!(live(&app).await, 1);
+
+        // Deleting the other one leaves the read mandate without a policy.
+        let response = app
+            .client
+            .delete(app.url("/v1/admin/policies/support-read"))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+        assert_eq!(response.headers()["x-revoked-mandates"], "1");
+        assert_eq!(live(&app).await, 0);
+        let revoked = app
+            .count("SELECT count(*) FROM audit_events WHERE action = 'mandates.revoked'")
+            .await;
+        assert_eq!(revoked, 2, "each sweep is audited");
     }
 );

@@ -35,7 +35,8 @@ pub struct Issuance {
     pub issued_at: DateTime<Utc>,
     /// When it expires.
     pub expires_at: DateTime<Utc>,
-    /// Request metadata (request id, user agent); never secrets.
+    /// Request metadata (request id, user agent) and, under `granted_by`, the policies behind
+    /// each right; never secrets.
     pub request_meta: serde_json::Value,
 }
 

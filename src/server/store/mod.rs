@@ -519,10 +519,14 @@ mod tests {
 
     #[test]
     fn shutdown_restart_and_lost_connection_states_mean_unavailable_and_constraint_states_do_not() {
-        for code in ["57P01", "57P02", "57P03", "08006", "08003", "53300", "55000"] {
+        for code in [
+            "57P01", "57P02", "57P03", "08006", "08003", "53300", "55000",
+        ] {
             assert!(is_unavailable_state(code), "{code}");
         }
-        for code in ["23505", "23503", "42P01", "40001", "55006", "5", "517", "2067"] {
+        for code in [
+            "23505", "23503", "42P01", "40001", "55006", "5", "517", "2067",
+        ] {
             assert!(!is_unavailable_state(code), "{code}");
         }
     }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::{Reader, Writer};
-use super::{check_agents, check_grants, snapshot};
+use super::{check_agents, check_grants, snapshot, with_revoked, WithRevoked};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{
     ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
@@ -17,6 +17,7 @@ use crate::server::error::ApiError;
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::policy::{NewPolicy, Policy, PolicyPatch};
 use crate::server::model::Grant;
+use crate::server::revoke::revoke_ungranted;
 use crate::server::store::{change_event, PolicyFilter};
 
 /// Filters and page of `GET /v1/admin/policies`.
@@ -163,7 +164,7 @@ pub async fn update_policy(
     Writer(caller): Writer,
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<PolicyPatch>,
-) -> Result<Json<Policy>, ApiError> {
+) -> Result<WithRevoked<Policy>, ApiError> {
     let guard = state.store.inventory_guard().await?;
     let before = load_policy(&state, &id).await?;
     let mut after = patch.apply(before.clone(), state.config.max_ttl_seconds)?;
@@ -180,7 +181,8 @@ pub async fn update_policy(
         snapshot(&after),
     );
     state.store.update_policy(&after, guard, &audit).await?;
-    Ok(Json(after))
+    let revoked = revoke_ungranted(&state, &caller.actor()).await?;
+    Ok(with_revoked(Json(after), revoked))
 }
 
 /// Delete a policy.
@@ -196,7 +198,7 @@ pub async fn delete_policy(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(StatusCode, [(axum::http::HeaderName, String); 1]), ApiError> {
     let guard = state.store.inventory_guard().await?;
     let before = load_policy(&state, &id).await?;
     let now = state.clock.now();
@@ -212,5 +214,12 @@ pub async fn delete_policy(
         .store
         .delete_policy(&id, before.version, guard, &audit)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let revoked = revoke_ungranted(&state, &caller.actor()).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(
+            axum::http::HeaderName::from_static("x-revoked-mandates"),
+            revoked.to_string(),
+        )],
+    ))
 }
