@@ -682,3 +682,34 @@ async fn a_revoked_mandate_stays_refused_through_the_skew_window_after_its_expir
         Err(TokenError::Expired)
     ));
 }
+
+#[tokio::test]
+async fn a_holder_can_always_end_its_branch_even_after_others_spent_the_branch_cap() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let (token, _) = mint(&app, &idp, &secret).await;
+    let revoke = |branch: String| {
+        let app = &app;
+        async move {
+            let body = json!({"token": branch, "reason": "spent"});
+            let response = app
+                .call(Method::POST, "/v1/revocations", None, Some(&body))
+                .await;
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    // Anyone holding the mandate can mint branches and revoke them, up to the cap.
+    for i in 0..64 {
+        let answer = revoke(derive(&token, &format!("spam-{i}"))).await;
+        assert_eq!(answer["whole_mandate"], false);
+    }
+    // The legitimate holder's branch is still ended: with the whole mandate, and it says so.
+    let mine = derive(&token, "research");
+    let answer = revoke(mine.clone()).await;
+    assert_eq!(answer["whole_mandate"], true, "{answer}");
+    assert_eq!(introspect(&app, &mine).await["active"], false);
+    assert_eq!(introspect(&app, &token).await["active"], false);
+    let rows = app.count("SELECT count(*) FROM revocations").await;
+    assert_eq!(rows, 65, "the cap bounds the rows: 64 branches and the mandate");
+}

@@ -186,11 +186,16 @@ pub struct BranchRevoked {
     pub revocation_id: String,
     /// When it was revoked.
     pub revoked_at: DateTime<Utc>,
+    /// True when the mandate already had its most revoked branches, so the whole mandate (every
+    /// token derived from it) was revoked instead: `revocation_id` is then the mandate's.
+    #[serde(default)]
+    pub whole_mandate: bool,
 }
 
 /// Most branches of one mandate its holders may revoke: each is a row every verifier keeps
-/// until the mandate expires.
-const MAX_BRANCHES: usize = 64;
+/// until the mandate expires. Past it, a branch revocation revokes the whole mandate: a holder
+/// can always end its own branch, and anyone spending the cap ends only what they hold a part of.
+pub const MAX_BRANCHES: usize = 64;
 
 /// Revoke a token's own branch: its last block's revocation id. Whoever holds a derived token
 /// may end it and everything derived from it; its parent keeps working. The mandate itself
@@ -202,7 +207,7 @@ const MAX_BRANCHES: usize = 64;
         (status = 200, description = "Revoked (now or before)", body = BranchRevoked),
         (status = 401, description = "Not a derived mandate signed by mandate's keys", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Its mandate is unknown", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Its mandate is expired or revoked, or has too many revoked branches", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Its mandate is expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing or invalid reason", body = Problem, content_type = "application/problem+json"),
         JsonBodyErrors,
     )
@@ -242,6 +247,7 @@ pub async fn revoke_branch(
         Json(BranchRevoked {
             revocation_id: hex::encode(&r.entry.revocation_id),
             revoked_at: r.entry.revoked_at,
+            whole_mandate: r.entry.revocation_id == mandate.revocation_id,
         })
     };
     if let Some(existing) = state.store.revocation(&branch).await? {
@@ -259,28 +265,29 @@ pub async fn revoke_branch(
         )));
     }
     let branches = state.store.revocations_of_mandate(mandate_id).await?;
-    if branches >= MAX_BRANCHES {
-        return Err(ApiError::Conflict(format!(
-            "mandate {mandate_id} already has {branches} revoked branches; revoke the mandate instead"
-        )));
-    }
+    let (revoked, action) = if branches >= MAX_BRANCHES {
+        (mandate.revocation_id.clone(), "mandate.revoked")
+    } else {
+        (branch.clone(), "mandate.branch_revoked")
+    };
     // Who holds a branch is the holder's own claim: it is recorded as such, not as an actor.
     let claimed_holder = token.claimed_holder();
     revoke_ids(
         &state,
-        vec![(branch.clone(), Some(mandate_id), mandate.expires_at)],
+        vec![(revoked.clone(), Some(mandate_id), mandate.expires_at)],
         &body.reason,
         "holder",
-        "mandate.branch_revoked",
+        action,
         format!("mandate:{mandate_id}"),
         serde_json::json!({
             "mandate": mandate_id, "blocks": token.block_count(), "claimed_holder": claimed_holder,
+            "revoked_branches": branches,
         }),
     )
     .await?;
     let stored = state
         .store
-        .revocation(&branch)
+        .revocation(&revoked)
         .await?
         .ok_or_else(|| ApiError::Internal("revocation not found after commit".into()))?;
     Ok(answer(&stored))
