@@ -297,3 +297,87 @@ async fn a_remembered_token_is_still_authorized_per_call_expires_and_is_rechecke
         Err(mandate::token::TokenError::Expired)
     ));
 }
+
+#[tokio::test]
+async fn a_suspended_sub_agents_key_is_withdrawn_and_its_attestations_no_longer_verify() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let research_key = KeyPair::new();
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/agents",
+        Some(
+            json!({"id": "research", "display_name": "Research", "kind": "sub_agent",
+            "owner": "alice@example.com"}),
+        ),
+        201,
+    )
+    .await;
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/agents/research/keys",
+        Some(json!({"public_key": format_public_key(&research_key.public())})),
+        201,
+    )
+    .await;
+    let (_, minted) = crate::helpers::fixtures::mint_read(&app, &idp, &secret).await;
+    let delegated = attenuate(
+        minted["token"].as_str().unwrap(),
+        &Attenuation {
+            delegate: Some("research".into()),
+            ..Attenuation::default()
+        },
+    )
+    .unwrap();
+    let attested = attest(&delegated, "research", &research_key).unwrap();
+    let verifier = || {
+        let clock: mandate::clock::SharedClock = app.clock.clone();
+        Verifier::new(
+            VerifierSettings::new(app.base.clone()),
+            Arc::new(NoRevocations),
+            clock,
+        )
+        .unwrap()
+    };
+    let read = mandate::verifier::Access {
+        tool: "crm".into(),
+        operation: "read".into(),
+        resource: None,
+    };
+    let verified = verifier().verify(&attested, &read).await.unwrap();
+    assert!(verified.hops[0].attested);
+
+    app.admin_ok(Method::POST, "/v1/admin/agents/research/suspend", None, 200)
+        .await;
+    let published: Value = app
+        .get("/.well-known/mandate-agent-keys")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let publishes = |agent: &str| {
+        published["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["agent"] == agent)
+    };
+    assert!(!publishes("research"), "{published}");
+    assert!(
+        publishes("helper"),
+        "other agents' keys stay published: {published}"
+    );
+    assert!(matches!(
+        verifier().verify(&attested, &read).await,
+        Err(mandate::token::TokenError::ForgedAttestation(_))
+    ));
+    let introspected = app
+        .admin_ok(
+            Method::POST,
+            "/v1/introspect",
+            Some(json!({"token": attested})),
+            200,
+        )
+        .await;
+    assert_eq!(introspected["active"], false);
+}

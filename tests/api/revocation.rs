@@ -711,5 +711,8 @@ async fn a_holder_can_always_end_its_branch_even_after_others_spent_the_branch_c
     assert_eq!(introspect(&app, &mine).await["active"], false);
     assert_eq!(introspect(&app, &token).await["active"], false);
     let rows = app.count("SELECT count(*) FROM revocations").await;
-    assert_eq!(rows, 65, "the cap bounds the rows: 64 branches and the mandate");
+    assert_eq!(
+        rows, 65,
+        "the cap bounds the rows: 64 branches and the mandate"
+    );
 }

@@ -150,9 +150,11 @@ both_stores!(
         app.admin_ok(
             Method::POST,
             "/v1/admin/policies",
-            Some(serde_json::json!({"id": "support-read", "issuer": "test-idp",
+            Some(
+                serde_json::json!({"id": "support-read", "issuer": "test-idp",
                 "groups": ["support"], "agents": ["bot"],
-                "grants": [{"tool": "crm", "operations": ["read"]}], "max_ttl_seconds": 600})),
+                "grants": [{"tool": "crm", "operations": ["read"]}], "max_ttl_seconds": 600}),
+            ),
             201,
         )
         .await;

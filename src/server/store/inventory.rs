@@ -165,7 +165,7 @@ pub trait AgentStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The agent's registered public keys.
     async fn agent_keys(&self, agent_id: &str) -> Result<Vec<AgentKey>, StoreError>;
-    /// Every registered key of every agent that is not retired, by agent.
+    /// Every registered key of every active agent, by agent: a suspended agent attests nothing.
     async fn all_agent_keys(&self) -> Result<Vec<AgentKey>, StoreError>;
     /// Registers a public key; a key registered anywhere already is a conflict.
     async fn insert_agent_key(

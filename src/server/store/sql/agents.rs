@@ -283,7 +283,7 @@ impl AgentStore for ThisStore {
     async fn all_agent_keys(&self) -> Result<Vec<AgentKey>, StoreError> {
         sqlx::query(
             "SELECT k.* FROM agent_keys k JOIN agents a ON a.id = k.agent_id \
-             WHERE k.removed_at IS NULL AND a.status <> 'retired' \
+             WHERE k.removed_at IS NULL AND a.status = 'active' \
              ORDER BY k.agent_id, k.created_at, k.id",
         )
         .fetch_all(&self.pool)
