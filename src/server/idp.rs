@@ -209,19 +209,32 @@ fn peek(token: &str) -> Result<(Header, Map<String, Value>), IdpError> {
         .and_then(Value::as_str)
         .ok_or(IdpError::Malformed("no alg"))?
         .to_owned();
+    // RFC 7515 §4.1.11: a recipient that does not understand every extension `crit` names
+    // must reject the token, and mandate understands none.
+    if header.contains_key("crit") {
+        return Err(IdpError::Malformed(
+            "a critical header extension is not understood",
+        ));
+    }
     let kid = header.get("kid").and_then(Value::as_str).map(str::to_owned);
     Ok((Header { alg, kid }, decode_segment(claims)?))
 }
+
+/// The latest NumericDate accepted: 9999-12-31T23:59:59Z. Later ones (`1e300`) would saturate
+/// and never expire.
+const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 
 fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, IdpError> {
     match claims.get(name) {
         None => Ok(None),
         Some(value) => value
             .as_f64()
-            .filter(|v| v.is_finite())
+            .filter(|v| v.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(v))
             // Truncation of fractional seconds is intended; NumericDate may carry them.
             .map(|v| Some(v as i64))
-            .ok_or(IdpError::Malformed("a date claim is not a number")),
+            .ok_or(IdpError::Malformed(
+                "a date claim is not a number from 1970 to 9999",
+            )),
     }
 }
 
@@ -578,6 +591,37 @@ mod tests {
                 "{bad:.40}"
             );
         }
+    }
+
+    #[test]
+    fn a_header_naming_critical_extensions_is_refused() {
+        let claims = segment(serde_json::json!({"iss": "https://idp"}));
+        let crit = segment(serde_json::json!({"alg": "RS256", "crit": ["exp"], "exp": 1}));
+        assert!(matches!(
+            peek(&format!("{crit}.{claims}.sig")),
+            Err(IdpError::Malformed(_))
+        ));
+        let plain = segment(serde_json::json!({"alg": "RS256"}));
+        assert!(peek(&format!("{plain}.{claims}.sig")).is_ok());
+    }
+
+    #[test]
+    fn dates_beyond_the_year_9999_or_before_1970_are_malformed_not_forever() {
+        for bad in [
+            serde_json::json!(1e300),
+            serde_json::json!(-1),
+            serde_json::json!("1"),
+        ] {
+            let claims: Map<String, Value> =
+                serde_json::from_value(serde_json::json!({ "exp": bad })).unwrap();
+            assert!(
+                matches!(numeric_date(&claims, "exp"), Err(IdpError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        let claims: Map<String, Value> =
+            serde_json::from_value(serde_json::json!({"exp": 1_800_000_000.5})).unwrap();
+        assert_eq!(numeric_date(&claims, "exp").unwrap(), Some(1_800_000_000));
     }
 
     #[test]

@@ -156,6 +156,11 @@ both_stores!(
             ),
             ("no exp", idp.sign("rsa-1", &without("exp")), "expired"),
             (
+                "an exp that would never pass",
+                idp.sign("rsa-1", &with("exp", json!(1e300))),
+                "malformed_token",
+            ),
+            (
                 "nbf in the future",
                 idp.sign("rsa-1", &with("nbf", json!(now.timestamp() + 600))),
                 "not_yet_valid",
@@ -193,7 +198,7 @@ both_stores!(
         }
         assert_eq!(issued_count(&app).await, 0);
         let denials = audited(&app, |e| e.action == "mandate.denied").await;
-        assert_eq!(denials, 12, "every refusal is audited");
+        assert_eq!(denials, 13, "every refusal is audited");
         // Within the leeway the clock skew is tolerated.
         let skewed = idp.sign("rsa-1", &with("nbf", json!(now.timestamp() + 30)));
         let (status, body) = mint(
