@@ -77,7 +77,7 @@ both_stores!(
         let path = format!("/v1/mandates/{id}/revoke");
         let reason = json!({"reason": "task cancelled by alice"});
 
-        // Another orchestrator may not; an auditor may not; unknown ids are 404.
+        // Another orchestrator may not, and gets what an unknown id gets; an auditor may not.
         app.admin_ok(
             Method::POST,
             "/v1/admin/agents",
@@ -91,7 +91,7 @@ both_stores!(
         let response = app
             .call(Method::POST, &path, other["secret"].as_str(), Some(&reason))
             .await;
-        assert_problem(response, 403).await;
+        let theirs = assert_problem(response, 404).await;
         let auditor = app.token_with_role("reviewer", "auditor").await;
         assert_problem(
             app.call(Method::POST, &path, Some(&auditor), Some(&reason))
@@ -100,12 +100,14 @@ both_stores!(
         )
         .await;
         let unknown = "/v1/mandates/01900000-0000-7000-8000-00000000dead/revoke";
-        assert_problem(
+        let none = assert_problem(
             app.call(Method::POST, unknown, Some(&secret), Some(&reason))
                 .await,
             404,
         )
         .await;
+        let shape = |p: &Value| (p["title"].clone(), p["reason"].clone(), p["type"].clone());
+        assert_eq!(shape(&theirs), shape(&none), "no existence oracle");
         assert_problem(
             app.call(Method::POST, &path, None, Some(&reason)).await,
             401,

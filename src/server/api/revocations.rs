@@ -92,12 +92,9 @@ async fn revoke_mandate(
     let revoked_by = match &who {
         Revoker::Admin(caller) => caller.actor(),
         Revoker::Agent(agent) if agent.id == mandate.agent_id => format!("agent:{}", agent.id),
-        Revoker::Agent(agent) => {
-            return Err(ApiError::Forbidden(format!(
-                "mandate {id} was not minted for agent `{}`",
-                agent.id
-            )))
-        }
+        // The same answer as for an unknown id: another orchestrator's mandates do not exist
+        // for this one.
+        Revoker::Agent(_) => return Err(ApiError::NotFound(format!("no mandate {id}"))),
     };
     if let Some(existing) = state.store.revocation(&mandate.revocation_id).await? {
         return Ok(Json(RevocationView::from(&existing)));
@@ -129,8 +126,8 @@ async fn revoke_mandate(
     responses(
         (status = 200, description = "Revoked (now or before)", body = RevocationView),
         (status = 401, description = "No valid agent secret or admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another orchestrator's mandate, or an auditor token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such mandate", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An auditor token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mandate, or another orchestrator's (the same answer)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing or invalid reason", body = Problem, content_type = "application/problem+json"),
         JsonBodyErrors,
     )
@@ -151,9 +148,9 @@ pub async fn revoke(
     responses(
         (status = 200, description = "Completed (now or before)", body = RevocationView),
         (status = 401, description = "No valid agent secret", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another orchestrator's mandate", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An admin token: admins revoke", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "Malformed mandate id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such mandate", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mandate, or another orchestrator's (the same answer)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn complete(
