@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use mandate::clock::{Clock, SystemClock};
 use mandate::server::api::admin::tokens::issue_admin_token;
+use mandate::server::audit_witness::{self, Witnessed};
 use mandate::server::config::Config;
 use mandate::server::error::ApiError;
 use mandate::server::model::admin_token::{NewAdminToken, Role};
@@ -88,6 +89,28 @@ enum AuditCommand {
         /// TOML configuration file (overrides MANDATE_CONFIG).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// A copy of the checkpoints kept outside the database (`audit checkpoints export`):
+        /// every checkpoint it holds must still be in the database, unchanged.
+        #[arg(long)]
+        witness: Option<PathBuf>,
+    },
+    /// The signed checkpoints of the audit chain.
+    Checkpoints {
+        #[command(subcommand)]
+        command: CheckpointsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckpointsCommand {
+    /// Print every checkpoint as JSON lines, or append to FILE those after its last one.
+    Export {
+        /// TOML configuration file (overrides MANDATE_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The witness file to bring up to date.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -257,16 +280,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token { command } => token_cli::run(command),
         Command::Audit {
-            command: AuditCommand::Verify { config },
+            command: AuditCommand::Verify { config, witness },
         } => {
             let config = Config::from_env(config.as_deref())?;
             let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
             let report = runtime()?.block_on(async {
-                let keys = startup::audit_keys(&config)?;
+                let (keys, seal) = startup::audit_keys(&config)?;
                 let store = startup::open_migrated_store(&config).await?;
-                let report = mandate::server::audit::verify(store.as_ref(), &keys).await;
+                let report = verify_audit(store.as_ref(), &keys, &seal, witness.as_deref()).await;
                 store.close().await;
-                anyhow::Ok(report?)
+                report
             })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             match report.first_bad {
@@ -276,11 +299,63 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Audit {
+            command:
+                AuditCommand::Checkpoints {
+                    command: CheckpointsCommand::Export { config, out },
+                },
+        } => {
+            let config = Config::from_env(config.as_deref())?;
+            let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
+            let checkpoints = runtime()?.block_on(async {
+                let store = startup::open_migrated_store(&config).await?;
+                let checkpoints = store.audit_checkpoints().await;
+                store.close().await;
+                anyhow::Ok(checkpoints?)
+            })?;
+            match out {
+                Some(path) => {
+                    let appended = audit_witness::append(&path, &checkpoints)?;
+                    eprintln!("appended {appended} checkpoints to {}", path.display());
+                }
+                None => {
+                    for checkpoint in &checkpoints {
+                        println!("{}", serde_json::to_string(&Witnessed::from(checkpoint))?);
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Openapi => {
             println!("{}", api::openapi().to_pretty_json()?);
             Ok(())
         }
     }
+}
+
+/// Verifies the audit trail with the configured keys, and against `witness` when given.
+async fn verify_audit(
+    store: &dyn mandate::server::store::Store,
+    keys: &mandate::token::keys::KeySet,
+    seal: &mandate::server::audit_seal::AuditSeal,
+    witness: Option<&std::path::Path>,
+) -> anyhow::Result<mandate::server::audit::AuditReport> {
+    let mut report = mandate::server::audit::verify(store, keys, seal).await?;
+    if let Some(path) = witness {
+        let witnessed = audit_witness::read(path)?;
+        let stored = store.audit_checkpoints().await?;
+        if let Some(bad) = audit_witness::check(&witnessed, &stored, keys) {
+            report.intact = false;
+            if report
+                .first_bad
+                .as_ref()
+                .is_none_or(|first| bad.seq < first.seq)
+            {
+                report.first_bad = Some(bad);
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// One line for an API error: its detail, or its status title.

@@ -62,6 +62,8 @@ pub struct AppState {
     pub inventory: Arc<InventoryCache>,
     /// Mint rate limits.
     pub limits: Arc<MintLimits>,
+    /// This replica's walks of the audit chain, and what the last one found.
+    pub audit: Arc<crate::server::audit::Replica>,
 }
 
 /// The `/docs` page: the spec inline (`$spec`), rendered by Scalar.

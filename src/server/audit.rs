@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::audit_seal::{AuditSeal, Checked};
 use super::keys::KeyRing;
 use super::store::{AuditEvent, Checkpoint, NewAuditEvent, Store, StoreError};
 use crate::token::keys::KeySet;
@@ -65,6 +66,10 @@ pub struct AuditReport {
     /// The first bad event (or checkpoint), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_bad: Option<BadEvent>,
+    /// What the answering replica's own walks found (the service only): a tail cut off after
+    /// the replica verified it shows here, where a full recomputation sees a shorter chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaAudit>,
 }
 
 /// The first place the trail does not hold.
@@ -93,8 +98,14 @@ pub fn as_new(event: &AuditEvent) -> NewAuditEvent {
 }
 
 /// Recomputes the whole chain and checks every checkpoint signed with one of `keys` against
-/// it. Checkpoints of other keys are passed over and counted.
-pub async fn verify(store: &dyn Store, keys: &KeySet) -> Result<AuditReport, StoreError> {
+/// it, and every event's MAC with `seal` (all but those written before MACs existed, or
+/// covered by a checkpoint of a loaded key). Checkpoints of other keys are passed over and
+/// counted.
+pub async fn verify(
+    store: &dyn Store,
+    keys: &KeySet,
+    seal: &AuditSeal,
+) -> Result<AuditReport, StoreError> {
     let all = store.audit_checkpoints().await?;
     let mut report = AuditReport {
         events: 0,
@@ -102,6 +113,7 @@ pub async fn verify(store: &dyn Store, keys: &KeySet) -> Result<AuditReport, Sto
         checkpoints_passed_over: 0,
         intact: true,
         first_bad: None,
+        replica: None,
     };
     let fail = |report: &mut AuditReport, seq: i64, id: Option<uuid::Uuid>, reason: String| {
         report.intact = false;
@@ -127,7 +139,16 @@ pub async fn verify(store: &dyn Store, keys: &KeySet) -> Result<AuditReport, Sto
     report.checkpoints = checkpoints.len() as u64;
     let by_seq: std::collections::HashMap<i64, &Checkpoint> =
         checkpoints.iter().map(|c| (c.seq, c)).collect();
-    let walked = walk(store, 0, GENESIS.to_vec(), &by_seq).await?;
+    let trusted = Trusted {
+        seal,
+        through: checkpoints
+            .iter()
+            .map(|c| c.seq)
+            .max()
+            .unwrap_or(0)
+            .max(store.audit_mac_start().await?),
+    };
+    let walked = walk(store, 0, GENESIS.to_vec(), &by_seq, &trusted).await?;
     report.events = walked.events;
     if let Some(bad) = walked.first_bad {
         report.intact = false;
@@ -155,13 +176,41 @@ struct Walk {
     first_bad: Option<BadEvent>,
 }
 
+/// How a walk tells an authentic event: by its MAC, unless it is at or before `through` (written
+/// before MACs existed, or covered by a checkpoint a loaded root key signed).
+struct Trusted<'a> {
+    seal: &'a AuditSeal,
+    through: i64,
+}
+
+impl Trusted<'_> {
+    /// Why `event` (whose recomputed hash is `hash`) is not authentic, if it is not.
+    fn refuse(&self, event: &AuditEvent, hash: &[u8]) -> Option<String> {
+        if event.seq <= self.through {
+            return None;
+        }
+        match self.seal.check(event.seq, hash, event.mac.as_ref()) {
+            Checked::Authentic => None,
+            Checked::UnknownKey => Some(
+                "forged: its MAC names a root key not configured here, and no checkpoint covers it"
+                    .to_owned(),
+            ),
+            Checked::Forged => Some(
+                "forged: no valid MAC of a root key; the database alone could have written it"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
 /// Recomputes the chain after event `after` (whose hash is `prev`) to the head, checking it
-/// against the checkpoints on the way.
+/// against the checkpoints on the way, and each event's MAC.
 async fn walk(
     store: &dyn Store,
     mut after: i64,
     mut prev: Vec<u8>,
     checkpoints: &std::collections::HashMap<i64, &Checkpoint>,
+    trusted: &Trusted<'_>,
 ) -> Result<Walk, StoreError> {
     let mut walked = Walk {
         events: 0,
@@ -195,6 +244,8 @@ async fn walk(
                 let recomputed = chain_hash(&prev, event.seq, &as_new(event));
                 if hex::encode(&recomputed) != event.hash {
                     Some((event.seq, "its contents do not match its hash".to_owned()))
+                } else if let Some(reason) = trusted.refuse(event, &recomputed) {
+                    Some((event.seq, reason))
                 } else if checkpoints
                     .get(&event.seq)
                     .is_some_and(|c| c.hash != recomputed)
@@ -301,11 +352,10 @@ pub async fn verify_since(
                 && hex::decode(&event.hash).ok().as_deref() == Some(start.hash.as_slice())
         });
         if !intact {
-            return Err(StoreError::Corrupt(format!(
-                "audit chain broken at event {}: gone or changed since it was verified; \
-                 not signing it",
-                start.seq
-            )));
+            return Err(StoreError::AuditBroken {
+                seq: start.seq,
+                reason: "gone or changed since it was verified".to_owned(),
+            });
         }
     }
     // Checkpoints signed since (by other replicas, too) must match what is recomputed.
@@ -321,16 +371,21 @@ pub async fn verify_since(
             None => {}
         }
     }
-    let walked = walk(store, start.seq, start.hash, &checkpoints).await?;
+    let seal = AuditSeal::from_ring(keys);
+    let trusted = Trusted {
+        seal: &seal,
+        through: start.seq.max(store.audit_mac_start().await?),
+    };
+    let walked = walk(store, start.seq, start.hash, &checkpoints, &trusted).await?;
     *verified = Some(Verified {
         seq: walked.next_seq - 1,
         hash: walked.head_hash,
     });
     match walked.first_bad {
-        Some(bad) => Err(StoreError::Corrupt(format!(
-            "audit chain broken at event {}: {}; not signing it",
-            bad.seq, bad.reason
-        ))),
+        Some(bad) => Err(StoreError::AuditBroken {
+            seq: bad.seq,
+            reason: bad.reason,
+        }),
         None => Ok(()),
     }
 }
@@ -404,5 +459,69 @@ pub async fn checkpoint(
     match verified {
         Some(verified) => sign_checkpoint(store, keys, &verified, now).await,
         None => Ok(None),
+    }
+}
+
+/// What this replica's walks of the chain found: how far the chain holds, and where it broke.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReplicaAudit {
+    /// The last event this replica recomputed and found authentic (0: none yet).
+    pub verified_seq: i64,
+    /// The first event that does not hold, when the last walk found one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<i64>,
+    /// Why it does not hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the last walk ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<DateTime<Utc>>,
+}
+
+/// A replica's incremental walks of the chain ([`verify_since`]) and what the last one found,
+/// for `/v1/admin/audit/verify`, `/readyz` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Replica {
+    verified: tokio::sync::Mutex<Option<Verified>>,
+    status: std::sync::RwLock<ReplicaAudit>,
+}
+
+impl Replica {
+    /// Walks the events appended since the last walk and records what it found. Returns the
+    /// head to sign when the chain holds; a broken chain is an error, and is never signed.
+    pub async fn walk(
+        &self,
+        store: &dyn Store,
+        keys: &KeyRing,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Verified>, StoreError> {
+        let mut verified = self.verified.lock().await;
+        let result = verify_since(store, keys, &mut verified).await;
+        let mut status = ReplicaAudit {
+            verified_seq: verified.as_ref().map_or(0, |v| v.seq),
+            checked_at: Some(now),
+            ..ReplicaAudit::default()
+        };
+        match &result {
+            Ok(()) => {}
+            Err(StoreError::AuditBroken { seq, reason }) => {
+                status.broken_at = Some(*seq);
+                status.reason = Some(reason.clone());
+            }
+            Err(other) => status.reason = Some(other.to_string()),
+        }
+        *self
+            .status
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+        result.map(|()| verified.clone())
+    }
+
+    /// What the last walk found.
+    pub fn status(&self) -> ReplicaAudit {
+        self.status
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }

@@ -1,6 +1,8 @@
 //! The mandate service (feature `server`): HTTP API, configuration, root keys and storage.
 //!
 //! - [`audit`] — the tamper-evident trail: hash chain, signed checkpoints, verification.
+//! - [`audit_seal`] — each audit event's MAC, keyed from a root key the database does not hold.
+//! - [`audit_witness`] — a copy of the signed checkpoints outside the database, checked against it.
 //! - [`config`] — typed configuration from a TOML file and `MANDATE_*` variables.
 //! - [`startup`] — validates everything, binds, opens the store, loads keys; then runs.
 //! - [`app`] — the router and its middleware, separate from serving so tests bind port 0.
@@ -21,6 +23,8 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod audit_seal;
+pub mod audit_witness;
 pub mod config;
 pub mod dev;
 pub mod error;

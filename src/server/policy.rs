@@ -113,7 +113,7 @@ impl GrantedBy {
                 && p.enabled
                 && p.agents.covers(agent_id)
                 && p.grants.iter().any(|g| {
-                    g.tool == self.tool && g.operations.iter().any(|o| *o == self.operation)
+                    g.tool == self.tool && g.operations.contains(&self.operation)
                 })
         })
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::app::{self, AppState};
+use super::audit_seal::AuditSeal;
 use super::config::{is_strong_admin_token, AdminTokenSource, Config, Database, ADMIN_TOKEN_SHAPE};
 use super::dev::{self, DevIdp};
 use super::idp::{IdentityVerifier, IdpSettings};
@@ -126,6 +127,8 @@ impl Server {
             KeySource::Dev(path) => vec![(DEV_KID, load_or_generate_dev_key(&path)?)],
         };
         let active_kid = config.signing_kid().unwrap_or(DEV_KID);
+        // Sealed before anything is recorded, registering the keys included.
+        store.seal_audit(Arc::new(AuditSeal::from_keys(&keys, active_kid)));
         let ring = register_keys(&store, keys, active_kid, &clock).await?;
         let local = listener
             .local_addr()
@@ -166,6 +169,7 @@ impl Server {
             metrics: Arc::new(metrics),
             inventory: Arc::default(),
             limits: Arc::new(limits),
+            audit: Arc::default(),
         };
         let walkthrough = match (&state.dev_idp, options.dev_seed) {
             (Some(idp), true) => dev::seed(&state, idp, &data_dir).await?,
@@ -252,17 +256,22 @@ async fn audit_periodically(state: AppState) {
     use crate::server::audit;
     let mut interval = tokio::time::interval(VERIFY_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut verified = None;
     let mut broken: Option<String> = None;
     let mut signed_at: Option<tokio::time::Instant> = None;
     loop {
         interval.tick().await;
-        // A failed walk leaves `verified` at the last intact event, and resumes from there.
-        match audit::verify_since(state.store.as_ref(), &state.keys, &mut verified).await {
-            Ok(()) => {
+        // A failed walk leaves the replica at the last intact event, and resumes from there.
+        let walked = state
+            .audit
+            .walk(state.store.as_ref(), &state.keys, state.clock.now())
+            .await;
+        state.metrics.audit_walked(&state.audit.status());
+        let verified = match walked {
+            Ok(verified) => {
                 if broken.take().is_some() {
                     tracing::info!("the audit trail verifies again");
                 }
+                verified
             }
             Err(error) => {
                 let message = error.to_string();
@@ -270,8 +279,9 @@ async fn audit_periodically(state: AppState) {
                     tracing::error!(%error, "cannot verify the audit trail");
                 }
                 broken = Some(message);
+                None
             }
-        }
+        };
         // Ticks are VERIFY_INTERVAL apart: sign at the one nearest each interval's end.
         if signed_at.is_some_and(|at| at.elapsed() + VERIFY_INTERVAL / 2 < CHECKPOINT_INTERVAL) {
             continue;
@@ -280,12 +290,12 @@ async fn audit_periodically(state: AppState) {
         if let Err(error) = state.store.prune_issuance_counts(state.clock.now()).await {
             tracing::warn!(%error, "cannot prune the issuance counts");
         }
-        let (Some(verified), None) = (&verified, &broken) else {
+        let Some(verified) = verified else {
             continue;
         };
         let now = state.clock.now();
         if let Err(error) =
-            audit::sign_checkpoint(state.store.as_ref(), &state.keys, verified, now).await
+            audit::sign_checkpoint(state.store.as_ref(), &state.keys, &verified, now).await
         {
             tracing::warn!(%error, "cannot checkpoint the audit trail");
         }
@@ -293,9 +303,20 @@ async fn audit_periodically(state: AppState) {
 }
 
 /// Opens the configured store with its migrations applied (for commands other than `serve`).
+/// The store seals the audit events it writes with the configured root keys (or the
+/// development key, generated as `serve --dev` would), so what a command records verifies.
 pub async fn open_migrated_store(config: &Config) -> Result<SharedStore, StartupError> {
-    let store = open_store(config, false).await?;
+    let dev = config.root_keys.is_empty();
+    let store = open_store(config, dev).await?;
+    let keys = if dev {
+        let path = keys::dev_key_path(&config.data_dir);
+        vec![(DEV_KID, load_or_generate_dev_key(&path)?)]
+    } else {
+        load_key_files(config)?
+    };
     store.migrate().await?;
+    let active = config.signing_kid().unwrap_or(DEV_KID);
+    store.seal_audit(Arc::new(AuditSeal::from_keys(&keys, active)));
     Ok(store)
 }
 
@@ -332,11 +353,11 @@ fn load_configured_keys(config: &Config, options: Options) -> Result<KeySource, 
     Ok(KeySource::Dev(path))
 }
 
-/// The root public keys `mandate audit verify` checks checkpoints against: the ones this
-/// configuration loads (its key files, else the development key in the data directory), as
+/// The root public keys `mandate audit verify` checks checkpoints against, and the MAC keys it
+/// checks events with: the ones this configuration loads (its key files, else the development key in the data directory), as
 /// the service's own verification does. Never the keys on record in the database: whoever can
 /// rewrite the trail there can rewrite that record too, and sign over the rewrite.
-pub fn audit_keys(config: &Config) -> Result<KeySet, StartupError> {
+pub fn audit_keys(config: &Config) -> Result<(KeySet, AuditSeal), StartupError> {
     let keys = if config.root_keys.is_empty() {
         let path = keys::dev_key_path(&config.data_dir);
         if !path.exists() {
@@ -346,10 +367,12 @@ pub fn audit_keys(config: &Config) -> Result<KeySet, StartupError> {
     } else {
         load_key_files(config)?
     };
-    Ok(keys
+    let seal = AuditSeal::from_keys(&keys, config.signing_kid().unwrap_or(DEV_KID));
+    let public = keys
         .into_iter()
         .map(|(kid, key)| (kid, key.public()))
-        .collect())
+        .collect();
+    Ok((public, seal))
 }
 
 /// The hash of the configured admin token, read (and checked) before anything is created.

@@ -14,7 +14,7 @@ use crate::helpers::{Backend, TestApp};
 
 /// Runs `statements` on one connection, as someone with direct database access would, with the
 /// append-only triggers out of the way first when `bypass` is set.
-async fn tamper(
+pub(crate) async fn tamper(
     app: &TestApp,
     backend: Backend,
     bypass: bool,
@@ -61,7 +61,7 @@ async fn tamper(
     }
 }
 
-async fn verify(app: &TestApp) -> Value {
+pub(crate) async fn verify(app: &TestApp) -> Value {
     app.admin_ok(Method::GET, "/v1/admin/audit/verify", None, 200)
         .await
 }
@@ -218,7 +218,7 @@ both_stores!(a_rewritten_chain_is_never_signed, |backend| async move {
 });
 
 /// The key ring the test server signs with.
-fn server_ring(app: &TestApp) -> mandate::server::keys::KeyRing {
+pub(crate) fn server_ring(app: &TestApp) -> mandate::server::keys::KeyRing {
     let key = mandate::server::keys::load_key_file(&mandate::server::keys::dev_key_path(
         app.db.data_dir(),
     ))
@@ -231,7 +231,7 @@ fn server_ring(app: &TestApp) -> mandate::server::keys::KeyRing {
 }
 
 /// Waits for the checkpoint the server signs at start.
-async fn start_checkpoint(app: &TestApp) {
+pub(crate) async fn start_checkpoint(app: &TestApp) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while app.store.audit_checkpoints().await.unwrap().is_empty() {
         assert!(
@@ -257,7 +257,7 @@ async fn add_tool(app: &TestApp, id: &str) {
 
 /// Rewrites event `seq`'s actor and every hash from it on, as someone with database access
 /// and the hash function (it is public) would, so that the chain holds together again.
-async fn rewrite_and_rehash(app: &TestApp, backend: Backend, seq: i64) {
+pub(crate) async fn rewrite_and_rehash(app: &TestApp, backend: Backend, seq: i64) {
     use mandate::server::audit::{as_new, chain_hash};
     let events = app.store.audit_events(seq - 1, 100_000).await.unwrap();
     let mut prev = hex::decode(&events[0].prev_hash).unwrap();
@@ -552,12 +552,12 @@ both_stores!(
 );
 
 /// Runs `mandate audit verify` on `app`'s SQLite store, with the development key.
-fn audit_verify_command(app: &TestApp) -> std::process::Output {
+pub(crate) fn audit_verify_command(app: &TestApp) -> std::process::Output {
     audit_verify_with(app, &[])
 }
 
 /// Runs `mandate audit verify` on `app`'s SQLite store, with `envs` set as well.
-fn audit_verify_with(app: &TestApp, envs: &[(&str, &str)]) -> std::process::Output {
+pub(crate) fn audit_verify_with(app: &TestApp, envs: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_mandate"))
         .args(["audit", "verify"])
         .env_clear()

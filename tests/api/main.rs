@@ -5,6 +5,7 @@ mod admin_access;
 mod admin_inventory;
 mod admin_validation;
 mod attribution;
+mod audit_forgery;
 mod audit_stress;
 mod audit_trail;
 mod cli;

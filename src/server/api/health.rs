@@ -36,6 +36,9 @@ pub struct Readiness {
     /// The kid of the key that signs new mandates.
     #[schema(example = 1)]
     pub active_kid: u32,
+    /// What this replica's last walk of the audit chain found (a broken chain does not make
+    /// the replica unready: it still refuses to sign over the break).
+    pub audit: crate::server::audit::ReplicaAudit,
 }
 
 /// The process is alive.
@@ -81,6 +84,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Ap
         status: "ready".to_owned(),
         store,
         active_kid: state.keys.active().kid,
+        audit: state.audit.status(),
     }))
 }
 

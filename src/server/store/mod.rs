@@ -83,6 +83,10 @@ impl<T> Store for T where
 {
 }
 
+/// The key a store seals audit events with, once it has one.
+pub type Seal =
+    std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<crate::server::audit_seal::AuditSeal>>>>;
+
 /// Health, migrations, root keys and the audit trail.
 #[async_trait]
 pub trait CoreStore: Send + Sync + Debug {
@@ -110,6 +114,12 @@ pub trait CoreStore: Send + Sync + Debug {
 
     /// Every recorded root key, by kid.
     async fn root_keys(&self) -> Result<Vec<RootKeyRecord>, StoreError>;
+
+    /// Seals every audit event written from now on with `seal`'s active key.
+    fn seal_audit(&self, seal: std::sync::Arc<crate::server::audit_seal::AuditSeal>);
+
+    /// The last seq written before audit events carried MACs (0: every event carries one).
+    async fn audit_mac_start(&self) -> Result<i64, StoreError>;
 
     /// Appends one audit event.
     async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError>;
@@ -241,6 +251,9 @@ pub struct AuditEvent {
     pub prev_hash: String,
     /// This event's chain hash, hex.
     pub hash: String,
+    /// Its MAC ([`crate::server::audit_seal`]); `None` on events written before MACs existed,
+    /// or by something without the key.
+    pub mac: Option<crate::server::audit_seal::Mac>,
 }
 
 /// A signed checkpoint of the audit chain's head.
@@ -283,6 +296,14 @@ pub enum StoreError {
     /// A stored value is not what mandate wrote (500).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The audit chain does not hold from event `seq` on (500): nothing is signed over it.
+    #[error("stored data is corrupt: audit chain broken at event {seq}: {reason}; not signing it")]
+    AuditBroken {
+        /// The first event that does not hold.
+        seq: i64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Migrations could not be applied.
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),

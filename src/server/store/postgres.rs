@@ -34,6 +34,7 @@ const REVOCATION_LOCK: i64 = 0x7265_766f_6b65;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    seal: Seal,
     signal: tokio::sync::broadcast::Sender<()>,
     listener: Arc<tokio::task::AbortHandle>,
 }
@@ -52,6 +53,7 @@ impl PostgresStore {
             Arc::new(listen_for_revocations(pool.clone(), signal.clone()).abort_handle());
         Ok(Self {
             pool,
+            seal: Seal::default(),
             signal,
             listener,
         })
@@ -219,9 +221,11 @@ async fn insert_chained(
          ON CONFLICT (agent_id, expires_minute) \
          DO UPDATE SET issued = agent_issuance_counts.issued + excluded.issued) \
          INSERT INTO audit_events \
-         (seq, id, occurred_at, actor, action, target, outcome, details, prev_hash, hash) \
+         (seq, id, occurred_at, actor, action, target, outcome, details, prev_hash, hash, \
+         mac, mac_kid) \
          SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::timestamptz[], $4::text[], \
-         $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[])",
+         $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[], \
+         $14::bytea[], $15::int8[])",
     )
     .bind(column(rows, |r| r.seq))
     .bind(column(rows, |r| r.stored.id))
@@ -236,6 +240,10 @@ async fn insert_chained(
     .bind(counts.keys().map(|(agent, _)| *agent).collect::<Vec<_>>())
     .bind(counts.keys().map(|(_, minute)| *minute).collect::<Vec<_>>())
     .bind(counts.values().copied().collect::<Vec<_>>())
+    .bind(column(rows, |r| {
+        r.mac.as_ref().and_then(|m| hex::decode(&m.tag).ok())
+    }))
+    .bind(column(rows, |r| r.mac.as_ref().map(|m| i64::from(m.kid))))
     .execute(conn)
     .await?;
     Ok(())

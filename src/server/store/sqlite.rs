@@ -28,6 +28,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    seal: Seal,
     signal: tokio::sync::broadcast::Sender<()>,
 }
 
@@ -48,7 +49,11 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         let (signal, _) = tokio::sync::broadcast::channel(64);
-        Ok(Self { pool, signal })
+        Ok(Self {
+            pool,
+            seal: Seal::default(),
+            signal,
+        })
     }
 
     /// The connection pool, for tests and tools that inspect the database directly.
@@ -149,7 +154,8 @@ async fn insert_chained(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut query = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO audit_events \
-             (seq, id, occurred_at, actor, action, target, outcome, details, prev_hash, hash) ",
+             (seq, id, occurred_at, actor, action, target, outcome, details, prev_hash, hash, \
+             mac, mac_kid) ",
         );
         query.push_values(chunk, |mut row, chained| {
             let Chained {
@@ -157,6 +163,7 @@ async fn insert_chained(
                 stored,
                 prev_hash,
                 hash,
+                mac,
             } = chained;
             row.push_bind(*seq)
                 .push_bind(stored.id)
@@ -167,7 +174,9 @@ async fn insert_chained(
                 .push_bind(stored.outcome.as_str())
                 .push_bind(sqlx::types::Json(&stored.details))
                 .push_bind(prev_hash)
-                .push_bind(hash);
+                .push_bind(hash)
+                .push_bind(mac.as_ref().and_then(|m| hex::decode(&m.tag).ok()))
+                .push_bind(mac.as_ref().map(|m| i64::from(m.kid)));
         });
         query.build().execute(&mut *conn).await?;
     }

@@ -10,6 +10,8 @@
 //! | `mandate_store_duration_seconds` (histogram)      | `operation`               |
 //! | `mandate_store_pool_connections`                  | `state` (`idle`, `in_use`)|
 //! | `mandate_store_pool_max_connections`              |                           |
+//! | `mandate_audit_verified_seq`                      |                           |
+//! | `mandate_audit_broken_at` (0 while intact)        |                           |
 //!
 //! Every label takes values from a fixed set, so no caller can grow the series count, and none
 //! names a principal, an agent or a token. The verifier library reports its own sync lag
@@ -18,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
+use opentelemetry::metrics::{Counter, Gauge, Histogram, MeterProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::MetricExporter;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -84,6 +86,8 @@ pub struct Metrics {
     mint_duration: Histogram<f64>,
     revocations: Counter<u64>,
     store_duration: Histogram<f64>,
+    audit_verified: Gauge<i64>,
+    audit_broken: Gauge<i64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -159,6 +163,14 @@ impl Metrics {
                 .with_description("Time to commit a write to the store")
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build(),
+            audit_verified: meter
+                .i64_gauge("mandate.audit.verified_seq")
+                .with_description("The last audit event this replica found authentic")
+                .build(),
+            audit_broken: meter
+                .i64_gauge("mandate.audit.broken_at")
+                .with_description("The first audit event that does not hold (0 while intact)")
+                .build(),
             provider,
             registry,
         })
@@ -180,6 +192,12 @@ impl Metrics {
     pub fn revoked(&self, action: &str, count: u64) {
         self.revocations
             .add(count, &[KeyValue::new("action", action.to_owned())]);
+    }
+
+    /// Records what this replica's last walk of the audit chain found.
+    pub fn audit_walked(&self, status: &crate::server::audit::ReplicaAudit) {
+        self.audit_verified.record(status.verified_seq, &[]);
+        self.audit_broken.record(status.broken_at.unwrap_or(0), &[]);
     }
 
     /// Runs the store write `commit` in a `store.commit` span named by `operation`, and records

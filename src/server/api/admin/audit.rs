@@ -50,7 +50,8 @@ pub async fn list_audit(
     Ok(Json(events))
 }
 
-/// Recompute the whole audit chain and its signed checkpoints; names the first bad event.
+/// Recompute the whole audit chain, its events' MACs and its signed checkpoints; names the
+/// first bad event, and adds what this replica's own walks found (`replica`).
 #[utoipa::path(
     get, path = "/v1/admin/audit/verify", tag = "admin", security(("admin_token" = [])),
     responses(
@@ -67,7 +68,12 @@ pub async fn verify_audit(
         .document()
         .key_set()
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    Ok(Json(
-        crate::server::audit::verify(state.store.as_ref(), &keys).await?,
-    ))
+    let seal = crate::server::audit_seal::AuditSeal::from_ring(&state.keys);
+    let mut report = crate::server::audit::verify(state.store.as_ref(), &keys, &seal).await?;
+    let replica = state.audit.status();
+    if replica.broken_at.is_some() {
+        report.intact = false;
+    }
+    report.replica = Some(replica);
+    Ok(Json(report))
 }

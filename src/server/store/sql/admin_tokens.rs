@@ -36,7 +36,7 @@ impl AdminTokenStore for ThisStore {
         .await
         .map_err(StoreError::from)
         .map_err(exists(format!("admin token `{}`", token.name)))?;
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -104,7 +104,7 @@ impl AdminTokenStore for ThisStore {
         if revoked == 0 {
             return Err(StoreError::NotFound(format!("no active admin token {id}")));
         }
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }

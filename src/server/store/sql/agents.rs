@@ -96,7 +96,7 @@ impl AgentStore for ThisStore {
         .await
         .map_err(StoreError::from)
         .map_err(exists(format!("agent `{}`", agent.id)))?;
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -171,7 +171,7 @@ impl AgentStore for ThisStore {
         if updated == 0 {
             return Err(changed_meanwhile(format!("agent `{}`", agent.id)));
         }
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -260,7 +260,7 @@ impl AgentStore for ThisStore {
         if let SecretChange::Issue(secret) | SecretChange::Rotate(secret) = change {
             insert_secret(&mut tx, agent_id, secret).await?;
         }
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -312,7 +312,7 @@ impl AgentStore for ThisStore {
         .await
         .map_err(StoreError::from)
         .map_err(exists("this public key".to_owned()))?;
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -341,7 +341,7 @@ impl AgentStore for ThisStore {
                 "agent `{agent_id}` has no key {key_id}"
             )));
         }
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }

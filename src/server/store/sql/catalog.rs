@@ -66,7 +66,7 @@ impl CatalogStore for ThisStore {
         .await
         .map_err(StoreError::from)
         .map_err(exists(format!("tool `{}`", tool.id)))?;
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -136,7 +136,7 @@ impl CatalogStore for ThisStore {
         if updated == 0 {
             return Err(changed_meanwhile(format!("tool `{}`", tool.id)));
         }
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -174,7 +174,7 @@ impl CatalogStore for ThisStore {
             "issuer `{}` or one with URL {}",
             issuer.id, issuer.issuer_url
         )))?;
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -244,7 +244,7 @@ impl CatalogStore for ThisStore {
         if updated == 0 {
             return Err(changed_meanwhile(format!("issuer `{}`", issuer.id)));
         }
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }

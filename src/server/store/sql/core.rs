@@ -29,7 +29,24 @@ fn audit_from_row(row: &DbRow) -> Result<AuditEvent, StoreError> {
         details,
         prev_hash: hex::encode(row.try_get::<Vec<u8>, _>("prev_hash")?),
         hash: hex::encode(row.try_get::<Vec<u8>, _>("hash")?),
+        mac: match (
+            row.try_get::<Option<Vec<u8>>, _>("mac")?,
+            row.try_get::<Option<i64>, _>("mac_kid")?,
+        ) {
+            (Some(tag), Some(kid)) => Some(crate::server::audit_seal::Mac {
+                kid: kid_from_db(kid)?,
+                tag: hex::encode(tag),
+            }),
+            _ => None,
+        },
     })
+}
+
+/// The key a store seals with now, if it has one.
+fn sealer(seal: &Seal) -> Option<std::sync::Arc<crate::server::audit_seal::AuditSeal>> {
+    seal.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
 fn checkpoint_from_row(row: &DbRow) -> Result<Checkpoint, StoreError> {
@@ -45,6 +62,7 @@ fn checkpoint_from_row(row: &DbRow) -> Result<Checkpoint, StoreError> {
 
 async fn insert_audit(
     conn: &mut DbConnection,
+    seal: Option<&crate::server::audit_seal::AuditSeal>,
     event: &NewAuditEvent,
 ) -> Result<AuditEvent, StoreError> {
     // Appends are serialised (see serialize_audit): the head read here stays the head.
@@ -55,7 +73,8 @@ async fn insert_audit(
         stored,
         prev_hash: prev,
         hash,
-    }) = chain(head, &[event]).pop()
+        mac,
+    }) = chain(head, &[event], seal).pop()
     else {
         return Err(StoreError::Corrupt(
             "an audit event was chained to nothing".to_owned(),
@@ -63,8 +82,9 @@ async fn insert_audit(
     };
     let row = sqlx::query(
         "INSERT INTO audit_events \
-         (seq, id, occurred_at, actor, action, target, outcome, details, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
+         (seq, id, occurred_at, actor, action, target, outcome, details, prev_hash, hash, \
+         mac, mac_kid) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *",
     )
     .bind(seq)
     .bind(stored.id)
@@ -76,6 +96,8 @@ async fn insert_audit(
     .bind(sqlx::types::Json(&stored.details))
     .bind(&prev)
     .bind(&hash)
+    .bind(mac.as_ref().and_then(|m| hex::decode(&m.tag).ok()))
+    .bind(mac.as_ref().map(|m| i64::from(m.kid)))
     .fetch_one(conn)
     .await?;
     audit_from_row(&row)
@@ -84,16 +106,23 @@ async fn insert_audit(
 /// The audit chain's last event (seq and hash), if any; read under the chain's lock.
 const CHAIN_HEAD: &str = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
 
-/// An audit event ready to append: its seq, the event as stored, and the hashes linking it.
+/// An audit event ready to append: its seq, the event as stored, the hashes linking it, and
+/// its MAC.
 struct Chained {
     seq: i64,
     stored: NewAuditEvent,
     prev_hash: Vec<u8>,
     hash: Vec<u8>,
+    mac: Option<crate::server::audit_seal::Mac>,
 }
 
-/// `events` linked in order after `head` (the chain's last seq and hash, `None` if empty).
-fn chain(head: Option<(i64, Vec<u8>)>, events: &[&NewAuditEvent]) -> Vec<Chained> {
+/// `events` linked in order after `head` (the chain's last seq and hash, `None` if empty),
+/// each sealed with `seal`.
+fn chain(
+    head: Option<(i64, Vec<u8>)>,
+    events: &[&NewAuditEvent],
+    seal: Option<&crate::server::audit_seal::AuditSeal>,
+) -> Vec<Chained> {
     let (mut seq, mut prev) = head.unwrap_or((0, crate::server::audit::GENESIS.to_vec()));
     let mut rows = Vec::with_capacity(events.len());
     for event in events {
@@ -103,12 +132,14 @@ fn chain(head: Option<(i64, Vec<u8>)>, events: &[&NewAuditEvent]) -> Vec<Chained
             ..(*event).clone()
         };
         let hash = crate::server::audit::chain_hash(&prev, seq, &stored);
+        let mac = seal.and_then(|seal| seal.seal(seq, &hash));
         let prev_hash = std::mem::replace(&mut prev, hash.clone());
         rows.push(Chained {
             seq,
             stored,
             prev_hash,
             hash,
+            mac,
         });
     }
     rows
@@ -120,6 +151,7 @@ type IssuanceCounts<'a> = std::collections::BTreeMap<(&'a str, i64), i64>;
 /// Appends `events` to the chain in order (the head is read once).
 async fn append_audit_events(
     conn: &mut DbConnection,
+    seal: Option<&crate::server::audit_seal::AuditSeal>,
     events: &[&NewAuditEvent],
 ) -> Result<(), StoreError> {
     if events.is_empty() {
@@ -128,7 +160,7 @@ async fn append_audit_events(
     // Appends are serialised (see serialize_audit): the head read here stays the head.
     serialize_audit(conn).await?;
     let head: Option<(i64, Vec<u8>)> = sqlx::query_as(CHAIN_HEAD).fetch_optional(&mut *conn).await?;
-    insert_chained(conn, &chain(head, events), &IssuanceCounts::new()).await
+    insert_chained(conn, &chain(head, events, seal), &IssuanceCounts::new()).await
 }
 
 /// Advances the inventory generation if it is still `guard`; first write of a change's
@@ -191,7 +223,7 @@ impl CoreStore for ThisStore {
         .await?
         .rows_affected();
         if inserted == 1 {
-            insert_audit(&mut tx, &root_key_registered(key, at)).await?;
+            insert_audit(&mut tx, sealer(&self.seal).as_deref(), &root_key_registered(key, at)).await?;
         }
         let stored = sqlx::query("SELECT * FROM root_keys WHERE kid = $1")
             .bind(i64::from(key.kid))
@@ -215,10 +247,25 @@ impl CoreStore for ThisStore {
             .collect()
     }
 
+    fn seal_audit(&self, seal: std::sync::Arc<crate::server::audit_seal::AuditSeal>) {
+        *self
+            .seal
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(seal);
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn audit_mac_start(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT seq FROM audit_mac_start")
+            .fetch_optional(&self.pool)
+            .await?
+            .unwrap_or(0))
+    }
+
     #[tracing::instrument(skip(self, event), fields(action = %event.action), err)]
     async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
         let mut tx = self.begin().await?;
-        let stored = insert_audit(&mut tx, event).await?;
+        let stored = insert_audit(&mut tx, sealer(&self.seal).as_deref(), event).await?;
         tx.commit().await?;
         Ok(stored)
     }

@@ -185,7 +185,7 @@ impl MandateStore for ThisStore {
         let mut tx = self.begin().await?;
         insert_receipts(&mut tx, &receipts).await?;
         let events: Vec<&NewAuditEvent> = batch.iter().map(|(_, audit)| audit).collect();
-        append_audit_events(&mut tx, &events).await?;
+        append_audit_events(&mut tx, sealer(&self.seal).as_deref(), &events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -281,7 +281,7 @@ impl MandateStore for ThisStore {
             }
         }
         let events: Vec<&NewAuditEvent> = batch.iter().map(|m| &m.audit).collect();
-        insert_chained(&mut tx, &chain(state.head, &events), &buckets).await?;
+        insert_chained(&mut tx, &chain(state.head, &events, sealer(&self.seal).as_deref()), &buckets).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -64,7 +64,7 @@ impl PolicyStore for ThisStore {
         .await
         .map_err(StoreError::from)
         .map_err(exists(format!("policy `{}`", policy.id)))?;
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -146,7 +146,7 @@ impl PolicyStore for ThisStore {
         if updated == 0 {
             return Err(changed_meanwhile(format!("policy `{}`", policy.id)));
         }
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -170,7 +170,7 @@ impl PolicyStore for ThisStore {
         if deleted == 0 {
             return Err(changed_meanwhile(format!("policy `{id}`")));
         }
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         tx.commit().await?;
         Ok(())
     }

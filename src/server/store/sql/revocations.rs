@@ -55,7 +55,7 @@ impl RevocationStore for ThisStore {
             // Everything was revoked already: nothing happened, nothing to audit.
             return Ok(revoked);
         }
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
         notify_revocations(&mut tx).await?;
         tx.commit().await?;
         let _ = self.signal.send(());
