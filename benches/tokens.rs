@@ -212,6 +212,7 @@ fn policies(c: &mut Criterion) {
         issuer_url: "https://idp.example.com".into(),
         subject: "alice".into(),
         groups: vec!["group-3".into(), "group-7".into()],
+        issued_at: None,
     };
     let requested = grants(4);
     let evaluation = evaluate(&principal, &agent, &requested, &policies, &tools);

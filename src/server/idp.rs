@@ -89,6 +89,10 @@ pub enum IdpError {
     /// The issuer's keys cannot be fetched and none are cached.
     #[error("the issuer's keys are unavailable")]
     KeysUnavailable,
+    /// The principal's mandates were revoked after this token was issued (or it states no
+    /// `iat`): it mints nothing more; a new sign-in does.
+    #[error("the principal's mandates were revoked after this subject token was issued")]
+    IssuedBeforeRevocation,
 }
 
 impl IdpError {
@@ -105,6 +109,7 @@ impl IdpError {
             IdpError::NotYetValid => "not_yet_valid",
             IdpError::MissingSubject => "missing_subject",
             IdpError::KeysUnavailable => "issuer_keys_unavailable",
+            IdpError::IssuedBeforeRevocation => "principal_revoked",
         }
     }
 }
@@ -343,6 +348,7 @@ impl IdentityVerifier {
             issuer_url: issuer.issuer_url.clone(),
             subject,
             groups: groups_of(&claims, issuer.groups_claim.as_deref()),
+            issued_at: numeric_date(&claims, "iat")?,
         })
     }
 

@@ -294,6 +294,7 @@ async fn issue(
         .verify(&request.subject_token, &issuers, now)
         .instrument(tracing::info_span!("jwt.validate"))
         .await
+        .and_then(|principal| issued_after_cutoff(inventory, principal))
     {
         Ok(principal) => principal,
         Err(error) => {
@@ -451,4 +452,22 @@ fn issuance_meta(meta: &RequestMeta, granted_by: &[super::policy::GrantedBy]) ->
         object.insert("granted_by".to_owned(), json!(granted_by));
     }
     value
+}
+
+/// `principal`, unless its mandates were revoked at or after its subject token was issued (a
+/// token stating no `iat` is refused once there is a cut-off).
+fn issued_after_cutoff(
+    inventory: &Inventory,
+    principal: super::policy::Principal,
+) -> Result<super::policy::Principal, super::idp::IdpError> {
+    match inventory.cutoff(&principal.issuer_url, &principal.subject) {
+        Some(cutoff)
+            if principal
+                .issued_at
+                .is_none_or(|iat| iat <= cutoff.timestamp()) =>
+        {
+            Err(super::idp::IdpError::IssuedBeforeRevocation)
+        }
+        _ => Ok(principal),
+    }
 }

@@ -43,6 +43,8 @@ pub struct Principal {
     pub subject: String,
     /// Groups (from the issuer's groups claim).
     pub groups: Vec<String>,
+    /// When the issuer issued the token (`iat`, seconds), if it says.
+    pub issued_at: Option<i64>,
 }
 
 /// Whether `policy` covers `principal`: same issuer, and the subject or one of the groups named.
@@ -112,9 +114,9 @@ impl GrantedBy {
             self.policies.contains(&p.id)
                 && p.enabled
                 && p.agents.covers(agent_id)
-                && p.grants.iter().any(|g| {
-                    g.tool == self.tool && g.operations.contains(&self.operation)
-                })
+                && p.grants
+                    .iter()
+                    .any(|g| g.tool == self.tool && g.operations.contains(&self.operation))
         })
     }
 }
@@ -324,6 +326,7 @@ mod tests {
             issuer_url: "https://idp.example.com/".into(),
             subject: "alice".into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            issued_at: None,
         }
     }
 

@@ -150,7 +150,8 @@ pub async fn revoke_live(
 
 /// Revokes every live mandate that a status no longer allows: of agents suspended or retired,
 /// granting a tool disabled or retired, proven by an issuer disabled, or holding a right that no
-/// policy which granted it still grants ([`revoke_ungranted`]). A status change commits
+/// policy which granted it still grants ([`revoke_ungranted`]), or issued to a principal before
+/// they were offboarded. A status change commits
 /// before its sweep; if the sweep then fails, repeating the request re-runs it, and this runs
 /// it at start-up and every minute in any case. Returns how many were revoked.
 pub async fn reconcile(state: &AppState) -> Result<usize, ApiError> {
@@ -214,6 +215,29 @@ pub async fn reconcile(state: &AppState) -> Result<usize, ApiError> {
         }
     }
     revoked += revoke_ungranted(state, actor).await?;
+    // Principals offboarded recently enough that mandates issued before it may still be live.
+    let oldest_live =
+        state.clock.now() - chrono::Duration::seconds(i64::from(state.config.max_ttl_seconds));
+    for ((issuer_url, subject), not_after) in store.principal_cutoffs().await? {
+        if not_after < oldest_live {
+            continue;
+        }
+        let filter = MandateFilter {
+            principal_subject: Some(subject.clone()),
+            principal_issuer: Some(issuer_url),
+            issued_before: Some(not_after + chrono::Duration::microseconds(1)),
+            ..MandateFilter::default()
+        };
+        revoked += revoke_live(
+            state,
+            &filter,
+            None,
+            "principal offboarded",
+            actor,
+            format!("principal:{subject}"),
+        )
+        .await?;
+    }
     let disabled = IssuerFilter {
         status: Some(IssuerStatus::Disabled.as_str().to_owned()),
     };

@@ -20,6 +20,7 @@ mod interop;
 mod mint;
 mod mint_failure;
 mod oauth;
+mod offboarding;
 mod openapi;
 mod otlp;
 mod revocation;

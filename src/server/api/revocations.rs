@@ -330,8 +330,38 @@ pub struct BulkResult {
     pub revoked: usize,
 }
 
+/// Refuses, from now on, mints on the principal's subject tokens issued until now: a still-valid
+/// JWT cannot mint again after its principal was offboarded. Committed before the sweep.
+async fn cut_off(
+    state: &AppState,
+    actor: &str,
+    principal: &PrincipalSelector,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let now = state.clock.now();
+    let guard = state.store.inventory_guard().await?;
+    let audit = crate::server::store::NewAuditEvent {
+        id: crate::server::store::new_id(now),
+        occurred_at: now,
+        actor: actor.to_owned(),
+        action: "principal.cut_off".to_owned(),
+        target: Some(format!("principal:{}", principal.subject)),
+        outcome: crate::server::store::AuditOutcome::Success,
+        details: serde_json::json!({
+            "subject": principal.subject, "issuer": principal.issuer, "reason": reason,
+            "subject_tokens_issued_until": now,
+        }),
+    };
+    state
+        .store
+        .cut_off_principal(&principal.issuer, &principal.subject, now, guard, &audit)
+        .await?;
+    Ok(())
+}
+
 /// Revoke every live mandate matching the selectors: by agent, principal, tool, task, or
-/// issued before a time.
+/// issued before a time. Naming a principal alone (offboarding) also refuses every later mint
+/// on a subject token of theirs issued until now: they must sign in again.
 #[utoipa::path(
     post, path = "/v1/admin/revocations", tag = "revocations", security(("admin_token" = [])),
     request_body = BulkBody,
@@ -359,6 +389,13 @@ pub async fn bulk(
             "agent",
             "name at least one of agent, principal, tool, task, issued_before",
         ));
+    }
+    let offboarding = body.agent.is_none()
+        && body.tool.is_none()
+        && body.task.is_none()
+        && body.issued_before.is_none();
+    if let (Some(principal), true) = (&body.principal, offboarding) {
+        cut_off(&state, &caller.actor(), principal, &body.reason).await?;
     }
     let filter = MandateFilter {
         agent: body.agent,

@@ -111,4 +111,20 @@ pub trait RevocationStore: Send + Sync {
 
     /// A signal on every committed revocation (from any replica sharing the database).
     fn revocation_signal(&self) -> broadcast::Receiver<()>;
+
+    /// Refuses, from now on, mints on a subject token of this principal issued at or before
+    /// `not_after` (a later cut-off replaces an earlier one), with its audit event; advances the
+    /// inventory generation, so every replica's next mint sees it.
+    async fn cut_off_principal(
+        &self,
+        issuer_url: &str,
+        subject: &str,
+        not_after: DateTime<Utc>,
+        guard: super::InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Every principal cut-off: (issuer URL, subject) and the time tokens must be issued after.
+    async fn principal_cutoffs(&self)
+        -> Result<Vec<((String, String), DateTime<Utc>)>, StoreError>;
 }

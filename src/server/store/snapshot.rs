@@ -31,12 +31,22 @@ pub struct Inventory {
     pub tools: Vec<Tool>,
     /// Active agents, by the hash of their unrevoked secret.
     agents_by_secret: HashMap<SecretHash, Agent>,
+    /// Principals whose mandates were revoked: subject tokens must be issued after this.
+    cutoffs: HashMap<(String, String), chrono::DateTime<chrono::Utc>>,
 }
 
 impl Inventory {
     /// The active agent whose unrevoked secret has this hash.
     pub fn agent_with_secret(&self, hash: &SecretHash) -> Option<&Agent> {
         self.agents_by_secret.get(hash)
+    }
+
+    /// When the mandates of the principal `subject` of `issuer_url` were last revoked, if ever:
+    /// a subject token must be issued after it to mint.
+    pub fn cutoff(&self, issuer_url: &str, subject: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.cutoffs
+            .get(&(issuer_url.to_owned(), subject.to_owned()))
+            .copied()
     }
 
     /// The active orchestrator whose unrevoked secret has this hash.
@@ -73,6 +83,7 @@ impl InventoryCache {
             policies: store.all_policies().await?,
             tools: all_tools(store).await?,
             agents_by_secret: store.active_agent_secrets().await?.into_iter().collect(),
+            cutoffs: store.principal_cutoffs().await?.into_iter().collect(),
         });
         // Kept only if nothing changed while it was read: the reads are not one snapshot.
         if store.inventory_guard().await? == generation {

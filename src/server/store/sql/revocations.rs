@@ -63,6 +63,48 @@ impl RevocationStore for ThisStore {
         Ok(revoked)
     }
 
+    #[tracing::instrument(skip(self, audit), err)]
+    async fn cut_off_principal(
+        &self,
+        issuer_url: &str,
+        subject: &str,
+        not_after: DateTime<Utc>,
+        guard: InventoryGuard,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        advance_inventory(&mut tx, guard).await?;
+        sqlx::query(
+            "INSERT INTO principal_cutoffs (issuer_url, subject, not_after) VALUES ($1, $2, $3) \
+             ON CONFLICT (issuer_url, subject) DO UPDATE SET not_after = excluded.not_after \
+             WHERE excluded.not_after > principal_cutoffs.not_after",
+        )
+        .bind(issuer_url)
+        .bind(subject)
+        .bind(db_time(not_after))
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, sealer(&self.seal).as_deref(), audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn principal_cutoffs(&self) -> Result<Vec<((String, String), DateTime<Utc>)>, StoreError> {
+        use sqlx::Row as _;
+        sqlx::query("SELECT issuer_url, subject, not_after FROM principal_cutoffs")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    (row.try_get("issuer_url")?, row.try_get("subject")?),
+                    row.try_get("not_after")?,
+                ))
+            })
+            .collect()
+    }
+
     #[tracing::instrument(skip_all, err)]
     async fn revocation(&self, revocation_id: &[u8]) -> Result<Option<Revocation>, StoreError> {
         sqlx::query("SELECT * FROM revocations WHERE revocation_id = $1")
