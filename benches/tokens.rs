@@ -213,6 +213,7 @@ fn policies(c: &mut Criterion) {
         subject: "alice".into(),
         groups: vec!["group-3".into(), "group-7".into()],
         issued_at: None,
+        single_use: None,
     };
     let requested = grants(4);
     let evaluation = evaluate(&principal, &agent, &requested, &policies, &tools);

@@ -56,6 +56,8 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         allowed_algorithms: vec!["ES256".to_owned(), "RS256".to_owned()],
         subject_claim: "sub".to_owned(),
         groups_claim: Some("groups".to_owned()),
+        client_claim: None,
+        single_use_tokens: false,
         status: IssuerStatus::Active,
         version: 1,
         created_at: at,
@@ -123,7 +125,7 @@ fuzz_target!(|data: &[u8]| {
     let token = token(data, world);
     let verified = world
         .runtime
-        .block_on(world.verifier.verify(&token, &[&world.issuer], now()));
+        .block_on(world.verifier.verify(&token, &[&world.issuer], "bot", now()));
     let Ok(principal) = verified else {
         return;
     };

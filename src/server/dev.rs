@@ -192,6 +192,8 @@ pub async fn seed(
                 allowed_algorithms: vec!["EdDSA".to_owned()],
                 subject_claim: None,
                 groups_claim: Some("groups".to_owned()),
+                client_claim: None,
+                single_use_tokens: false,
             }
             .into_issuer(now);
             let audit = created("issuer", DEV_ISSUER, &issuer, now);

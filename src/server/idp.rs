@@ -89,6 +89,13 @@ pub enum IdpError {
     /// The issuer's keys cannot be fetched and none are cached.
     #[error("the issuer's keys are unavailable")]
     KeysUnavailable,
+    /// The issuer binds its tokens to a client, and this one names another than the
+    /// orchestrator presenting it.
+    #[error("the subject token was issued to another client than this orchestrator")]
+    WrongClient,
+    /// The issuer's tokens mint once, and this one already has.
+    #[error("the subject token was used already: its issuer's tokens mint once")]
+    Replayed,
     /// The principal's mandates were revoked after this token was issued (or it states no
     /// `iat`): it mints nothing more; a new sign-in does.
     #[error("the principal's mandates were revoked after this subject token was issued")]
@@ -110,6 +117,8 @@ impl IdpError {
             IdpError::MissingSubject => "missing_subject",
             IdpError::KeysUnavailable => "issuer_keys_unavailable",
             IdpError::IssuedBeforeRevocation => "principal_revoked",
+            IdpError::WrongClient => "wrong_client",
+            IdpError::Replayed => "token_replayed",
         }
     }
 }
@@ -288,11 +297,13 @@ impl IdentityVerifier {
         })
     }
 
-    /// Validates `token` against the active `issuers` at `now` and returns the principal.
+    /// Validates `token`, presented by the orchestrator `presenter`, against the active
+    /// `issuers` at `now` and returns the principal.
     pub async fn verify(
         &self,
         token: &str,
         issuers: &[&Issuer],
+        presenter: &str,
         now: DateTime<Utc>,
     ) -> Result<Principal, IdpError> {
         let (header, unverified) = peek(token)?;
@@ -337,6 +348,22 @@ impl IdentityVerifier {
                 return Err(IdpError::NotYetValid);
             }
         }
+        // Bound to its client: only the orchestrator it was issued to may present it.
+        if let Some(claim) = &issuer.client_claim {
+            if claims.get(claim).and_then(Value::as_str) != Some(presenter) {
+                return Err(IdpError::WrongClient);
+            }
+        }
+        let single_use = if issuer.single_use_tokens {
+            let jti = claims
+                .get("jti")
+                .and_then(Value::as_str)
+                .filter(|j| !j.is_empty() && j.len() <= 256)
+                .ok_or(IdpError::Malformed("single-use tokens must carry a jti"))?;
+            Some((jti.to_owned(), exp))
+        } else {
+            None
+        };
         let subject = claims
             .get(&issuer.subject_claim)
             .and_then(Value::as_str)
@@ -349,6 +376,7 @@ impl IdentityVerifier {
             subject,
             groups: groups_of(&claims, issuer.groups_claim.as_deref()),
             issued_at: numeric_date(&claims, "iat")?,
+            single_use,
         })
     }
 

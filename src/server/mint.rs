@@ -291,7 +291,7 @@ async fn issue(
         .collect();
     let principal = match state
         .idp
-        .verify(&request.subject_token, &issuers, now)
+        .verify(&request.subject_token, &issuers, &agent.id, now)
         .instrument(tracing::info_span!("jwt.validate"))
         .await
         .and_then(|principal| issued_after_cutoff(inventory, principal))
@@ -331,6 +331,22 @@ async fn issue(
             &principal.subject,
             &principal_key,
         )?;
+        // Once per mint, however often it is decided: a token of an issuer whose tokens mint
+        // once is used up by this request, issued or refused.
+        if let Some((jti, exp)) = &principal.single_use {
+            let expires = DateTime::from_timestamp(*exp, 0).unwrap_or(now);
+            if !state
+                .store
+                .use_subject_token(&principal.issuer_url, jti, expires)
+                .await
+                .map_err(|e| Failure::Refused(e.into()))?
+            {
+                audit_denial(state, agent, now, json!({ "reason": "token_replayed" })).await;
+                return Err(Failure::Refused(ApiError::SubjectRejected(
+                    super::idp::IdpError::Replayed,
+                )));
+            }
+        }
         *counted = Some(principal_key);
     }
     let principal_json = json!({

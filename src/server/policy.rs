@@ -45,6 +45,8 @@ pub struct Principal {
     pub groups: Vec<String>,
     /// When the issuer issued the token (`iat`, seconds), if it says.
     pub issued_at: Option<i64>,
+    /// For an issuer whose tokens mint once: the token's `jti` and `exp`.
+    pub single_use: Option<(String, i64)>,
 }
 
 /// Whether `policy` covers `principal`: same issuer, and the subject or one of the groups named.
@@ -327,6 +329,7 @@ mod tests {
             subject: "alice".into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             issued_at: None,
+            single_use: None,
         }
     }
 

@@ -20,12 +20,13 @@ mod interop;
 mod mint;
 mod mint_failure;
 mod oauth;
-mod offboarding;
+
 mod openapi;
 mod otlp;
 mod revocation;
 mod store;
 mod store_inventory;
+mod subject_tokens;
 mod sweeps;
 mod telemetry;
 mod threat_model;

@@ -71,6 +71,8 @@ fn issuer(id: &str, url: &str) -> Issuer {
         allowed_algorithms: vec!["ES256".into()],
         subject_claim: "email".into(),
         groups_claim: Some("groups".into()),
+        client_claim: Some("azp".into()),
+        single_use_tokens: true,
         status: IssuerStatus::Active,
         version: 1,
         created_at: test_epoch(),

@@ -47,6 +47,11 @@ pub struct Issuer {
     pub subject_claim: String,
     /// The claim listing the principal's groups, if any.
     pub groups_claim: Option<String>,
+    /// The claim naming the OAuth client a token was issued to (`azp` or `client_id`): when
+    /// set, it must name the orchestrator presenting the token.
+    pub client_claim: Option<String>,
+    /// Each token mints once: it must carry a `jti`, remembered until it expires.
+    pub single_use_tokens: bool,
     /// Lifecycle state.
     pub status: IssuerStatus,
     /// Increases with every change.
@@ -81,6 +86,13 @@ pub struct NewIssuer {
     /// Claim listing groups.
     #[serde(default)]
     pub groups_claim: Option<String>,
+    /// Claim naming the client the token was issued to, which must be the presenting
+    /// orchestrator's id (`azp` or `client_id`).
+    #[serde(default)]
+    pub client_claim: Option<String>,
+    /// Each token (by `jti`) mints once.
+    #[serde(default)]
+    pub single_use_tokens: bool,
 }
 
 /// `PATCH /v1/admin/issuers/{id}`.
@@ -103,6 +115,12 @@ pub struct IssuerPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub groups_claim: Option<Option<String>>,
+    /// New client claim, or `null` for none.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub client_claim: Option<Option<String>>,
+    /// Whether each token mints once.
+    pub single_use_tokens: Option<bool>,
 }
 
 /// An https URL, or http on a loopback host; no credentials, query or fragment.
@@ -190,6 +208,9 @@ impl NewIssuer {
         if let Some(claim) = &self.groups_claim {
             check_claim(&mut check, "groups_claim", claim);
         }
+        if let Some(claim) = &self.client_claim {
+            check_claim(&mut check, "client_claim", claim);
+        }
         check.finish()
     }
 
@@ -204,6 +225,8 @@ impl NewIssuer {
             allowed_algorithms: self.allowed_algorithms,
             subject_claim: self.subject_claim.unwrap_or_else(|| "sub".to_owned()),
             groups_claim: self.groups_claim,
+            client_claim: self.client_claim,
+            single_use_tokens: self.single_use_tokens,
             status: IssuerStatus::Active,
             version: 1,
             created_at: now,
@@ -233,6 +256,12 @@ impl IssuerPatch {
         if let Some(v) = self.groups_claim {
             issuer.groups_claim = v;
         }
+        if let Some(v) = self.client_claim {
+            issuer.client_claim = v;
+        }
+        if let Some(v) = self.single_use_tokens {
+            issuer.single_use_tokens = v;
+        }
         let mut check = Check::new();
         check_common(
             &mut check,
@@ -244,6 +273,9 @@ impl IssuerPatch {
         check_claim(&mut check, "subject_claim", &issuer.subject_claim);
         if let Some(claim) = &issuer.groups_claim {
             check_claim(&mut check, "groups_claim", claim);
+        }
+        if let Some(claim) = &issuer.client_claim {
+            check_claim(&mut check, "client_claim", claim);
         }
         check.finish()?;
         Ok(issuer)
@@ -264,6 +296,8 @@ mod tests {
             allowed_algorithms: vec!["RS256".into()],
             subject_claim: None,
             groups_claim: None,
+            client_claim: None,
+            single_use_tokens: false,
         }
     }
 

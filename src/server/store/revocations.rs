@@ -124,6 +124,15 @@ pub trait RevocationStore: Send + Sync {
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError>;
 
+    /// Records that the subject token `jti` of `issuer_url` was presented; false if it was
+    /// already (kept until `expires_at`, then pruned with the issuance counts).
+    async fn use_subject_token(
+        &self,
+        issuer_url: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
     /// Every principal cut-off: (issuer URL, subject) and the time tokens must be issued after.
     async fn principal_cutoffs(&self)
         -> Result<Vec<((String, String), DateTime<Utc>)>, StoreError>;

@@ -30,6 +30,8 @@ fn issuer_from_row(row: &DbRow) -> Result<Issuer, StoreError> {
         allowed_algorithms,
         subject_claim: row.try_get("subject_claim")?,
         groups_claim: row.try_get("groups_claim")?,
+        client_claim: row.try_get("client_claim")?,
+        single_use_tokens: row.try_get("single_use_tokens")?,
         status: parse_text(row.try_get("status")?)?,
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
@@ -153,7 +155,8 @@ impl CatalogStore for ThisStore {
         sqlx::query(
             "INSERT INTO issuers (id, issuer_url, audiences, jwks_uri, discovery, \
              allowed_algorithms, subject_claim, groups_claim, status, version, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             updated_at, client_claim, single_use_tokens) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&issuer.id)
         .bind(&issuer.issuer_url)
@@ -167,6 +170,8 @@ impl CatalogStore for ThisStore {
         .bind(issuer.version)
         .bind(db_time(issuer.created_at))
         .bind(db_time(issuer.updated_at))
+        .bind(&issuer.client_claim)
+        .bind(issuer.single_use_tokens)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from)
@@ -224,7 +229,8 @@ impl CatalogStore for ThisStore {
         let updated = sqlx::query(
             "UPDATE issuers SET audiences = $2, jwks_uri = $3, discovery = $4, \
              allowed_algorithms = $5, subject_claim = $6, groups_claim = $7, status = $8, \
-             version = $9, updated_at = $10, issuer_url = $12 WHERE id = $1 AND version = $11",
+             version = $9, updated_at = $10, issuer_url = $12, client_claim = $13, \
+             single_use_tokens = $14 WHERE id = $1 AND version = $11",
         )
         .bind(&issuer.id)
         .bind(sqlx::types::Json(&issuer.audiences))
@@ -238,6 +244,8 @@ impl CatalogStore for ThisStore {
         .bind(db_time(issuer.updated_at))
         .bind(issuer.version - 1)
         .bind(&issuer.issuer_url)
+        .bind(&issuer.client_claim)
+        .bind(issuer.single_use_tokens)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -288,7 +288,13 @@ impl MandateStore for ThisStore {
 
     #[tracing::instrument(skip(self), err)]
     async fn prune_issuance_counts(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        // Kept a few minutes longer: a replica whose clock lags still counts them.
+        // Kept a few minutes longer: a replica whose clock lags still counts them. Subject
+        // tokens used once are forgotten as long after they expire, past any leeway.
+        let lag = chrono::Duration::minutes(PRUNE_LAG_MINUTES);
+        sqlx::query("DELETE FROM subject_token_uses WHERE expires_at < $1")
+            .bind(db_time(now - lag))
+            .execute(&self.pool)
+            .await?;
         Ok(
             sqlx::query("DELETE FROM agent_issuance_counts WHERE expires_minute < $1")
                 .bind(epoch_minute(now) - PRUNE_LAG_MINUTES)

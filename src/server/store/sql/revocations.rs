@@ -89,6 +89,26 @@ impl RevocationStore for ThisStore {
         Ok(())
     }
 
+    #[tracing::instrument(skip(self, jti), err)]
+    async fn use_subject_token(
+        &self,
+        issuer_url: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO subject_token_uses (issuer_url, jti, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (issuer_url, jti) DO NOTHING",
+        )
+        .bind(issuer_url)
+        .bind(jti)
+        .bind(db_time(expires_at))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
     #[tracing::instrument(skip(self), err)]
     async fn principal_cutoffs(&self) -> Result<Vec<((String, String), DateTime<Utc>)>, StoreError> {
         use sqlx::Row as _;

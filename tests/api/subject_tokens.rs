@@ -1,5 +1,6 @@
-//! Offboarding a principal: revoking every mandate on their behalf also refuses later mints on
-//! the subject tokens they already hold, on every replica, until they sign in again.
+//! What a human's subject token can still do once presented: offboarding a principal refuses
+//! later mints on the tokens they already hold, on every replica; an issuer can bind its tokens
+//! to the orchestrator they were issued to, and make each mint once.
 
 use mandate::clock::Clock;
 use reqwest::Method;
@@ -94,4 +95,66 @@ async fn revoking_a_principal_refuses_mints_on_the_tokens_issued_before_it() {
         .count("SELECT count(*) FROM audit_events WHERE action = 'principal.cut_off'")
         .await;
     assert_eq!(recorded, 1);
+}
+
+#[tokio::test]
+async fn an_issuer_binds_its_tokens_to_their_client_and_makes_each_mint_once() {
+    let app = crate::helpers::TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    app.admin_ok(
+        Method::PATCH,
+        "/v1/admin/issuers/test-idp",
+        Some(json!({"client_claim": "azp", "single_use_tokens": true})),
+        200,
+    )
+    .await;
+    let scope = json!([{"tool": "crm", "operations": ["read"]}]);
+    let token = |azp: Option<&str>, jti: Option<&str>| {
+        let mut claims = idp.claims("alice", &["support"], app.clock.now());
+        if let Some(azp) = azp {
+            claims["azp"] = json!(azp);
+        }
+        if let Some(jti) = jti {
+            claims["jti"] = json!(jti);
+        }
+        mint_body(&idp.sign("rsa-1", &claims), scope.clone())
+    };
+    let refused = |body: serde_json::Value| {
+        let app = &app;
+        let secret = &secret;
+        async move {
+            let response = app
+                .call(Method::POST, "/v1/mandates", Some(secret), Some(&body))
+                .await;
+            assert_problem(response, 401).await["reason"].clone()
+        }
+    };
+    // Issued to another client, or to none: refused whoever presents it.
+    assert_eq!(
+        refused(token(Some("other-agent"), Some("j1"))).await,
+        "wrong_client"
+    );
+    assert_eq!(refused(token(None, Some("j2"))).await, "wrong_client");
+    // Without a jti it cannot be used once only.
+    assert_eq!(refused(token(Some("bot"), None)).await, "malformed_token");
+    // Issued to bot: mints once, and only once.
+    let once = token(Some("bot"), Some("j3"));
+    let (status, minted) = app
+        .as_token(&secret, Method::POST, "/v1/mandates", Some(once.clone()))
+        .await;
+    assert_eq!(status, 201, "{minted}");
+    assert_eq!(refused(once).await, "token_replayed");
+    let (status, _) = app
+        .as_token(
+            &secret,
+            Method::POST,
+            "/v1/mandates",
+            Some(token(Some("bot"), Some("j4"))),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let replays = app
+        .count("SELECT count(*) FROM audit_events WHERE action = 'mandate.denied'")
+        .await;
+    assert!(replays >= 4, "every refusal is audited ({replays})");
 }
