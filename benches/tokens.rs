@@ -223,5 +223,66 @@ fn policies(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, tokens, policies);
+/// What refusing each family of hostile block costs (the vocabulary check alone, which every
+/// path runs before any Datalog), and what sealing one audit event with its MAC costs.
+fn hostile(c: &mut Criterion) {
+    let root = KeyPair::new();
+    let mandate = token(&root, 1);
+    let append = |source: &str| {
+        let block = biscuit_auth::BlockBuilder::new().code(source).unwrap();
+        biscuit_auth::UnverifiedBiscuit::from_base64(&mandate)
+            .unwrap()
+            .append(block)
+            .unwrap()
+            .to_base64()
+            .unwrap()
+    };
+    let facts: String = (0..40).map(|i| format!("f({i});")).collect();
+    let long = (0..300)
+        .map(|i| format!("$t == \"t{i}\""))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let set = (0..500)
+        .map(|i| format!("\"r{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let families = [
+        (
+            "join",
+            format!("{facts} r($a) <- f($a), f($b), f($c), f($d), $a + $b + $c + $d < 0;"),
+        ),
+        (
+            "generating_rule",
+            "g($x) <- time($x); g($x) <- g($x);".to_owned(),
+        ),
+        (
+            "long_expression",
+            format!("check if tool($t), operation($o), {long};"),
+        ),
+        (
+            "large_set",
+            format!("check if resource($r), {{{set}}}.contains($r);"),
+        ),
+        (
+            "huge_string",
+            format!("delegate(\"{}\");", "x".repeat(6000)),
+        ),
+    ];
+    let mut group = c.benchmark_group("refuse");
+    for (family, source) in &families {
+        let hostile = append(source);
+        assert!(mandate::token::vocabulary::read(&hostile, 16).is_err());
+        group.bench_with_input(BenchmarkId::new("vocabulary", family), &hostile, |b, t| {
+            b.iter(|| mandate::token::vocabulary::read(black_box(t), 16).unwrap_err())
+        });
+    }
+    group.finish();
+    let seal = mandate::server::audit_seal::AuditSeal::from_keys(&[(1, root)], 1);
+    let hash = [7u8; 32];
+    c.bench_function("audit/seal_event", |b| {
+        b.iter(|| seal.seal(black_box(42), black_box(&hash)).unwrap())
+    });
+}
+
+criterion_group!(benches, tokens, policies, hostile);
 criterion_main!(benches);

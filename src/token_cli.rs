@@ -16,6 +16,7 @@ use mandate::token::inspect::inspect;
 use mandate::token::keys::{AgentKeysDocument, KeysDocument};
 use mandate::token::verify::{verify_with, AccessRequest, AgentKeys, Trust, VerifyOptions};
 use mandate::token::Right;
+use mandate::verifier::revocations::{RevocationSync, SyncSettings};
 use mandate::verifier::{Access, NoRevocations, Verifier, VerifierSettings};
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +83,9 @@ pub enum TokenCommand {
         /// Verify as of this time (RFC 3339) instead of now.
         #[arg(long)]
         at: Option<DateTime<Utc>>,
+        /// With --mandate: do not read its revocation feed (a revoked token then verifies).
+        #[arg(long)]
+        no_revocations: bool,
     },
 }
 
@@ -167,6 +171,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             operation,
             resource,
             at,
+            no_revocations,
         } => {
             let token = read_token(input.as_ref())?;
             let now = at.unwrap_or_else(|| SystemClock.now());
@@ -174,11 +179,30 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 (Some(base), None) => {
                     let runtime = tokio::runtime::Runtime::new()?;
                     runtime.block_on(async {
-                        let verifier = Verifier::new(
-                            VerifierSettings::new(base),
-                            Arc::new(NoRevocations),
-                            Arc::new(ManualClock::new(now)),
-                        )?;
+                        let clock: mandate::clock::SharedClock = Arc::new(ManualClock::new(now));
+                        // The feed is read once, so a revoked token is refused; without it the
+                        // answer says so.
+                        let revocations: Arc<dyn mandate::verifier::RevocationCheck> =
+                            if no_revocations {
+                                eprintln!(
+                                    "not reading the revocation feed: a revoked token verifies"
+                                );
+                                Arc::new(NoRevocations)
+                            } else {
+                                let sync = RevocationSync::new(
+                                    SyncSettings::new(base.clone()),
+                                    clock.clone(),
+                                )?;
+                                sync.sync_once().await.with_context(|| {
+                                    format!(
+                                        "cannot read the revocation feed of {base}; \
+                                         pass --no-revocations to verify without it"
+                                    )
+                                })?;
+                                sync
+                            };
+                        let verifier =
+                            Verifier::new(VerifierSettings::new(base), revocations, clock)?;
                         verifier.refresh().await?;
                         let access = Access {
                             tool,

@@ -1,4 +1,6 @@
-//! An example downstream API that verifies mandates offline.
+//! An example downstream API that verifies mandates offline, following mandate's revocation
+//! feed: a revoked mandate is refused within seconds, and once the copy of the feed is staler
+//! than 30 s (mandate unreachable) every call is refused until it syncs again.
 //!
 //! ```sh
 //! DOWNSTREAM_MANDATE_URL=http://127.0.0.1:8080 cargo run --example downstream   # listens on 127.0.0.1:9090
@@ -11,18 +13,20 @@ use std::sync::Arc;
 
 use mandate::clock::SystemClock;
 use mandate::verifier::receipts::ReceiptSender;
-use mandate::verifier::{NoRevocations, Verifier, VerifierSettings};
+use mandate::verifier::revocations::{RevocationSync, SyncSettings};
+use mandate::verifier::{Verifier, VerifierSettings};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base =
         std::env::var("DOWNSTREAM_MANDATE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
     let receipts = ReceiptSender::spawn(base.clone(), std::time::Duration::from_secs(1));
-    let verifier = Verifier::new(
-        VerifierSettings::new(base),
-        Arc::new(NoRevocations),
-        Arc::new(SystemClock),
-    )?;
+    let clock: mandate::clock::SharedClock = Arc::new(SystemClock);
+    // The feed: caught up now, then followed (the stream, polling behind it).
+    let revocations = RevocationSync::new(SyncSettings::new(base.clone()), clock.clone())?;
+    revocations.sync_once().await?;
+    let _follower = revocations.spawn();
+    let verifier = Verifier::new(VerifierSettings::new(base), revocations, clock)?;
     // Keys are fetched once now; verification needs no call to mandate afterwards.
     verifier.refresh().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;

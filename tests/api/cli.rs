@@ -194,16 +194,19 @@ async fn the_same_binary_runs_on_postgres_and_migrates_once() {
 
     let out = mandate().arg("migrate").envs(env).output().unwrap();
     assert!(out.status.success(), "{out:?}");
+    let known = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "migrations: 0 applied now, 3 known"
+        format!("migrations: 0 applied now, {known} known")
     );
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(rows, 3);
+    assert_eq!(usize::try_from(rows).unwrap(), known);
     let keys_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM root_keys")
         .fetch_one(&mut conn)
         .await
@@ -236,7 +239,13 @@ async fn concurrent_migrations_apply_each_migration_once() {
             .and_then(|n| n.parse::<usize>().ok())
             .unwrap_or_else(|| panic!("unexpected output {text}"));
     }
-    assert_eq!(applied, 3, "each of the three migrations applied once");
+    let known = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        applied, known,
+        "each of the {known} migrations applied once"
+    );
 }
 
 #[tokio::test]
@@ -815,6 +824,45 @@ async fn token_commands_attenuate_attest_inspect_and_verify_offline() {
     .await;
     assert!(!ok);
     assert!(err.contains("not authorized"), "{err}");
+    // It prints when the token stops working: the narrower expiry its block states.
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(verified["expires_at"].clone()).unwrap();
+    let left = expires - chrono::Utc::now();
+    assert!(left <= chrono::Duration::seconds(301), "{verified}");
+
+    // The feed is read by default: a revoked branch is refused, unless asked not to read it.
+    let response = client
+        .post(running.url("/v1/revocations"))
+        .json(&serde_json::json!({"token": attested, "reason": "done"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let verify_read = |extra: &'static [&'static str]| {
+        let base = base.clone();
+        async move {
+            let mut args = vec![
+                "token",
+                "verify",
+                "--in",
+                file,
+                "--mandate",
+                &base,
+                "--tool",
+                "crm",
+                "--operation",
+                "read",
+            ];
+            args.extend_from_slice(extra);
+            mandate_with_stdin(&args, "").await
+        }
+    };
+    let (ok, _, err) = verify_read(&[]).await;
+    assert!(!ok);
+    assert!(err.contains("revoked"), "{err}");
+    let (ok, _, err) = verify_read(&["--no-revocations"]).await;
+    assert!(ok, "{err}");
+    assert!(err.contains("not reading the revocation feed"), "{err}");
 
     // Offline: saved key documents, mandate stopped.
     let keys: String = reqwest::get(running.url("/.well-known/mandate-keys"))

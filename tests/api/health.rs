@@ -30,9 +30,17 @@ both_stores!(
             crate::helpers::Backend::Sqlite => "sqlite",
         };
         assert_eq!(
-            body,
-            serde_json::json!({"status": "ready", "store": store, "active_kid": 1})
+            (&body["status"], &body["store"], &body["active_kid"]),
+            (
+                &serde_json::json!("ready"),
+                &serde_json::json!(store),
+                &serde_json::json!(1)
+            ),
+            "{body}"
         );
+        // What this replica's walk of the audit chain found: intact so far.
+        assert!(body["audit"]["verified_seq"].is_i64(), "{body}");
+        assert!(body["audit"].get("broken_at").is_none(), "{body}");
     }
 );
 

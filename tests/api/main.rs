@@ -24,6 +24,7 @@ mod oauth;
 mod openapi;
 mod otlp;
 mod revocation;
+mod roles;
 mod store;
 mod store_inventory;
 mod subject_tokens;

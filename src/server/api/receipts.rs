@@ -86,6 +86,15 @@ pub(crate) async fn check_token(
     state: &AppState,
     token: &str,
 ) -> Result<Result<Checked, TokenError>, ApiError> {
+    // Not a mandate/v1 token at all: refused before any read of the store. The vocabulary
+    // is one bounded pass over the bytes; `check` reads it again with the signatures.
+    let options = VerifyOptions::default();
+    if token.len() > options.max_bytes {
+        return Ok(Err(TokenError::TooLarge));
+    }
+    if let Err(refused) = crate::token::vocabulary::read(token, options.max_blocks) {
+        return Ok(Err(refused));
+    }
     let (keys, agent_keys) = trust_material(state).await?;
     let token = token.to_owned();
     let checked = crate::verifier::pool::run(move || {
@@ -94,7 +103,7 @@ pub(crate) async fn check_token(
             agent_keys: &agent_keys,
             is_revoked: &|_| false,
         };
-        check(&token, &trust, &VerifyOptions::default())
+        check(&token, &trust, &options)
     })
     .await;
     match checked {

@@ -78,6 +78,15 @@ impl PostgresStore {
     /// apply each migration once and each reports only what it applied itself.
     async fn run_migrations(&self) -> Result<MigrationReport, StoreError> {
         let mut conn = self.pool.acquire().await?;
+        // Everything applied already: nothing to run. A role that may not create tables (the
+        // application role of deploy/postgres/grants.sql) starts here, as sqlx's run would
+        // first try to create its bookkeeping table.
+        if all_applied(&mut conn).await {
+            return Ok(MigrationReport {
+                applied: 0,
+                known: MIGRATOR.iter().count(),
+            });
+        }
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(MIGRATION_LOCK)
             .execute(&mut *conn)
@@ -273,6 +282,23 @@ async fn insert_receipts(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Whether every migration mandate knows is recorded as applied, with the same checksum.
+async fn all_applied(conn: &mut sqlx::PgConnection) -> bool {
+    let Ok(applied) = sqlx::query_as::<_, (i64, Vec<u8>)>(
+        "SELECT version, checksum FROM _sqlx_migrations WHERE success",
+    )
+    .fetch_all(conn)
+    .await
+    else {
+        return false;
+    };
+    MIGRATOR.iter().all(|m| {
+        applied
+            .iter()
+            .any(|(version, checksum)| *version == m.version && *checksum == *m.checksum)
+    })
 }
 
 async fn applied_migrations(conn: &mut sqlx::PgConnection) -> usize {
