@@ -827,7 +827,7 @@ async fn token_commands_attenuate_attest_inspect_and_verify_offline() {
     // It prints when the token stops working: the narrower expiry its block states.
     let expires: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(verified["expires_at"].clone()).unwrap();
-    let left = expires - chrono::Utc::now();
+    let left = expires - mandate::clock::Clock::now(&mandate::clock::SystemClock);
     assert!(left <= chrono::Duration::seconds(301), "{verified}");
 
     // The feed is read by default: a revoked branch is refused, unless asked not to read it.
