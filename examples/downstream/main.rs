@@ -3,13 +3,15 @@
 //! than 30 s (mandate unreachable) every call is refused until it syncs again.
 //!
 //! ```sh
-//! DOWNSTREAM_MANDATE_URL=http://127.0.0.1:8080 cargo run --example downstream   # listens on 127.0.0.1:9090
+//! DOWNSTREAM_MANDATE_URL=http://127.0.0.1:8080 DOWNSTREAM_REPORTER_SECRET=mnd_rep_… \
+//!   cargo run --example downstream   # listens on 127.0.0.1:9090
 //! curl -H "Authorization: Bearer $MANDATE_TOKEN" http://127.0.0.1:9090/tickets
 //! ```
 
 mod app;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use mandate::clock::SystemClock;
 use mandate::verifier::receipts::ReceiptSender;
@@ -20,7 +22,13 @@ use mandate::verifier::{Verifier, VerifierSettings};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base =
         std::env::var("DOWNSTREAM_MANDATE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-    let receipts = ReceiptSender::spawn(base.clone(), std::time::Duration::from_secs(1));
+    // Calls are reported when this service is registered as a reporter (its credential here).
+    let receipts = std::env::var("DOWNSTREAM_REPORTER_SECRET")
+        .ok()
+        .map(|credential| ReceiptSender::spawn(base.clone(), credential, Duration::from_secs(1)));
+    if receipts.is_none() {
+        println!("DOWNSTREAM_REPORTER_SECRET is not set: calls are not reported to mandate");
+    }
     let clock: mandate::clock::SharedClock = Arc::new(SystemClock);
     // The feed: caught up now, then followed (the stream, polling behind it).
     let revocations = RevocationSync::new(SyncSettings::new(base.clone()), clock.clone())?;
@@ -31,6 +39,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     verifier.refresh().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
     println!("downstream example on http://{}", listener.local_addr()?);
-    axum::serve(listener, app::router(Arc::new(verifier), Some(receipts))).await?;
+    axum::serve(listener, app::router(Arc::new(verifier), receipts)).await?;
     Ok(())
 }

@@ -22,6 +22,7 @@ struct World {
     runtime: tokio::runtime::Runtime,
     router: axum::Router,
     agent_secret: String,
+    reporter_secret: String,
 }
 
 /// Who calls an endpoint.
@@ -30,6 +31,7 @@ enum Caller {
     Nobody,
     Admin,
     Agent,
+    Reporter,
 }
 
 /// Every endpoint that takes a body.
@@ -41,7 +43,7 @@ const ENDPOINTS: &[(&str, &str, Caller)] = &[
         "/v1/mandates/0192f3c0-0000-7000-8000-000000000001/revoke",
         Caller::Admin,
     ),
-    ("POST", "/v1/receipts", Caller::Nobody),
+    ("POST", "/v1/receipts", Caller::Reporter),
     ("POST", "/v1/revocations", Caller::Nobody),
     ("POST", "/oauth2/token", Caller::Nobody),
     ("POST", "/v1/admin/tools", Caller::Admin),
@@ -107,7 +109,8 @@ fn request(
 }
 
 /// Creates the inventory the endpoints' paths name, and returns bot's agent secret.
-async fn seed(router: &axum::Router) -> String {
+/// The seeded inventory; returns the orchestrator's secret and the reporter's credential.
+async fn seed(router: &axum::Router) -> (String, String) {
     let posts = [
         (
             "/v1/admin/tools",
@@ -164,14 +167,30 @@ async fn seed(router: &axum::Router) -> String {
     .await;
     assert_eq!(status, 201);
     let answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
-    answer["secret"].as_str().unwrap_or_default().to_owned()
+    let agent = answer["secret"].as_str().unwrap_or_default().to_owned();
+    let reporter = json!({"id": "crm-api", "display_name": "CRM API", "kind": "verifier",
+        "owner": "bob@example.com"});
+    let (status, answer, _) = call(
+        router,
+        request(
+            "POST",
+            "/v1/admin/reporters",
+            Some(ADMIN),
+            Some("application/json"),
+            reporter.to_string().into_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
+    (agent, answer["secret"].as_str().unwrap_or_default().to_owned())
 }
 
 static WORLD: LazyLock<World> = LazyLock::new(|| {
     let runtime = mandate_fuzz::runtime();
     let data_dir = std::env::temp_dir().join(format!("mandate-fuzz-api-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let (router, agent_secret) = runtime.block_on(async {
+    let (router, (agent_secret, reporter_secret)) = runtime.block_on(async {
         let mut config = Config::defaults();
         config.listen = ([127, 0, 0, 1], 0).into();
         config.database = Database::Embedded;
@@ -204,6 +223,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         runtime,
         router,
         agent_secret,
+        reporter_secret,
     }
 });
 
@@ -218,6 +238,7 @@ fuzz_target!(|data: &[u8]| {
         Caller::Nobody => None,
         Caller::Admin => Some(ADMIN),
         Caller::Agent => Some(world.agent_secret.as_str()),
+        Caller::Reporter => Some(world.reporter_secret.as_str()),
     };
     let (status, answer, answer_type) = world.runtime.block_on(call(
         &world.router,

@@ -53,7 +53,7 @@ pub struct AppState {
     /// The built-in identity provider (development mode only).
     pub dev_idp: Option<Arc<DevIdp>>,
     /// Bounds the revocation streams open at once (each reads the feed on every commit).
-    pub streams: Arc<tokio::sync::Semaphore>,
+    pub streams: Arc<crate::server::streams::StreamSlots>,
     /// The service's metrics.
     pub metrics: Arc<Metrics>,
     /// Group-committing writers for issuances and receipts.
@@ -234,7 +234,17 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         tracing::trace!(%peer, "connection accepted");
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers can tell where a connection comes from (revocation streams are bounded
+        // per caller).
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        ));
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();

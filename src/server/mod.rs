@@ -18,6 +18,7 @@
 //! - [`revoke`] — revoking one mandate, a branch, or every live mandate a filter selects.
 //! - [`secrets`] — admin tokens and agent secrets: generation, hashing, comparison.
 //! - [`store`] — the storage trait with its Postgres and SQLite implementations.
+//! - [`streams`] — places for revocation streams, in all and per caller.
 //! - [`telemetry`] — logs, traces and metrics.
 
 pub mod api;
@@ -38,4 +39,5 @@ pub mod revoke;
 pub mod secrets;
 pub mod startup;
 pub mod store;
+pub mod streams;
 pub mod telemetry;

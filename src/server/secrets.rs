@@ -14,6 +14,8 @@ use zeroize::Zeroizing;
 pub const ADMIN_TOKEN_PREFIX: &str = "mnd_adm_";
 /// Prefix of agent secrets.
 pub const AGENT_SECRET_PREFIX: &str = "mnd_agt_";
+/// Prefix of reporter credentials.
+pub const REPORTER_SECRET_PREFIX: &str = "mnd_rep_";
 
 /// Random bytes in each secret (256 bits).
 const SECRET_BYTES: usize = 32;

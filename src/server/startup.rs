@@ -152,7 +152,10 @@ impl Server {
             agents: RateLimiter::new(config.mint_rate_per_agent),
             principals: RateLimiter::new(config.mint_rate_per_principal),
         };
-        let streams = Arc::new(tokio::sync::Semaphore::new(config.max_revocation_streams));
+        let streams = crate::server::streams::StreamSlots::new(
+            config.max_revocation_streams,
+            crate::server::streams::STREAMS_PER_CALLER,
+        );
         let state = AppState {
             writers: Arc::new(Writers::spawn(&store, config.max_live_mandates_per_agent)),
             store,

@@ -1,5 +1,7 @@
 //! Reporting uses of mandates back to mandate (`POST /v1/receipts`), asynchronously and in
-//! batches, so a downstream service never waits on mandate to answer its own callers.
+//! batches, so a downstream service never waits on mandate to answer its own callers. The
+//! service must be registered as a reporter (`POST /v1/admin/reporters`): its credential goes
+//! with every batch.
 
 use std::time::Duration;
 
@@ -36,8 +38,14 @@ pub struct ReceiptSender {
 }
 
 impl ReceiptSender {
-    /// Starts the sender for mandate at `base_url`; batches leave when full or every `flush`.
-    pub fn spawn(base_url: impl Into<String>, flush: Duration) -> ReceiptSender {
+    /// Starts the sender for mandate at `base_url`, reporting as the reporter whose credential
+    /// (`mnd_rep_…`) is `credential`; batches leave when full or every `flush`.
+    pub fn spawn(
+        base_url: impl Into<String>,
+        credential: impl Into<String>,
+        flush: Duration,
+    ) -> ReceiptSender {
+        let credential = Credential(credential.into());
         let (queue, mut rx) = mpsc::channel::<UseReport>(QUEUE);
         let url = format!("{}/v1/receipts", base_url.into().trim_end_matches('/'));
         tokio::spawn(async move {
@@ -61,7 +69,7 @@ impl ReceiptSender {
                     }
                 };
                 if !batch.is_empty() {
-                    send(&http, &url, &batch).await;
+                    send(&http, &url, &credential, &batch).await;
                     batch.clear();
                 }
                 if closed {
@@ -80,12 +88,16 @@ impl ReceiptSender {
     }
 }
 
+/// A reporter credential, kept out of debug output.
+struct Credential(String);
+
 /// Sends one batch, retrying a few times with backoff.
-async fn send(http: &reqwest::Client, url: &str, batch: &[UseReport]) {
+async fn send(http: &reqwest::Client, url: &str, credential: &Credential, batch: &[UseReport]) {
     let body = serde_json::json!({ "receipts": batch });
     for attempt in 0..4u32 {
         match http
             .post(url)
+            .bearer_auth(&credential.0)
             .json(&body)
             .timeout(Duration::from_secs(10))
             .send()

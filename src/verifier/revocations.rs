@@ -27,6 +27,9 @@ pub struct SyncSettings {
     pub max_staleness: Duration,
     /// How often to poll when the stream is down.
     pub poll_interval: Duration,
+    /// A registered reporter's credential (`mnd_rep_…`), sent with the stream: it is then
+    /// counted against this reporter's own streams rather than its address's.
+    pub credential: Option<String>,
 }
 
 impl SyncSettings {
@@ -36,6 +39,7 @@ impl SyncSettings {
             base_url: base_url.into(),
             max_staleness: Duration::from_secs(30),
             poll_interval: Duration::from_secs(5),
+            credential: None,
         }
     }
 }
@@ -187,12 +191,11 @@ impl RevocationSync {
             url: url.clone(),
             reason,
         };
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| http(e.to_string()))?;
+        let mut request = self.http.get(&url);
+        if let Some(credential) = &self.settings.credential {
+            request = request.bearer_auth(credential);
+        }
+        let response = request.send().await.map_err(|e| http(e.to_string()))?;
         if !response.status().is_success() {
             return Err(http(format!("answered {}", response.status())));
         }

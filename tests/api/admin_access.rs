@@ -101,6 +101,29 @@ fn writes() -> Vec<(Method, String, Option<Value>)> {
             "/v1/admin/revocations".into(),
             Some(json!({"agent": "bot", "reason": "audit"})),
         ),
+        (
+            Method::POST,
+            "/v1/admin/reporters".into(),
+            Some(
+                json!({"id": "crm-api", "display_name": "CRM API", "kind": "verifier",
+                        "owner": "ops@example.com"}),
+            ),
+        ),
+        (
+            Method::POST,
+            "/v1/admin/reporters/crm-api/secret/rotate".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/admin/reporters/crm-api/disable".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/admin/reporters/crm-api/enable".into(),
+            None,
+        ),
     ]
 }
 
@@ -120,6 +143,7 @@ fn reads() -> Vec<(Method, String, Option<Value>)> {
         "/v1/admin/audit",
         "/v1/admin/audit/verify",
         "/v1/admin/attribution",
+        "/v1/admin/reporters",
     ]
     .into_iter()
     .map(|p| (Method::GET, p.to_owned(), None))
@@ -135,7 +159,7 @@ fn template_of(path: &str) -> String {
         .map(|(i, part)| {
             let prev = if i > 0 { parts[i - 1] } else { "" };
             match (prev, *part) {
-                ("agents" | "tools" | "issuers" | "policies", p)
+                ("agents" | "tools" | "issuers" | "policies" | "reporters", p)
                     if !["suspend", "resume", "retire", "disable", "enable"].contains(&p) =>
                 {
                     "{id}".to_owned()

@@ -74,7 +74,12 @@ both_stores!(
             )
             .unwrap(),
         );
-        let receipts = ReceiptSender::spawn(app.base.clone(), Duration::from_millis(50));
+        let reporter = crate::helpers::fixtures::reporter(&app, "crm-api").await;
+        let receipts = ReceiptSender::spawn(
+            app.base.clone(),
+            reporter.clone(),
+            Duration::from_millis(50),
+        );
         let downstream = start_downstream(verifier, Some(receipts)).await;
         let client = reqwest::Client::new();
         for (method, path) in [
@@ -139,6 +144,7 @@ both_stores!(
             assert_eq!(action["tool"], "crm");
             assert_eq!(action["outcome"], "success");
             assert_eq!(action["mandate_id"], minted["mandate_id"]);
+            assert_eq!(action["reporter"], "crm-api", "who reported it");
         }
 
         let response = app
@@ -182,7 +188,7 @@ both_stores!(
             {"token": "forged", "tool": "crm", "operation": "read", "outcome": "success", "occurred_at": "2026-03-01T09:00:00Z"},
         ]});
         let response = app
-            .call(Method::POST, "/v1/receipts", None, Some(&bad))
+            .call(Method::POST, "/v1/receipts", Some(&reporter), Some(&bad))
             .await;
         let problem = crate::helpers::assert_problem(response, 422).await;
         assert_eq!(problem["errors"][0]["field"], "receipts[1].token");
@@ -190,11 +196,36 @@ both_stores!(
         let delete = json!({"receipts": [{"token": to_summariser, "tool": "crm", "operation": "delete",
                                       "outcome": "success", "occurred_at": "2026-03-01T09:00:00Z"}]});
         let response = app
-            .call(Method::POST, "/v1/receipts", None, Some(&delete))
+            .call(Method::POST, "/v1/receipts", Some(&reporter), Some(&delete))
             .await;
         let problem = crate::helpers::assert_problem(response, 422).await;
         assert_eq!(problem["errors"][0]["field"], "receipts[0].operation");
+        // Only a registered reporter, by its credential, reports at all.
+        let read = json!({"receipts": [{"token": to_summariser, "tool": "crm", "operation": "read",
+                                      "outcome": "success", "occurred_at": "2026-03-01T09:00:00Z"}]});
+        for credential in [
+            None,
+            Some("mnd_rep_not-a-real-credential"),
+            Some(secret.as_str()),
+        ] {
+            let response = app
+                .call(Method::POST, "/v1/receipts", credential, Some(&read))
+                .await;
+            crate::helpers::assert_problem(response, 401).await;
+        }
         assert_eq!(app.audit_len().await, before);
+        // A disabled reporter's credential is refused.
+        app.admin_ok(
+            Method::POST,
+            "/v1/admin/reporters/crm-api/disable",
+            None,
+            200,
+        )
+        .await;
+        let response = app
+            .call(Method::POST, "/v1/receipts", Some(&reporter), Some(&read))
+            .await;
+        crate::helpers::assert_problem(response, 401).await;
         let all = app
             .admin_ok(Method::GET, "/v1/admin/attribution", None, 200)
             .await;

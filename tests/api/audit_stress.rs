@@ -25,6 +25,7 @@ both_stores!(
         })
         .await;
         let (idp, secret) = mint_setup(&app).await;
+        let reporter = crate::helpers::fixtures::reporter(&app, "crm-api").await;
         let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
         let before = app.store.audit_events(0, 100_000).await.unwrap().len();
         let seconds: u64 = std::env::var("AUDIT_STRESS_SECS")
@@ -39,11 +40,12 @@ both_stores!(
         ]);
         let mut clients = Vec::new();
         for client_no in 0..50 {
-            let (base, secret, jwt, counts) = (
+            let (base, secret, jwt, counts, reporter) = (
                 app.base.clone(),
                 secret.clone(),
                 jwt.clone(),
                 counts.clone(),
+                reporter.clone(),
             );
             clients.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
@@ -67,7 +69,7 @@ both_stores!(
                 if round % 2 == 0 {
                     let receipt = json!({"receipts": [{"token": token, "tool": "crm", "operation": "read",
                                           "outcome": "success", "occurred_at": "2026-03-01T09:00:00Z"}]});
-                    let response = http.post(format!("{base}/v1/receipts")).json(&receipt).send().await.unwrap();
+                    let response = http.post(format!("{base}/v1/receipts")).bearer_auth(&reporter).json(&receipt).send().await.unwrap();
                     assert_eq!(response.status(), 200, "client {client_no}: receipt");
                     counts[1].fetch_add(1, Ordering::SeqCst);
                 }

@@ -159,6 +159,7 @@ async fn no_token_leaves_without_its_record_while_postgres_restarts_under_mixed_
         }
     }));
     // Reports a receipt for every fourth mandate, offset from the revoked ones.
+    let credential = crate::helpers::fixtures::reporter(&app, "crm-api").await;
     let (reporter_app, reporter_shared) = (app.clone(), shared.clone());
     clients.push(tokio::spawn(async move {
         let mut next = 1;
@@ -177,7 +178,7 @@ async fn no_token_leaves_without_its_record_while_postgres_restarts_under_mixed_
                 &reporter_app,
                 Method::POST,
                 "/v1/receipts",
-                None,
+                Some(&credential),
                 Some(&report),
             )
             .await;

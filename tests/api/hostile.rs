@@ -21,6 +21,7 @@ enum Caller {
     Nobody,
     Admin,
     Agent,
+    Reporter,
 }
 
 /// Every endpoint that takes a JSON body, with its caller.
@@ -31,7 +32,7 @@ fn endpoints(mandate_id: &str) -> Vec<(Method, String, Caller)> {
         post("/v1/mandates", Caller::Agent),
         post("/v1/introspect", Caller::Agent),
         post(&format!("/v1/mandates/{mandate_id}/revoke"), Caller::Admin),
-        post("/v1/receipts", Caller::Nobody),
+        post("/v1/receipts", Caller::Reporter),
         post("/v1/revocations", Caller::Nobody),
         post("/v1/admin/tools", Caller::Admin),
         patch("/v1/admin/tools/crm"),
@@ -85,6 +86,7 @@ async fn every_body_endpoint_refuses_hostile_bodies_with_the_exact_status_and_ch
     let (status, minted) = mint_read(&app, &idp, &secret).await;
     assert_eq!(status, 201, "{minted}");
     let mandate_id = minted["mandate_id"].as_str().unwrap();
+    let reporter = crate::helpers::fixtures::reporter(&app, "crm-api").await;
     let before = app.audit_len().await;
 
     let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
@@ -162,6 +164,7 @@ async fn every_body_endpoint_refuses_hostile_bodies_with_the_exact_status_and_ch
             Caller::Nobody => None,
             Caller::Admin => Some(ADMIN_TOKEN),
             Caller::Agent => Some(secret.as_str()),
+            Caller::Reporter => Some(reporter.as_str()),
         };
         for (what, content_type, body, expected) in &hostile {
             let (status, kind, problem) =

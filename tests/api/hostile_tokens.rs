@@ -115,6 +115,7 @@ async fn every_path_refuses_each_hostile_family_as_not_a_mandate_block_in_under_
     verifier.refresh().await.unwrap();
     let downstream = start_downstream(Arc::clone(&verifier), None).await;
     let http = reqwest::Client::new();
+    let reporter = crate::helpers::fixtures::reporter(&app, "crm-api").await;
     let read = Access {
         tool: "crm".into(),
         operation: "read".into(),
@@ -126,7 +127,12 @@ async fn every_path_refuses_each_hostile_family_as_not_a_mandate_block_in_under_
             "outcome": "success", "occurred_at": app.clock.now()}]});
         let took = fastest(|| async {
             let response = app
-                .call(Method::POST, "/v1/receipts", None, Some(&receipt))
+                .call(
+                    Method::POST,
+                    "/v1/receipts",
+                    Some(&reporter),
+                    Some(&receipt),
+                )
                 .await;
             let problem = crate::helpers::assert_problem(response, 422).await;
             assert_eq!(
@@ -207,12 +213,14 @@ async fn healthz_keeps_a_p99_under_50_ms_while_8_clients_send_hostile_tokens() {
     let (idp, secret) = mint_setup(&app).await;
     let (_, minted) = mint_read(&app, &idp, &secret).await;
     let token = minted["token"].as_str().unwrap();
+    let reporter = crate::helpers::fixtures::reporter(&app, "crm-api").await;
     let tokens = Arc::new(hostile_tokens(token));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut flood = Vec::new();
     for client in 0..8 {
         let (tokens, stop, sent) = (Arc::clone(&tokens), Arc::clone(&stop), Arc::clone(&sent));
+        let reporter = reporter.clone();
         let url = app.url("/v1/receipts");
         let now = app.clock.now();
         flood.push(tokio::spawn(async move {
@@ -222,7 +230,13 @@ async fn healthz_keeps_a_p99_under_50_ms_while_8_clients_send_hostile_tokens() {
                 let (_, hostile) = &tokens[i % tokens.len()];
                 let body = json!({"receipts": [{"token": hostile, "tool": "crm",
                     "operation": "read", "outcome": "success", "occurred_at": now}]});
-                let response = http.post(&url).json(&body).send().await.unwrap();
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&reporter)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(response.status(), 422);
                 sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 i += 1;

@@ -499,6 +499,7 @@ async fn a_verifier_cut_off_from_the_feed_fails_closed_then_recovers() {
         base_url: feed,
         max_staleness: Duration::from_millis(600),
         poll_interval: Duration::from_millis(100),
+        credential: None,
     };
     let sync = RevocationSync::new(settings, clock.clone()).unwrap();
     assert!(sync.fresh().is_err(), "never synced: stale");
@@ -717,4 +718,39 @@ async fn a_holder_can_always_end_its_branch_even_after_others_spent_the_branch_c
         rows, 65,
         "the cap bounds the rows: 64 branches and the mandate"
     );
+}
+
+#[tokio::test]
+async fn one_caller_cannot_take_every_revocation_stream() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let app = TestApp::spawn_with(db, |config| config.max_revocation_streams = 16).await;
+    let credential = crate::helpers::fixtures::reporter(&app, "crm-api").await;
+    let open = |bearer: Option<&str>| {
+        let mut request = app.client.get(app.url("/v1/revocations/stream?after=0"));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        request.send()
+    };
+    // From one address, without a credential: four, then 503 naming the polling feed.
+    let mut held = Vec::new();
+    for _ in 0..mandate::server::streams::STREAMS_PER_CALLER {
+        let stream = open(None).await.unwrap();
+        assert_eq!(stream.status(), 200);
+        held.push(stream);
+    }
+    let problem = assert_problem(open(None).await.unwrap(), 503).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("this caller"),
+        "{problem}"
+    );
+    // A registered reporter is its own caller, with its own four.
+    for _ in 0..mandate::server::streams::STREAMS_PER_CALLER {
+        let stream = open(Some(&credential)).await.unwrap();
+        assert_eq!(stream.status(), 200);
+        held.push(stream);
+    }
+    assert_problem(open(Some(&credential)).await.unwrap(), 503).await;
+    // A credential that is not a reporter's is refused, not counted as an address.
+    assert_problem(open(Some("mnd_rep_forged")).await.unwrap(), 401).await;
 }

@@ -65,6 +65,17 @@ impl utoipa::Modify for SecuritySchemes {
             ),
         );
         components.add_security_scheme(
+            "reporter_secret",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A registered verifier's or gateway's credential: `mnd_rep_…`",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "client_basic",
             SecurityScheme::Http(
                 HttpBuilder::new()

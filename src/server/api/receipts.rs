@@ -166,13 +166,48 @@ async fn allowed_then(
     }))
 }
 
-/// Report uses of mandates. Each receipt must carry the token used, signed by mandate's keys;
-/// all are recorded, with one audit event, or none is.
+/// A registered, active reporter, by its credential.
+pub struct Reporting(pub crate::server::model::reporter::Reporter);
+
+impl axum::extract::FromRequestParts<AppState> for Reporting {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let refused = || {
+            ApiError::Unauthorized(
+                "send a registered reporter's credential as `Authorization: Bearer mnd_rep_…`"
+                    .into(),
+            )
+        };
+        let secret = super::extract::bearer(&parts.headers).ok_or_else(refused)?;
+        if !crate::server::secrets::is_well_formed(
+            crate::server::secrets::REPORTER_SECRET_PREFIX,
+            secret,
+        ) {
+            return Err(refused());
+        }
+        let reporter = state
+            .store
+            .reporter_by_secret(&crate::server::secrets::hash(secret))
+            .await?
+            .ok_or_else(refused)?;
+        Ok(Reporting(reporter))
+    }
+}
+
+/// Report uses of mandates (a registered verifier or gateway, by its credential). Each receipt
+/// must carry the token used, signed by mandate's keys, and must verify as the call it reports;
+/// all are recorded, with one audit event naming the reporter, or none is.
 #[utoipa::path(
     post, path = "/v1/receipts", tag = "receipts",
+    security(("reporter_secret" = [])),
     request_body = ReceiptsBody,
     responses(
         (status = 200, description = "Recorded", body = Recorded),
+        (status = 401, description = "No credential of an active reporter", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not application/json", body = Problem, content_type = "application/problem+json"),
@@ -181,6 +216,7 @@ async fn allowed_then(
 )]
 pub async fn report(
     State(state): State<AppState>,
+    Reporting(reporter): Reporting,
     ApiJson(body): ApiJson<ReceiptsBody>,
 ) -> Result<Json<Recorded>, ApiError> {
     if body.receipts.is_empty() || body.receipts.len() > MAX_RECEIPTS {
@@ -236,12 +272,13 @@ pub async fn report(
             outcome: r.outcome,
             occurred_at: r.occurred_at,
             recorded_at: now,
+            reporter_id: Some(reporter.id.clone()),
         });
     }
     let audit = NewAuditEvent {
         id: new_id(now),
         occurred_at: now,
-        actor: "verifier".to_owned(),
+        actor: format!("reporter:{}", reporter.id),
         action: "receipts.recorded".to_owned(),
         target: None,
         outcome: AuditOutcome::Success,
@@ -326,6 +363,8 @@ pub struct Action {
     pub task_id: String,
     /// The receipt.
     pub receipt_id: Uuid,
+    /// The verifier or gateway that reported it.
+    pub reporter: Option<String>,
 }
 
 /// What agents did, on behalf of whom, through which hops: by principal, agent, tool, mandate,
@@ -384,6 +423,7 @@ pub async fn attribution(
             mandate_id: mandate.id,
             task_id: mandate.task_id,
             receipt_id: receipt.id,
+            reporter: receipt.reporter_id,
         })
         .collect();
     if !ndjson {

@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Path, State};
@@ -27,6 +26,7 @@ use crate::server::model::admin_token::Role;
 use crate::server::model::agent::Agent;
 use crate::server::revoke::{check_reason, revoke_ids, revoke_live, RevocationView};
 use crate::server::store::{FeedEntry, Issuance, MandateFilter};
+use crate::server::streams::{NoSlot, STREAMS_PER_CALLER};
 use crate::token::verify::{VerifyOptions, MAX_SKEW_SECONDS};
 
 /// An admin token (role admin) or the orchestrator's agent secret.
@@ -481,6 +481,26 @@ fn retained_since(state: &AppState) -> chrono::DateTime<chrono::Utc> {
     state.clock.now() - chrono::Duration::seconds(MAX_SKEW_SECONDS)
 }
 
+/// Who opens a stream: a registered reporter by its credential, else the connection's address.
+pub struct StreamCaller(String);
+
+impl FromRequestParts<AppState> for StreamCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if bearer(&parts.headers).is_some() {
+            let super::receipts::Reporting(reporter) =
+                super::receipts::Reporting::from_request_parts(parts, state).await?;
+            return Ok(StreamCaller(format!("reporter:{}", reporter.id)));
+        }
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
+        Ok(StreamCaller(format!("peer:{peer}")))
+    }
+}
+
 /// Where a stream starts.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -498,19 +518,25 @@ pub struct StreamQuery {
     responses(
         (status = 200, description = "An endless event stream", content_type = "text/event-stream", body = FeedEntry),
         (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Too many streams open; poll the feed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A bearer credential that is not an active reporter's", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many streams open, in all or for this caller; poll the feed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn stream(
     State(state): State<AppState>,
+    caller: StreamCaller,
     ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    // The permit lives as long as the stream; without one the caller polls the feed instead.
-    let permit = Arc::clone(&state.streams)
-        .try_acquire_owned()
-        .map_err(|_| {
-            ApiError::Unavailable("too many revocation streams; poll /v1/revocations".to_owned())
-        })?;
+    // The place lives as long as the stream; without one the caller polls the feed instead.
+    let permit = state.streams.take(caller.0).map_err(|refused| {
+        ApiError::Unavailable(match refused {
+            NoSlot::Full => "too many revocation streams; poll /v1/revocations".to_owned(),
+            NoSlot::CallerFull => format!(
+                "this caller has {STREAMS_PER_CALLER} revocation streams open; \
+                 poll /v1/revocations"
+            ),
+        })
+    })?;
     let signal = state.store.revocation_signal();
     let after = query.after.unwrap_or(0).max(0);
     let start = (

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod issuer;
 pub mod page;
 pub mod policy;
+pub mod reporter;
 pub mod tool;
 
 use std::collections::BTreeSet;

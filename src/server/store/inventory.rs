@@ -15,6 +15,7 @@ use crate::server::model::agent::{Agent, AgentKey, AgentSecretInfo};
 use crate::server::model::issuer::Issuer;
 use crate::server::model::page::PageRequest;
 use crate::server::model::policy::Policy;
+use crate::server::model::reporter::Reporter;
 use crate::server::model::tool::Tool;
 use crate::server::secrets::SecretHash;
 
@@ -274,4 +275,34 @@ pub trait PolicyStore: Send + Sync {
         &self,
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, i64>, StoreError>;
+}
+
+/// Reporters: the verifiers and gateways whose receipts are accepted.
+#[async_trait]
+pub trait ReporterStore: Send + Sync {
+    /// Records a new reporter with the hash of its credential; a taken id is a conflict.
+    async fn insert_reporter(
+        &self,
+        reporter: &Reporter,
+        hash: &SecretHash,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// One reporter by id.
+    async fn reporter(&self, id: &str) -> Result<Option<Reporter>, StoreError>;
+
+    /// The active reporter whose credential has this hash.
+    async fn reporter_by_secret(&self, hash: &SecretHash) -> Result<Option<Reporter>, StoreError>;
+
+    /// Reporters by id, after the page cursor.
+    async fn list_reporters(&self, page: &PageRequest) -> Result<Vec<Reporter>, StoreError>;
+
+    /// Writes a changed reporter (status, version), and a new credential hash when given, if
+    /// its version is still the one before; with its audit event.
+    async fn update_reporter(
+        &self,
+        reporter: &Reporter,
+        hash: Option<&SecretHash>,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
 }

@@ -63,6 +63,8 @@ pub struct Receipt {
     pub occurred_at: DateTime<Utc>,
     /// When mandate recorded the receipt.
     pub recorded_at: DateTime<Utc>,
+    /// The reporter that reported it (`None` for receipts recorded before reporters).
+    pub reporter_id: Option<String>,
 }
 
 /// Which actions an attribution query returns.

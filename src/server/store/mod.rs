@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 pub use inventory::{
     AdminTokenStore, AgentFilter, AgentStore, CatalogStore, InventoryGuard, IssuerFilter,
-    NewSecret, PolicyFilter, PolicyStore, SecretChange, ToolFilter,
+    NewSecret, PolicyFilter, PolicyStore, ReporterStore, SecretChange, ToolFilter,
 };
 pub use mandates::{ActionFilter, Issuance, MandateStore, NewMandate, Receipt};
 pub use postgres::PostgresStore;
@@ -69,6 +69,7 @@ pub trait Store:
     + PolicyStore
     + MandateStore
     + RevocationStore
+    + ReporterStore
 {
 }
 
@@ -80,6 +81,7 @@ impl<T> Store for T where
         + PolicyStore
         + MandateStore
         + RevocationStore
+        + ReporterStore
 {
 }
 

@@ -13,6 +13,7 @@ use crate::server::model::agent::{Agent, AgentKey, AgentSecretInfo};
 use crate::server::model::issuer::Issuer;
 use crate::server::model::page::PageRequest;
 use crate::server::model::policy::{AgentScope, Policy};
+use crate::server::model::reporter::Reporter;
 use crate::server::model::tool::Tool;
 use crate::server::secrets::SecretHash;
 use sqlx::migrate::Migrator;
@@ -265,9 +266,9 @@ async fn insert_receipts(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO receipts (id, mandate_id, revocation_id, hops, tool, operation, resource, \
-         outcome, occurred_at, recorded_at) \
+         outcome, occurred_at, recorded_at, reporter_id) \
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bytea[], $4::jsonb[], $5::text[], \
-         $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])",
+         $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::text[])",
     )
     .bind(column(receipts, |r| r.id))
     .bind(column(receipts, |r| r.mandate_id))
@@ -279,6 +280,7 @@ async fn insert_receipts(
     .bind(column(receipts, |r| r.outcome.as_str()))
     .bind(column(receipts, |r| db_time(r.occurred_at)))
     .bind(column(receipts, |r| db_time(r.recorded_at)))
+    .bind(column(receipts, |r| r.reporter_id.as_deref()))
     .execute(conn)
     .await?;
     Ok(())
@@ -320,3 +322,4 @@ include!("sql/catalog.rs");
 include!("sql/policies.rs");
 include!("sql/mandates.rs");
 include!("sql/revocations.rs");
+include!("sql/reporters.rs");

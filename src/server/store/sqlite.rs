@@ -13,6 +13,7 @@ use crate::server::model::agent::{Agent, AgentKey, AgentSecretInfo};
 use crate::server::model::issuer::Issuer;
 use crate::server::model::page::PageRequest;
 use crate::server::model::policy::{AgentScope, Policy};
+use crate::server::model::reporter::Reporter;
 use crate::server::model::tool::Tool;
 use crate::server::secrets::SecretHash;
 use sqlx::migrate::Migrator;
@@ -191,7 +192,7 @@ async fn insert_receipts(
     for chunk in receipts.chunks(ROWS_PER_STATEMENT) {
         let mut query = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO receipts (id, mandate_id, revocation_id, hops, tool, operation, \
-             resource, outcome, occurred_at, recorded_at) ",
+             resource, outcome, occurred_at, recorded_at, reporter_id) ",
         );
         query.push_values(chunk, |mut row, r| {
             row.push_bind(r.id)
@@ -203,7 +204,8 @@ async fn insert_receipts(
                 .push_bind(&r.resource)
                 .push_bind(&r.outcome)
                 .push_bind(db_time(r.occurred_at))
-                .push_bind(db_time(r.recorded_at));
+                .push_bind(db_time(r.recorded_at))
+                .push_bind(&r.reporter_id);
         });
         query.build().execute(&mut *conn).await?;
     }
@@ -229,3 +231,4 @@ include!("sql/catalog.rs");
 include!("sql/policies.rs");
 include!("sql/mandates.rs");
 include!("sql/revocations.rs");
+include!("sql/reporters.rs");

@@ -151,3 +151,19 @@ pub async fn two_replicas() -> (super::TestApp, super::TestApp) {
     let b = super::TestApp::spawn_with(super::TestDatabase::at(&url), shared_key).await;
     (a, b)
 }
+
+/// Registers reporter `id` (a verifier owned by ops@example.com); returns its credential.
+pub async fn reporter(app: &TestApp, id: &str) -> String {
+    let issued = app
+        .admin_ok(
+            Method::POST,
+            "/v1/admin/reporters",
+            Some(
+                json!({"id": id, "display_name": "CRM API", "kind": "verifier",
+                        "owner": "ops@example.com"}),
+            ),
+            201,
+        )
+        .await;
+    issued["secret"].as_str().unwrap().to_owned()
+}

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod inventory;
 pub mod issuers;
 pub mod policies;
+pub mod reporters;
 pub mod tokens;
 pub mod tools;
 
@@ -55,6 +56,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
             policies::update_policy,
             policies::delete_policy
         ))
+        .routes(routes!(
+            reporters::create_reporter,
+            reporters::list_reporters
+        ))
+        .routes(routes!(reporters::rotate_reporter_secret))
+        .routes(routes!(reporters::disable_reporter))
+        .routes(routes!(reporters::enable_reporter))
         .routes(routes!(inventory::inventory))
         .routes(routes!(audit::list_audit))
         .routes(routes!(audit::verify_audit))

@@ -35,6 +35,7 @@ fn receipt_from_row(row: &DbRow) -> Result<Receipt, StoreError> {
         outcome: row.try_get("outcome")?,
         occurred_at: row.try_get("occurred_at")?,
         recorded_at: row.try_get("recorded_at")?,
+        reporter_id: row.try_get("reporter_id")?,
     })
 }
 
@@ -198,7 +199,8 @@ impl MandateStore for ThisStore {
     ) -> Result<Vec<(Receipt, Issuance)>, StoreError> {
         let rows = sqlx::query(
             "SELECT m.*, r.id AS receipt_id, r.mandate_id, r.revocation_id AS receipt_revocation_id, r.hops, \
-             r.tool, r.operation, r.resource, r.outcome, r.occurred_at, r.recorded_at \
+             r.tool, r.operation, r.resource, r.outcome, r.occurred_at, r.recorded_at, \
+             r.reporter_id \
              FROM receipts r JOIN mandates m ON m.id = r.mandate_id WHERE \
              (CAST($1 AS TEXT) IS NULL OR m.principal_subject = $1) \
              AND (CAST($2 AS TEXT) IS NULL OR m.principal_issuer = $2) \
