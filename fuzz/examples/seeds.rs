@@ -65,7 +65,11 @@ fn main() {
     ] {
         write("block_vocabulary", name, &text(0, source));
     }
-    write("block_vocabulary", "attested-raw", &fixture::token_bytes(&attested));
+    write(
+        "block_vocabulary",
+        "attested-raw",
+        &fixture::token_bytes(&attested),
+    );
 
     // attenuate_verify reads structure with `arbitrary`: a few byte patterns to start from.
     for (i, seed) in [[1u8; 32], [0x55; 32], [0xaa; 32], [0x0f; 32]]

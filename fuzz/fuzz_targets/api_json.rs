@@ -183,7 +183,10 @@ async fn seed(router: &axum::Router) -> (String, String) {
     .await;
     assert_eq!(status, 201);
     let answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
-    (agent, answer["secret"].as_str().unwrap_or_default().to_owned())
+    (
+        agent,
+        answer["secret"].as_str().unwrap_or_default().to_owned(),
+    )
 }
 
 static WORLD: LazyLock<World> = LazyLock::new(|| {

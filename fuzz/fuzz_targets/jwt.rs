@@ -123,9 +123,12 @@ fn claims_of(token: &str) -> Map<String, Value> {
 fuzz_target!(|data: &[u8]| {
     let world = &*WORLD;
     let token = token(data, world);
-    let verified = world
-        .runtime
-        .block_on(world.verifier.verify(&token, &[&world.issuer], "bot", now()));
+    let verified = world.runtime.block_on(world.verifier.verify(
+        &token,
+        &[&world.issuer],
+        "bot",
+        now(),
+    ));
     let Ok(principal) = verified else {
         return;
     };

@@ -20,7 +20,8 @@
 //! any other fact, predicate, operator or term. Strings are at most [`MAX_STRING`] bytes with
 //! no quotes, backslashes or control characters. `docs/token-schema.md` documents the same.
 
-use base64::engine::general_purpose::URL_SAFE;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use biscuit_auth::datalog::SymbolTable;
 use biscuit_auth::format::schema;
@@ -41,6 +42,12 @@ const MAX_SYMBOLS: usize = 2 * MAX_RIGHTS + MAX_RESOURCES + 8;
 
 /// Why a block is not a mandate/v1 shape.
 type Refusal = &'static str;
+
+/// base64url, with or without padding (as Biscuit libraries read it).
+const BASE64URL: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// What one block after the authority states.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +75,7 @@ pub struct Decoded {
 /// Decodes `token` (base64url) and reads every block after the authority as a mandate/v1
 /// shape. Nothing is verified: a token that passes still needs its signatures checked.
 pub fn read(token: &str, max_blocks: usize) -> Result<Decoded, TokenError> {
-    let bytes = URL_SAFE
+    let bytes = BASE64URL
         .decode(token.trim())
         .map_err(|_| TokenError::Malformed)?;
     let container = schema::Biscuit::decode(bytes.as_slice()).map_err(|_| TokenError::Malformed)?;

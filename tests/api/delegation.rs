@@ -36,6 +36,29 @@ pub async fn start_downstream(
     base
 }
 
+/// Registers sub-agent `research` with a key of its own, and returns the key.
+async fn register_research(app: &TestApp) -> KeyPair {
+    let key = KeyPair::new();
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/agents",
+        Some(
+            json!({"id": "research", "display_name": "Research", "kind": "sub_agent",
+                "owner": "alice@example.com"}),
+        ),
+        201,
+    )
+    .await;
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/agents/research/keys",
+        Some(json!({"public_key": format_public_key(&key.public())})),
+        201,
+    )
+    .await;
+    key
+}
+
 async fn call(base: &str, method: Method, path: &str, token: Option<&str>) -> (u16, Value) {
     let mut request = reqwest::Client::new().request(method, format!("{base}{path}"));
     if let Some(token) = token {
@@ -52,24 +75,7 @@ both_stores!(
         let app = TestApp::spawn(backend).await;
         let (idp, secret) = mint_setup(&app).await;
         // A sub-agent with a registered key.
-        let research_key = KeyPair::new();
-        app.admin_ok(
-            Method::POST,
-            "/v1/admin/agents",
-            Some(
-                json!({"id": "research", "display_name": "Research", "kind": "sub_agent",
-                    "owner": "alice@example.com"}),
-            ),
-            201,
-        )
-        .await;
-        app.admin_ok(
-            Method::POST,
-            "/v1/admin/agents/research/keys",
-            Some(json!({"public_key": format_public_key(&research_key.public())})),
-            201,
-        )
-        .await;
+        let research_key = register_research(&app).await;
         let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
         let (status, minted) = app
             .as_token(
@@ -302,24 +308,7 @@ async fn a_remembered_token_is_still_authorized_per_call_expires_and_is_rechecke
 async fn a_suspended_sub_agents_key_is_withdrawn_and_its_attestations_no_longer_verify() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
     let (idp, secret) = mint_setup(&app).await;
-    let research_key = KeyPair::new();
-    app.admin_ok(
-        Method::POST,
-        "/v1/admin/agents",
-        Some(
-            json!({"id": "research", "display_name": "Research", "kind": "sub_agent",
-            "owner": "alice@example.com"}),
-        ),
-        201,
-    )
-    .await;
-    app.admin_ok(
-        Method::POST,
-        "/v1/admin/agents/research/keys",
-        Some(json!({"public_key": format_public_key(&research_key.public())})),
-        201,
-    )
-    .await;
+    let research_key = register_research(&app).await;
     let (_, minted) = crate::helpers::fixtures::mint_read(&app, &idp, &secret).await;
     let delegated = attenuate(
         minted["token"].as_str().unwrap(),

@@ -48,8 +48,17 @@ async fn python(args: Vec<String>, token: String) -> String {
     .unwrap()
 }
 
-#[tokio::test]
-async fn mandates_narrowed_and_verified_by_biscuit_python_interoperate() {
+/// A crm read+write mandate for alice, and mandate's keys, parsed and saved to a file for the
+/// Python side.
+struct Minted {
+    app: TestApp,
+    now: chrono::DateTime<chrono::Utc>,
+    token: String,
+    keys: mandate::token::keys::KeySet,
+    keys_file: std::path::PathBuf,
+}
+
+async fn minted_with_keys() -> Minted {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let (idp, secret) = mint_setup(&app).await;
     let now = app.clock.now();
@@ -76,6 +85,25 @@ async fn mandates_narrowed_and_verified_by_biscuit_python_interoperate() {
     let keys = document.key_set().unwrap();
     let keys_file = app.db.data_dir().join("keys.json");
     std::fs::write(&keys_file, serde_json::to_string(&document).unwrap()).unwrap();
+    Minted {
+        app,
+        now,
+        token,
+        keys,
+        keys_file,
+    }
+}
+
+#[tokio::test]
+async fn mandates_narrowed_and_verified_by_biscuit_python_interoperate() {
+    let Minted {
+        // Holds the data directory the keys file is in.
+        app: _app,
+        now,
+        token,
+        keys,
+        keys_file,
+    } = minted_with_keys().await;
     let keys_path = keys_file.to_str().unwrap().to_owned();
     let now_text = now.to_rfc3339();
 
@@ -164,32 +192,13 @@ fn schema_snippets() -> Vec<String> {
 
 #[tokio::test]
 async fn every_datalog_block_of_the_schema_doc_appended_by_biscuit_python_verifies_as_documented() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let (idp, secret) = mint_setup(&app).await;
-    let now = app.clock.now();
-    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], now));
-    let (status, minted) = app
-        .as_token(
-            &secret,
-            Method::POST,
-            "/v1/mandates",
-            Some(mint_body(
-                &jwt,
-                json!([{"tool": "crm", "operations": ["read", "write"]}]),
-            )),
-        )
-        .await;
-    assert_eq!(status, 201, "{minted}");
-    let token = minted["token"].as_str().unwrap().to_owned();
-    let document: KeysDocument = app
-        .get("/.well-known/mandate-keys")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let keys = document.key_set().unwrap();
-    let keys_file = app.db.data_dir().join("keys.json");
-    std::fs::write(&keys_file, serde_json::to_string(&document).unwrap()).unwrap();
+    let Minted {
+        app,
+        now,
+        token,
+        keys,
+        keys_file,
+    } = minted_with_keys().await;
     let snippets = schema_snippets();
     assert_eq!(snippets.len(), 2, "the schema doc's Datalog blocks");
     let trust = Trust {
