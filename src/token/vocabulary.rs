@@ -11,7 +11,7 @@
 //! - `delegate($agent)`: the next holder;
 //! - `check if tool($t), operation($o), ($t == T1 && $o == O1) || … || ($t == Tn && $o == On)`
 //!   (1 to [`MAX_RIGHTS`] pairs), or `check if false`: only these rights stay usable;
-//! - `check if resource($r), {R1, …, Rn}.contains($r)` (1 to [`MAX_RESOURCES`] strings): only
+//! - `check if resource($r), {R1, …, Rn}.contains($r)` (0 to [`MAX_RESOURCES`] strings): only
 //!   calls naming one of these resources;
 //! - `check if time($t), $t <= EXPIRY`: an earlier expiry.
 //!
@@ -371,8 +371,9 @@ fn resources(ops: &[schema::Op], var: u32, table: &SymbolTable) -> Result<Vec<St
     if v != var || !is_binary(contains, schema::op_binary::Kind::Contains) {
         return Err("a resource check is `{R1, …}.contains($resource)`");
     }
-    if set.set.is_empty() || set.set.len() > MAX_RESOURCES {
-        return Err("a resource check names 1 to 64 resources");
+    // An empty set allows no resource: a narrowing, as `check if false` is for rights.
+    if set.set.len() > MAX_RESOURCES {
+        return Err("a resource check names at most 64 resources");
     }
     set.set
         .iter()
