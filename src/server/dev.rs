@@ -249,7 +249,7 @@ pub async fn seed(
         .await?;
     let policy = NewPolicy {
         id: "dev-staff".to_owned(),
-        name: Some("Staff may delegate CRM and calendar reads".to_owned()),
+        name: Some("Staff may delegate CRM reads and writes, and calendar reads".to_owned()),
         description: None,
         issuer: DEV_ISSUER.to_owned(),
         subjects: vec![],

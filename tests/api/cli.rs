@@ -298,9 +298,11 @@ fn keys_generate_writes_an_owner_only_key_and_never_overwrites() {
 
 /// Runs `serve` expecting failure; returns its stderr.
 fn failed_start(args: &[&str], envs: &[(&str, &str)]) -> String {
+    // On port 0 unless a case names its own address: nothing assumes a fixed port is free.
     let out = mandate()
         .arg("serve")
         .args(args)
+        .env("MANDATE_LISTEN", "127.0.0.1:0")
         .envs(envs.iter().copied())
         .output()
         .unwrap();
@@ -655,6 +657,26 @@ async fn the_readme_walkthrough_mints_a_mandate_as_written() {
     );
     assert!(minted["token"].as_str().unwrap().len() > 100);
     assert!(minted["mandate_id"].is_string());
+    // What the README says the seeded policy delegates is what it delegates.
+    assert!(
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .unwrap()
+            .contains("delegate CRM reads and writes, and calendar\nreads")
+    );
+    use sqlx::Connection as _;
+    let db = tmp.path().join("mandate-data").join("mandate.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let grants: String = sqlx::query_scalar("SELECT grants FROM policies WHERE id = 'dev-staff'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&grants).unwrap(),
+        serde_json::json!([{"tool": "crm", "operations": ["read", "write"]},
+                           {"tool": "calendar", "operations": ["read"]}])
+    );
 }
 
 /// Runs `mandate ARGS` with `stdin` piped in; returns (success, stdout, stderr).

@@ -754,3 +754,22 @@ async fn one_caller_cannot_take_every_revocation_stream() {
     // A credential that is not a reporter's is refused, not counted as an address.
     assert_problem(open(Some("mnd_rep_forged")).await.unwrap(), 401).await;
 }
+
+#[tokio::test]
+async fn introspection_without_credentials_says_which_ones_it_takes() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let response = app
+        .call(
+            Method::POST,
+            "/v1/introspect",
+            None,
+            Some(&json!({"token": "x"})),
+        )
+        .await;
+    let problem = assert_problem(response, 401).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("agent secret") && detail.contains("admin token"),
+        "{problem}"
+    );
+}

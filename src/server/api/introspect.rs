@@ -29,7 +29,17 @@ impl FromRequestParts<AppState> for Introspector {
                     .map(|_| Introspector)
                     .ok_or_else(|| ApiError::Unauthorized("unknown agent or wrong secret".into()))
             }
-            _ => authenticate(parts, state).await.map(|_| Introspector),
+            _ => authenticate(parts, state)
+                .await
+                .map(|_| Introspector)
+                .map_err(|refused| match refused {
+                    ApiError::Unauthorized(_) => ApiError::Unauthorized(
+                        "send an orchestrator's agent secret (`mnd_agt_…`) or an admin token \
+                         (`mnd_adm_…`) as `Authorization: Bearer`"
+                            .into(),
+                    ),
+                    other => other,
+                }),
         }
     }
 }
