@@ -16,7 +16,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_stores;
-use crate::delegation::start_downstream;
+use crate::helpers::downstream::start_downstream;
 use crate::helpers::fixtures::{mint_body, mint_setup};
 use crate::helpers::TestApp;
 

@@ -15,26 +15,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_stores;
+use crate::helpers::downstream::start_downstream;
 use crate::helpers::fixtures::{mint_body, mint_setup};
 use crate::helpers::TestApp;
-
-#[path = "../../examples/downstream/app.rs"]
-pub mod downstream;
-
-/// Starts the example service on 127.0.0.1:0 and returns its base URL.
-pub async fn start_downstream(
-    verifier: Arc<Verifier>,
-    receipts: Option<mandate::verifier::receipts::ReceiptSender>,
-) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, downstream::router(verifier, receipts))
-            .await
-            .unwrap();
-    });
-    base
-}
 
 /// Registers sub-agent `research` with a key of its own, and returns the key.
 async fn register_research(app: &TestApp) -> KeyPair {

@@ -15,7 +15,6 @@ mod group_commit;
 mod health;
 mod helpers;
 mod hostile;
-mod hostile_tokens;
 mod interop;
 mod mint;
 mod mint_failure;

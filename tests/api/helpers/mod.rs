@@ -1,5 +1,6 @@
 //! The test harness: a real mandate server on 127.0.0.1:0 against a fresh database.
 
+pub mod downstream;
 pub mod fixtures;
 pub mod idp;
 pub mod postgres;

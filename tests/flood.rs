@@ -1,6 +1,17 @@
 //! Hostile blocks appended to a real mandate (anyone holding one can append a block): every
 //! path that reads a token refuses them as not mandate/v1 before any Datalog runs, quickly,
 //! and a flood of them does not hold up the service's other requests.
+//!
+//! A test binary of its own, sharing the api binary's harness: cargo runs test binaries one
+//! after another, so the load of the other tests does not decide these timings.
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+#![expect(
+    dead_code,
+    reason = "the shared harness serves the api binary's tests too"
+)]
+
+#[path = "api/helpers/mod.rs"]
+mod helpers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +23,7 @@ use mandate::verifier::{Access, NoRevocations, Verifier, VerifierSettings};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::delegation::start_downstream;
+use crate::helpers::downstream::start_downstream;
 use crate::helpers::fixtures::{mint_read, mint_setup};
 use crate::helpers::{Backend, TestApp};
 
