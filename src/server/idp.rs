@@ -18,6 +18,10 @@ use tokio::sync::Mutex;
 use super::model::issuer::Issuer;
 use super::policy::Principal;
 
+#[path = "idp_error.rs"]
+mod error;
+pub use error::IdpError;
+
 /// The largest subject token accepted.
 pub const MAX_SUBJECT_TOKEN_BYTES: usize = 16 * 1024;
 /// The largest JWKS or discovery document read.
@@ -52,73 +56,6 @@ impl Default for IdpSettings {
             max_stale: Duration::hours(1),
             unknown_kid_refetch: Duration::seconds(30),
             fetch_timeout: StdDuration::from_secs(5),
-        }
-    }
-}
-
-/// Why a subject token was refused. Each has a stable reason code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IdpError {
-    /// Not a well-formed JWT (or larger than allowed).
-    #[error("the subject token is malformed: {0}")]
-    Malformed(&'static str),
-    /// `iss` names no active trusted issuer.
-    #[error("the subject token's issuer is not trusted")]
-    UntrustedIssuer,
-    /// The header's algorithm is not in the issuer's allowlist.
-    #[error("algorithm `{0}` is not allowed for this issuer")]
-    AlgorithmNotAllowed(String),
-    /// The issuer publishes no key with the token's `kid`.
-    #[error("the subject token is signed with a key the issuer does not publish")]
-    UnknownKey,
-    /// The signature does not verify.
-    #[error("the subject token's signature does not verify")]
-    BadSignature,
-    /// `aud` holds none of the issuer's accepted audiences.
-    #[error("the subject token is not meant for mandate (audience)")]
-    WrongAudience,
-    /// `exp` has passed (beyond the leeway), or is missing.
-    #[error("the subject token has expired")]
-    Expired,
-    /// `nbf` is in the future (beyond the leeway).
-    #[error("the subject token is not valid yet")]
-    NotYetValid,
-    /// The mapped subject claim is missing or unusable.
-    #[error("the subject token has no usable subject claim")]
-    MissingSubject,
-    /// The issuer's keys cannot be fetched and none are cached.
-    #[error("the issuer's keys are unavailable")]
-    KeysUnavailable,
-    /// The issuer binds its tokens to a client, and this one names another than the
-    /// orchestrator presenting it.
-    #[error("the subject token was issued to another client than this orchestrator")]
-    WrongClient,
-    /// The issuer's tokens mint once, and this one already has.
-    #[error("the subject token was used already: its issuer's tokens mint once")]
-    Replayed,
-    /// The principal's mandates were revoked after this token was issued (or it states no
-    /// `iat`): it mints nothing more; a new sign-in does.
-    #[error("the principal's mandates were revoked after this subject token was issued")]
-    IssuedBeforeRevocation,
-}
-
-impl IdpError {
-    /// The stable reason code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            IdpError::Malformed(_) => "malformed_token",
-            IdpError::UntrustedIssuer => "untrusted_issuer",
-            IdpError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
-            IdpError::UnknownKey => "unknown_key",
-            IdpError::BadSignature => "bad_signature",
-            IdpError::WrongAudience => "wrong_audience",
-            IdpError::Expired => "expired",
-            IdpError::NotYetValid => "not_yet_valid",
-            IdpError::MissingSubject => "missing_subject",
-            IdpError::KeysUnavailable => "issuer_keys_unavailable",
-            IdpError::IssuedBeforeRevocation => "principal_revoked",
-            IdpError::WrongClient => "wrong_client",
-            IdpError::Replayed => "token_replayed",
         }
     }
 }
@@ -602,79 +539,5 @@ fn find_key<'a>(keys: &'a [Jwk], kid: Option<&str>) -> Option<&'a Jwk> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn segment(value: Value) -> String {
-        URL_SAFE_NO_PAD.encode(value.to_string())
-    }
-
-    #[test]
-    fn tokens_that_are_not_three_base64_json_segments_are_malformed() {
-        let ok_header = segment(serde_json::json!({"alg": "RS256"}));
-        for bad in [
-            "".to_owned(),
-            "a.b".to_owned(),
-            "a.b.c.d".to_owned(),
-            format!("{ok_header}.!!!.sig"),
-            format!("{}.{}.sig", segment(serde_json::json!([1])), ok_header),
-            "x".repeat(MAX_SUBJECT_TOKEN_BYTES + 1),
-        ] {
-            assert!(
-                matches!(peek(&bad), Err(IdpError::Malformed(_))),
-                "{bad:.40}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_header_naming_critical_extensions_is_refused() {
-        let claims = segment(serde_json::json!({"iss": "https://idp"}));
-        let crit = segment(serde_json::json!({"alg": "RS256", "crit": ["exp"], "exp": 1}));
-        assert!(matches!(
-            peek(&format!("{crit}.{claims}.sig")),
-            Err(IdpError::Malformed(_))
-        ));
-        let plain = segment(serde_json::json!({"alg": "RS256"}));
-        assert!(peek(&format!("{plain}.{claims}.sig")).is_ok());
-    }
-
-    #[test]
-    fn dates_beyond_the_year_9999_or_before_1970_are_malformed_not_forever() {
-        for bad in [
-            serde_json::json!(1e300),
-            serde_json::json!(-1),
-            serde_json::json!("1"),
-        ] {
-            let claims: Map<String, Value> =
-                serde_json::from_value(serde_json::json!({ "exp": bad })).unwrap();
-            assert!(
-                matches!(numeric_date(&claims, "exp"), Err(IdpError::Malformed(_))),
-                "{bad}"
-            );
-        }
-        let claims: Map<String, Value> =
-            serde_json::from_value(serde_json::json!({"exp": 1_800_000_000.5})).unwrap();
-        assert_eq!(numeric_date(&claims, "exp").unwrap(), Some(1_800_000_000));
-    }
-
-    #[test]
-    fn groups_are_read_from_a_list_or_a_string_and_bounded() {
-        let claims: Map<String, Value> = serde_json::from_value(serde_json::json!({
-            "list": ["a", 3, "", "b"], "one": "solo", "many": vec!["g"; 1000]
-        }))
-        .unwrap();
-        assert_eq!(groups_of(&claims, Some("list")), ["a", "b"]);
-        assert_eq!(groups_of(&claims, Some("one")), ["solo"]);
-        assert_eq!(groups_of(&claims, Some("many")).len(), MAX_GROUPS);
-        assert!(groups_of(&claims, None).is_empty());
-    }
-
-    #[test]
-    fn only_https_or_loopback_http_urls_are_fetched() {
-        assert!(allowed_url("https://idp.example.com/jwks").is_some());
-        assert!(allowed_url("http://127.0.0.1:9/jwks").is_some());
-        assert!(allowed_url("http://idp.example.com/jwks").is_none());
-        assert!(allowed_url("file:///etc/passwd").is_none());
-    }
-}
+#[path = "idp_tests.rs"]
+mod tests;
