@@ -102,10 +102,10 @@ where
 {
     let mut best = (Duration::MAX, Duration::MAX);
     for _ in 0..10 {
-        let started = Instant::now();
+        let started = real_now();
         call(hostile.to_owned()).await;
         best.0 = best.0.min(started.elapsed());
-        let started = Instant::now();
+        let started = real_now();
         call("not-a-token".to_owned()).await;
         best.1 = best.1.min(started.elapsed());
     }
@@ -262,7 +262,7 @@ async fn healthz_keeps_a_p99_under_50_ms_while_8_clients_send_hostile_tokens() {
     let http = reqwest::Client::new();
     let mut latencies = Vec::new();
     for _ in 0..200 {
-        let started = Instant::now();
+        let started = real_now();
         let response = http.get(app.url("/healthz")).send().await.unwrap();
         assert_eq!(response.status(), 200);
         latencies.push(started.elapsed());
@@ -284,4 +284,10 @@ async fn healthz_keeps_a_p99_under_50_ms_while_8_clients_send_hostile_tokens() {
         p99 < Duration::from_millis(50),
         "/healthz p99 {p99:?} under {sent} hostile reports"
     );
+}
+
+/// The real monotonic time: this binary times real work (the service reads its clock).
+#[expect(clippy::disallowed_methods, reason = "this binary times real work")]
+fn real_now() -> Instant {
+    Instant::now()
 }

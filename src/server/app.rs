@@ -22,49 +22,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use super::api;
-use super::config::Config;
-use super::dev::{self, DevIdp};
 use super::error::{problem_for_bare_errors, ApiError};
-use super::idp::IdentityVerifier;
-use super::keys::KeyRing;
-use super::limits::MintLimits;
-use super::secrets::SecretHash;
-use super::store::batch::Writers;
-use super::store::snapshot::InventoryCache;
-use super::store::SharedStore;
-use super::telemetry::{self, Metrics};
-use crate::clock::SharedClock;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// Where records live.
-    pub store: SharedStore,
-    /// The root keys.
-    pub keys: Arc<KeyRing>,
-    /// The source of time.
-    pub clock: SharedClock,
-    /// The validated configuration.
-    pub config: Arc<Config>,
-    /// Hash of the configured admin token, if any (compared in constant time, never stored).
-    pub bootstrap_admin: Option<SecretHash>,
-    /// Validates human principals' tokens against the trusted issuers.
-    pub idp: Arc<IdentityVerifier>,
-    /// The built-in identity provider (development mode only).
-    pub dev_idp: Option<Arc<DevIdp>>,
-    /// Bounds the revocation streams open at once (each reads the feed on every commit).
-    pub streams: Arc<crate::server::streams::StreamSlots>,
-    /// The service's metrics.
-    pub metrics: Arc<Metrics>,
-    /// Group-committing writers for issuances and receipts.
-    pub writers: Arc<Writers>,
-    /// The inventory mints read, kept between changes.
-    pub inventory: Arc<InventoryCache>,
-    /// Mint rate limits.
-    pub limits: Arc<MintLimits>,
-    /// This replica's walks of the audit chain, and what the last one found.
-    pub audit: Arc<crate::server::audit::Replica>,
-}
+pub use super::state::AppState;
+use super::telemetry;
 
 /// The `/docs` page: the spec inline (`$spec`), rendered by Scalar.
 const DOCS_HTML: &str = r#"<!doctype html>
@@ -101,7 +61,7 @@ pub fn router(state: AppState) -> Router {
         .to_html();
     let spec = Arc::new(spec);
     if let Some(idp) = &state.dev_idp {
-        routes = routes.merge(dev::routes(Arc::clone(idp)));
+        routes = routes.merge(api::dev_idp::routes(Arc::clone(idp)));
     }
     routes
         .route(

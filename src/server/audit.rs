@@ -6,7 +6,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::audit_seal::{AuditSeal, Checked};
@@ -14,27 +13,7 @@ use super::keys::KeyRing;
 use super::store::{AuditEvent, Checkpoint, NewAuditEvent, Store, StoreError};
 use crate::token::keys::KeySet;
 
-/// The `prev_hash` of the first event.
-pub const GENESIS: [u8; 32] = [0; 32];
-
-/// The hash of an event at `seq` after an event hashed `prev`.
-pub fn chain_hash(prev: &[u8], seq: i64, event: &NewAuditEvent) -> Vec<u8> {
-    // A JSON array is an unambiguous encoding of the fields; details serialise with sorted keys.
-    let fields = json!([
-        hex::encode(prev),
-        seq,
-        event.id,
-        event.occurred_at.timestamp_micros(),
-        event.actor,
-        event.action,
-        event.target,
-        event.outcome.as_str(),
-        event.details,
-    ]);
-    ring::digest::digest(&ring::digest::SHA256, fields.to_string().as_bytes())
-        .as_ref()
-        .to_vec()
-}
+pub use super::store::{chain_hash, GENESIS};
 
 /// The bytes a checkpoint signs.
 pub fn checkpoint_message(seq: i64, hash: &[u8]) -> Vec<u8> {

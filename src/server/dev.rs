@@ -6,17 +6,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
-use super::app::AppState;
 use super::keys::{self, KeyError};
 use super::model::agent::{AgentKind, AgentSecretInfo, NewAgent};
 use super::model::issuer::NewIssuer;
@@ -25,7 +20,7 @@ use super::model::tool::{NewTool, ToolKind};
 use super::model::Grant;
 use super::secrets::{self, AGENT_SECRET_PREFIX};
 use super::store::{
-    change_event, new_id, NewAuditEvent, NewSecret, SecretChange, SharedStore, StoreError,
+    change_event, new_id, NewAuditEvent, NewSecret, SecretChange, Store, StoreError,
 };
 
 /// The dev issuer's id.
@@ -101,25 +96,6 @@ impl DevIdp {
     }
 }
 
-async fn jwks(State(idp): State<Arc<DevIdp>>) -> Json<Value> {
-    Json(idp.jwks())
-}
-
-async fn discovery(State(idp): State<Arc<DevIdp>>) -> Json<Value> {
-    Json(json!({
-        "issuer": idp.issuer, "jwks_uri": format!("{}/jwks.json", idp.issuer),
-        "id_token_signing_alg_values_supported": ["EdDSA"],
-    }))
-}
-
-/// The dev issuer's routes: its JWKS and discovery document.
-pub fn routes<S: Clone + Send + Sync + 'static>(idp: Arc<DevIdp>) -> Router<S> {
-    Router::new()
-        .route("/dev/idp/jwks.json", get(jwks))
-        .route("/dev/idp/.well-known/openid-configuration", get(discovery))
-        .with_state(idp)
-}
-
 /// Why `mandate dev login` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -154,13 +130,12 @@ pub fn login(
 /// Seeds the dev inventory once, and keeps the dev issuer pointing at this service. Returns
 /// the walkthrough to print when it seeded.
 pub async fn seed(
-    state: &AppState,
+    store: &dyn Store,
     idp: &DevIdp,
     data_dir: &Path,
+    now: DateTime<Utc>,
+    cap: u32,
 ) -> Result<Option<String>, StoreError> {
-    let store: &SharedStore = &state.store;
-    let now = state.clock.now();
-    let cap = state.config.max_ttl_seconds;
     let jwks_uri = format!("{}/jwks.json", idp.issuer);
     match store.issuer(DEV_ISSUER).await? {
         Some(mut issuer) if issuer.issuer_url != idp.issuer => {

@@ -7,7 +7,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::admin_tokens::AdminTokenError;
+use super::caller::NotAnOrchestrator;
 use super::idp::IdpError;
+use super::mint::MintError;
+pub use super::model::FieldError;
+use super::model::Invalid;
 use super::policy::Denial;
 use super::store::StoreError;
 
@@ -43,17 +48,6 @@ pub struct Problem {
     #[schema(example = "4bf92f3577b34da6a3ce929d0e0e4736")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
-}
-
-/// One invalid field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct FieldError {
-    /// The field, as a path: `ceiling[0].operations[2]`.
-    #[schema(example = "owner")]
-    pub field: String,
-    /// What is wrong with it.
-    #[schema(example = "must not be empty")]
-    pub message: String,
 }
 
 impl Problem {
@@ -154,6 +148,50 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable("the store is unavailable; retry later".to_owned())
             }
             other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(Invalid(errors): Invalid) -> Self {
+        ApiError::Invalid(errors)
+    }
+}
+
+impl From<AdminTokenError> for ApiError {
+    fn from(error: AdminTokenError) -> Self {
+        match error {
+            AdminTokenError::Invalid(invalid) => invalid.into(),
+            AdminTokenError::Store(error) => error.into(),
+            random @ AdminTokenError::Random(_) => ApiError::Internal(Box::new(random)),
+        }
+    }
+}
+
+impl From<NotAnOrchestrator> for ApiError {
+    fn from(error: NotAnOrchestrator) -> Self {
+        ApiError::Forbidden(error.to_string())
+    }
+}
+
+impl From<MintError> for ApiError {
+    fn from(error: MintError) -> Self {
+        let message = error.to_string();
+        match error {
+            MintError::Invalid(invalid) => invalid.into(),
+            MintError::RateLimited { retry_after, .. } => {
+                ApiError::TooManyRequests(retry_after, message)
+            }
+            MintError::Unauthenticated => ApiError::Unauthorized(message),
+            MintError::Subject(IdpError::KeysUnavailable) => {
+                ApiError::Unavailable("the issuer's keys cannot be fetched; retry later".to_owned())
+            }
+            MintError::Subject(refused) => ApiError::SubjectRejected(refused),
+            MintError::Denied(denied) => ApiError::Denied(denied),
+            MintError::OrchestratorChanged(_) => ApiError::Conflict(message),
+            MintError::InventoryKeptChanging => ApiError::Unavailable(message),
+            MintError::Store(error) => error.into(),
+            MintError::Sign(error) => ApiError::Internal(Box::new(error)),
         }
     }
 }

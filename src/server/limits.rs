@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn a_caller_gets_a_minutes_worth_then_waits_for_the_refill() {
         let limiter = RateLimiter::new(6);
-        let start = Instant::now();
+        let start = crate::clock::Clock::instant(&crate::clock::SystemClock);
         for _ in 0..6 {
             assert_eq!(limiter.take("bot", start), Ok(()));
         }

@@ -1,9 +1,18 @@
-//! Issuing a mandate, shared by `POST /v1/mandates` and the RFC 8693 token endpoint: validate
-//! the request, prove the human principal, evaluate the requested scope, sign, and record the
-//! issuance with its audit event before the token is handed back. Refusals are audited too.
+//! Issuing a mandate, shared by `POST /v1/mandates` and the RFC 8693 token endpoint. The steps,
+//! in the order the README's walkthrough tells them:
+//!
+//! 1. [`MintRequest::check`]: the request's fields, and the orchestrator's mint rate.
+//! 2. [`prove_principal`]: the human's token, against the trusted issuers.
+//! 3. [`evaluate_scope`]: the requested operations, against the agent's ceiling, the tools and
+//!    the delegation policies (pure).
+//! 4. [`count_principal`]: the principal's mint rate, and a single-use token used up.
+//! 5. [`sign`]: the authority block, with the active root key.
+//! 6. [`record`]: the issuance and its audit event, committed before the token is handed back.
+//!
+//! Each step decides on one snapshot of the inventory; [`mint`] decides again when that
+//! snapshot turned out to be stale. Refusals are audited too.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,18 +20,20 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::api::agent_auth::Orchestrator;
-use super::app::AppState;
-use super::error::ApiError;
+use super::caller::Orchestrator;
+use super::idp::IdpError;
 use super::limits::{retry_after_seconds, RateLimiter};
 use super::model::agent::Agent;
-use super::model::{Check, Grant};
-use super::policy::{evaluate, mandate_ttl, Denial};
+use super::model::{Grant, Invalid, Validation};
+use super::policy::{evaluate, mandate_ttl, Denial, Evaluation, GrantedBy, Principal};
+use super::state::AppState;
 use super::store::snapshot::Inventory;
-use super::store::{new_id, AuditOutcome, Issuance, NewAuditEvent, NewMandate, StoreError};
+use super::store::{
+    new_id, AuditOutcome, InventoryGuard, Issuance, NewAuditEvent, NewMandate, StoreError,
+};
 use super::telemetry::MintOutcome;
-use crate::token::mint::{mint as mint_token, MandateSpec};
-use crate::token::Right;
+use crate::token::mint::{mint as mint_token, MandateSpec, Minted};
+use crate::token::{Right, TokenError};
 use tracing::Instrument;
 
 /// Longest task description, in bytes.
@@ -72,8 +83,8 @@ pub struct Issued {
 }
 
 impl MintRequest {
-    fn check(&self, cap: u32) -> Result<(), ApiError> {
-        let mut check = Check::new();
+    fn check(&self, cap: u32) -> Result<(), Invalid> {
+        let mut check = Validation::new();
         if self.subject_token.is_empty() {
             check.fail("subject_token", "must not be empty");
         }
@@ -107,6 +118,68 @@ impl MintRequest {
     }
 }
 
+/// Why a mint issued nothing. The edge (`error.rs`) turns each into a status.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    /// The request's fields; each is named.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// An orchestrator or a principal has used its mint allowance.
+    #[error("{who} has reached its mint rate limit; retry in {retry_after} s")]
+    RateLimited {
+        /// `agent ID` or `principal SUBJECT`.
+        who: String,
+        /// Seconds until a mint is allowed again.
+        retry_after: u64,
+    },
+    /// The caller no longer authenticates (its secret was rotated, or it was suspended).
+    #[error("unknown agent, suspended agent or wrong agent secret")]
+    Unauthenticated,
+    /// The human principal's token was refused, or its issuer's keys cannot be fetched.
+    #[error(transparent)]
+    Subject(IdpError),
+    /// The requested scope is not granted; every denied operation is listed (none when no
+    /// policy applies at all).
+    #[error("requested operations are denied")]
+    Denied(Vec<Denial>),
+    /// The orchestrator stopped being active, or its secret changed, while the mint decided.
+    #[error(
+        "agent `{0}` stopped being an active orchestrator, or its secret was changed, while \
+         the mandate was minted; nothing was issued"
+    )]
+    OrchestratorChanged(String),
+    /// The inventory changed under every decision.
+    #[error("the inventory kept changing while the mandate was minted; retry")]
+    InventoryKeptChanging,
+    /// The store refused or failed (a live-mandate limit reached included).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The token could not be signed (a bug).
+    #[error("the mandate could not be signed")]
+    Sign(#[source] TokenError),
+}
+
+impl MintError {
+    /// How the metrics count this refusal, and for a denial its reason.
+    fn outcome(&self) -> (MintOutcome, Option<&'static str>) {
+        match self {
+            MintError::Invalid(_) => (MintOutcome::Invalid, None),
+            MintError::RateLimited { .. } => (MintOutcome::RateLimited, None),
+            MintError::Subject(IdpError::KeysUnavailable)
+            | MintError::InventoryKeptChanging
+            | MintError::Store(StoreError::Unavailable(_) | StoreError::InventoryMoved) => {
+                (MintOutcome::Unavailable, None)
+            }
+            MintError::Subject(error) => (MintOutcome::Denied, Some(error.code())),
+            MintError::Denied(_) => (MintOutcome::Denied, Some("scope_denied")),
+            MintError::Unauthenticated
+            | MintError::OrchestratorChanged(_)
+            | MintError::Store(_)
+            | MintError::Sign(_) => (MintOutcome::Error, None),
+        }
+    }
+}
+
 fn sha256(text: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
         .as_ref()
@@ -134,20 +207,21 @@ async fn audit_denial(
     }
 }
 
-/// Takes one mint from `caller`'s allowance, or answers 429 naming the `kind` and `name` of
-/// who it is and when to retry.
-fn throttle(limiter: &RateLimiter, kind: &str, name: &str, caller: &str) -> Result<(), ApiError> {
-    limiter
-        .take(caller, std::time::Instant::now())
-        .map_err(|wait| {
-            let seconds = retry_after_seconds(wait);
-            let who = format!("{kind} {name}");
-            tracing::warn!(who, retry_after = seconds, "mint rate limit reached");
-            ApiError::TooManyRequests(
-                seconds,
-                format!("{who} has reached its mint rate limit; retry in {seconds} s"),
-            )
-        })
+/// Takes one mint from `caller`'s allowance, or refuses naming the `kind` and `name` of who it
+/// is and when to retry.
+fn throttle(
+    state: &AppState,
+    limiter: &RateLimiter,
+    kind: &str,
+    name: &str,
+    caller: &str,
+) -> Result<(), MintError> {
+    limiter.take(caller, state.clock.instant()).map_err(|wait| {
+        let retry_after = retry_after_seconds(wait);
+        let who = format!("{kind} {name}");
+        tracing::warn!(who, retry_after, "mint rate limit reached");
+        MintError::RateLimited { who, retry_after }
+    })
 }
 
 /// Mints a mandate for an authenticated, active orchestrator, and counts the outcome.
@@ -157,33 +231,31 @@ pub async fn mint(
     caller: &Orchestrator,
     request: MintRequest,
     meta: RequestMeta,
-) -> Result<Issued, ApiError> {
-    let started = Instant::now();
-    let result = decide(state, caller, request, meta).await;
-    let (outcome, reason) = MintOutcome::of(&result);
-    state.metrics.minted(outcome, reason, started.elapsed());
+) -> Result<Issued, MintError> {
+    let started = state.clock.instant();
+    let result = decide_until_current(state, caller, request, meta).await;
+    let (outcome, reason) = match &result {
+        Ok(_) => (MintOutcome::Issued, None),
+        Err(error) => error.outcome(),
+    };
+    let took = state.clock.instant().saturating_duration_since(started);
+    state.metrics.minted(outcome, reason, took);
     result
 }
 
-/// Why [`issue`] did not issue.
+/// Why [`decide`] did not issue.
 enum Failure {
     /// The answer to give.
-    Refused(ApiError),
+    Refused(MintError),
     /// The inventory it decided on is no longer current: nothing was issued or audited.
     Stale,
 }
 
-impl From<ApiError> for Failure {
-    fn from(error: ApiError) -> Self {
-        Failure::Refused(error)
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::InventoryMoved => Failure::Stale,
-            other => Failure::Refused(other.into()),
+impl<E: Into<MintError>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        match error.into() {
+            MintError::Store(StoreError::InventoryMoved) => Failure::Stale,
+            other => Failure::Refused(other),
         }
     }
 }
@@ -191,30 +263,28 @@ impl From<StoreError> for Failure {
 /// How many times a mint is decided before a changing inventory makes it give up (503).
 const DECISIONS: usize = 3;
 
-/// Decides on the inventory the caller was found in; when that turns out to have changed,
-/// decides again on the current one, where the caller must still be an active orchestrator.
-async fn decide(
+/// Checks the request, then decides on the inventory the caller was found in; when that turns
+/// out to have changed, decides again on the current one, where the caller must still be an
+/// active orchestrator.
+async fn decide_until_current(
     state: &AppState,
     caller: &Orchestrator,
     request: MintRequest,
     meta: RequestMeta,
-) -> Result<Issued, ApiError> {
-    let checked = request.check(state.config.max_ttl_seconds).and_then(|()| {
-        throttle(
-            &state.limits.agents,
-            "agent",
-            &caller.agent.id,
-            &caller.agent.id,
-        )
-    });
+) -> Result<Issued, MintError> {
+    let checked = request
+        .check(state.config.max_ttl_seconds)
+        .map_err(MintError::from)
+        .and_then(|()| {
+            let id = &caller.agent.id;
+            throttle(state, &state.limits.agents, "agent", id, id)
+        });
     if let Err(refusal) = checked {
         // Answered only to a caller that still authenticates.
         let current = state.inventory.current(state.store.as_ref()).await?;
         return match current.orchestrator_with_secret(&caller.secret) {
             Some(_) => Err(refusal),
-            None => Err(ApiError::Unauthorized(
-                "unknown agent, suspended agent or wrong agent secret".to_owned(),
-            )),
+            None => Err(MintError::Unauthenticated),
         };
     }
     let mut inventory = Arc::clone(&caller.inventory);
@@ -222,14 +292,7 @@ async fn decide(
     // The principal counted against its mint rate, once however often the mint is decided.
     let mut counted = None;
     for decision in 1..=DECISIONS {
-        let attempt = issue(
-            state,
-            &agent,
-            &inventory,
-            &mut counted,
-            request.clone(),
-            meta.clone(),
-        );
+        let attempt = decide(state, &agent, &inventory, &mut counted, &request, &meta);
         match attempt.await {
             Ok(issued) => return Ok(issued),
             Err(Failure::Refused(error)) => return Err(error),
@@ -240,21 +303,14 @@ async fn decide(
         match inventory.orchestrator_with_secret(&caller.secret) {
             Some(now) => agent = now.clone(),
             None => {
-                let message = format!(
-                    "agent `{}` stopped being an active orchestrator, or its secret was \
-                     changed, while the mandate was minted; nothing was issued",
-                    agent.id
-                );
-                let now = state.clock.now();
-                let details = json!({ "reason": "inventory_changed", "detail": message });
-                audit_denial(state, &agent, now, details).await;
-                return Err(ApiError::Conflict(message));
+                let error = MintError::OrchestratorChanged(agent.id.clone());
+                let details = json!({ "reason": "inventory_changed", "detail": error.to_string() });
+                audit_denial(state, &agent, state.clock.now(), details).await;
+                return Err(error);
             }
         }
     }
-    Err(ApiError::Unavailable(
-        "the inventory kept changing while the mandate was minted; retry".to_owned(),
-    ))
+    Err(MintError::InventoryKeptChanging)
 }
 
 /// A refusal decided on `inventory`, or [`Failure::Stale`] if that is no longer current.
@@ -270,167 +326,229 @@ async fn confirm(state: &AppState, inventory: &Inventory) -> Result<(), Failure>
     }
 }
 
-/// The steps of a mint decided on `inventory` (`counted` names the principal already counted
-/// against its mint rate by an earlier decision of the same mint), each in its own span:
-/// `jwt.validate`, `policy.evaluate`, `token.sign` and `store.commit`.
-async fn issue(
+/// One decision on `inventory`: the steps of the module's list from the principal on, each in
+/// its own span (`jwt.validate`, `policy.evaluate`, `token.sign`, `store.commit`). `counted`
+/// names the principal already counted against its mint rate by an earlier decision.
+async fn decide(
     state: &AppState,
     agent: &Agent,
     inventory: &Inventory,
     counted: &mut Option<String>,
-    request: MintRequest,
-    meta: RequestMeta,
+    request: &MintRequest,
+    meta: &RequestMeta,
 ) -> Result<Issued, Failure> {
-    let cap = state.config.max_ttl_seconds;
     let now = state.clock.now();
-    // The development issuer is trusted only while the development provider runs.
-    let issuers: Vec<_> = inventory
-        .issuers
-        .iter()
-        .filter(|i| i.id != super::dev::DEV_ISSUER || state.dev_idp.is_some())
-        .collect();
-    let principal = match state
-        .idp
-        .verify(&request.subject_token, &issuers, &agent.id, now)
-        .instrument(tracing::info_span!("jwt.validate"))
-        .await
-        .and_then(|principal| issued_after_cutoff(inventory, principal))
-    {
-        Ok(principal) => principal,
-        Err(error) => {
-            confirm(state, inventory).await?;
-            audit_denial(
-                state,
-                agent,
-                now,
-                json!({ "reason": error.code(), "scope": request.scope }),
-            )
-            .await;
-            return Err(Failure::Refused(match error {
-                super::idp::IdpError::KeysUnavailable => ApiError::Unavailable(
-                    "the issuer's keys cannot be fetched; retry later".to_owned(),
-                ),
-                other => ApiError::SubjectRejected(other),
-            }));
-        }
-    };
-    let evaluation = tracing::info_span!("policy.evaluate").in_scope(|| {
-        evaluate(
-            &principal,
-            agent,
-            &request.scope,
-            &inventory.policies,
-            &inventory.tools,
-        )
-    });
-    let principal_key = format!("{}\n{}", principal.issuer_url, principal.subject);
-    if counted.as_ref() != Some(&principal_key) {
-        throttle(
-            &state.limits.principals,
-            "principal",
-            &principal.subject,
-            &principal_key,
-        )?;
-        // Once per mint, however often it is decided: a token of an issuer whose tokens mint
-        // once is used up by this request, issued or refused.
-        if let Some((jti, exp)) = &principal.single_use {
-            let expires = DateTime::from_timestamp(*exp, 0).unwrap_or(now);
-            if !state
-                .store
-                .use_subject_token(&principal.issuer_url, jti, expires)
-                .await
-                .map_err(|e| Failure::Refused(e.into()))?
-            {
-                audit_denial(state, agent, now, json!({ "reason": "token_replayed" })).await;
-                return Err(Failure::Refused(ApiError::SubjectRejected(
-                    super::idp::IdpError::Replayed,
-                )));
-            }
-        }
-        *counted = Some(principal_key);
-    }
+    let principal = prove_principal(state, agent, inventory, request, now).await?;
+    let evaluation = evaluate_scope(agent, inventory, &principal, &request.scope);
+    count_principal(state, agent, &principal, counted, now).await?;
     let principal_json = json!({
         "subject": principal.subject, "issuer": principal.issuer_url, "groups": principal.groups,
     });
     if !evaluation.denied.is_empty() {
         confirm(state, inventory).await?;
-        audit_denial(
-            state,
-            agent,
-            now,
-            json!({
-                "reason": "scope_denied", "principal": principal_json,
-                "scope": request.scope, "denied": evaluation.denied,
-            }),
-        )
-        .await;
-        return Err(ApiError::Denied(evaluation.denied).into());
+        let details = json!({
+            "reason": "scope_denied", "principal": principal_json,
+            "scope": request.scope, "denied": evaluation.denied,
+        });
+        audit_denial(state, agent, now, details).await;
+        return Err(Failure::Refused(MintError::Denied(evaluation.denied)));
     }
     let Some(policy_ttl) = evaluation.policy_ttl else {
         confirm(state, inventory).await?;
-        return Err(ApiError::Denied(Vec::<Denial>::new()).into());
+        return Err(Failure::Refused(MintError::Denied(Vec::new())));
     };
     let requested_ttl = request.ttl_seconds.and_then(|t| u32::try_from(t).ok());
+    let cap = state.config.max_ttl_seconds;
     let ttl = mandate_ttl(requested_ttl, policy_ttl, agent.max_ttl_seconds, cap);
     let mandate_id = new_id(now);
     let task_id = request
         .task_ref
         .clone()
         .unwrap_or_else(|| format!("task-{mandate_id}"));
-    let expires_at = now + Duration::seconds(i64::from(ttl));
-    let root = state.keys.active();
     let spec = MandateSpec {
         mandate_id: mandate_id.to_string(),
-        task_id: task_id.clone(),
+        task_id,
         task_digest: sha256(&request.task_description),
         principal_subject: principal.subject.clone(),
         principal_issuer: principal.issuer_url.clone(),
         agent_id: agent.id.clone(),
         rights: evaluation.granted.clone(),
-        expires_at,
+        expires_at: now + Duration::seconds(i64::from(ttl)),
     };
+    let (minted, kid) = sign(state, &spec)?;
+    let issued = Issued {
+        token: minted.token,
+        mandate_id,
+        expires_at: spec.expires_at,
+        scope: evaluation.granted.clone(),
+        revocation_id: hex::encode(&minted.revocation_id),
+    };
+    let record = Record {
+        mandate_id,
+        spec,
+        kid,
+        revocation_id: minted.revocation_id,
+        task_description: request.task_description.clone(),
+        request_meta: issuance_meta(meta, &evaluation.granted_by),
+        principal: principal_json,
+        decided_at: inventory.generation,
+        now,
+    };
+    record_issuance(state, agent, record).await?;
+    Ok(issued)
+}
+
+/// Step 2: the human principal, proven by their token against the trusted issuers (the
+/// development issuer only while the development provider runs), and not offboarded since the
+/// token was issued. A refusal is audited.
+async fn prove_principal(
+    state: &AppState,
+    agent: &Agent,
+    inventory: &Inventory,
+    request: &MintRequest,
+    now: DateTime<Utc>,
+) -> Result<Principal, Failure> {
+    let issuers: Vec<_> = inventory
+        .issuers
+        .iter()
+        .filter(|i| i.id != super::dev::DEV_ISSUER || state.dev_idp.is_some())
+        .collect();
+    let proven = state
+        .idp
+        .verify(&request.subject_token, &issuers, &agent.id, now)
+        .instrument(tracing::info_span!("jwt.validate"))
+        .await
+        .and_then(|principal| issued_after_cutoff(inventory, principal));
+    match proven {
+        Ok(principal) => Ok(principal),
+        Err(error) => {
+            confirm(state, inventory).await?;
+            let details = json!({ "reason": error.code(), "scope": request.scope });
+            audit_denial(state, agent, now, details).await;
+            Err(Failure::Refused(MintError::Subject(error)))
+        }
+    }
+}
+
+/// Step 3: what the policies grant of the requested operations, and what they deny.
+fn evaluate_scope(
+    agent: &Agent,
+    inventory: &Inventory,
+    principal: &Principal,
+    requested: &[Grant],
+) -> Evaluation {
+    tracing::info_span!("policy.evaluate").in_scope(|| {
+        evaluate(
+            principal,
+            agent,
+            requested,
+            &inventory.policies,
+            &inventory.tools,
+        )
+    })
+}
+
+/// Step 4: one mint from the principal's allowance, once however often the mint is decided;
+/// and a token of an issuer whose tokens mint once is used up by this request, issued or
+/// refused.
+async fn count_principal(
+    state: &AppState,
+    agent: &Agent,
+    principal: &Principal,
+    counted: &mut Option<String>,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let key = format!("{}\n{}", principal.issuer_url, principal.subject);
+    if counted.as_ref() == Some(&key) {
+        return Ok(());
+    }
+    let limiter = &state.limits.principals;
+    throttle(state, limiter, "principal", &principal.subject, &key)?;
+    if let Some((jti, exp)) = &principal.single_use {
+        let expires = DateTime::from_timestamp(*exp, 0).unwrap_or(now);
+        let first_use = state
+            .store
+            .use_subject_token(&principal.issuer_url, jti, expires)
+            .await
+            .map_err(|e| Failure::Refused(e.into()))?;
+        if !first_use {
+            audit_denial(state, agent, now, json!({ "reason": "token_replayed" })).await;
+            return Err(Failure::Refused(MintError::Subject(IdpError::Replayed)));
+        }
+    }
+    *counted = Some(key);
+    Ok(())
+}
+
+/// Step 5: the authority block, signed with the active root key; returns the token and the
+/// key's id.
+fn sign(state: &AppState, spec: &MandateSpec) -> Result<(Minted, u32), Failure> {
+    let root = state.keys.active();
     let minted = tracing::info_span!("token.sign", kid = root.kid)
-        .in_scope(|| mint_token(&spec, root.keypair(), root.kid))
-        .map_err(|e| Failure::Refused(ApiError::Internal(Box::new(e))))?;
+        .in_scope(|| mint_token(spec, root.keypair(), root.kid))
+        .map_err(|e| Failure::Refused(MintError::Sign(e)))?;
+    Ok((minted, root.kid))
+}
+
+/// What [`record_issuance`] writes: the signed mandate and how it was decided.
+struct Record {
+    mandate_id: Uuid,
+    spec: MandateSpec,
+    kid: u32,
+    revocation_id: Vec<u8>,
+    task_description: String,
+    request_meta: serde_json::Value,
+    principal: serde_json::Value,
+    decided_at: InventoryGuard,
+    now: DateTime<Utc>,
+}
+
+/// Step 6: the issuance and its audit event, committed (checked against the inventory the mint
+/// decided on) before anything leaves. A refusal at commit is audited.
+async fn record_issuance(state: &AppState, agent: &Agent, record: Record) -> Result<(), Failure> {
+    let Record {
+        mandate_id,
+        spec,
+        now,
+        ..
+    } = &record;
+    let mandate_id = *mandate_id;
     let issuance = Issuance {
         id: mandate_id,
         agent_id: agent.id.clone(),
-        principal_subject: principal.subject.clone(),
-        principal_issuer: principal.issuer_url.clone(),
-        task_id: task_id.clone(),
-        task_description: request.task_description,
-        task_digest: spec.task_digest,
-        scope: evaluation.granted.clone(),
-        root_kid: root.kid,
-        revocation_id: minted.revocation_id.clone(),
-        issued_at: now,
-        expires_at,
-        request_meta: issuance_meta(&meta, &evaluation.granted_by),
+        principal_subject: spec.principal_subject.clone(),
+        principal_issuer: spec.principal_issuer.clone(),
+        task_id: spec.task_id.clone(),
+        task_description: record.task_description.clone(),
+        task_digest: spec.task_digest.clone(),
+        scope: spec.rights.clone(),
+        root_kid: record.kid,
+        revocation_id: record.revocation_id.clone(),
+        issued_at: *now,
+        expires_at: spec.expires_at,
+        request_meta: record.request_meta.clone(),
     };
     let audit = NewAuditEvent {
-        id: new_id(now),
-        occurred_at: now,
+        id: new_id(*now),
+        occurred_at: *now,
         actor: format!("agent:{}", agent.id),
         action: "mandate.issued".to_owned(),
         target: Some(format!("mandate:{mandate_id}")),
         outcome: AuditOutcome::Success,
         details: json!({
-            "principal": principal_json, "agent": agent.id, "task_id": task_id,
-            "scope": evaluation.granted, "expires_at": expires_at, "kid": root.kid,
-            "revocation_id": hex::encode(&minted.revocation_id),
+            "principal": record.principal, "agent": agent.id, "task_id": spec.task_id,
+            "scope": spec.rights, "expires_at": spec.expires_at, "kid": record.kid,
+            "revocation_id": hex::encode(&record.revocation_id),
         }),
     };
-    // Nothing leaves unless its record is committed.
+    let mandate = NewMandate {
+        issuance,
+        audit,
+        decided_at: Some(record.decided_at),
+    };
     let committed = state
         .metrics
-        .commit(
-            "insert_mandate",
-            state.writers.mandates.submit(NewMandate {
-                issuance,
-                audit,
-                decided_at: Some(inventory.generation),
-            }),
-        )
+        .commit("insert_mandate", state.writers.mandates.submit(mandate))
         .await;
     let refused = match &committed {
         Err(StoreError::LimitReached(message)) => Some(("live_mandate_limit", message)),
@@ -438,31 +556,20 @@ async fn issue(
         _ => None,
     };
     if let Some((reason, message)) = refused {
-        audit_denial(
-            state,
-            agent,
-            now,
-            json!({
-                "reason": reason, "principal": principal_json,
-                "scope": evaluation.granted, "detail": message,
-            }),
-        )
-        .await;
+        let details = json!({
+            "reason": reason, "principal": record.principal,
+            "scope": spec.rights, "detail": message,
+        });
+        audit_denial(state, agent, *now, details).await;
     }
     committed?;
-    Ok(Issued {
-        token: minted.token,
-        mandate_id,
-        expires_at,
-        scope: evaluation.granted,
-        revocation_id: hex::encode(minted.revocation_id),
-    })
+    Ok(())
 }
 
 /// What an issuance row keeps beside the mandate: the request's metadata and, under
 /// `granted_by`, the policies behind each right (read again when a policy is disabled or
 /// deleted).
-fn issuance_meta(meta: &RequestMeta, granted_by: &[super::policy::GrantedBy]) -> serde_json::Value {
+fn issuance_meta(meta: &RequestMeta, granted_by: &[GrantedBy]) -> serde_json::Value {
     let mut value = serde_json::to_value(meta).unwrap_or_else(|_| json!({}));
     if let Some(object) = value.as_object_mut() {
         object.insert("granted_by".to_owned(), json!(granted_by));
@@ -472,17 +579,14 @@ fn issuance_meta(meta: &RequestMeta, granted_by: &[super::policy::GrantedBy]) ->
 
 /// `principal`, unless its mandates were revoked at or after its subject token was issued (a
 /// token stating no `iat` is refused once there is a cut-off).
-fn issued_after_cutoff(
-    inventory: &Inventory,
-    principal: super::policy::Principal,
-) -> Result<super::policy::Principal, super::idp::IdpError> {
+fn issued_after_cutoff(inventory: &Inventory, principal: Principal) -> Result<Principal, IdpError> {
     match inventory.cutoff(&principal.issuer_url, &principal.subject) {
         Some(cutoff)
             if principal
                 .issued_at
                 .is_none_or(|iat| iat <= cutoff.timestamp()) =>
         {
-            Err(super::idp::IdpError::IssuedBeforeRevocation)
+            Err(IdpError::IssuedBeforeRevocation)
         }
         _ => Ok(principal),
     }

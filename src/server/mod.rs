@@ -6,6 +6,7 @@
 //! - [`config`] — typed configuration from a TOML file and `MANDATE_*` variables.
 //! - [`startup`] — validates everything, binds, opens the store, loads keys; then runs.
 //! - [`app`] — the router and its middleware, separate from serving so tests bind port 0.
+//! - [`admin_tokens`] — issuing admin API tokens, for the API and the CLI.
 //! - [`api`] — one module per resource.
 //! - [`dev`] — development mode: built-in identity provider and seed inventory.
 //! - [`error`] — the one error type, rendered as RFC 9457 problem+json.
@@ -21,11 +22,13 @@
 //! - [`streams`] — places for revocation streams, in all and per caller.
 //! - [`telemetry`] — logs, traces and metrics.
 
+pub mod admin_tokens;
 pub mod api;
 pub mod app;
 pub mod audit;
 pub mod audit_seal;
 pub mod audit_witness;
+pub mod caller;
 pub mod config;
 pub mod dev;
 pub mod error;
@@ -38,6 +41,7 @@ pub mod policy;
 pub mod revoke;
 pub mod secrets;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod streams;
 pub mod telemetry;

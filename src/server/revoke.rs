@@ -8,10 +8,11 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::app::AppState;
-use super::error::ApiError;
+use super::model::{Invalid, Validation};
+use super::state::AppState;
 use super::store::{
     new_id, AuditOutcome, Issuance, MandateFilter, NewAuditEvent, NewRevocation, Revocation,
+    StoreError,
 };
 
 /// Longest reason accepted.
@@ -50,8 +51,8 @@ impl From<&Revocation> for RevocationView {
 }
 
 /// Checks a reason: present, bounded, printable.
-pub fn check_reason(reason: &str) -> Result<(), ApiError> {
-    let mut check = super::model::Check::new();
+pub fn check_reason(reason: &str) -> Result<(), Invalid> {
+    let mut check = Validation::new();
     check.text("reason", reason, MAX_REASON, true);
     check.finish()
 }
@@ -66,7 +67,7 @@ pub async fn revoke_ids(
     action: &str,
     target: String,
     details: serde_json::Value,
-) -> Result<Vec<Revocation>, ApiError> {
+) -> Result<Vec<Revocation>, StoreError> {
     let now = state.clock.now();
     let entries: Vec<NewRevocation> = ids
         .into_iter()
@@ -114,7 +115,7 @@ pub async fn revoke_live(
     reason: &str,
     revoked_by: &str,
     target: String,
-) -> Result<usize, ApiError> {
+) -> Result<usize, StoreError> {
     let now = state.clock.now();
     let mandates: Vec<Issuance> = state
         .store
@@ -154,7 +155,7 @@ pub async fn revoke_live(
 /// they were offboarded. A status change commits
 /// before its sweep; if the sweep then fails, repeating the request re-runs it, and this runs
 /// it at start-up and every minute in any case. Returns how many were revoked.
-pub async fn reconcile(state: &AppState) -> Result<usize, ApiError> {
+pub async fn reconcile(state: &AppState) -> Result<usize, StoreError> {
     use super::model::agent::AgentStatus;
     use super::model::issuer::IssuerStatus;
     use super::model::tool::ToolStatus;
@@ -263,7 +264,7 @@ pub async fn reconcile(state: &AppState) -> Result<usize, ApiError> {
 /// Revokes every live mandate holding a right that none of the policies which granted it at
 /// mint still grants to its agent (a policy disabled, deleted, or changed to grant less).
 /// Mandates minted without that record are left to expire. Returns how many were revoked.
-pub async fn revoke_ungranted(state: &AppState, revoked_by: &str) -> Result<usize, ApiError> {
+pub async fn revoke_ungranted(state: &AppState, revoked_by: &str) -> Result<usize, StoreError> {
     let policies = state.store.all_policies().await?;
     let live = state
         .store

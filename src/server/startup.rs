@@ -145,6 +145,7 @@ impl Server {
         let data_dir = config.data_dir.clone();
         let metrics = Metrics::new(
             &store,
+            Arc::clone(&clock),
             otlp::metric_exporter().map_err(StartupError::Telemetry)?,
         )
         .map_err(StartupError::Telemetry)?;
@@ -175,7 +176,16 @@ impl Server {
             audit: Arc::default(),
         };
         let walkthrough = match (&state.dev_idp, options.dev_seed) {
-            (Some(idp), true) => dev::seed(&state, idp, &data_dir).await?,
+            (Some(idp), true) => {
+                dev::seed(
+                    state.store.as_ref(),
+                    idp,
+                    &data_dir,
+                    state.clock.now(),
+                    state.config.max_ttl_seconds,
+                )
+                .await?
+            }
             _ => None,
         };
         Ok(Server {
@@ -260,7 +270,7 @@ async fn audit_periodically(state: AppState) {
     let mut interval = tokio::time::interval(VERIFY_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut broken: Option<String> = None;
-    let mut signed_at: Option<tokio::time::Instant> = None;
+    let mut signed_at: Option<std::time::Instant> = None;
     loop {
         interval.tick().await;
         // A failed walk leaves the replica at the last intact event, and resumes from there.
@@ -286,10 +296,12 @@ async fn audit_periodically(state: AppState) {
             }
         };
         // Ticks are VERIFY_INTERVAL apart: sign at the one nearest each interval's end.
-        if signed_at.is_some_and(|at| at.elapsed() + VERIFY_INTERVAL / 2 < CHECKPOINT_INTERVAL) {
+        let now = state.clock.instant();
+        let since = |at| now.saturating_duration_since(at);
+        if signed_at.is_some_and(|at| since(at) + VERIFY_INTERVAL / 2 < CHECKPOINT_INTERVAL) {
             continue;
         }
-        signed_at = Some(tokio::time::Instant::now());
+        signed_at = Some(now);
         if let Err(error) = state.store.prune_issuance_counts(state.clock.now()).await {
             tracing::warn!(%error, "cannot prune the issuance counts");
         }

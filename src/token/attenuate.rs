@@ -55,13 +55,12 @@ fn block(attenuation: &Attenuation) -> Result<BlockBuilder, TokenError> {
     }
     // What the block vocabulary reads back, and no more (see `super::vocabulary`).
     let too_many = |n: Option<usize>, most| n.is_some_and(|n| n > most);
-    if too_many(
-        attenuation.rights.as_ref().map(Vec::len),
-        super::vocabulary::MAX_RIGHTS,
-    ) || too_many(
-        attenuation.resources.as_ref().map(Vec::len),
-        super::vocabulary::MAX_RESOURCES,
-    ) {
+    if too_many(attenuation.rights.as_ref().map(Vec::len), super::MAX_RIGHTS)
+        || too_many(
+            attenuation.resources.as_ref().map(Vec::len),
+            super::MAX_RESOURCES,
+        )
+    {
         return Err(TokenError::Malformed);
     }
     let mut source = String::new();

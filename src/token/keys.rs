@@ -3,12 +3,15 @@
 //! A verifier reads the [`KeysDocument`], turns it into a [`KeySet`] and picks the key whose kid
 //! equals the token's Biscuit `root_key_id`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use biscuit_auth::builder::Algorithm;
 use biscuit_auth::PublicKey;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+/// Registered agents' Ed25519 public keys, by agent id (what makes a hop attested).
+pub type AgentKeys = HashMap<String, Vec<PublicKey>>;
 
 /// The only signature algorithm mandate's root keys use.
 pub const ROOT_KEY_ALGORITHM: &str = "ed25519";
@@ -71,8 +74,8 @@ pub struct PublishedAgentKeys {
 
 impl AgentKeysDocument {
     /// The keys by agent, refusing malformed ones.
-    pub fn agent_keys(&self) -> Result<crate::token::verify::AgentKeys, KeyFormatError> {
-        let mut map = crate::token::verify::AgentKeys::new();
+    pub fn agent_keys(&self) -> Result<AgentKeys, KeyFormatError> {
+        let mut map = AgentKeys::new();
         for entry in &self.agents {
             let keys = entry
                 .public_keys

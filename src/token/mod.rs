@@ -21,6 +21,12 @@ pub const SCHEMA_VERSION: i64 = 1;
 
 /// The largest token a verifier parses.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Most (tool, operation) pairs one attenuation block may narrow to.
+pub const MAX_RIGHTS: usize = 64;
+/// Most resources one attenuation block may allow.
+pub const MAX_RESOURCES: usize = 64;
+/// Longest string an attenuation block may state.
+pub const MAX_STRING: usize = 256;
 
 /// One granted right: an operation of a tool.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

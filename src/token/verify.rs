@@ -2,7 +2,6 @@
 //! the principal, the agent, and every delegation hop, attested or claimed. Token size, block
 //! count and authorizer run limits are bounded explicitly, and clock skew is a parameter.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -12,12 +11,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::authority::{self, Authority};
+pub use super::keys::AgentKeys;
 use super::keys::KeySet;
 use super::vocabulary::{self, Stated};
 use super::{Right, TokenError, MAX_TOKEN_BYTES};
-
-/// Registered agents' Ed25519 public keys, by agent id (what makes a hop attested).
-pub type AgentKeys = HashMap<String, Vec<PublicKey>>;
 
 /// Datalog the verifier runs on every call, parsed once (a parse costs as much as the run).
 type Once<T> = LazyLock<Result<T, biscuit_auth::error::Token>>;

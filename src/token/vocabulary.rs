@@ -30,13 +30,7 @@ use prost::Message as _;
 
 use super::attenuate::Attenuation;
 use super::{Right, TokenError};
-
-/// Most (tool, operation) pairs one block may narrow to.
-pub const MAX_RIGHTS: usize = 64;
-/// Most resources one block may allow.
-pub const MAX_RESOURCES: usize = 64;
-/// Longest string a later block may state.
-pub const MAX_STRING: usize = 256;
+pub use super::{MAX_RESOURCES, MAX_RIGHTS, MAX_STRING};
 /// Most symbols a later block may add to the token's table.
 const MAX_SYMBOLS: usize = 2 * MAX_RIGHTS + MAX_RESOURCES + 8;
 

@@ -210,8 +210,8 @@ impl Verifier {
         *cache = Cached {
             keys: Arc::new(keys),
             agent_keys: Arc::new(agent_keys),
-            last_fetch: Some(Instant::now()),
-            last_success: Some(Instant::now()),
+            last_fetch: Some(self.clock.instant()),
+            last_success: Some(self.clock.instant()),
             generation,
         };
         Ok(())
@@ -240,7 +240,13 @@ impl Verifier {
     /// Refreshes the keys when they are older than `key_ttl`, or when a token needs a key not
     /// in the cache (`unknown`) and the last attempt is older than `refetch_interval`.
     async fn refresh_if_due(&self, unknown: bool) -> Result<(), TokenError> {
-        let age = self.cache.read().await.last_fetch.map(|at| at.elapsed());
+        let now = self.clock.instant();
+        let age = self
+            .cache
+            .read()
+            .await
+            .last_fetch
+            .map(|at| now.saturating_duration_since(at));
         let due = match age {
             None => true,
             Some(age) => {
@@ -253,9 +259,9 @@ impl Verifier {
                 let mut cache = self.cache.write().await;
                 let too_old = cache
                     .last_success
-                    .is_none_or(|at| at.elapsed() > self.settings.max_key_age);
+                    .is_none_or(|at| now.saturating_duration_since(at) > self.settings.max_key_age);
                 // Count the attempt, so an unreachable mandate is not asked on every request.
-                cache.last_fetch = Some(Instant::now());
+                cache.last_fetch = Some(now);
                 if too_old {
                     return Err(TokenError::UnknownKey);
                 }

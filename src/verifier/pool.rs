@@ -30,18 +30,17 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, TokenError> + Send + 'static,
 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let permit = tokio::time::timeout_at(deadline, std::sync::Arc::clone(&PERMITS).acquire_owned())
-        .await
-        .map_err(|_| TokenError::Busy)?
-        .map_err(|_| TokenError::Busy)?;
-    let task = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        work()
+    let waited = tokio::time::timeout(DEADLINE, async move {
+        let permit = std::sync::Arc::clone(&PERMITS)
+            .acquire_owned()
+            .await
+            .map_err(|_| TokenError::Busy)?;
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        });
+        // A panic in the work is a refusal too.
+        task.await.map_err(|_| TokenError::Busy)?
     });
-    match tokio::time::timeout_at(deadline, task).await {
-        Ok(Ok(result)) => result,
-        // A panic in the work, or the deadline passed.
-        Ok(Err(_)) | Err(_) => Err(TokenError::Busy),
-    }
+    waited.await.map_err(|_| TokenError::Busy)?
 }

@@ -140,7 +140,7 @@ impl RevocationSync {
         self.state
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .last_success = Some(Instant::now());
+            .last_success = Some(self.clock.instant());
     }
 
     /// Polls the feed until it is exhausted; returns how many entries were read.
@@ -247,7 +247,10 @@ impl RevocationSync {
     /// The state of the copy.
     pub fn status(&self) -> SyncStatus {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        let since = state.last_success.map(|at| at.elapsed());
+        let now = self.clock.instant();
+        let since = state
+            .last_success
+            .map(|at| now.saturating_duration_since(at));
         SyncStatus {
             cursor: state.cursor,
             entries: state.revoked.len(),
@@ -275,7 +278,8 @@ fn report_lag(sync: &Arc<RevocationSync>) {
                 .unwrap_or_else(PoisonError::into_inner)
                 .last_success;
             if let Some(last) = last {
-                gauge.observe(last.elapsed().as_secs_f64(), std::slice::from_ref(&feed));
+                let lag = sync.clock.instant().saturating_duration_since(last);
+                gauge.observe(lag.as_secs_f64(), std::slice::from_ref(&feed));
             }
         })
         .build();

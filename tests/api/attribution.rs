@@ -3,7 +3,7 @@
 //! principal returns the three actions with their whole chains, and the NDJSON export too.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use biscuit_auth::KeyPair;
 use mandate::clock::Clock;
@@ -96,7 +96,7 @@ both_stores!(
             assert_eq!(response.status(), 200);
         }
 
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = crate::helpers::real_now() + Duration::from_secs(5);
         let actions = loop {
             let actions = app
                 .admin_ok(
@@ -110,7 +110,7 @@ both_stores!(
                 break actions;
             }
             assert!(
-                Instant::now() < deadline,
+                crate::helpers::real_now() < deadline,
                 "receipts never arrived: {actions}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;

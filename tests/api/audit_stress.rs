@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mandate::clock::Clock;
 use reqwest::Method;
@@ -32,7 +32,7 @@ both_stores!(
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(3);
-        let until = Instant::now() + Duration::from_secs(seconds);
+        let until = crate::helpers::real_now() + Duration::from_secs(seconds);
         let counts = Arc::new([
             AtomicUsize::new(0),
             AtomicUsize::new(0),
@@ -50,7 +50,7 @@ both_stores!(
             clients.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut round = 0usize;
-            while Instant::now() < until {
+            while crate::helpers::real_now() < until {
                 round += 1;
                 let minted: serde_json::Value = http
                     .post(format!("{base}/v1/mandates"))

@@ -232,10 +232,10 @@ pub(crate) fn server_ring(app: &TestApp) -> mandate::server::keys::KeyRing {
 
 /// Waits for the checkpoint the server signs at start.
 pub(crate) async fn start_checkpoint(app: &TestApp) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = crate::helpers::real_now() + std::time::Duration::from_secs(5);
     while app.store.audit_checkpoints().await.unwrap().is_empty() {
         assert!(
-            std::time::Instant::now() < deadline,
+            crate::helpers::real_now() < deadline,
             "no checkpoint at start"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

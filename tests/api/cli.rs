@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mandate::clock::Clock as _;
 use mandate::server::store::CoreStore;
@@ -65,7 +65,7 @@ impl Running {
             base: String::new(),
             stderr,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = crate::helpers::real_now() + Duration::from_secs(30);
         loop {
             if let Some(status) = running.child.try_wait().unwrap() {
                 panic!("mandate exited with {status}: {}", running.log());
@@ -77,7 +77,7 @@ impl Running {
                 }
             }
             assert!(
-                Instant::now() < deadline,
+                crate::helpers::real_now() < deadline,
                 "mandate did not start: {}",
                 running.log()
             );
@@ -111,12 +111,15 @@ impl Running {
             .status()
             .unwrap()
             .success());
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = crate::helpers::real_now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "mandate ignored SIGTERM");
+            assert!(
+                crate::helpers::real_now() < deadline,
+                "mandate ignored SIGTERM"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -596,7 +599,7 @@ async fn the_readme_walkthrough_mints_a_mandate_as_written() {
         .spawn()
         .unwrap();
     // The walkthrough names the port the kernel picked.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = crate::helpers::real_now() + Duration::from_secs(30);
     let (printed, listen) = loop {
         let printed = std::fs::read_to_string(&stdout).unwrap();
         let listen = printed
@@ -612,7 +615,7 @@ async fn the_readme_walkthrough_mints_a_mandate_as_written() {
             }
         }
         assert!(
-            Instant::now() < deadline,
+            crate::helpers::real_now() < deadline,
             "mandate did not start: {printed}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1091,7 +1094,7 @@ async fn a_sigterm_during_start_up_stops_it_cleanly() {
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = crate::helpers::real_now() + Duration::from_secs(30);
     loop {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
@@ -1109,7 +1112,7 @@ async fn a_sigterm_during_start_up_stops_it_cleanly() {
             std::fs::read_to_string(&stderr).unwrap_or_default()
         );
         assert!(
-            Instant::now() < deadline,
+            crate::helpers::real_now() < deadline,
             "mandate never waited for the lock"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

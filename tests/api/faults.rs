@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mandate::clock::Clock;
 use reqwest::Method;
@@ -104,7 +104,7 @@ async fn no_token_leaves_without_its_record_while_postgres_restarts_under_mixed_
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
     let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
     let shared: Shared = Arc::default();
-    let start = Instant::now();
+    let start = crate::helpers::real_now();
     let running = move || start.elapsed() < LOAD;
 
     let mut clients = Vec::new();
@@ -331,7 +331,7 @@ async fn with_the_issuers_keys_unreachable_cached_keys_serve_for_an_hour_then_mi
     idp.fail(false);
     idp.slow_down(Duration::from_secs(6));
     app.clock.advance(chrono::Duration::minutes(6));
-    let started = Instant::now();
+    let started = crate::helpers::real_now();
     let (status, body) = mint_read(&app, &idp, &secret).await;
     assert_eq!(status, 201, "{body}");
     assert!(

@@ -2,7 +2,7 @@
 //! together and commit in one transaction, each answered only after its rows are durable, the
 //! chain intact.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mandate::clock::Clock;
 use reqwest::Method;
@@ -52,7 +52,7 @@ async fn release_audit_lock(holder: &mut sqlx::pool::PoolConnection<sqlx::Postgr
 
 /// Returns once some writer waits for the audit chain's lock.
 async fn wait_for_a_waiting_writer(pool: &sqlx::PgPool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = crate::helpers::real_now() + Duration::from_secs(10);
     loop {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
@@ -64,7 +64,7 @@ async fn wait_for_a_waiting_writer(pool: &sqlx::PgPool) {
             return;
         }
         assert!(
-            Instant::now() < deadline,
+            crate::helpers::real_now() < deadline,
             "no writer reached the audit lock"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -374,7 +374,7 @@ async fn slow_bodies_get_408_and_slow_headers_a_closed_connection_after_the_requ
 
     // Headers that never finish: the connection is closed once the timeout passes.
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let started = std::time::Instant::now();
+    let started = crate::helpers::real_now();
     stream
         .write_all(b"POST /v1/admin/tools HTTP/1.1\r\nhost: x\r\nx-slow: ")
         .await

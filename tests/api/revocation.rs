@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mandate::clock::{Clock, ManualClock, SharedClock};
 use mandate::token::attenuate::{attenuate, Attenuation};
@@ -353,7 +353,7 @@ both_stores!(
         let app = TestApp::spawn(backend).await;
         let (_idp, _secret) = mint_setup(&app).await;
         insert_mandates(&app, backend, "leaver", 10_000).await;
-        let started = Instant::now();
+        let started = crate::helpers::real_now();
         let body = json!({"principal": {"subject": "leaver", "issuer": "https://idp.example.com/"},
                       "reason": "left the company"});
         let result = app
@@ -416,9 +416,12 @@ async fn a_revocation_through_one_replica_reaches_a_verifier_following_another_w
     let _follower = sync.spawn();
     let verifier =
         Verifier::new(VerifierSettings::new(b.base.clone()), sync.clone(), clock).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = crate::helpers::real_now() + Duration::from_secs(5);
     while sync.fresh().is_err() {
-        assert!(Instant::now() < deadline, "the copy never synced");
+        assert!(
+            crate::helpers::real_now() < deadline,
+            "the copy never synced"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     verifier.verify(&deep, &read()).await.unwrap();
@@ -430,7 +433,7 @@ async fn a_revocation_through_one_replica_reaches_a_verifier_following_another_w
         200,
     )
     .await;
-    let revoked_at = Instant::now();
+    let revoked_at = crate::helpers::real_now();
     loop {
         match verifier.verify(&deep, &read()).await {
             Err(TokenError::Revoked) => break,
@@ -510,13 +513,13 @@ async fn a_verifier_cut_off_from_the_feed_fails_closed_then_recovers() {
         let verifier = &verifier;
         let token = &token;
         async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
+            let deadline = crate::helpers::real_now() + Duration::from_secs(5);
             loop {
                 let result = verifier.verify(token, &read()).await;
                 if result.is_ok() == ok {
                     return result;
                 }
-                assert!(Instant::now() < deadline, "still {result:?}");
+                assert!(crate::helpers::real_now() < deadline, "still {result:?}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -582,14 +585,14 @@ async fn streams_beyond_the_configured_cap_are_sent_to_the_polling_feed() {
     // The polling feed still answers, and a closed stream frees its place.
     assert_eq!(app.get("/v1/revocations?after=0").await.status(), 200);
     drop(first);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = crate::helpers::real_now() + Duration::from_secs(5);
     loop {
         let again = open().await;
         if again.status() == 200 {
             break;
         }
         assert!(
-            Instant::now() < deadline,
+            crate::helpers::real_now() < deadline,
             "the closed stream's place was never freed"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -2,7 +2,7 @@
 //! the verifier reports its sync lag, and `/docs` renders the served spec. (A mint's trace is
 //! checked in `tests/trace.rs`, a test binary of its own.)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mandate::clock::Clock;
 use mandate::verifier::revocations::{RevocationSync, SyncSettings};
@@ -143,7 +143,7 @@ async fn the_verifier_reports_its_sync_lag_through_the_global_meter_provider() {
         "a copy that never synced reports no lag"
     );
     sync.sync_once().await.unwrap();
-    let synced = Instant::now();
+    let synced = crate::helpers::real_now();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let metrics = gather();
     let lag: f64 = metrics

@@ -10,8 +10,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::server::app::AppState;
 use crate::server::error::{ApiError, Problem};
+use crate::server::state::AppState;
 
 /// How long readiness waits for the store before calling it unreachable.
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);

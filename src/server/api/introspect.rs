@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::admin::auth::authenticate;
-use super::agent_auth::agent_for_secret;
 use super::extract::{bearer, ApiJson};
 use super::problems::JsonBodyErrors;
-use crate::server::app::AppState;
+use crate::server::caller::agent_for_secret;
 use crate::server::error::{ApiError, Problem};
+use crate::server::state::AppState;
 use crate::token::verify::{AccessRequest, Hop, VerifyOptions};
 
 /// An agent secret or an admin token (any role).

@@ -5,8 +5,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
 
-use crate::server::app::AppState;
 use crate::server::error::ApiError;
+use crate::server::state::AppState;
 use crate::token::keys::{AgentKeysDocument, KeysDocument, PublishedAgentKeys};
 
 /// Verifiers may cache the document this long; they refetch sooner on an unknown kid.

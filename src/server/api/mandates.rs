@@ -7,12 +7,12 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::agent_auth::Orchestrator;
 use super::extract::ApiJson;
-use crate::server::app::AppState;
+use crate::server::caller::Orchestrator;
 use crate::server::error::{ApiError, Problem};
 use crate::server::mint::{mint, Issued, MintRequest, RequestMeta};
 use crate::server::model::Grant;
+use crate::server::state::AppState;
 
 /// The task a mandate is for.
 #[derive(Debug, Clone, Deserialize, ToSchema)]

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agent_auth;
+pub mod dev_idp;
 pub mod extract;
 pub mod health;
 pub mod introspect;
@@ -17,7 +18,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::app::AppState;
+use super::state::AppState;
 
 /// The document-level parts of the OpenAPI description; paths come from the routes.
 #[derive(OpenApi)]

@@ -13,12 +13,12 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::agent_auth::{agent_in_inventory, require_orchestrator, Orchestrator};
 use super::mandates::request_meta;
-use crate::server::app::AppState;
+use crate::server::caller::{agent_in_inventory, Orchestrator};
 use crate::server::error::ApiError;
 use crate::server::mint::{mint, MintRequest};
 use crate::server::model::Grant;
+use crate::server::state::AppState;
 
 /// The grant type of RFC 8693.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -103,6 +103,23 @@ impl IntoResponse for Refusal {
         response
     }
 }
+
+/// Refusals of the domain reach OAuth clients as they reach every other client, in OAuth's
+/// words.
+macro_rules! refused_as_api_error {
+    ($($error:ty),+) => {$(
+        impl From<$error> for Refusal {
+            fn from(error: $error) -> Self {
+                ApiError::from(error).into()
+            }
+        }
+    )+};
+}
+refused_as_api_error!(
+    crate::server::store::StoreError,
+    crate::server::caller::NotAnOrchestrator,
+    crate::server::mint::MintError
+);
 
 impl From<ApiError> for Refusal {
     fn from(error: ApiError) -> Self {
@@ -256,7 +273,7 @@ async fn client(
         }
     };
     let found = agent.ok_or_else(invalid)?;
-    Ok(require_orchestrator(found)?)
+    Ok(Orchestrator::try_from(found)?)
 }
 
 /// `tool:operation tool:operation …`, grouped by tool in order of appearance.

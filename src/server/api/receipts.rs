@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::admin::auth::Reader;
 use super::extract::{ApiJson, ApiQuery};
-use crate::server::app::AppState;
 use crate::server::error::{ApiError, Problem};
+use crate::server::state::AppState;
 use crate::server::store::{new_id, ActionFilter, AuditOutcome, NewAuditEvent, Receipt};
 use crate::token::keys::parse_public_key;
 use std::sync::Arc;
@@ -226,7 +226,7 @@ pub async fn report(
     let mut receipts = Vec::with_capacity(body.receipts.len());
     for (i, r) in body.receipts.into_iter().enumerate() {
         let field = |name: &str| format!("receipts[{i}].{name}");
-        let mut check = crate::server::model::Check::new();
+        let mut check = crate::server::model::Validation::new();
         check.id(&field("tool"), &r.tool);
         check.id(&field("operation"), &r.operation);
         check.optional_text(&field("resource"), r.resource.as_deref(), 256);

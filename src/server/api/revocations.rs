@@ -17,14 +17,14 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::admin::auth::{authenticate, Caller, Writer};
-use super::agent_auth::agent_for_secret;
 use super::extract::{bearer, ApiJson, ApiQuery};
 use super::problems::JsonBodyErrors;
-use crate::server::app::AppState;
+use crate::server::caller::agent_for_secret;
 use crate::server::error::{ApiError, Problem};
 use crate::server::model::admin_token::Role;
 use crate::server::model::agent::Agent;
 use crate::server::revoke::{check_reason, revoke_ids, revoke_live, RevocationView};
+use crate::server::state::AppState;
 use crate::server::store::{FeedEntry, Issuance, MandateFilter};
 use crate::server::streams::{NoSlot, STREAMS_PER_CALLER};
 use crate::token::verify::{VerifyOptions, MAX_SKEW_SECONDS};

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
 
-use super::{invalid, ConfigError};
+use super::error::{invalid, ConfigError};
 
 /// The store mandate uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

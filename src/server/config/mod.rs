@@ -12,9 +12,12 @@ use serde::Deserialize;
 use crate::server::secrets::Secret;
 
 mod database;
+mod error;
 
 use database::parse_database_url;
 pub use database::{Database, DatabaseUrl};
+use error::invalid;
+pub use error::ConfigError;
 
 /// The environment variables mandate reads, each matching one setting.
 pub const ENV_VARS: &[&str] = &[
@@ -101,47 +104,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// Why the configuration was refused. Each message is one line naming the setting.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The configuration file could not be read.
-    #[error("cannot read config file {path}: {reason}")]
-    Unreadable {
-        /// The file.
-        path: PathBuf,
-        /// The operating system's reason.
-        reason: String,
-    },
-    /// The configuration file is not valid TOML for mandate (unknown keys included).
-    #[error("config file {path}, line {line}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line of the problem.
-        line: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// A `MANDATE_*` variable that mandate does not know.
-    #[error("unknown environment variable {0} (known: see docs/configuration.md)")]
-    UnknownEnv(String),
-    /// A setting has a value mandate cannot use.
-    #[error("{setting}: {message}")]
-    Invalid {
-        /// The setting (file key or environment variable).
-        setting: String,
-        /// What is wrong, without echoing secrets.
-        message: String,
-    },
-}
-
-fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        setting: setting.to_owned(),
-        message: message.into(),
-    }
 }
 
 /// The settings as written in the file or environment, before validation.

@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{text_enum, Check};
-use crate::server::error::ApiError;
+use super::{text_enum, Invalid, Validation};
 
 /// What an admin token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -51,8 +50,8 @@ pub struct NewAdminToken {
 
 impl NewAdminToken {
     /// Field checks.
-    pub fn check(&self) -> Result<(), ApiError> {
-        let mut check = Check::new();
+    pub fn check(&self) -> Result<(), Invalid> {
+        let mut check = Validation::new();
         check.id("name", &self.name);
         check.finish()
     }

@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{nullable, text_enum, Check, Grant};
-use crate::server::error::ApiError;
+use super::{nullable, text_enum, Grant, Invalid, Validation};
 
 /// Whether an agent starts tasks or works under another agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -180,8 +179,8 @@ pub struct IssuedAgentSecret {
 
 impl NewAgent {
     /// Field checks that need no store; tool references are checked by the caller.
-    pub fn check(&self, cap: u32) -> Result<(), ApiError> {
-        let mut check = Check::new();
+    pub fn check(&self, cap: u32) -> Result<(), Invalid> {
+        let mut check = Validation::new();
         check.id("id", &self.id);
         check.text("display_name", &self.display_name, 128, true);
         check.text("owner", &self.owner, 256, true);
@@ -218,8 +217,8 @@ impl NewAgent {
 
 impl AgentPatch {
     /// Field checks that need no store.
-    pub fn check(&self, cap: u32) -> Result<(), ApiError> {
-        let mut check = Check::new();
+    pub fn check(&self, cap: u32) -> Result<(), Invalid> {
+        let mut check = Validation::new();
         if let Some(name) = &self.display_name {
             check.text("display_name", name, 128, true);
         }

@@ -4,8 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{nullable, text_enum, Check};
-use crate::server::error::ApiError;
+use super::{nullable, text_enum, Invalid, Validation};
 
 /// Signature algorithms an issuer may be allowed. Never `none`, never an HMAC algorithm: a
 /// public-key issuer's tokens are verified with public keys only.
@@ -124,7 +123,7 @@ pub struct IssuerPatch {
 }
 
 /// An https URL, or http on a loopback host; no credentials, query or fragment.
-fn check_url(check: &mut Check, field: &str, value: &str) {
+fn check_url(check: &mut Validation, field: &str, value: &str) {
     if value.len() > 2048 {
         check.fail(field, "must be at most 2048 characters");
         return;
@@ -146,7 +145,7 @@ fn check_url(check: &mut Check, field: &str, value: &str) {
     }
 }
 
-fn check_claim(check: &mut Check, field: &str, value: &str) {
+fn check_claim(check: &mut Validation, field: &str, value: &str) {
     let ok = !value.is_empty()
         && value.len() <= 128
         && value
@@ -158,7 +157,7 @@ fn check_claim(check: &mut Check, field: &str, value: &str) {
 }
 
 fn check_common(
-    check: &mut Check,
+    check: &mut Validation,
     audiences: &[String],
     algorithms: &[String],
     jwks_uri: Option<&str>,
@@ -191,8 +190,8 @@ fn check_common(
 
 impl NewIssuer {
     /// Field checks.
-    pub fn check(&self) -> Result<(), ApiError> {
-        let mut check = Check::new();
+    pub fn check(&self) -> Result<(), Invalid> {
+        let mut check = Validation::new();
         check.id("id", &self.id);
         check_url(&mut check, "issuer_url", &self.issuer_url);
         check_common(
@@ -237,7 +236,7 @@ impl NewIssuer {
 
 impl IssuerPatch {
     /// `issuer` with this patch applied, checked as a whole.
-    pub fn apply(self, mut issuer: Issuer) -> Result<Issuer, ApiError> {
+    pub fn apply(self, mut issuer: Issuer) -> Result<Issuer, Invalid> {
         if let Some(v) = self.audiences {
             issuer.audiences = v;
         }
@@ -262,7 +261,7 @@ impl IssuerPatch {
         if let Some(v) = self.single_use_tokens {
             issuer.single_use_tokens = v;
         }
-        let mut check = Check::new();
+        let mut check = Validation::new();
         check_common(
             &mut check,
             &issuer.audiences,

@@ -15,8 +15,6 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use super::error::{ApiError, FieldError};
-
 /// Longest id (agents, tools, issuers, policies, operations).
 pub const MAX_ID_LEN: usize = 64;
 /// Most grants in one ceiling or policy, and most operations in one grant or tool.
@@ -34,13 +32,56 @@ pub struct Grant {
     pub operations: Vec<String>,
 }
 
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FieldError {
+    /// The field, as a path: `ceiling[0].operations[2]`.
+    #[schema(example = "owner")]
+    pub field: String,
+    /// What is wrong with it.
+    #[schema(example = "must not be empty")]
+    pub message: String,
+}
+
+/// Why a request was refused before anything was done: every invalid field, each named
+/// (answered 422 at the edge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub Vec<FieldError>);
+
+impl std::fmt::Display for Invalid {
+    /// `field: what is wrong; other: …`, as the CLI prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for error in &self.0 {
+            if !first {
+                f.write_str("; ")?;
+            }
+            first = false;
+            write!(f, "{}: {}", error.field, error.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+impl Invalid {
+    /// One invalid field and what is wrong with it.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Invalid(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+}
+
 /// Collects every problem of a request body, so one answer names all the bad fields.
 #[derive(Debug, Default)]
-pub struct Check {
+pub struct Validation {
     errors: Vec<FieldError>,
 }
 
-impl Check {
+impl Validation {
     /// A check with no problems yet.
     pub fn new() -> Self {
         Self::default()
@@ -134,12 +175,12 @@ impl Check {
         }
     }
 
-    /// The problems found, if any, as one 422 answer.
-    pub fn finish(self) -> Result<(), ApiError> {
+    /// The problems found, if any.
+    pub fn finish(self) -> Result<(), Invalid> {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Invalid(self.errors))
+            Err(Invalid(self.errors))
         }
     }
 }
@@ -245,7 +286,7 @@ mod tests {
 
     #[test]
     fn text_refuses_controls_bidi_overrides_invisibles_and_oversize() {
-        let mut check = Check::new();
+        let mut check = Validation::new();
         check.text("a", "fine ünïcode ✓", 20, true);
         check.text("b", "   ", 20, true);
         check.text("c", "x\u{0}y", 20, true);
@@ -253,7 +294,7 @@ mod tests {
         check.text("e", &"x".repeat(21), 20, true);
         check.text("f", "\u{200D}", 20, true);
         check.text("g", "ad\u{00AD}min\u{FEFF}", 20, true);
-        let Err(ApiError::Invalid(errors)) = check.finish() else {
+        let Err(Invalid(errors)) = check.finish() else {
             panic!("expected errors")
         };
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -262,7 +303,7 @@ mod tests {
 
     #[test]
     fn grants_need_operations_and_no_repeats() {
-        let mut check = Check::new();
+        let mut check = Validation::new();
         check.grants(
             "grants",
             &[
@@ -276,7 +317,7 @@ mod tests {
                 },
             ],
         );
-        let Err(ApiError::Invalid(errors)) = check.finish() else {
+        let Err(Invalid(errors)) = check.finish() else {
             panic!("expected errors")
         };
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -292,13 +333,13 @@ mod tests {
 
     #[test]
     fn ttls_are_bounded_by_the_cap() {
-        let mut check = Check::new();
+        let mut check = Validation::new();
         check.ttl("a", 0, 3600);
         check.ttl("b", -5, 3600);
         check.ttl("c", 3601, 3600);
         check.ttl("d", 3600, 3600);
         check.ttl("e", 1, 3600);
-        let Err(ApiError::Invalid(errors)) = check.finish() else {
+        let Err(Invalid(errors)) = check.finish() else {
             panic!("expected errors")
         };
         assert_eq!(errors.len(), 3);

@@ -1,12 +1,11 @@
 //! Cursor pagination: every list is ordered by a unique key and continues after the last key
 //! seen, so rows inserted meanwhile never shift or repeat a page (unlike offsets).
 
+use super::Invalid;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-
-use crate::server::error::ApiError;
 
 /// Rows per page unless asked otherwise.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -45,12 +44,12 @@ impl PageRequest {
 }
 
 impl TryFrom<&PageQuery> for PageRequest {
-    type Error = ApiError;
+    type Error = Invalid;
 
-    fn try_from(query: &PageQuery) -> Result<Self, ApiError> {
+    fn try_from(query: &PageQuery) -> Result<Self, Invalid> {
         let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::field("limit", "must be between 1 and 200"));
+            return Err(Invalid::field("limit", "must be between 1 and 200"));
         }
         let after = match &query.cursor {
             None => None,
@@ -60,9 +59,7 @@ impl TryFrom<&PageQuery> for PageRequest {
                     .ok()
                     .and_then(|bytes| String::from_utf8(bytes).ok())
                     .filter(|key| key.len() <= 256)
-                    .ok_or_else(|| {
-                        ApiError::field("cursor", "is not a cursor this API returned")
-                    })?,
+                    .ok_or_else(|| Invalid::field("cursor", "is not a cursor this API returned"))?,
             ),
         };
         Ok(Self { after, limit })
@@ -133,10 +130,7 @@ mod tests {
             (Some("***".to_owned()), None),
         ] {
             let query = PageQuery { cursor, limit };
-            assert!(matches!(
-                PageRequest::try_from(&query),
-                Err(ApiError::Invalid(_))
-            ));
+            assert!(matches!(PageRequest::try_from(&query), Err(Invalid(_))));
         }
     }
 }

@@ -5,8 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
-use super::{nullable, Check, Grant, MAX_ITEMS};
-use crate::server::error::ApiError;
+use super::{nullable, Grant, Invalid, Validation, MAX_ITEMS};
 
 /// The agents a policy covers: `"*"` for any agent, or a list of agent ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +152,7 @@ pub struct PolicyPatch {
     pub enabled: Option<bool>,
 }
 
-fn check_principals(check: &mut Check, subjects: &[String], groups: &[String]) {
+fn check_principals(check: &mut Validation, subjects: &[String], groups: &[String]) {
     if subjects.is_empty() && groups.is_empty() {
         check.fail("subjects", "name at least one subject or group");
     }
@@ -167,7 +166,7 @@ fn check_principals(check: &mut Check, subjects: &[String], groups: &[String]) {
     }
 }
 
-fn check_body(check: &mut Check, policy: &Policy) {
+fn check_body(check: &mut Validation, policy: &Policy) {
     check.text("name", &policy.name, 128, true);
     check.optional_text("description", policy.description.as_deref(), 2048);
     check_principals(check, &policy.subjects, &policy.groups);
@@ -185,8 +184,8 @@ fn check_body(check: &mut Check, policy: &Policy) {
 
 impl NewPolicy {
     /// Field checks (references are checked by the caller), and the policy this creates.
-    pub fn into_policy(self, cap: u32, now: DateTime<Utc>) -> Result<Policy, ApiError> {
-        let mut check = Check::new();
+    pub fn into_policy(self, cap: u32, now: DateTime<Utc>) -> Result<Policy, Invalid> {
+        let mut check = Validation::new();
         check.id("id", &self.id);
         check.id("issuer", &self.issuer);
         check.ttl("max_ttl_seconds", self.max_ttl_seconds, cap);
@@ -213,8 +212,8 @@ impl NewPolicy {
 
 impl PolicyPatch {
     /// `policy` with this patch applied, checked as a whole.
-    pub fn apply(self, mut policy: Policy, cap: u32) -> Result<Policy, ApiError> {
-        let mut check = Check::new();
+    pub fn apply(self, mut policy: Policy, cap: u32) -> Result<Policy, Invalid> {
+        let mut check = Validation::new();
         if let Some(v) = self.name {
             policy.name = v;
         }

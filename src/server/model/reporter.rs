@@ -6,8 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{text_enum, Check};
-use crate::server::error::ApiError;
+use super::{text_enum, Invalid, Validation};
 
 /// What reports the calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -69,8 +68,8 @@ pub struct NewReporter {
 
 impl NewReporter {
     /// Field checks.
-    pub fn check(&self) -> Result<(), ApiError> {
-        let mut check = Check::new();
+    pub fn check(&self) -> Result<(), Invalid> {
+        let mut check = Validation::new();
         check.id("id", &self.id);
         check.text("display_name", &self.display_name, 128, true);
         check.text("owner", &self.owner, 256, true);

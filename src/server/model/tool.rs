@@ -5,8 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{nullable, text_enum, Check};
-use crate::server::error::ApiError;
+use super::{nullable, text_enum, Invalid, Validation};
 
 /// What kind of thing a tool is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -97,7 +96,7 @@ pub struct ToolPatch {
     pub operations: Option<Vec<String>>,
 }
 
-fn check_operations(check: &mut Check, operations: &[String]) {
+fn check_operations(check: &mut Validation, operations: &[String]) {
     if operations.is_empty() {
         check.fail("operations", "must name at least one operation");
     }
@@ -106,8 +105,8 @@ fn check_operations(check: &mut Check, operations: &[String]) {
 
 impl NewTool {
     /// Field checks.
-    pub fn check(&self) -> Result<(), ApiError> {
-        let mut check = Check::new();
+    pub fn check(&self) -> Result<(), Invalid> {
+        let mut check = Validation::new();
         check.id("id", &self.id);
         check.text("display_name", &self.display_name, 128, true);
         check.text("owner", &self.owner, 256, true);
@@ -135,8 +134,8 @@ impl NewTool {
 
 impl ToolPatch {
     /// Field checks.
-    pub fn check(&self) -> Result<(), ApiError> {
-        let mut check = Check::new();
+    pub fn check(&self) -> Result<(), Invalid> {
+        let mut check = Validation::new();
         if let Some(name) = &self.display_name {
             check.text("display_name", name, 128, true);
         }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
+use serde_json::json;
 use uuid::Uuid;
 
 pub use inventory::{
@@ -228,6 +229,28 @@ pub struct NewAuditEvent {
     pub outcome: AuditOutcome,
     /// Structured details (never secrets).
     pub details: serde_json::Value,
+}
+
+/// The `prev_hash` of the first event.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// The hash of an event at `seq` after an event hashed `prev`.
+pub fn chain_hash(prev: &[u8], seq: i64, event: &NewAuditEvent) -> Vec<u8> {
+    // A JSON array is an unambiguous encoding of the fields; details serialise with sorted keys.
+    let fields = json!([
+        hex::encode(prev),
+        seq,
+        event.id,
+        event.occurred_at.timestamp_micros(),
+        event.actor,
+        event.action,
+        event.target,
+        event.outcome.as_str(),
+        event.details,
+    ]);
+    ring::digest::digest(&ring::digest::SHA256, fields.to_string().as_bytes())
+        .as_ref()
+        .to_vec()
 }
 
 /// A stored audit event.

@@ -26,7 +26,7 @@ use opentelemetry_otlp::MetricExporter;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use tracing::Instrument;
 
-use crate::server::error::ApiError;
+use crate::clock::SharedClock;
 use crate::server::store::SharedStore;
 
 /// Bucket bounds for latencies, in seconds: 0.5 ms to 5 s.
@@ -52,19 +52,6 @@ pub enum MintOutcome {
 }
 
 impl MintOutcome {
-    /// The outcome label, and for a denial its reason, of a mint's result.
-    pub fn of<T>(result: &Result<T, ApiError>) -> (Self, Option<&str>) {
-        match result {
-            Ok(_) => (MintOutcome::Issued, None),
-            Err(ApiError::SubjectRejected(error)) => (MintOutcome::Denied, Some(error.code())),
-            Err(ApiError::Denied(_)) => (MintOutcome::Denied, Some("scope_denied")),
-            Err(ApiError::Invalid(_) | ApiError::BadRequest(_)) => (MintOutcome::Invalid, None),
-            Err(ApiError::TooManyRequests(..)) => (MintOutcome::RateLimited, None),
-            Err(ApiError::Unavailable(_)) => (MintOutcome::Unavailable, None),
-            Err(_) => (MintOutcome::Error, None),
-        }
-    }
-
     fn label(self) -> &'static str {
         match self {
             MintOutcome::Issued => "issued",
@@ -88,6 +75,7 @@ pub struct Metrics {
     store_duration: Histogram<f64>,
     audit_verified: Gauge<i64>,
     audit_broken: Gauge<i64>,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -99,7 +87,11 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// Instruments read by a Prometheus registry of their own, and by `otlp` when given. The
     /// pool gauges read `store` while it lives.
-    pub fn new(store: &SharedStore, otlp: Option<MetricExporter>) -> Result<Self, String> {
+    pub fn new(
+        store: &SharedStore,
+        clock: SharedClock,
+        otlp: Option<MetricExporter>,
+    ) -> Result<Self, String> {
         let registry = prometheus::Registry::new();
         let scrape = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
@@ -173,6 +165,7 @@ impl Metrics {
                 .build(),
             provider,
             registry,
+            clock,
         })
     }
 
@@ -207,14 +200,13 @@ impl Metrics {
         operation: &'static str,
         commit: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
-        let started = std::time::Instant::now();
+        let started = self.clock.instant();
         let result = commit
             .instrument(tracing::info_span!("store.commit", operation))
             .await;
-        self.store_duration.record(
-            started.elapsed().as_secs_f64(),
-            &[KeyValue::new("operation", operation)],
-        );
+        let took = self.clock.instant().saturating_duration_since(started);
+        self.store_duration
+            .record(took.as_secs_f64(), &[KeyValue::new("operation", operation)]);
         result
     }
 

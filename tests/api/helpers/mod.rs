@@ -20,6 +20,17 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// The real monotonic time, for tests that wait on real processes and connections or time real
+/// work. The service's own code asks its injected clock instead (`clippy.toml` bans this
+/// elsewhere).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "tests wait on real processes; the service reads its clock"
+)]
+pub fn real_now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 pub use postgres::TestDb;
 
 /// Which store a test runs against.
@@ -115,7 +126,7 @@ pub struct TestApp {
     /// The server's clock; tests move it.
     pub clock: Arc<ManualClock>,
     /// What the server's handlers share, to run its periodic work on demand.
-    pub state: mandate::server::app::AppState,
+    pub state: mandate::server::state::AppState,
     /// The database and data directory.
     pub db: TestDatabase,
     shutdown: Option<oneshot::Sender<()>>,

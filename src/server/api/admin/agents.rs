@@ -6,20 +6,20 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::answers::{snapshot, with_revoked, WithRevoked};
 use super::auth::{Caller, Reader, Writer};
-use super::{check_grants, snapshot, still_used};
-use super::{with_revoked, WithRevoked};
+use super::references::{check_grants, still_used};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{
     ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
 };
-use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::agent::{
     Agent, AgentDetail, AgentKind, AgentPatch, AgentStatus, NewAgent,
 };
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::revoke::revoke_live;
+use crate::server::state::AppState;
 use crate::server::store::MandateFilter;
 use crate::server::store::{change_event, AgentFilter, InventoryGuard};
 

@@ -8,10 +8,10 @@ use utoipa::IntoParams;
 use super::auth::Reader;
 use crate::server::api::extract::ApiQuery;
 use crate::server::api::problems::{GetErrors, ListErrors};
-use crate::server::app::AppState;
 use crate::server::audit::AuditReport;
 use crate::server::error::ApiError;
 use crate::server::model::page::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::server::state::AppState;
 use crate::server::store::AuditEvent;
 
 /// Page of the audit trail.

@@ -7,13 +7,13 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use crate::server::api::extract::bearer;
-use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::admin_token::Role;
 use crate::server::secrets::{self, ADMIN_TOKEN_PREFIX};
+use crate::server::state::AppState;
 
 /// The name the configured admin token acts under; no database token may take it.
-pub const BOOTSTRAP_NAME: &str = "bootstrap";
+pub use crate::server::admin_tokens::BOOTSTRAP_NAME;
 
 /// Who is calling the admin API.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,16 +7,16 @@ use axum::Json;
 use uuid::Uuid;
 
 use super::agents::load_agent;
+use super::answers::{shown_once, snapshot, ShownOnce};
 use super::auth::{Caller, Writer};
-use super::{shown_once, snapshot, ShownOnce};
 use crate::server::api::extract::ApiJson;
 use crate::server::api::problems::{ActionErrors, ChangeErrors};
-use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::agent::{
     AgentKey, AgentSecretInfo, AgentStatus, IssuedAgentSecret, NewAgentKey,
 };
 use crate::server::secrets::{self, AGENT_SECRET_PREFIX};
+use crate::server::state::AppState;
 use crate::server::store::{change_event, new_id, NewSecret, SecretChange};
 use crate::token::keys::{format_public_key, parse_public_key};
 

@@ -9,11 +9,11 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Reader;
 use crate::server::api::extract::ApiQuery;
 use crate::server::api::problems::ListErrors;
-use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::agent::{AgentKind, AgentStatus};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::policy::{reach, Reach};
+use crate::server::state::AppState;
 use crate::server::store::{self, AgentFilter};
 
 /// Filters and page of the inventory.

@@ -6,18 +6,19 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::answers::{snapshot, with_revoked, WithRevoked};
 use super::auth::{Reader, Writer};
-use super::{check_agents, check_grants, snapshot, with_revoked, WithRevoked};
+use super::references::{check_agents, check_grants};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{
     ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
 };
-use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::policy::{NewPolicy, Policy, PolicyPatch};
 use crate::server::model::Grant;
 use crate::server::revoke::revoke_ungranted;
+use crate::server::state::AppState;
 use crate::server::store::{change_event, PolicyFilter};
 
 /// Filters and page of `GET /v1/admin/policies`.

@@ -6,15 +6,15 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::answers::{shown_once, snapshot, ShownOnce};
 use super::auth::{Caller, Reader, Writer};
-use super::{shown_once, snapshot, ShownOnce};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{ActionErrors, CreateErrors, ListErrors};
-use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::reporter::{IssuedReporter, NewReporter, Reporter, ReporterStatus};
 use crate::server::secrets::{self, Secret, REPORTER_SECRET_PREFIX};
+use crate::server::state::AppState;
 use crate::server::store::change_event;
 
 fn new_secret() -> Result<Secret, ApiError> {

@@ -3,63 +3,20 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::auth::{Reader, Writer, BOOTSTRAP_NAME};
-use super::{shown_once, snapshot, ShownOnce};
+use super::answers::{shown_once, snapshot, ShownOnce};
+use super::auth::{Reader, Writer};
+use crate::server::admin_tokens::issue_admin_token;
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{ActionErrors, CreateErrors, ListErrors};
-use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::admin_token::{AdminToken, IssuedAdminToken, NewAdminToken, Role};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
-use crate::server::secrets::{self, ADMIN_TOKEN_PREFIX};
-use crate::server::store::{change_event, new_id, Store};
-
-/// Creates an admin token, records it (hash only) with its audit event, and returns it once.
-/// Shared by the API and `mandate admin-token create`.
-pub async fn issue_admin_token(
-    store: &dyn Store,
-    request: NewAdminToken,
-    actor: &str,
-    now: DateTime<Utc>,
-) -> Result<IssuedAdminToken, ApiError> {
-    request.check()?;
-    if request.name == BOOTSTRAP_NAME {
-        return Err(ApiError::field(
-            "name",
-            format!("`{BOOTSTRAP_NAME}` is reserved for the configured admin token"),
-        ));
-    }
-    let secret =
-        secrets::generate(ADMIN_TOKEN_PREFIX).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let info = AdminToken {
-        id: new_id(now),
-        name: request.name,
-        role: request.role,
-        created_by: actor.to_owned(),
-        created_at: now,
-        revoked_at: None,
-    };
-    let audit = change_event(
-        now,
-        actor,
-        "admin_token.created",
-        format!("admin_token:{}", info.name),
-        None,
-        snapshot(&info),
-    );
-    store
-        .insert_admin_token(&info, &secret.hash(), &audit)
-        .await?;
-    Ok(IssuedAdminToken {
-        info,
-        token: secret.expose().to_owned(),
-    })
-}
+use crate::server::state::AppState;
+use crate::server::store::change_event;
 
 /// Create an admin token (shown once).
 #[utoipa::path(

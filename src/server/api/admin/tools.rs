@@ -7,20 +7,20 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::agents::ForceQuery;
+use super::answers::{snapshot, with_revoked, WithRevoked};
 use super::auth::{Caller, Reader, Writer};
-use super::{all_agents, snapshot, still_used};
-use super::{with_revoked, WithRevoked};
+use super::references::{all_agents, still_used};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{
     ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
 };
-use crate::server::app::AppState;
 use crate::server::error::ApiError;
 use crate::server::model::agent::AgentStatus;
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::tool::{NewTool, Tool, ToolKind, ToolPatch, ToolStatus};
 use crate::server::model::Grant;
 use crate::server::revoke::revoke_live;
+use crate::server::state::AppState;
 use crate::server::store::MandateFilter;
 use crate::server::store::{change_event, InventoryGuard, ToolFilter};
 

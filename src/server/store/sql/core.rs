@@ -123,7 +123,7 @@ fn chain(
     events: &[&NewAuditEvent],
     seal: Option<&crate::server::audit_seal::AuditSeal>,
 ) -> Vec<Chained> {
-    let (mut seq, mut prev) = head.unwrap_or((0, crate::server::audit::GENESIS.to_vec()));
+    let (mut seq, mut prev) = head.unwrap_or((0, GENESIS.to_vec()));
     let mut rows = Vec::with_capacity(events.len());
     for event in events {
         seq += 1;
@@ -131,7 +131,7 @@ fn chain(
             occurred_at: db_time(event.occurred_at),
             ..(*event).clone()
         };
-        let hash = crate::server::audit::chain_hash(&prev, seq, &stored);
+        let hash = chain_hash(&prev, seq, &stored);
         let mac = seal.and_then(|seal| seal.seal(seq, &hash));
         let prev_hash = std::mem::replace(&mut prev, hash.clone());
         rows.push(Chained {
