@@ -26,39 +26,13 @@ use super::error::{problem_for_bare_errors, ApiError};
 pub use super::state::AppState;
 use super::telemetry;
 
-/// The `/docs` page: the spec inline (`$spec`), rendered by Scalar.
-const DOCS_HTML: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-  <title>mandate API</title>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-</head>
-<body>
-  <script id="api-reference" type="application/json">
-    $spec
-  </script>
-  <script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script>
-</body>
-</html>
-"#;
-
-/// What `/docs` may load: the page's inline spec, the Scalar viewer from its CDN, and nothing
-/// else (it reads no cookies and calls only this origin).
-const DOCS_CSP: &str = "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; \
-    style-src 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; \
-    font-src https://fonts.gstatic.com https://cdn.jsdelivr.net data:; img-src data: https:; \
-    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
 /// The whole HTTP application: API routes, `/openapi.json`, `/docs`, `/metrics`, and the
 /// middleware stack.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.request_body_limit;
     let timeout = state.config.request_timeout;
     let (mut routes, spec) = api::routes().split_for_parts();
-    let docs = utoipa_scalar::Scalar::new(spec.clone())
-        .custom_html(DOCS_HTML)
-        .to_html();
+    let docs = api::docs::render(&serde_json::to_value(&spec).unwrap_or_default());
     let spec = Arc::new(spec);
     if let Some(idp) = &state.dev_idp {
         routes = routes.merge(api::dev_idp::routes(Arc::clone(idp)));
@@ -78,7 +52,7 @@ pub fn router(state: AppState) -> Router {
                 async move {
                     (
                         [
-                            (header::CONTENT_SECURITY_POLICY, DOCS_CSP),
+                            (header::CONTENT_SECURITY_POLICY, api::docs::DOCS_CSP),
                             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
                         ],
                         Html(docs),

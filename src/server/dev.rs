@@ -42,6 +42,12 @@ pub fn dev_secret_path(data_dir: &Path) -> PathBuf {
     data_dir.join("dev-orchestrator.secret")
 }
 
+/// Where a development service writes its issuer URL at start, for `mandate dev login` to sign
+/// for the service that runs (whatever port it was given).
+pub fn dev_issuer_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("dev-idp.issuer")
+}
+
 /// The URL a local client reaches a service listening on `listen` at.
 fn service_url(listen: SocketAddr) -> String {
     let host = match listen.ip() {
@@ -75,9 +81,15 @@ impl DevIdp {
         } else {
             keys::generate_key_file(&path)?
         };
+        let issuer = issuer_url(listen);
+        let written = dev_issuer_path(data_dir);
+        std::fs::write(&written, format!("{issuer}\n")).map_err(|reason| KeyError::Write {
+            path: written.clone(),
+            reason,
+        })?;
         Ok(Self {
             public_key: key.public().to_bytes(),
-            issuer: issuer_url(listen),
+            issuer,
             service: service_url(listen),
         })
     }
@@ -107,6 +119,16 @@ pub enum LoginError {
     Sign(#[from] jsonwebtoken::errors::Error),
 }
 
+/// The issuer `dev login` signs as: the one the last development service started in
+/// `data_dir` wrote, else the one a service on `listen` would have.
+pub fn login_issuer(data_dir: &Path, listen: SocketAddr) -> String {
+    std::fs::read_to_string(dev_issuer_path(data_dir))
+        .ok()
+        .map(|text| text.trim().to_owned())
+        .filter(|url| url.starts_with("http://") && url.len() < 256)
+        .unwrap_or_else(|| issuer_url(listen))
+}
+
 /// A human's token from the dev issuer, valid for `ttl`.
 pub fn login(
     data_dir: &Path,
@@ -121,7 +143,7 @@ pub fn login(
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(DEV_KID.to_owned());
     let claims = json!({
-        "iss": issuer_url(listen), "sub": subject, "aud": "mandate", "groups": groups,
+        "iss": login_issuer(data_dir, listen), "sub": subject, "aud": "mandate", "groups": groups,
         "iat": now.timestamp(), "nbf": now.timestamp(), "exp": (now + ttl).timestamp(),
     });
     Ok(jsonwebtoken::encode(&header, &claims, &key)?)

@@ -577,13 +577,40 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     }
 }
 
-/// The shell block after the README's walkthrough marker.
-fn readme_walkthrough() -> String {
+/// The shell block after the README's `<!-- MARKER:` comment.
+fn readme_block(marker: &str) -> String {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let after = readme.split_once("<!-- walkthrough:").unwrap().1;
+    let after = readme
+        .split_once(&format!("<!-- {marker}:"))
+        .unwrap_or_else(|| panic!("the README has no `{marker}` block"))
+        .1;
     let block = after.split_once("```sh\n").unwrap().1;
     block.split_once("```").unwrap().0.to_owned()
+}
+
+/// Runs a README block in `dir` as written: only the port differs (a test cannot count on 8080
+/// being free), and `cargo run -q --release --` runs the binary under test. Nothing tells the
+/// block where the service listens.
+async fn run_readme_block(marker: &str, dir: &Path, listen: &str) -> std::process::Output {
+    let script = format!(
+        "set -euo pipefail\ncargo() {{ while [ \"$1\" != \"--\" ]; do shift; done; shift; \"$README_BIN\" \"$@\"; }}\n{}",
+        readme_block(marker).replace("127.0.0.1:8080", listen)
+    );
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .env("README_BIN", env!("CARGO_BIN_EXE_mandate"))
+            .env_remove("MANDATE_LISTEN")
+            .env_remove("MANDATE_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -625,33 +652,30 @@ async fn the_readme_walkthrough_mints_a_mandate_as_written() {
         printed.contains(&format!("-X POST http://{listen}/v1/mandates")),
         "{printed}"
     );
-    // The block as written; only the port differs (this test cannot count on 8080 being free),
-    // and `cargo run -q --release --` runs the binary under test.
-    let script = format!(
-        "set -euo pipefail\ncargo() {{ while [ \"$1\" != \"--\" ]; do shift; done; shift; \"$WALKTHROUGH_BIN\" \"$@\"; }}\n{}",
-        readme_walkthrough().replace("127.0.0.1:8080", &listen)
-    );
-    let out = tokio::task::spawn_blocking({
-        let dir = tmp.path().to_path_buf();
-        let listen = listen.clone();
-        move || {
-            Command::new("bash")
-                .arg("-c")
-                .arg(script)
-                .current_dir(dir)
-                .env("WALKTHROUGH_BIN", env!("CARGO_BIN_EXE_mandate"))
-                .env("MANDATE_LISTEN", listen)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let out = run_readme_block("walkthrough", tmp.path(), &listen).await;
+    // The first admin session runs against the same service, still running.
+    let admin = run_readme_block("first admin session", tmp.path(), &listen).await;
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
     assert!(out.status.success(), "{out:?}");
+    assert!(admin.status.success(), "{admin:?}");
+    // Two JSON documents: the tool as created, then every tool, the new one with its owner.
+    let answers: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&admin.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&admin.stdout)));
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(answers[0]["id"], "wiki", "{:?}", answers[0]);
+    assert_eq!(answers[0]["owner"], "bob@example.com");
+    let listed = answers[1]["items"].as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|t| t["id"] == "wiki" && t["owner"] == "bob@example.com"),
+        "{listed:?}"
+    );
     let minted: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(

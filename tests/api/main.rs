@@ -16,6 +16,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod interop;
+mod layers;
 mod mint;
 mod mint_failure;
 mod oauth;

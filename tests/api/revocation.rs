@@ -509,12 +509,18 @@ async fn a_verifier_cut_off_from_the_feed_fails_closed_then_recovers() {
     let _follower = sync.spawn();
     let verifier =
         Verifier::new(VerifierSettings::new(app.base.clone()), sync.clone(), clock).unwrap();
+    // Staleness is measured on the injected clock: while waiting for the copy to go stale,
+    // each round moves it a second on (past `max_staleness`), so no test sleeps it stale.
     let wait_until = |ok: bool| {
         let verifier = &verifier;
         let token = &token;
+        let clock = &app.clock;
         async move {
             let deadline = crate::helpers::real_now() + Duration::from_secs(5);
             loop {
+                if !ok {
+                    clock.advance(chrono::Duration::seconds(1));
+                }
                 let result = verifier.verify(token, &read()).await;
                 if result.is_ok() == ok {
                     return result;

@@ -1,7 +1,9 @@
 //! `POST /v1/introspect` (RFC 7662 style): for callers that cannot run the verifier library,
 //! whether a mandate is active and, if it is, who it speaks for.
 
-use axum::extract::{FromRequestParts, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -59,6 +61,80 @@ pub struct IntrospectBody {
     pub operation: Option<String>,
 }
 
+/// The body of `POST /v1/introspect`: JSON, or form-encoded as RFC 7662 has it (`token`, and
+/// optionally `token_type_hint`, which is ignored: every token here is a mandate).
+pub struct IntrospectRequest(IntrospectBody);
+
+/// The form parameters an introspection may carry.
+const FORM_PARAMETERS: [&str; 4] = ["token", "token_type_hint", "tool", "operation"];
+
+impl<S: Send + Sync> FromRequest<S> for IntrospectRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let form = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|essence| {
+                essence
+                    .trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !form {
+            let ApiJson(body) = ApiJson::from_request(req, state)
+                .await
+                .map_err(|e| match e {
+                    ApiError::UnsupportedMediaType(_) => ApiError::UnsupportedMediaType(
+                        "send the body as application/json or application/x-www-form-urlencoded"
+                            .to_owned(),
+                    ),
+                    other => other,
+                })?;
+            return Ok(IntrospectRequest(body));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(rejection.body_text())
+            }
+        })?;
+        from_form(&bytes).map(IntrospectRequest)
+    }
+}
+
+/// The form's parameters: each at most once, none unknown, `token` present.
+fn from_form(bytes: &[u8]) -> Result<IntrospectBody, ApiError> {
+    let mut values = std::collections::HashMap::new();
+    for (name, value) in url::form_urlencoded::parse(bytes) {
+        if !FORM_PARAMETERS.contains(&name.as_ref()) {
+            // Named back only when it is short and plain.
+            let plain =
+                name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let field = if plain {
+                name.into_owned()
+            } else {
+                "(parameter)".to_owned()
+            };
+            return Err(ApiError::field(field, "is not an introspection parameter"));
+        }
+        if values.insert(name.clone(), value).is_some() {
+            return Err(ApiError::BadRequest(format!("`{name}` is given twice")));
+        }
+    }
+    let mut take = |name: &str| values.remove(name).map(|v| v.into_owned());
+    let Some(token) = take("token") else {
+        return Err(ApiError::field("token", "is required"));
+    };
+    Ok(IntrospectBody {
+        token,
+        tool: take("tool"),
+        operation: take("operation"),
+    })
+}
+
 /// The answer: `active`, and when active, the read-out.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Introspection {
@@ -105,7 +181,10 @@ fn inactive() -> Json<Introspection> {
 #[utoipa::path(
     post, path = "/v1/introspect", tag = "revocations",
     security(("agent_secret" = []), ("admin_token" = [])),
-    request_body = IntrospectBody,
+    request_body(content(
+        (IntrospectBody = "application/json"),
+        (IntrospectBody = "application/x-www-form-urlencoded"),
+    )),
     responses(
         (status = 200, description = "`active` false for anything not a live mandate", body = Introspection),
         (status = 401, description = "No valid agent secret or admin token", body = Problem, content_type = "application/problem+json"),
@@ -116,7 +195,7 @@ fn inactive() -> Json<Introspection> {
 pub async fn introspect(
     State(state): State<AppState>,
     _caller: Introspector,
-    ApiJson(body): ApiJson<IntrospectBody>,
+    IntrospectRequest(body): IntrospectRequest,
 ) -> Result<Json<Introspection>, ApiError> {
     let asked = match (&body.tool, &body.operation) {
         (Some(tool), Some(operation)) => Some(crate::token::Right {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod agent_auth;
 pub mod dev_idp;
+pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod introspect;

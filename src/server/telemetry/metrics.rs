@@ -106,7 +106,7 @@ impl Metrics {
             builder = builder.with_periodic_exporter(exporter);
         }
         let provider = builder.build();
-        let meter = provider.meter(super::SCOPE);
+        let meter = provider.meter(super::otlp::SCOPE);
         let weak = Arc::downgrade(store);
         meter
             .u64_observable_gauge("mandate.store.pool.connections")

@@ -32,8 +32,7 @@ pub use metrics::{Metrics, MintOutcome};
 
 use super::config::{Config, LogFormat};
 
-/// The instrumentation scope of every span and metric mandate emits.
-pub const SCOPE: &str = "mandate";
+pub use otlp::SCOPE;
 
 /// Keeps the trace pipeline alive; dropping it flushes and stops the exporter.
 #[must_use = "dropping the telemetry guard stops trace export"]

@@ -12,6 +12,9 @@
 
 use std::time::Duration;
 
+/// The instrumentation scope of every span and metric mandate emits.
+pub const SCOPE: &str = "mandate";
+
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{MetricExporter, SpanExporter, WithHttpConfig};
 use opentelemetry_sdk::Resource;
@@ -86,7 +89,7 @@ pub fn resource() -> Resource {
     let builder = if env("OTEL_SERVICE_NAME").is_some_and(|v| !v.is_empty()) {
         builder
     } else {
-        builder.with_service_name(super::SCOPE)
+        builder.with_service_name(SCOPE)
     };
     builder
         .with_attribute(opentelemetry::KeyValue::new(
