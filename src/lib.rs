@@ -1,7 +1,8 @@
 //! mandate: task-scoped Biscuit credentials for AI agents acting on behalf of humans.
 //!
 //! Module map:
-//! - [`clock`] — the injected source of time; nothing else calls `now()`.
+//! - [`clock`] — the injected source of wall and monotonic time (`clippy.toml` bans reading
+//!   either anywhere else).
 //! - [`token`] — the mandate/v1 token schema and published key formats; builds without the server.
 //! - `verifier` (feature `verifier`) — downstream verification: key cache, tower layer.
 //! - `server` (feature `server`, default) — the HTTP service, its configuration, keys and storage.

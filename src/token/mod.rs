@@ -4,6 +4,58 @@
 //!
 //! This module builds without the `server` feature, so downstream services can depend on it
 //! alone.
+//!
+//! A mandate's life offline, as the service mints it, a sub-agent narrows it, and a tool
+//! verifies it (a downstream service uses [`crate::verifier::Verifier`], which fetches and caches
+//! the published keys, instead of a [`keys::KeySet`] of its own):
+//!
+//! ```
+//! use biscuit_auth::KeyPair;
+//! use chrono::{DateTime, Duration};
+//! use mandate::token::attenuate::{attenuate, Attenuation};
+//! use mandate::token::keys::KeySet;
+//! use mandate::token::mint::{mint, MandateSpec};
+//! use mandate::token::verify::{verify, AccessRequest};
+//! use mandate::token::{Right, TokenError};
+//!
+//! let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+//! let right = |tool: &str, operation: &str| Right { tool: tool.into(), operation: operation.into() };
+//! // The service: alice delegates CRM reads and writes to `bot` for ten minutes.
+//! let root = KeyPair::new();
+//! let spec = MandateSpec {
+//!     mandate_id: "01900000-0000-7000-8000-000000000001".into(),
+//!     task_id: "summarise-tickets".into(),
+//!     task_digest: vec![0; 32],
+//!     principal_subject: "alice".into(),
+//!     principal_issuer: "https://idp.example.com/".into(),
+//!     agent_id: "bot".into(),
+//!     rights: vec![right("crm", "read"), right("crm", "write")],
+//!     expires_at: now + Duration::minutes(10),
+//! };
+//! let mandate = mint(&spec, &root, 1)?.token;
+//!
+//! // The orchestrator hands a sub-agent reads only, for five minutes, without asking mandate.
+//! let narrowed = attenuate(&mandate, &Attenuation {
+//!     rights: Some(vec![right("crm", "read")]),
+//!     expires_at: Some(now + Duration::minutes(5)),
+//!     delegate: Some("researcher".into()),
+//!     ..Attenuation::default()
+//! })?;
+//!
+//! // The tool: the call it is asked to make, checked against the root public keys.
+//! let keys = KeySet::from([(1, root.public())]);
+//! let call = |operation: &str, at| AccessRequest { tool: "crm".into(), operation: operation.into(), now: at };
+//! let verified = verify(&narrowed, &keys, &call("read", now))?;
+//! assert_eq!(verified.principal_subject, "alice");
+//! assert_eq!(verified.hops[0].agent, "researcher");
+//! assert_eq!(verified.expires_at, now + Duration::minutes(5));
+//! // What the sub-agent was not handed, and what outlived its block, is refused.
+//! assert!(matches!(verify(&narrowed, &keys, &call("write", now)), Err(TokenError::NotAuthorized(_))));
+//! assert!(verify(&narrowed, &keys, &call("read", now + Duration::minutes(6))).is_err());
+//! // The mandate itself still writes.
+//! assert!(verify(&mandate, &keys, &call("write", now)).is_ok());
+//! # Ok::<(), TokenError>(())
+//! ```
 
 pub mod attenuate;
 pub mod attest;

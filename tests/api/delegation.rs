@@ -229,17 +229,10 @@ async fn a_remembered_token_is_still_authorized_per_call_expires_and_is_rechecke
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
     let (idp, secret) = mint_setup(&app).await;
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
-    let (_, minted) = app
-        .as_token(
-            &secret,
-            Method::POST,
-            "/v1/mandates",
-            Some(
-                json!({"subject_token": jwt, "task": {"description": "t"}, "ttl_seconds": 120,
-                        "scope": [{"tool": "crm", "operations": ["read"]}]}),
-            ),
-        )
-        .await;
+    let request = crate::helpers::callers::Mint::new(&jwt)
+        .scope("crm", &["read"])
+        .ttl(120);
+    let minted = app.mint(&secret, &request).await;
     let token = minted["token"].as_str().unwrap();
     let (attested, registered) = attested_by_helper(&app, token).await;
 

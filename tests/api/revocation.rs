@@ -14,24 +14,15 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_stores;
+use crate::helpers::callers::Mint;
 use crate::helpers::fixtures::{mint_body, mint_setup};
 use crate::helpers::{assert_problem, Backend, TestApp, TestDatabase};
 
 /// Mints a crm read/write mandate for alice as bot; returns (token, mandate id).
 async fn mint(app: &TestApp, idp: &crate::helpers::idp::TestIdp, secret: &str) -> (String, String) {
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
-    let (status, body) = app
-        .as_token(
-            secret,
-            Method::POST,
-            "/v1/mandates",
-            Some(mint_body(
-                &jwt,
-                json!([{"tool": "crm", "operations": ["read", "write"]}]),
-            )),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    let request = Mint::new(&jwt).scope("crm", &["read", "write"]);
+    let body = app.mint(secret, &request).await;
     (
         body["token"].as_str().unwrap().to_owned(),
         body["mandate_id"].as_str().unwrap().to_owned(),
@@ -58,13 +49,7 @@ fn read() -> Access {
 }
 
 async fn introspect(app: &TestApp, token: &str) -> Value {
-    app.admin_ok(
-        Method::POST,
-        "/v1/introspect",
-        Some(json!({"token": token})),
-        200,
-    )
-    .await
+    app.administrator().introspect(token).await
 }
 
 both_stores!(
@@ -127,14 +112,13 @@ both_stores!(
 
         let before = app.audit_len().await;
         let (status, first) = app
-            .as_token(&secret, Method::POST, &path, Some(reason.clone()))
+            .agent(&secret)
+            .revoke(&id, "task cancelled by alice")
             .await;
         assert_eq!(status, 200, "{first}");
         assert_eq!(first["revoked_by"], "agent:bot");
         assert_eq!(first["reason"], "task cancelled by alice");
-        let (status, second) = app
-            .admin(Method::POST, &path, Some(json!({"reason": "again"})))
-            .await;
+        let (status, second) = app.administrator().revoke(&id, "again").await;
         assert_eq!(status, 200);
         assert_eq!(second, first, "the first revocation stands");
         assert_eq!(app.audit_len().await, before + 1, "one audit event");
@@ -779,6 +763,71 @@ async fn introspection_without_credentials_says_which_ones_it_takes() {
     let detail = problem["detail"].as_str().unwrap();
     assert!(
         detail.contains("agent secret") && detail.contains("admin token"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn introspection_takes_rfc_7662_form_bodies_and_says_what_is_wrong_with_bad_ones() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let (token, id) = mint(&app, &idp, &secret).await;
+    let form = |body: String| {
+        app.client
+            .post(format!("{}/v1/introspect", app.base))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    // As RFC 7662 sends it: `token`, and a `token_type_hint` that changes nothing.
+    let answer: Value = form(format!("token={token}&token_type_hint=access_token"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["mandate_id"], id);
+    assert_eq!(
+        answer,
+        introspect(&app, &token).await,
+        "form and JSON agree"
+    );
+    // A named call the mandate does not grant is inactive, as in JSON.
+    let answer: Value = form(format!("token={token}&tool=crm&operation=delete"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["active"], false);
+    // Bad forms: each answered with a problem naming what is wrong.
+    let problem = assert_problem(form("token_type_hint=x".into()).await.unwrap(), 422).await;
+    assert_eq!(problem["errors"][0]["field"], "token", "{problem}");
+    let problem = assert_problem(form(format!("token={token}&scope=x")).await.unwrap(), 422).await;
+    assert_eq!(problem["errors"][0]["field"], "scope", "{problem}");
+    let problem = assert_problem(form(format!("token={token}&token=x")).await.unwrap(), 400).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("twice"),
+        "{problem}"
+    );
+    let problem = assert_problem(form(format!("token={token}&tool=crm")).await.unwrap(), 422).await;
+    assert_eq!(problem["errors"][0]["field"], "operation", "{problem}");
+    // Neither JSON nor a form: 415, naming both.
+    let response = app
+        .client
+        .post(format!("{}/v1/introspect", app.base))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .header("content-type", "text/plain")
+        .body(token)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 415).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("application/json") && detail.contains("x-www-form-urlencoded"),
         "{problem}"
     );
 }

@@ -2,7 +2,6 @@
 //! the verifier reports its sync lag, and `/docs` renders the served spec without loading anything. (A mint's trace is
 //! checked in `tests/trace.rs`, a test binary of its own.)
 
-
 use mandate::clock::Clock;
 use mandate::verifier::revocations::{RevocationSync, SyncSettings};
 use reqwest::Method;

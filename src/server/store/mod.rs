@@ -1,5 +1,5 @@
 //! Storage: one [`Store`] trait, implemented for Postgres (production) and SQLite (the embedded
-//! default) from the same SQL (`sql.rs`). Both pass one conformance suite (`tests/api/store.rs`).
+//! default) from the same SQL (`sql/*.rs`, included into each). Both pass one conformance suite (`tests/api/store.rs`).
 //! Transactions live here: every change and its audit event commit together or not at all.
 
 pub mod batch;

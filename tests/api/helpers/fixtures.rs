@@ -116,10 +116,12 @@ pub async fn trust_issuer(
     .await;
 }
 
-/// A `POST /v1/mandates` body.
+/// A `POST /v1/mandates` body asking for `scope` as written (for bodies [`super::callers::Mint`]
+/// cannot build, such as malformed scopes).
 pub fn mint_body(subject_token: &str, scope: serde_json::Value) -> serde_json::Value {
-    json!({"subject_token": subject_token, "task": {"description": "Summarise ACME tickets"},
-           "scope": scope})
+    let mut body = super::callers::Mint::new(subject_token).body();
+    body["scope"] = scope;
+    body
 }
 
 /// Mints crm read for `alice` (group support) as bot, with a JWT `idp` issues at the app's
@@ -130,9 +132,8 @@ pub async fn mint_read(
     secret: &str,
 ) -> (u16, serde_json::Value) {
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
-    let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
-    app.as_token(secret, Method::POST, "/v1/mandates", Some(body))
-        .await
+    let request = super::callers::Mint::new(&jwt).scope("crm", &["read"]);
+    app.agent(secret).try_mint(&request).await
 }
 
 /// Two replicas on one Postgres database, loading the same root key file.

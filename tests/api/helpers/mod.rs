@@ -1,5 +1,6 @@
 //! The test harness: a real mandate server on 127.0.0.1:0 against a fresh database.
 
+pub mod callers;
 pub mod downstream;
 pub mod fixtures;
 pub mod idp;
@@ -115,6 +116,27 @@ impl TestDatabase {
     }
 }
 
+/// With `TEST_LOG` set (to a filter such as `mandate=debug`, or `1` for `mandate=info`), the
+/// servers the tests start log to the test's output: `TEST_LOG=1 cargo test --test api NAME
+/// -- --nocapture`. Unset, they log nothing.
+fn log_on_demand() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let Ok(filter) = std::env::var("TEST_LOG") else {
+        return;
+    };
+    ONCE.call_once(|| {
+        let filter = if filter == "1" {
+            "mandate=info".to_owned()
+        } else {
+            filter
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 /// A running mandate server.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
@@ -146,6 +168,7 @@ impl TestApp {
 
     /// Starts mandate in development mode on `db`, with `configure` applied to its configuration.
     pub async fn spawn_with(db: TestDatabase, configure: impl FnOnce(&mut Config)) -> TestApp {
+        log_on_demand();
         let mut config = Config::defaults();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.database = db.database.clone();
