@@ -167,6 +167,13 @@ async fn every_body_endpoint_refuses_hostile_bodies_with_the_exact_status_and_ch
             Caller::Reporter => Some(reporter.as_str()),
         };
         for (what, content_type, body, expected) in &hostile {
+            // Introspection takes RFC 7662 forms: there, `a=b` is a form naming an unknown
+            // parameter (422), not a refused media type.
+            let expected = if *path == "/v1/introspect" && *what == "a form" {
+                &422
+            } else {
+                expected
+            };
             let (status, kind, problem) =
                 send(&app, method, path, token, *content_type, body.clone()).await;
             assert_eq!(status, *expected, "{method} {path} with {what}: {problem}");
