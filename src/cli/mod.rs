@@ -213,24 +213,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = Config::from_env(config.as_deref())?;
             let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
-            let issued = runtime()?.block_on(async {
-                let store = startup::open_migrated_store(&config).await?;
-                let issued = issue_admin_token(
-                    store.as_ref(),
-                    NewAdminToken {
-                        name,
-                        role: match role {
-                            RoleArg::Admin => Role::Admin,
-                            RoleArg::Auditor => Role::Auditor,
-                        },
-                    },
-                    "cli",
-                    SystemClock.now(),
-                )
-                .await
-                .map_err(anyhow::Error::from);
-                store.close().await;
-                issued
+            let request = NewAdminToken {
+                name,
+                role: match role {
+                    RoleArg::Admin => Role::Admin,
+                    RoleArg::Auditor => Role::Auditor,
+                },
+            };
+            let issued = with_store(&config, async |store| {
+                Ok(issue_admin_token(store, request, "cli", SystemClock.now()).await?)
             })?;
             println!("{}", issued.token);
             eprintln!(
@@ -267,12 +258,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = Config::from_env(config.as_deref())?;
             let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
-            let report = runtime()?.block_on(async {
-                let (keys, seal) = startup::audit_keys(&config)?;
-                let store = startup::open_migrated_store(&config).await?;
-                let report = verify_audit(store.as_ref(), &keys, &seal, witness.as_deref()).await;
-                store.close().await;
-                report
+            let (keys, seal) = startup::audit_keys(&config)?;
+            let report = with_store(&config, async |store| {
+                verify_audit(store, &keys, &seal, witness.as_deref()).await
             })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             match report.first_bad {
@@ -290,12 +278,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = Config::from_env(config.as_deref())?;
             let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
-            let checkpoints = runtime()?.block_on(async {
-                let store = startup::open_migrated_store(&config).await?;
-                let checkpoints = store.audit_checkpoints().await;
-                store.close().await;
-                anyhow::Ok(checkpoints?)
-            })?;
+            let checkpoints =
+                with_store(&config, async |store| Ok(store.audit_checkpoints().await?))?;
             match out {
                 Some(path) => {
                     let appended = audit_witness::append(&path, &checkpoints)?;
@@ -339,6 +323,20 @@ async fn verify_audit(
         }
     }
     Ok(report)
+}
+
+/// Runs `work` on the configured store, migrated, and closes the store after it, whatever
+/// `work` answered.
+fn with_store<T>(
+    config: &Config,
+    work: impl AsyncFnOnce(&dyn mandate::server::store::Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    runtime()?.block_on(async {
+        let store = startup::open_migrated_store(config).await?;
+        let result = work(store.as_ref()).await;
+        store.close().await;
+        result
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

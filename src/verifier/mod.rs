@@ -207,11 +207,12 @@ impl Verifier {
             .map_err(|e| document("/.well-known/mandate-agent-keys", e))?;
         let mut cache = self.cache.write().await;
         let generation = cache.generation + 1;
+        let fetched = self.clock.instant();
         *cache = Cached {
             keys: Arc::new(keys),
             agent_keys: Arc::new(agent_keys),
-            last_fetch: Some(self.clock.instant()),
-            last_success: Some(self.clock.instant()),
+            last_fetch: Some(fetched),
+            last_success: Some(fetched),
             generation,
         };
         Ok(())

@@ -1,16 +1,14 @@
 //! `POST /v1/introspect` (RFC 7662 style): for callers that cannot run the verifier library,
 //! whether a mandate is active and, if it is, who it speaks for.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::admin::auth::authenticate;
-use super::extract::{bearer, ApiJson};
+use super::extract::{bearer, body_bytes, is_form, ApiJson};
 use super::problems::JsonBodyErrors;
 use crate::server::caller::agent_for_secret;
 use crate::server::error::{ApiError, Problem};
@@ -72,16 +70,7 @@ impl<S: Send + Sync> FromRequest<S> for IntrospectRequest {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let form = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|essence| {
-                essence
-                    .trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
+        let form = is_form(req.headers());
         if !form {
             let ApiJson(body) = ApiJson::from_request(req, state)
                 .await
@@ -94,13 +83,7 @@ impl<S: Send + Sync> FromRequest<S> for IntrospectRequest {
                 })?;
             return Ok(IntrospectRequest(body));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest(rejection.body_text())
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         from_form(&bytes).map(IntrospectRequest)
     }
 }

@@ -177,15 +177,7 @@ impl From<ApiError> for Refusal {
 
 /// The form, each parameter at most once (RFC 6749 section 3.2).
 fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Refusal> {
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if form_type != Some(true) {
+    if !super::extract::is_form(headers) {
         return Err(refuse(
             StatusCode::BAD_REQUEST,
             "invalid_request",

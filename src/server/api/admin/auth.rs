@@ -13,7 +13,7 @@ use crate::server::secrets::{self, ADMIN_TOKEN_PREFIX};
 use crate::server::state::AppState;
 
 /// The name the configured admin token acts under; no database token may take it.
-pub use crate::server::admin_tokens::BOOTSTRAP_NAME;
+use crate::server::admin_tokens::BOOTSTRAP_NAME;
 
 /// Who is calling the admin API.
 #[derive(Debug, Clone, PartialEq, Eq)]

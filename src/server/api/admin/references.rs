@@ -1,10 +1,10 @@
 //! What admin changes check against the rest of the inventory: the tools and agents a grant or
 //! a policy names, and who still uses what a change would withdraw.
 
-use crate::server::error::{ApiError, FieldError};
+use crate::server::error::ApiError;
 use crate::server::model::agent::{Agent, AgentStatus};
 use crate::server::model::tool::ToolStatus;
-use crate::server::model::Grant;
+use crate::server::model::{Grant, Validation};
 use crate::server::state::AppState;
 use crate::server::store;
 
@@ -14,34 +14,30 @@ pub(super) async fn check_grants(
     field: &str,
     grants: &[Grant],
 ) -> Result<(), ApiError> {
-    let mut errors = Vec::new();
+    let mut check = Validation::new();
     for (i, grant) in grants.iter().enumerate() {
         match state.store.tool(&grant.tool).await? {
-            None => errors.push(FieldError {
-                field: format!("{field}[{i}].tool"),
-                message: format!("unknown tool `{}`", grant.tool),
-            }),
-            Some(tool) if tool.status == ToolStatus::Retired => errors.push(FieldError {
-                field: format!("{field}[{i}].tool"),
-                message: format!("tool `{}` is retired", grant.tool),
-            }),
+            None => check.fail(
+                format!("{field}[{i}].tool"),
+                format!("unknown tool `{}`", grant.tool),
+            ),
+            Some(tool) if tool.status == ToolStatus::Retired => check.fail(
+                format!("{field}[{i}].tool"),
+                format!("tool `{}` is retired", grant.tool),
+            ),
             Some(tool) => {
                 for (j, op) in grant.operations.iter().enumerate() {
                     if !tool.operations.contains(op) {
-                        errors.push(FieldError {
-                            field: format!("{field}[{i}].operations[{j}]"),
-                            message: format!("tool `{}` offers no operation `{op}`", tool.id),
-                        });
+                        check.fail(
+                            format!("{field}[{i}].operations[{j}]"),
+                            format!("tool `{}` offers no operation `{op}`", tool.id),
+                        );
                     }
                 }
             }
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Invalid(errors))
-    }
+    Ok(check.finish()?)
 }
 
 /// Checks that every listed agent exists and is not retired.
@@ -50,7 +46,7 @@ pub(super) async fn check_agents(
     field: &str,
     ids: &[String],
 ) -> Result<(), ApiError> {
-    let mut errors = Vec::new();
+    let mut check = Validation::new();
     for (i, id) in ids.iter().enumerate() {
         let message = match state.store.agent(id).await? {
             None => format!("unknown agent `{id}`"),
@@ -59,16 +55,9 @@ pub(super) async fn check_agents(
             }
             Some(_) => continue,
         };
-        errors.push(FieldError {
-            field: format!("{field}[{i}]"),
-            message,
-        });
+        check.fail(format!("{field}[{i}]"), message);
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Invalid(errors))
-    }
+    Ok(check.finish()?)
 }
 
 /// Every agent (for reference checks).
