@@ -15,7 +15,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{NewAuditEvent, NewMandate, Receipt, SharedStore, StoreError};
+use super::core_store::NewAuditEvent;
+use super::error::StoreError;
+use super::handle::SharedStore;
+use super::mandates::{NewMandate, Receipt};
 
 /// Most items one transaction takes.
 pub const MAX_BATCH: usize = 256;

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{NewAuditEvent, StoreError};
+use super::core_store::NewAuditEvent;
+use super::error::StoreError;
 use crate::server::model::admin_token::AdminToken;
 use crate::server::model::agent::{Agent, AgentKey, AgentSecretInfo};
 use crate::server::model::issuer::Issuer;

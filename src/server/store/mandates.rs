@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{InventoryGuard, NewAuditEvent, StoreError};
+use super::core_store::NewAuditEvent;
+use super::error::StoreError;
+use super::inventory::InventoryGuard;
 use crate::token::verify::Hop;
 use crate::token::Right;
 

@@ -19,7 +19,12 @@ use crate::server::secrets::SecretHash;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::*;
+use super::backend::*;
+use super::core_store::*;
+use super::error::StoreError;
+use super::inventory::*;
+use super::mandates::*;
+use super::revocations::*;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 

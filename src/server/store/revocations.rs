@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::{Issuance, NewAuditEvent, StoreError};
+use super::core_store::NewAuditEvent;
+use super::error::StoreError;
+use super::inventory::InventoryGuard;
+use super::mandates::Issuance;
 
 /// One id to revoke.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +123,7 @@ pub trait RevocationStore: Send + Sync {
         issuer_url: &str,
         subject: &str,
         not_after: DateTime<Utc>,
-        guard: super::InventoryGuard,
+        guard: InventoryGuard,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError>;
 

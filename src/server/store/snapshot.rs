@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::{active_issuers, all_tools, InventoryGuard, Store, StoreError};
+use super::error::StoreError;
+use super::handle::{active_issuers, all_tools, Store};
+use super::inventory::InventoryGuard;
 use crate::server::model::agent::{Agent, AgentKind};
 use crate::server::model::issuer::Issuer;
 use crate::server::model::policy::Policy;

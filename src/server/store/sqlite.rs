@@ -21,7 +21,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::*;
+use super::backend::*;
+use super::core_store::*;
+use super::error::StoreError;
+use super::inventory::*;
+use super::mandates::*;
+use super::revocations::*;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
