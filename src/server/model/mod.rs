@@ -5,6 +5,7 @@
 pub mod admin_token;
 pub mod agent;
 pub mod issuer;
+pub mod lifecycle;
 pub mod page;
 pub mod policy;
 pub mod reporter;

@@ -7,7 +7,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::answers::{snapshot, with_revoked, WithRevoked};
-use super::auth::{Caller, Reader, Writer};
+use super::auth::{Reader, Writer};
+use super::lifecycle::{save, transition, Administered};
 use super::references::{check_grants, still_used};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{
@@ -21,7 +22,7 @@ use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::revoke::revoke_live;
 use crate::server::state::AppState;
 use crate::server::store::MandateFilter;
-use crate::server::store::{change_event, AgentFilter, InventoryGuard};
+use crate::server::store::{change_event, AgentFilter};
 
 /// Filters and page of `GET /v1/admin/agents`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -50,14 +51,6 @@ pub struct ForceQuery {
     /// Go ahead although policies still refer to it.
     #[serde(default)]
     pub force: bool,
-}
-
-pub(super) async fn load_agent(state: &AppState, id: &str) -> Result<Agent, ApiError> {
-    state
-        .store
-        .agent(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no agent `{id}`")))
 }
 
 /// Register an agent.
@@ -134,7 +127,7 @@ pub async fn get_agent(
     Reader(_reader): Reader,
     Path(id): Path<String>,
 ) -> Result<Json<AgentDetail>, ApiError> {
-    let agent = load_agent(&state, &id).await?;
+    let agent = Agent::load(&state, &id).await?;
     let secret = state.store.agent_secret(&id).await?;
     let public_keys = state.store.agent_keys(&id).await?;
     Ok(Json(AgentDetail {
@@ -165,64 +158,12 @@ pub async fn update_agent(
     if let Some(ceiling) = &patch.ceiling {
         check_grants(&state, "ceiling", ceiling).await?;
     }
-    let before = load_agent(&state, &id).await?;
+    let before = Agent::load(&state, &id).await?;
     if before.status == AgentStatus::Retired {
         return Err(ApiError::Conflict(format!("agent `{id}` is retired")));
     }
     let after = patch.apply(before.clone());
     save(&state, &caller, guard, "agent.updated", before, after).await
-}
-
-/// Writes a changed agent with its audit event.
-async fn save(
-    state: &AppState,
-    caller: &Caller,
-    guard: InventoryGuard,
-    action: &str,
-    before: Agent,
-    mut after: Agent,
-) -> Result<Json<Agent>, ApiError> {
-    let now = state.clock.now();
-    after.version = before.version + 1;
-    after.updated_at = now;
-    let audit = change_event(
-        now,
-        &caller.actor(),
-        action,
-        format!("agent:{}", after.id),
-        snapshot(&before),
-        snapshot(&after),
-    );
-    state.store.update_agent(&after, guard, &audit).await?;
-    Ok(Json(after))
-}
-
-/// Moves an agent from one of `from` to `to`.
-async fn transition(
-    state: &AppState,
-    caller: &Caller,
-    guard: InventoryGuard,
-    id: &str,
-    from: &[AgentStatus],
-    to: AgentStatus,
-    action: &str,
-) -> Result<Json<Agent>, ApiError> {
-    let before = load_agent(state, id).await?;
-    // A status that revokes is asked for again to finish its sweep (after one that failed):
-    // nothing changes, and the caller runs the sweep once more.
-    if before.status == to && to != AgentStatus::Active {
-        return Ok(Json(before));
-    }
-    if !from.contains(&before.status) {
-        return Err(ApiError::Conflict(format!(
-            "agent `{id}` is {}; it cannot become {}",
-            before.status.as_str(),
-            to.as_str()
-        )));
-    }
-    let mut after = before.clone();
-    after.status = to;
-    save(state, caller, guard, action, before, after).await
 }
 
 /// Suspend an active agent: it receives no mandates until resumed.
@@ -240,12 +181,11 @@ pub async fn suspend_agent(
     Path(id): Path<String>,
 ) -> Result<WithRevoked<Agent>, ApiError> {
     let guard = state.store.inventory_guard().await?;
-    let changed = transition(
+    let changed = transition::<Agent>(
         &state,
         &caller,
         guard,
         &id,
-        &[AgentStatus::Active],
         AgentStatus::Suspended,
         "agent.suspended",
     )
@@ -280,12 +220,11 @@ pub async fn resume_agent(
     Path(id): Path<String>,
 ) -> Result<Json<Agent>, ApiError> {
     let guard = state.store.inventory_guard().await?;
-    transition(
+    transition::<Agent>(
         &state,
         &caller,
         guard,
         &id,
-        &[AgentStatus::Suspended],
         AgentStatus::Active,
         "agent.resumed",
     )
@@ -321,12 +260,11 @@ pub async fn retire_agent(
             return Err(still_used(&format!("agent `{id}`"), &users));
         }
     }
-    let changed = transition(
+    let changed = transition::<Agent>(
         &state,
         &caller,
         guard,
         &id,
-        &[AgentStatus::Active, AgentStatus::Suspended],
         AgentStatus::Retired,
         "agent.retired",
     )

@@ -6,14 +6,14 @@ use axum::http::StatusCode;
 use axum::Json;
 use uuid::Uuid;
 
-use super::agents::load_agent;
 use super::answers::{shown_once, snapshot, ShownOnce};
 use super::auth::{Caller, Writer};
+use super::lifecycle::Administered;
 use crate::server::api::extract::ApiJson;
 use crate::server::api::problems::{ActionErrors, ChangeErrors};
 use crate::server::error::ApiError;
 use crate::server::model::agent::{
-    AgentKey, AgentSecretInfo, AgentStatus, IssuedAgentSecret, NewAgentKey,
+    Agent, AgentKey, AgentSecretInfo, AgentStatus, IssuedAgentSecret, NewAgentKey,
 };
 use crate::server::secrets::{self, AGENT_SECRET_PREFIX};
 use crate::server::state::AppState;
@@ -21,7 +21,7 @@ use crate::server::store::{change_event, new_id, NewSecret, SecretChange};
 use crate::token::keys::{format_public_key, parse_public_key};
 
 async fn live_agent(state: &AppState, id: &str) -> Result<(), ApiError> {
-    let agent = load_agent(state, id).await?;
+    let agent = Agent::load(state, id).await?;
     if agent.status == AgentStatus::Retired {
         return Err(ApiError::Conflict(format!("agent `{id}` is retired")));
     }
@@ -122,7 +122,7 @@ pub async fn revoke_secret(
     Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    load_agent(&state, &id).await?;
+    Agent::load(&state, &id).await?;
     let before = state.store.agent_secret(&id).await?;
     let now = state.clock.now();
     let audit = change_event(

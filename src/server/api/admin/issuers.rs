@@ -7,7 +7,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::answers::{snapshot, with_revoked, WithRevoked};
-use super::auth::{Caller, Reader, Writer};
+use super::auth::{Reader, Writer};
+use super::lifecycle::{save, transition, Administered};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{
     ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
@@ -18,7 +19,7 @@ use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::revoke::revoke_live;
 use crate::server::state::AppState;
 use crate::server::store::MandateFilter;
-use crate::server::store::{change_event, InventoryGuard, IssuerFilter};
+use crate::server::store::{change_event, IssuerFilter};
 
 /// Filters and page of `GET /v1/admin/issuers`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -31,14 +32,6 @@ pub struct IssuerQuery {
     pub cursor: Option<String>,
     /// Rows per page, 1 to 200 (default 50).
     pub limit: Option<u32>,
-}
-
-async fn load_issuer(state: &AppState, id: &str) -> Result<Issuer, ApiError> {
-    state
-        .store
-        .issuer(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no issuer `{id}`")))
 }
 
 /// Trust an OIDC identity provider.
@@ -110,30 +103,7 @@ pub async fn get_issuer(
     Reader(_reader): Reader,
     Path(id): Path<String>,
 ) -> Result<Json<Issuer>, ApiError> {
-    Ok(Json(load_issuer(&state, &id).await?))
-}
-
-async fn save(
-    state: &AppState,
-    caller: &Caller,
-    guard: InventoryGuard,
-    action: &str,
-    before: Issuer,
-    mut after: Issuer,
-) -> Result<Json<Issuer>, ApiError> {
-    let now = state.clock.now();
-    after.version = before.version + 1;
-    after.updated_at = now;
-    let audit = change_event(
-        now,
-        &caller.actor(),
-        action,
-        format!("issuer:{}", after.id),
-        snapshot(&before),
-        snapshot(&after),
-    );
-    state.store.update_issuer(&after, guard, &audit).await?;
-    Ok(Json(after))
+    Ok(Json(Issuer::load(&state, &id).await?))
 }
 
 /// Change an issuer's audiences, keys location, algorithms or claim mapping.
@@ -153,34 +123,9 @@ pub async fn update_issuer(
     ApiJson(patch): ApiJson<IssuerPatch>,
 ) -> Result<Json<Issuer>, ApiError> {
     let guard = state.store.inventory_guard().await?;
-    let before = load_issuer(&state, &id).await?;
+    let before = Issuer::load(&state, &id).await?;
     let after = patch.apply(before.clone())?;
     save(&state, &caller, guard, "issuer.updated", before, after).await
-}
-
-async fn set_status(
-    state: &AppState,
-    caller: &Caller,
-    guard: InventoryGuard,
-    id: &str,
-    to: IssuerStatus,
-    action: &str,
-) -> Result<Json<Issuer>, ApiError> {
-    let before = load_issuer(state, id).await?;
-    // Disabling again finishes the sweep of a disable whose sweep failed: nothing changes,
-    // and the caller runs the sweep once more.
-    if before.status == to && to == IssuerStatus::Disabled {
-        return Ok(Json(before));
-    }
-    if before.status == to {
-        return Err(ApiError::Conflict(format!(
-            "issuer `{id}` is already {}",
-            to.as_str()
-        )));
-    }
-    let mut after = before.clone();
-    after.status = to;
-    save(state, caller, guard, action, before, after).await
 }
 
 /// Stop accepting an issuer's tokens.
@@ -198,7 +143,7 @@ pub async fn disable_issuer(
     Path(id): Path<String>,
 ) -> Result<WithRevoked<Issuer>, ApiError> {
     let guard = state.store.inventory_guard().await?;
-    let changed = set_status(
+    let changed = transition::<Issuer>(
         &state,
         &caller,
         guard,
@@ -237,7 +182,7 @@ pub async fn enable_issuer(
     Path(id): Path<String>,
 ) -> Result<Json<Issuer>, ApiError> {
     let guard = state.store.inventory_guard().await?;
-    set_status(
+    transition::<Issuer>(
         &state,
         &caller,
         guard,

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod credentials;
 pub mod inventory;
 pub mod issuers;
+mod lifecycle;
 pub mod policies;
 mod references;
 pub mod reporters;

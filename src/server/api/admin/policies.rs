@@ -14,6 +14,7 @@ use crate::server::api::problems::{
     ActionErrors, ChangeErrors, CreateErrors, GetErrors, ListErrors,
 };
 use crate::server::error::ApiError;
+use crate::server::model::lifecycle::Versioned;
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::policy::{NewPolicy, Policy, PolicyPatch};
 use crate::server::model::Grant;
@@ -171,8 +172,7 @@ pub async fn update_policy(
     let mut after = patch.apply(before.clone(), state.config.max_ttl_seconds)?;
     check_references(&state, &after, Some(&before)).await?;
     let now = state.clock.now();
-    after.version = before.version + 1;
-    after.updated_at = now;
+    after.follow(&before, now);
     let audit = change_event(
         now,
         &caller.actor(),

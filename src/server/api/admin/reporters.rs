@@ -11,6 +11,7 @@ use super::auth::{Caller, Reader, Writer};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{ActionErrors, CreateErrors, ListErrors};
 use crate::server::error::ApiError;
+use crate::server::model::lifecycle::{step, Versioned};
 use crate::server::model::page::{PageQuery, PageRequest, Paged};
 use crate::server::model::reporter::{IssuedReporter, NewReporter, Reporter, ReporterStatus};
 use crate::server::secrets::{self, Secret, REPORTER_SECRET_PREFIX};
@@ -100,8 +101,7 @@ async fn save(
     secret: Option<&Secret>,
 ) -> Result<Reporter, ApiError> {
     let now = state.clock.now();
-    after.version = before.version + 1;
-    after.updated_at = now;
+    after.follow(&before, now);
     let audit = change_event(
         now,
         &caller.actor(),
@@ -166,12 +166,8 @@ async fn set_status(
     action: &str,
 ) -> Result<Json<Reporter>, ApiError> {
     let before = load(state, id).await?;
-    if before.status == to {
-        return Err(ApiError::Conflict(format!(
-            "reporter `{id}` is already {}",
-            to.as_str()
-        )));
-    }
+    // A reporter's statuses revoke nothing: asking for the status it has is a conflict.
+    step(id, before.status, to).map_err(|e| ApiError::Conflict(e.0))?;
     let mut after = before.clone();
     after.status = to;
     Ok(Json(

@@ -8,7 +8,8 @@ use utoipa::IntoParams;
 
 use super::agents::ForceQuery;
 use super::answers::{snapshot, with_revoked, WithRevoked};
-use super::auth::{Caller, Reader, Writer};
+use super::auth::{Reader, Writer};
+use super::lifecycle::{save, transition, Administered};
 use super::references::{all_agents, still_used};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{
@@ -22,7 +23,7 @@ use crate::server::model::Grant;
 use crate::server::revoke::revoke_live;
 use crate::server::state::AppState;
 use crate::server::store::MandateFilter;
-use crate::server::store::{change_event, InventoryGuard, ToolFilter};
+use crate::server::store::{change_event, ToolFilter};
 
 /// Filters and page of `GET /v1/admin/tools`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -39,14 +40,6 @@ pub struct ToolQuery {
     pub cursor: Option<String>,
     /// Rows per page, 1 to 200 (default 50).
     pub limit: Option<u32>,
-}
-
-async fn load_tool(state: &AppState, id: &str) -> Result<Tool, ApiError> {
-    state
-        .store
-        .tool(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no tool `{id}`")))
 }
 
 /// Who grants `operations` of `tool` (all operations when `None`): policies and agent ceilings.
@@ -151,30 +144,7 @@ pub async fn get_tool(
     Reader(_reader): Reader,
     Path(id): Path<String>,
 ) -> Result<Json<Tool>, ApiError> {
-    Ok(Json(load_tool(&state, &id).await?))
-}
-
-async fn save(
-    state: &AppState,
-    caller: &Caller,
-    guard: InventoryGuard,
-    action: &str,
-    before: Tool,
-    mut after: Tool,
-) -> Result<Json<Tool>, ApiError> {
-    let now = state.clock.now();
-    after.version = before.version + 1;
-    after.updated_at = now;
-    let audit = change_event(
-        now,
-        &caller.actor(),
-        action,
-        format!("tool:{}", after.id),
-        snapshot(&before),
-        snapshot(&after),
-    );
-    state.store.update_tool(&after, guard, &audit).await?;
-    Ok(Json(after))
+    Ok(Json(Tool::load(&state, &id).await?))
 }
 
 /// Change a tool. Removing an operation that a policy or agent ceiling uses is refused.
@@ -195,7 +165,7 @@ pub async fn update_tool(
 ) -> Result<Json<Tool>, ApiError> {
     let guard = state.store.inventory_guard().await?;
     patch.check()?;
-    let before = load_tool(&state, &id).await?;
+    let before = Tool::load(&state, &id).await?;
     if before.status == ToolStatus::Retired {
         return Err(ApiError::Conflict(format!("tool `{id}` is retired")));
     }
@@ -219,33 +189,6 @@ pub async fn update_tool(
     save(&state, &caller, guard, "tool.updated", before, after).await
 }
 
-async fn transition(
-    state: &AppState,
-    caller: &Caller,
-    guard: InventoryGuard,
-    id: &str,
-    from: &[ToolStatus],
-    to: ToolStatus,
-    action: &str,
-) -> Result<Json<Tool>, ApiError> {
-    let before = load_tool(state, id).await?;
-    // A status that revokes is asked for again to finish its sweep (after one that failed):
-    // nothing changes, and the caller runs the sweep once more.
-    if before.status == to && to != ToolStatus::Active {
-        return Ok(Json(before));
-    }
-    if !from.contains(&before.status) {
-        return Err(ApiError::Conflict(format!(
-            "tool `{id}` is {}; it cannot become {}",
-            before.status.as_str(),
-            to.as_str()
-        )));
-    }
-    let mut after = before.clone();
-    after.status = to;
-    save(state, caller, guard, action, before, after).await
-}
-
 /// Disable a tool: no mandate grants it until it is enabled again.
 #[utoipa::path(
     post, path = "/v1/admin/tools/{id}/disable", tag = "admin", security(("admin_token" = [])),
@@ -261,12 +204,11 @@ pub async fn disable_tool(
     Path(id): Path<String>,
 ) -> Result<WithRevoked<Tool>, ApiError> {
     let guard = state.store.inventory_guard().await?;
-    let changed = transition(
+    let changed = transition::<Tool>(
         &state,
         &caller,
         guard,
         &id,
-        &[ToolStatus::Active],
         ToolStatus::Disabled,
         "tool.disabled",
     )
@@ -298,12 +240,11 @@ pub async fn enable_tool(
     Path(id): Path<String>,
 ) -> Result<Json<Tool>, ApiError> {
     let guard = state.store.inventory_guard().await?;
-    transition(
+    transition::<Tool>(
         &state,
         &caller,
         guard,
         &id,
-        &[ToolStatus::Disabled],
         ToolStatus::Active,
         "tool.enabled",
     )
@@ -332,12 +273,11 @@ pub async fn retire_tool(
             return Err(still_used(&format!("tool `{id}`"), &users));
         }
     }
-    let changed = transition(
+    let changed = transition::<Tool>(
         &state,
         &caller,
         guard,
         &id,
-        &[ToolStatus::Active, ToolStatus::Disabled],
         ToolStatus::Retired,
         "tool.retired",
     )
