@@ -5,13 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use biscuit_auth::KeyPair;
 use mandate::clock::Clock;
 use mandate::token::attenuate::{attenuate, Attenuation};
 use mandate::token::attest::attest;
-use mandate::token::keys::format_public_key;
 use mandate::verifier::receipts::ReceiptSender;
-use mandate::verifier::{NoRevocations, Verifier, VerifierSettings};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -25,26 +22,14 @@ both_stores!(
     |backend| async move {
         let app = TestApp::spawn(backend).await;
         let (idp, secret) = mint_setup(&app).await;
-        let research_key = KeyPair::new();
-        app.admin_ok(Method::POST, "/v1/admin/agents", Some(json!({"id": "research", "display_name": "R", "kind": "sub_agent", "owner": "alice@example.com"})), 201).await;
-        app.admin_ok(
-            Method::POST,
-            "/v1/admin/agents/research/keys",
-            Some(json!({"public_key": format_public_key(&research_key.public())})),
-            201,
-        )
-        .await;
+        let research_key = crate::helpers::fixtures::register_sub_agent(&app, "research").await;
         let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
         let (_, minted) = app
-            .as_token(
-                &secret,
-                Method::POST,
-                "/v1/mandates",
-                Some(mint_body(
-                    &jwt,
-                    json!([{"tool": "crm", "operations": ["read", "write"]}]),
-                )),
-            )
+            .agent(&secret)
+            .mint_body(mint_body(
+                &jwt,
+                json!([{"tool": "crm", "operations": ["read", "write"]}]),
+            ))
             .await;
         let token = minted["token"].as_str().unwrap();
         let to_research = attenuate(
@@ -65,15 +50,7 @@ both_stores!(
         )
         .unwrap();
 
-        let clock: mandate::clock::SharedClock = app.clock.clone();
-        let verifier = Arc::new(
-            Verifier::new(
-                VerifierSettings::new(app.base.clone()),
-                Arc::new(NoRevocations),
-                clock,
-            )
-            .unwrap(),
-        );
+        let verifier = Arc::new(app.verifier());
         let reporter = crate::helpers::fixtures::reporter(&app, "crm-api").await;
         let receipts = ReceiptSender::spawn(
             app.base.clone(),

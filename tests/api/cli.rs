@@ -11,6 +11,7 @@ use mandate::server::store::SqliteStore;
 use mandate::token::keys::{KeyStatus, KeysDocument};
 use sqlx::Connection;
 
+use crate::helpers::callers::MANDATES;
 use crate::helpers::TestDb;
 
 /// The binary with a clean environment: only PATH, plus what each test sets.
@@ -786,7 +787,7 @@ async fn token_commands_attenuate_attest_inspect_and_verify_offline() {
         .unwrap();
     let jwt = String::from_utf8_lossy(&login.stdout).trim().to_owned();
     let minted: serde_json::Value = client
-        .post(running.url("/v1/mandates"))
+        .post(running.url(MANDATES))
         .bearer_auth(secret.trim())
         .json(
             &serde_json::json!({"subject_token": jwt, "task": {"description": "t"},
@@ -1038,7 +1039,7 @@ async fn two_processes_on_one_postgres_share_mandates_and_revocations() {
         &idp.claims("alice", &["support"], mandate::clock::SystemClock.now()),
     );
     let minted: serde_json::Value = client
-        .post(a.url("/v1/mandates"))
+        .post(a.url(MANDATES))
         .bearer_auth(secret)
         .json(
             &serde_json::json!({"subject_token": jwt, "task": {"description": "t"},
@@ -1173,7 +1174,7 @@ async fn the_development_issuer_is_trusted_only_while_dev_mode_runs_it() {
     let jwt = String::from_utf8_lossy(&login.stdout).trim().to_owned();
     let secret = std::fs::read_to_string(data.join("dev-orchestrator.secret")).unwrap();
     let response = reqwest::Client::new()
-        .post(plain.url("/v1/mandates"))
+        .post(plain.url(MANDATES))
         .bearer_auth(secret.trim())
         .json(
             &serde_json::json!({"subject_token": jwt, "task": {"description": "t"},

@@ -19,29 +19,6 @@ use crate::helpers::downstream::start_downstream;
 use crate::helpers::fixtures::{mint_body, mint_setup};
 use crate::helpers::TestApp;
 
-/// Registers sub-agent `research` with a key of its own, and returns the key.
-async fn register_research(app: &TestApp) -> KeyPair {
-    let key = KeyPair::new();
-    app.admin_ok(
-        Method::POST,
-        "/v1/admin/agents",
-        Some(
-            json!({"id": "research", "display_name": "Research", "kind": "sub_agent",
-                "owner": "alice@example.com"}),
-        ),
-        201,
-    )
-    .await;
-    app.admin_ok(
-        Method::POST,
-        "/v1/admin/agents/research/keys",
-        Some(json!({"public_key": format_public_key(&key.public())})),
-        201,
-    )
-    .await;
-    key
-}
-
 async fn call(base: &str, method: Method, path: &str, token: Option<&str>) -> (u16, Value) {
     let mut request = reqwest::Client::new().request(method, format!("{base}{path}"));
     if let Some(token) = token {
@@ -58,18 +35,14 @@ both_stores!(
         let app = TestApp::spawn(backend).await;
         let (idp, secret) = mint_setup(&app).await;
         // A sub-agent with a registered key.
-        let research_key = register_research(&app).await;
+        let research_key = crate::helpers::fixtures::register_sub_agent(&app, "research").await;
         let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
         let (status, minted) = app
-            .as_token(
-                &secret,
-                Method::POST,
-                "/v1/mandates",
-                Some(mint_body(
-                    &jwt,
-                    json!([{"tool": "crm", "operations": ["read", "write"]}]),
-                )),
-            )
+            .agent(&secret)
+            .mint_body(mint_body(
+                &jwt,
+                json!([{"tool": "crm", "operations": ["read", "write"]}]),
+            ))
             .await;
         assert_eq!(status, 201, "{minted}");
         let token = minted["token"].as_str().unwrap();
@@ -97,15 +70,7 @@ both_stores!(
         )
         .unwrap();
 
-        let clock: mandate::clock::SharedClock = app.clock.clone();
-        let verifier = Arc::new(
-            Verifier::new(
-                VerifierSettings::new(app.base.clone()),
-                Arc::new(NoRevocations),
-                clock,
-            )
-            .unwrap(),
-        );
+        let verifier = Arc::new(app.verifier());
         let downstream = start_downstream(Arc::clone(&verifier), None).await;
 
         let (status, body) = call(&downstream, Method::GET, "/tickets", Some(&to_summariser)).await;
@@ -190,15 +155,11 @@ async fn a_verifier_learns_an_agent_key_registered_after_it_fetched() {
     let (idp, secret) = mint_setup(&app).await;
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
     let (_, minted) = app
-        .as_token(
-            &secret,
-            Method::POST,
-            "/v1/mandates",
-            Some(mint_body(
-                &jwt,
-                json!([{"tool": "crm", "operations": ["read"]}]),
-            )),
-        )
+        .agent(&secret)
+        .mint_body(mint_body(
+            &jwt,
+            json!([{"tool": "crm", "operations": ["read"]}]),
+        ))
         .await;
     let token = minted["token"].as_str().unwrap();
     let clock: mandate::clock::SharedClock = app.clock.clone();
@@ -285,7 +246,7 @@ async fn a_remembered_token_is_still_authorized_per_call_expires_and_is_rechecke
 async fn a_suspended_sub_agents_key_is_withdrawn_and_its_attestations_no_longer_verify() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
     let (idp, secret) = mint_setup(&app).await;
-    let research_key = register_research(&app).await;
+    let research_key = crate::helpers::fixtures::register_sub_agent(&app, "research").await;
     let (_, minted) = crate::helpers::fixtures::mint_read(&app, &idp, &secret).await;
     let delegated = attenuate(
         minted["token"].as_str().unwrap(),
@@ -296,15 +257,7 @@ async fn a_suspended_sub_agents_key_is_withdrawn_and_its_attestations_no_longer_
     )
     .unwrap();
     let attested = attest(&delegated, "research", &research_key).unwrap();
-    let verifier = || {
-        let clock: mandate::clock::SharedClock = app.clock.clone();
-        Verifier::new(
-            VerifierSettings::new(app.base.clone()),
-            Arc::new(NoRevocations),
-            clock,
-        )
-        .unwrap()
-    };
+    let verifier = || app.verifier();
     let read = mandate::verifier::Access {
         tool: "crm".into(),
         operation: "read".into(),

@@ -11,6 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::helpers::callers::MANDATES;
 use crate::helpers::fixtures::{mint_body, mint_read, mint_setup};
 use crate::helpers::postgres::Cluster;
 use crate::helpers::{TestApp, TestDatabase};
@@ -113,14 +114,8 @@ async fn no_token_leaves_without_its_record_while_postgres_restarts_under_mixed_
             (app.clone(), shared.clone(), secret.clone(), body.clone());
         clients.push(tokio::spawn(async move {
             while running() {
-                let (status, answer) = send(
-                    &app,
-                    Method::POST,
-                    "/v1/mandates",
-                    Some(&secret),
-                    Some(&body),
-                )
-                .await;
+                let (status, answer) =
+                    send(&app, Method::POST, MANDATES, Some(&secret), Some(&body)).await;
                 if judge(&shared, "POST /v1/mandates", 201, status, &answer) {
                     let id = answer["mandate_id"].as_str().unwrap().parse().unwrap();
                     let token = answer["token"].as_str().unwrap().to_owned();

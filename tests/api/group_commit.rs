@@ -8,6 +8,7 @@ use mandate::clock::Clock;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::helpers::callers::MANDATES;
 use crate::helpers::fixtures::{mint_body, mint_setup};
 use crate::helpers::{Backend, TestApp};
 
@@ -22,7 +23,7 @@ fn spawn_mint(
 ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
     let request = app
         .client
-        .post(app.url("/v1/mandates"))
+        .post(app.url(MANDATES))
         .bearer_auth(secret)
         .json(&mint_body(
             jwt,

@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use mandate::clock::Clock;
 
+use crate::helpers::callers::MANDATES;
 use crate::helpers::fixtures::{mint_read, mint_setup};
 use crate::helpers::{Backend, TestApp, TestDatabase, ADMIN_TOKEN};
 
@@ -29,7 +30,7 @@ fn endpoints(mandate_id: &str) -> Vec<(Method, String, Caller)> {
     let post = |path: &str, caller| (Method::POST, path.to_owned(), caller);
     let patch = |path: &str| (Method::PATCH, path.to_owned(), Caller::Admin);
     vec![
-        post("/v1/mandates", Caller::Agent),
+        post(MANDATES, Caller::Agent),
         post("/v1/introspect", Caller::Agent),
         post(&format!("/v1/mandates/{mandate_id}/revoke"), Caller::Admin),
         post("/v1/receipts", Caller::Reporter),
@@ -244,35 +245,35 @@ async fn hostile_values_in_well_formed_bodies_are_422_naming_the_field_and_chang
         ),
         (
             "2^64 seconds",
-            "/v1/mandates",
+            MANDATES,
             true,
             mint(json!(18_446_744_073_709_551_616_f64)),
             "ttl_seconds",
         ),
         (
             "i64::MAX seconds",
-            "/v1/mandates",
+            MANDATES,
             true,
             mint(json!(i64::MAX)),
             "ttl_seconds",
         ),
         (
             "negative seconds",
-            "/v1/mandates",
+            MANDATES,
             true,
             mint(json!(-1)),
             "ttl_seconds",
         ),
         (
             "fractional seconds",
-            "/v1/mandates",
+            MANDATES,
             true,
             mint(json!(1.5)),
             "ttl_seconds",
         ),
         (
             "seconds as a string",
-            "/v1/mandates",
+            MANDATES,
             true,
             mint(json!("60")),
             "ttl_seconds",
@@ -308,7 +309,7 @@ async fn hostile_values_in_well_formed_bodies_are_422_naming_the_field_and_chang
     let (status, _, problem) = send(
         &app,
         &Method::POST,
-        "/v1/mandates",
+        MANDATES,
         Some(&secret),
         Some("application/json"),
         mint(json!(0))

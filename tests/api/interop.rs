@@ -12,7 +12,6 @@ use mandate::token::verify::{
     verify, verify_with, AccessRequest, AgentKeys, Hop, Trust, VerifyOptions,
 };
 use mandate::token::{Right, TokenError};
-use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::fixtures::{mint_body, mint_setup};
@@ -64,15 +63,11 @@ async fn minted_with_keys() -> Minted {
     let now = app.clock.now();
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], now));
     let (status, minted) = app
-        .as_token(
-            &secret,
-            Method::POST,
-            "/v1/mandates",
-            Some(mint_body(
-                &jwt,
-                json!([{"tool": "crm", "operations": ["read", "write"]}]),
-            )),
-        )
+        .agent(&secret)
+        .mint_body(mint_body(
+            &jwt,
+            json!([{"tool": "crm", "operations": ["read", "write"]}]),
+        ))
         .await;
     assert_eq!(status, 201, "{minted}");
     let token = minted["token"].as_str().unwrap().to_owned();

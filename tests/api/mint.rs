@@ -9,15 +9,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_stores;
+use crate::helpers::callers::MANDATES;
 use crate::helpers::fixtures::{agent_secret, mint_body, mint_setup};
 use crate::helpers::idp::{sign_hs256_with_public_key, sign_with, unsigned};
 use crate::helpers::{assert_problem, TestApp};
-
-/// Mints as `secret` and returns status and body.
-async fn mint(app: &TestApp, secret: &str, body: &Value) -> (u16, Value) {
-    app.as_token(secret, Method::POST, "/v1/mandates", Some(body.clone()))
-        .await
-}
 
 /// How many audit events `keep` selects.
 async fn audited(
@@ -62,12 +57,13 @@ both_stores!(
         let (idp, secret) = mint_setup(&app).await;
         let now = app.clock.now();
         let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], now));
-        let (status, body) = mint(
-            &app,
-            &secret,
-            &mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}])),
-        )
-        .await;
+        let (status, body) = app
+            .agent(&secret)
+            .mint_body(mint_body(
+                &jwt,
+                json!([{"tool": "crm", "operations": ["read"]}]),
+            ))
+            .await;
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["scope"], json!([{"tool": "crm", "operation": "read"}]));
         // TTL = min(default 900, policy 600, agent 900, cap 3600).
@@ -189,9 +185,7 @@ both_stores!(
         ];
         for (name, jwt, reason) in cases {
             let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
-            let response = app
-                .call(Method::POST, "/v1/mandates", Some(&secret), Some(&body))
-                .await;
+            let response = app.agent(&secret).mint_response(&body).await;
             let problem = assert_problem(response, 401).await;
             assert_eq!(problem["reason"], reason, "{name}: {problem}");
             assert!(problem.get("token").is_none());
@@ -201,12 +195,13 @@ both_stores!(
         assert_eq!(denials, 13, "every refusal is audited");
         // Within the leeway the clock skew is tolerated.
         let skewed = idp.sign("rsa-1", &with("nbf", json!(now.timestamp() + 30)));
-        let (status, body) = mint(
-            &app,
-            &secret,
-            &mint_body(&skewed, json!([{"tool": "crm", "operations": ["read"]}])),
-        )
-        .await;
+        let (status, body) = app
+            .agent(&secret)
+            .mint_body(mint_body(
+                &skewed,
+                json!([{"tool": "crm", "operations": ["read"]}]),
+            ))
+            .await;
         assert_eq!(status, 201, "{body}");
     }
 );
@@ -219,38 +214,30 @@ both_stores!(
         let now = app.clock.now();
         let claims = idp.claims("alice", &["support"], now);
         let scope = json!([{"tool": "crm", "operations": ["read"]}]);
-        let (status, _) = mint(
-            &app,
-            &secret,
-            &mint_body(&idp.sign("rsa-1", &claims), scope.clone()),
-        )
-        .await;
+        let (status, _) = app
+            .agent(&secret)
+            .mint_body(mint_body(&idp.sign("rsa-1", &claims), scope.clone()))
+            .await;
         assert_eq!(status, 201);
-        let (status, body) = mint(
-            &app,
-            &secret,
-            &mint_body(&idp.sign("ec-1", &claims), scope.clone()),
-        )
-        .await;
+        let (status, body) = app
+            .agent(&secret)
+            .mint_body(mint_body(&idp.sign("ec-1", &claims), scope.clone()))
+            .await;
         assert_eq!(status, 201, "EC keys work too: {body}");
         assert_eq!(idp.jwks_hits(), 1, "the keys were cached");
 
         // The provider rotates: rsa-1 and ec-1 are withdrawn, rsa-2 appears.
         idp.publish(&["rsa-2"]);
-        let (status, body) = mint(
-            &app,
-            &secret,
-            &mint_body(&idp.sign("rsa-2", &claims), scope.clone()),
-        )
-        .await;
+        let (status, body) = app
+            .agent(&secret)
+            .mint_body(mint_body(&idp.sign("rsa-2", &claims), scope.clone()))
+            .await;
         assert_eq!(status, 201, "an unknown kid refetches the keys: {body}");
         assert_eq!(idp.jwks_hits(), 2);
-        let (status, body) = mint(
-            &app,
-            &secret,
-            &mint_body(&idp.sign("rsa-1", &claims), scope.clone()),
-        )
-        .await;
+        let (status, body) = app
+            .agent(&secret)
+            .mint_body(mint_body(&idp.sign("rsa-1", &claims), scope.clone()))
+            .await;
         assert_eq!(
             (status, body["reason"].as_str()),
             (401, Some("unknown_key"))
@@ -260,8 +247,10 @@ both_stores!(
         idp.publish(&["rsa-1", "rsa-2"]);
         app.clock.advance(Duration::seconds(31));
         let later = idp.claims("alice", &["support"], app.clock.now());
-        let (status, body) =
-            mint(&app, &secret, &mint_body(&idp.sign("rsa-1", &later), scope)).await;
+        let (status, body) = app
+            .agent(&secret)
+            .mint_body(mint_body(&idp.sign("rsa-1", &later), scope))
+            .await;
         assert_eq!(status, 201, "{body}");
         assert_eq!(idp.jwks_hits(), 3);
     }
@@ -274,7 +263,7 @@ async fn a_subject_token_verified_before_is_checked_again_against_the_issuer_and
     let token = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
     let body = mint_body(&token, json!([{"tool": "crm", "operations": ["read"]}]));
     for _ in 0..3 {
-        let (status, body) = mint(&app, &secret, &body).await;
+        let (status, body) = app.agent(&secret).mint_body(body.clone()).await;
         assert_eq!(status, 201, "the same token mints again: {body}");
     }
     // Its signature was verified with the issuer's settings of the time; new settings apply.
@@ -285,7 +274,7 @@ async fn a_subject_token_verified_before_is_checked_again_against_the_issuer_and
         200,
     )
     .await;
-    let (status, answer) = mint(&app, &secret, &body).await;
+    let (status, answer) = app.agent(&secret).mint_body(body.clone()).await;
     assert_eq!(
         (status, answer["reason"].as_str()),
         (401, Some("wrong_audience")),
@@ -298,12 +287,12 @@ async fn a_subject_token_verified_before_is_checked_again_against_the_issuer_and
         200,
     )
     .await;
-    let (status, answer) = mint(&app, &secret, &body).await;
+    let (status, answer) = app.agent(&secret).mint_body(body.clone()).await;
     assert_eq!(status, 201, "{answer}");
     // A key the issuer withdrew verifies nothing, remembered or not.
     idp.publish(&["rsa-2"]);
     app.clock.advance(Duration::minutes(6));
-    let (status, answer) = mint(&app, &secret, &body).await;
+    let (status, answer) = app.agent(&secret).mint_body(body.clone()).await;
     assert_eq!(
         (status, answer["reason"].as_str()),
         (401, Some("unknown_key")),
@@ -313,10 +302,10 @@ async fn a_subject_token_verified_before_is_checked_again_against_the_issuer_and
     // with 60 s of leeway.
     idp.publish(&["rsa-1"]);
     app.clock.advance(Duration::seconds(31));
-    let (status, answer) = mint(&app, &secret, &body).await;
+    let (status, answer) = app.agent(&secret).mint_body(body.clone()).await;
     assert_eq!(status, 201, "{answer}");
     app.clock.advance(Duration::minutes(5));
-    let (status, answer) = mint(&app, &secret, &body).await;
+    let (status, answer) = app.agent(&secret).mint_body(body.clone()).await;
     assert_eq!(
         (status, answer["reason"].as_str()),
         (401, Some("expired")),
@@ -333,7 +322,7 @@ async fn changes_made_through_another_replica_apply_to_the_next_mint() {
     let token = idp.sign("rsa-1", &idp.claims("alice", &["support"], b.clock.now()));
     let read = mint_body(&token, json!([{"tool": "crm", "operations": ["read"]}]));
     let write = mint_body(&token, json!([{"tool": "crm", "operations": ["write"]}]));
-    let (status, answer) = mint(&b, &secret, &write).await;
+    let (status, answer) = b.agent(&secret).mint_body(write.clone()).await;
     assert_eq!(status, 201, "B keeps the inventory it read: {answer}");
     let grants =
         |operations: &[&str]| json!({"grants": [{"tool": "crm", "operations": operations}]});
@@ -346,7 +335,7 @@ async fn changes_made_through_another_replica_apply_to_the_next_mint() {
         200,
     )
     .await;
-    let (status, answer) = mint(&b, &secret, &write).await;
+    let (status, answer) = b.agent(&secret).mint_body(write.clone()).await;
     assert_eq!(status, 403, "{answer}");
     assert_eq!(answer["denied"][0]["operation"], "write", "{answer}");
     // A widens it again: B's kept inventory now refuses writing; the refusal is confirmed
@@ -358,7 +347,7 @@ async fn changes_made_through_another_replica_apply_to_the_next_mint() {
         200,
     )
     .await;
-    let (status, answer) = mint(&b, &secret, &write).await;
+    let (status, answer) = b.agent(&secret).mint_body(write.clone()).await;
     assert_eq!(status, 201, "{answer}");
     assert_eq!(issued_count(&b).await, 2);
     let denials = audited(&b, |e| e.action == "mandate.denied").await;
@@ -366,13 +355,17 @@ async fn changes_made_through_another_replica_apply_to_the_next_mint() {
 
     // A rotates the agent's secret: the old one stops working on B too.
     let rotated = agent_secret(&a, "/v1/admin/agents/bot/secret/rotate").await;
-    let (status, answer) = mint(&b, &secret, &read).await;
+    let (status, answer) = b.agent(&secret).mint_body(read.clone()).await;
     assert_eq!(
         status, 409,
         "decided before B knew, refused at commit: {answer}"
     );
-    assert_eq!(mint(&b, &secret, &read).await.0, 401, "then unknown");
-    let (status, answer) = mint(&b, &rotated, &read).await;
+    assert_eq!(
+        b.agent(&secret).mint_body(read.clone()).await.0,
+        401,
+        "then unknown"
+    );
+    let (status, answer) = b.agent(&rotated).mint_body(read.clone()).await;
     assert_eq!(status, 201, "{answer}");
 
     // A suspends the agent: nothing more is issued through B, and B answers a bad request
@@ -381,8 +374,12 @@ async fn changes_made_through_another_replica_apply_to_the_next_mint() {
         .await;
     let mut empty = read.clone();
     empty["scope"] = json!([]);
-    assert_eq!(mint(&b, &rotated, &empty).await.0, 401, "not 422");
-    assert_eq!(mint(&b, &rotated, &read).await.0, 401);
+    assert_eq!(
+        b.agent(&rotated).mint_body(empty.clone()).await.0,
+        401,
+        "not 422"
+    );
+    assert_eq!(b.agent(&rotated).mint_body(read.clone()).await.0, 401);
     assert_eq!(
         issued_count(&b).await,
         3,
@@ -407,7 +404,7 @@ async fn concurrent_mints_with_cold_issuer_keys_fetch_them_once() {
         .map(|_| {
             let request = app
                 .client
-                .post(app.url("/v1/mandates"))
+                .post(app.url(MANDATES))
                 .bearer_auth(&secret)
                 .json(&body);
             tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
@@ -430,7 +427,7 @@ async fn an_issuer_whose_keys_are_slow_does_not_hold_up_another_issuers_mints() 
     let claims = slow.claims("alice", &["support"], app.clock.now());
     let waiting = app
         .client
-        .post(app.url("/v1/mandates"))
+        .post(app.url(MANDATES))
         .bearer_auth(&secret)
         .json(&mint_body(&slow.sign("rsa-1", &claims), scope.clone()));
     let waiting = tokio::spawn(async move { waiting.send().await.map(|r| r.status().as_u16()) });
@@ -440,12 +437,10 @@ async fn an_issuer_whose_keys_are_slow_does_not_hold_up_another_issuers_mints() 
     // While the slow issuer's keys are being fetched, the other issuer's mint goes through.
     let started = crate::helpers::real_now();
     let claims = idp.claims("alice", &["support"], app.clock.now());
-    let (status, body) = mint(
-        &app,
-        &secret,
-        &mint_body(&idp.sign("rsa-1", &claims), scope),
-    )
-    .await;
+    let (status, body) = app
+        .agent(&secret)
+        .mint_body(mint_body(&idp.sign("rsa-1", &claims), scope))
+        .await;
     assert_eq!(status, 201, "{body}");
     assert!(
         started.elapsed() < std::time::Duration::from_millis(1500),
@@ -466,22 +461,14 @@ both_stores!(
         let (idp, secret) = mint_setup(&app).await;
         let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
         let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
-        let response = app
-            .call(Method::POST, "/v1/mandates", None, Some(&body))
-            .await;
+        let response = app.call(Method::POST, MANDATES, None, Some(&body)).await;
         assert_problem(response, 401).await;
         let wrong = "mnd_agt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-        let response = app
-            .call(Method::POST, "/v1/mandates", Some(wrong), Some(&body))
-            .await;
+        let response = app.agent(wrong).mint_response(&body).await;
         assert_problem(response, 401).await;
         let response = app
-            .call(
-                Method::POST,
-                "/v1/mandates",
-                Some(crate::helpers::ADMIN_TOKEN),
-                Some(&body),
-            )
+            .agent(crate::helpers::ADMIN_TOKEN)
+            .mint_response(&body)
             .await;
         assert_problem(response, 401).await;
         // A sub-agent with a valid secret may not start tasks.
@@ -491,7 +478,7 @@ both_stores!(
         let response = app
             .call(
                 Method::POST,
-                "/v1/mandates",
+                MANDATES,
                 helper["secret"].as_str(),
                 Some(&body),
             )
@@ -500,13 +487,11 @@ both_stores!(
         // Suspended: its secret stops working; resumed: it works again.
         app.admin_ok(Method::POST, "/v1/admin/agents/bot/suspend", None, 200)
             .await;
-        let response = app
-            .call(Method::POST, "/v1/mandates", Some(&secret), Some(&body))
-            .await;
+        let response = app.agent(&secret).mint_response(&body).await;
         assert_problem(response, 401).await;
         app.admin_ok(Method::POST, "/v1/admin/agents/bot/resume", None, 200)
             .await;
-        let (status, _) = mint(&app, &secret, &body).await;
+        let (status, _) = app.agent(&secret).mint_body(body.clone()).await;
         assert_eq!(status, 201);
         assert_eq!(issued_count(&app).await, 1);
     }
@@ -525,12 +510,8 @@ both_stores!(
             {"tool": "ghost", "operations": ["haunt"]},
         ]);
         let response = app
-            .call(
-                Method::POST,
-                "/v1/mandates",
-                Some(&secret),
-                Some(&mint_body(&alice, scope)),
-            )
+            .agent(&secret)
+            .mint_response(&mint_body(&alice, scope))
             .await;
         let problem = assert_problem(response, 403).await;
         assert_eq!(
@@ -544,23 +525,25 @@ both_stores!(
         );
         // Someone outside the support group: no policy covers them.
         let bob = idp.sign("rsa-1", &idp.claims("bob", &["sales"], now));
-        let (status, body) = mint(
-            &app,
-            &secret,
-            &mint_body(&bob, json!([{"tool": "crm", "operations": ["read"]}])),
-        )
-        .await;
+        let (status, body) = app
+            .agent(&secret)
+            .mint_body(mint_body(
+                &bob,
+                json!([{"tool": "crm", "operations": ["read"]}]),
+            ))
+            .await;
         assert_eq!(status, 403);
         assert_eq!(body["denied"][0]["reason"], "no_policy");
         // A disabled tool.
         app.admin_ok(Method::POST, "/v1/admin/tools/crm/disable", None, 200)
             .await;
-        let (status, body) = mint(
-            &app,
-            &secret,
-            &mint_body(&alice, json!([{"tool": "crm", "operations": ["read"]}])),
-        )
-        .await;
+        let (status, body) = app
+            .agent(&secret)
+            .mint_body(mint_body(
+                &alice,
+                json!([{"tool": "crm", "operations": ["read"]}]),
+            ))
+            .await;
         assert_eq!(status, 403);
         assert_eq!(body["denied"][0]["reason"], "tool_inactive");
         assert_eq!(issued_count(&app).await, 0);
@@ -590,7 +573,7 @@ both_stores!(
             if let Some(ttl) = asked {
                 body["ttl_seconds"] = json!(ttl);
             }
-            let (status, body) = mint(&app, &secret, &body).await;
+            let (status, body) = app.agent(&secret).mint_body(body.clone()).await;
             assert_eq!(status, 201, "{body}");
             let expires: chrono::DateTime<chrono::Utc> =
                 serde_json::from_value(body["expires_at"].clone()).unwrap();
@@ -607,19 +590,20 @@ both_stores!(
             200,
         )
         .await;
-        let (_, body) = mint(
-            &app,
-            &secret,
-            &mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}])),
-        )
-        .await;
+        let (_, body) = app
+            .agent(&secret)
+            .mint_body(mint_body(
+                &jwt,
+                json!([{"tool": "crm", "operations": ["read"]}]),
+            ))
+            .await;
         let expires: chrono::DateTime<chrono::Utc> =
             serde_json::from_value(body["expires_at"].clone()).unwrap();
         assert_eq!(expires, now + Duration::seconds(60), "the agent's maximum");
         for bad in [json!(0), json!(-1), json!(3601), json!("soon")] {
             let mut body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
             body["ttl_seconds"] = bad.clone();
-            let (status, problem) = mint(&app, &secret, &body).await;
+            let (status, problem) = app.agent(&secret).mint_body(body.clone()).await;
             assert_eq!(status, 422, "{bad}: {problem}");
             assert_eq!(problem["errors"][0]["field"], "ttl_seconds");
         }
@@ -662,7 +646,7 @@ both_stores!(bad_mint_requests_name_their_field, |backend| async move {
         (with(&["subject_token"], json!("")), "subject_token"),
         (with(&["extra"], json!(1)), "extra"),
     ] {
-        let (status, problem) = mint(&app, &secret, &body).await;
+        let (status, problem) = app.agent(&secret).mint_body(body.clone()).await;
         assert_eq!(status, 422, "{field}: {problem}");
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
@@ -696,7 +680,7 @@ both_stores!(
         }
         let body = json!({"subject_token": jwt, "task": {"description": description, "ref": "t\"); right(\"x\",\"y\")"},
                       "scope": [{"tool": "crm", "operations": ["read"]}]});
-        let (status, issued) = mint(&app, &secret, &body).await;
+        let (status, issued) = app.agent(&secret).mint_body(body.clone()).await;
         assert_eq!(status, 201, "{issued}");
         let token = issued["token"].as_str().unwrap();
         let keys = key_set(&app).await;
@@ -752,15 +736,13 @@ both_stores!(
         )
         .await;
         let claims = other.claims("carol", &[], app.clock.now());
-        let (status, body) = mint(
-            &app,
-            &secret,
-            &mint_body(
+        let (status, body) = app
+            .agent(&secret)
+            .mint_body(mint_body(
                 &other.sign("ec-1", &claims),
                 json!([{"tool": "crm", "operations": ["read"]}]),
-            ),
-        )
-        .await;
+            ))
+            .await;
         assert_eq!(status, 201, "{body}");
         assert_eq!(
             other.jwks_hits(),
@@ -768,15 +750,13 @@ both_stores!(
             "the JWKS named by the discovery document was fetched"
         );
         // RS256 is not in this issuer's allowlist, although its key is published.
-        let (status, body) = mint(
-            &app,
-            &secret,
-            &mint_body(
+        let (status, body) = app
+            .agent(&secret)
+            .mint_body(mint_body(
                 &other.sign("rsa-1", &claims),
                 json!([{"tool": "crm", "operations": ["read"]}]),
-            ),
-        )
-        .await;
+            ))
+            .await;
         assert_eq!(
             (status, body["reason"].as_str()),
             (401, Some("algorithm_not_allowed"))
@@ -803,13 +783,13 @@ async fn orchestrators_and_principals_are_held_to_their_mint_rates() {
         scope,
     );
     for _ in 0..2 {
-        assert_eq!(mint(&app, &secret, &as_alice).await.0, 201);
+        assert_eq!(app.agent(&secret).mint_body(as_alice.clone()).await.0, 201);
     }
     let audited = app.audit_len().await;
     // alice has used her two a minute; bob has not.
     let response = app
         .client
-        .post(app.url("/v1/mandates"))
+        .post(app.url(MANDATES))
         .bearer_auth(&secret)
         .json(&as_alice)
         .send()
@@ -828,8 +808,8 @@ async fn orchestrators_and_principals_are_held_to_their_mint_rates() {
         .unwrap()
         .contains("principal alice"));
     // That attempt still counted against bot: bob's first mint is bot's fourth and last.
-    assert_eq!(mint(&app, &secret, &as_bob).await.0, 201);
-    let (status, problem) = mint(&app, &secret, &as_bob).await;
+    assert_eq!(app.agent(&secret).mint_body(as_bob.clone()).await.0, 201);
+    let (status, problem) = app.agent(&secret).mint_body(as_bob.clone()).await;
     assert_eq!(status, 429);
     assert!(
         problem["detail"].as_str().unwrap().contains("agent bot"),
@@ -860,9 +840,9 @@ both_stores!(
             &idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now())),
             json!([{"tool": "crm", "operations": ["read"]}]),
         );
-        let (_, first) = mint(&app, &secret, &body).await;
-        assert_eq!(mint(&app, &secret, &body).await.0, 201);
-        let (status, problem) = mint(&app, &secret, &body).await;
+        let (_, first) = app.agent(&secret).mint_body(body.clone()).await;
+        assert_eq!(app.agent(&secret).mint_body(body.clone()).await.0, 201);
+        let (status, problem) = app.agent(&secret).mint_body(body.clone()).await;
         assert_eq!(status, 409, "{problem}");
         assert!(
             problem["detail"]
@@ -886,15 +866,15 @@ both_stores!(
             200,
         )
         .await;
-        assert_eq!(mint(&app, &secret, &body).await.0, 201);
+        assert_eq!(app.agent(&secret).mint_body(body.clone()).await.0, 201);
         // Expired mandates do not count either.
         app.clock.advance(Duration::seconds(601));
         let later = mint_body(
             &idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now())),
             json!([{"tool": "crm", "operations": ["read"]}]),
         );
-        assert_eq!(mint(&app, &secret, &later).await.0, 201);
-        assert_eq!(mint(&app, &secret, &later).await.0, 201);
+        assert_eq!(app.agent(&secret).mint_body(later.clone()).await.0, 201);
+        assert_eq!(app.agent(&secret).mint_body(later.clone()).await.0, 201);
     }
 );
 
@@ -912,15 +892,15 @@ both_stores!(
         };
         // Three mandates expiring in three different minutes fill the cap.
         for ttl in [60, 480, 540] {
-            let (status, answer) = mint(&app, &secret, &body(ttl)).await;
+            let (status, answer) = app.agent(&secret).mint_body(body(ttl).clone()).await;
             assert_eq!(status, 201, "{answer}");
         }
-        assert_eq!(mint(&app, &secret, &body(300)).await.0, 409);
+        assert_eq!(app.agent(&secret).mint_body(body(300).clone()).await.0, 409);
         // The first has expired: its place is free at once, and its count is forgotten once its
         // minute is five minutes past; the others still count.
         app.clock.advance(Duration::seconds(121));
-        assert_eq!(mint(&app, &secret, &body(300)).await.0, 201);
-        assert_eq!(mint(&app, &secret, &body(300)).await.0, 409);
+        assert_eq!(app.agent(&secret).mint_body(body(300).clone()).await.0, 201);
+        assert_eq!(app.agent(&secret).mint_body(body(300).clone()).await.0, 409);
         let early = app
             .store
             .prune_issuance_counts(app.clock.now())
@@ -935,8 +915,8 @@ both_stores!(
             .await
             .unwrap();
         assert_eq!(pruned, 1, "only the first's minute is long enough past");
-        assert_eq!(mint(&app, &secret, &body(60)).await.0, 201);
-        let (status, problem) = mint(&app, &secret, &body(60)).await;
+        assert_eq!(app.agent(&secret).mint_body(body(60).clone()).await.0, 201);
+        let (status, problem) = app.agent(&secret).mint_body(body(60).clone()).await;
         assert_eq!(status, 409, "three are live again: {problem}");
         assert_eq!(issued_count(&app).await, 5);
     }

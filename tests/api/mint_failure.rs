@@ -2,7 +2,6 @@
 //! the mint answers 503, and when the record cannot be written nothing is issued at all.
 
 use mandate::clock::Clock;
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_stores;
@@ -20,9 +19,7 @@ async fn mint_answers_503_without_a_token_while_postgres_is_down_and_recovers() 
     let (idp, secret) = mint_setup(&app).await;
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
     let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
-    let (status, _) = app
-        .as_token(&secret, Method::POST, "/v1/mandates", Some(body.clone()))
-        .await;
+    let (status, _) = app.agent(&secret).mint_body(body.clone()).await;
     assert_eq!(status, 201);
 
     let cluster = tokio::task::spawn_blocking(move || {
@@ -33,9 +30,7 @@ async fn mint_answers_503_without_a_token_while_postgres_is_down_and_recovers() 
     .unwrap();
     // Each answer waits out the pool's acquire timeout (5 s); one is enough to show it.
     for _ in 0..1 {
-        let response = app
-            .call(Method::POST, "/v1/mandates", Some(&secret), Some(&body))
-            .await;
+        let response = app.agent(&secret).mint_response(&body).await;
         let text = response.text().await.unwrap();
         assert!(
             !text.contains("\"token\""),
@@ -51,9 +46,7 @@ async fn mint_answers_503_without_a_token_while_postgres_is_down_and_recovers() 
         .unwrap();
     let mut recovered = false;
     for _ in 0..50 {
-        let (status, _) = app
-            .as_token(&secret, Method::POST, "/v1/mandates", Some(body.clone()))
-            .await;
+        let (status, _) = app.agent(&secret).mint_body(body.clone()).await;
         if status == 201 {
             recovered = true;
             break;
@@ -93,9 +86,7 @@ both_stores!(
         }
         let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
         let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
-        let response = app
-            .call(Method::POST, "/v1/mandates", Some(&secret), Some(&body))
-            .await;
+        let response = app.agent(&secret).mint_response(&body).await;
         let problem = assert_problem(response, 500).await;
         assert!(problem.get("token").is_none());
         assert!(

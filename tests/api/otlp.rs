@@ -23,6 +23,7 @@ use prost14::Message as _;
 use serde_json::{json, Value};
 
 use crate::cli::{seed_inventory, Running};
+use crate::helpers::callers::MANDATES;
 use crate::helpers::idp::TestIdp;
 
 type Received = Arc<Mutex<Vec<(String, Bytes)>>>;
@@ -152,7 +153,7 @@ async fn with_an_otlp_endpoint_a_mint_is_exported_as_one_trace_and_no_secret_lea
     let client = reqwest::Client::new();
     let mint = |scope: Value| {
         client
-            .post(running.url("/v1/mandates"))
+            .post(running.url(MANDATES))
             .bearer_auth(&secret)
             .json(
                 &json!({"subject_token": jwt, "task": {"description": "Summarise tickets"},
@@ -197,7 +198,7 @@ async fn with_an_otlp_endpoint_a_mint_is_exported_as_one_trace_and_no_secret_lea
     assert_eq!(hex(&request.parent_span_id), caller_span);
     assert_eq!(
         attribute(&request.attributes, "path").as_deref(),
-        Some("/v1/mandates")
+        Some(MANDATES)
     );
     assert_eq!(
         attribute(&request.attributes, "agent").as_deref(),

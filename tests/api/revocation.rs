@@ -538,15 +538,11 @@ async fn a_policy_removed_through_one_replica_stops_mints_through_another_at_onc
         json!([{"tool": "crm", "operations": ["read"]}]),
     );
     // B reads (and keeps) the inventory with its first mint.
-    let (status, _) = b
-        .as_token(&secret, Method::POST, "/v1/mandates", Some(body.clone()))
-        .await;
+    let (status, _) = b.agent(&secret).mint_body(body.clone()).await;
     assert_eq!(status, 201);
     a.admin_ok(Method::DELETE, "/v1/admin/policies/support-crm", None, 204)
         .await;
-    let (status, problem) = b
-        .as_token(&secret, Method::POST, "/v1/mandates", Some(body))
-        .await;
+    let (status, problem) = b.agent(&secret).mint_body(body).await;
     assert_eq!(status, 403, "B still granted a removed policy: {problem}");
 }
 
@@ -631,9 +627,7 @@ async fn a_revoked_mandate_stays_refused_through_the_skew_window_after_its_expir
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
     let mut body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
     body["ttl_seconds"] = json!(5);
-    let (status, minted) = app
-        .as_token(&secret, Method::POST, "/v1/mandates", Some(body))
-        .await;
+    let (status, minted) = app.agent(&secret).mint_body(body).await;
     assert_eq!(status, 201, "{minted}");
     let token = minted["token"].as_str().unwrap();
     let expires: chrono::DateTime<chrono::Utc> =

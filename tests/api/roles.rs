@@ -65,15 +65,11 @@ async fn the_application_role_appends_to_the_audit_trail_and_cannot_change_it() 
     let (idp, secret) = mint_setup(&app).await;
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
     let (status, minted) = app
-        .as_token(
-            &secret,
-            Method::POST,
-            "/v1/mandates",
-            Some(mint_body(
-                &jwt,
-                json!([{"tool": "crm", "operations": ["read"]}]),
-            )),
-        )
+        .agent(&secret)
+        .mint_body(mint_body(
+            &jwt,
+            json!([{"tool": "crm", "operations": ["read"]}]),
+        ))
         .await;
     assert_eq!(status, 201, "{minted}");
 

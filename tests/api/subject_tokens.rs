@@ -17,9 +17,7 @@ async fn revoking_a_principal_refuses_mints_on_the_tokens_issued_before_it() {
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], issued));
     let body = mint_body(&jwt, json!([{"tool": "crm", "operations": ["read"]}]));
     for app in [&a, &b] {
-        let (status, minted) = app
-            .as_token(&secret, Method::POST, "/v1/mandates", Some(body.clone()))
-            .await;
+        let (status, minted) = app.agent(&secret).mint_body(body.clone()).await;
         assert_eq!(status, 201, "{minted}");
     }
     // Revoking one tool of hers is not offboarding: her tokens still mint.
@@ -27,9 +25,7 @@ async fn revoking_a_principal_refuses_mints_on_the_tokens_issued_before_it() {
         "reason": "mail access withdrawn"});
     a.admin_ok(Method::POST, "/v1/admin/revocations", Some(partial), 200)
         .await;
-    let (status, _) = b
-        .as_token(&secret, Method::POST, "/v1/mandates", Some(body.clone()))
-        .await;
+    let (status, _) = b.agent(&secret).mint_body(body.clone()).await;
     assert_eq!(status, 201);
 
     a.clock.advance(chrono::Duration::seconds(1));
@@ -43,9 +39,7 @@ async fn revoking_a_principal_refuses_mints_on_the_tokens_issued_before_it() {
 
     // The same still-valid JWT mints nothing more, through either replica.
     for app in [&a, &b] {
-        let response = app
-            .call(Method::POST, "/v1/mandates", Some(&secret), Some(&body))
-            .await;
+        let response = app.agent(&secret).mint_response(&body).await;
         let problem = assert_problem(response, 401).await;
         assert_eq!(problem["reason"], "principal_revoked", "{problem}");
     }
@@ -56,9 +50,7 @@ async fn revoking_a_principal_refuses_mints_on_the_tokens_issued_before_it() {
         &idp.sign("rsa-1", &claims),
         json!([{"tool": "crm", "operations": ["read"]}]),
     );
-    let response = a
-        .call(Method::POST, "/v1/mandates", Some(&secret), Some(&undated))
-        .await;
+    let response = a.agent(&secret).mint_response(&undated).await;
     assert_eq!(
         assert_problem(response, 401).await["reason"],
         "principal_revoked"
@@ -67,28 +59,20 @@ async fn revoking_a_principal_refuses_mints_on_the_tokens_issued_before_it() {
     a.clock.advance(chrono::Duration::seconds(1));
     let fresh = idp.sign("rsa-1", &idp.claims("alice", &["support"], a.clock.now()));
     let (status, minted) = a
-        .as_token(
-            &secret,
-            Method::POST,
-            "/v1/mandates",
-            Some(mint_body(
-                &fresh,
-                json!([{"tool": "crm", "operations": ["read"]}]),
-            )),
-        )
+        .agent(&secret)
+        .mint_body(mint_body(
+            &fresh,
+            json!([{"tool": "crm", "operations": ["read"]}]),
+        ))
         .await;
     assert_eq!(status, 201, "{minted}");
     let bob = idp.sign("rsa-1", &idp.claims("bob", &["support"], issued));
     let (status, _) = a
-        .as_token(
-            &secret,
-            Method::POST,
-            "/v1/mandates",
-            Some(mint_body(
-                &bob,
-                json!([{"tool": "crm", "operations": ["read"]}]),
-            )),
-        )
+        .agent(&secret)
+        .mint_body(mint_body(
+            &bob,
+            json!([{"tool": "crm", "operations": ["read"]}]),
+        ))
         .await;
     assert_eq!(status, 201);
     let recorded = a
@@ -123,9 +107,7 @@ async fn an_issuer_binds_its_tokens_to_their_client_and_makes_each_mint_once() {
         let app = &app;
         let secret = &secret;
         async move {
-            let response = app
-                .call(Method::POST, "/v1/mandates", Some(secret), Some(&body))
-                .await;
+            let response = app.agent(secret).mint_response(&body).await;
             assert_problem(response, 401).await["reason"].clone()
         }
     };
@@ -139,18 +121,12 @@ async fn an_issuer_binds_its_tokens_to_their_client_and_makes_each_mint_once() {
     assert_eq!(refused(token(Some("bot"), None)).await, "malformed_token");
     // Issued to bot: mints once, and only once.
     let once = token(Some("bot"), Some("j3"));
-    let (status, minted) = app
-        .as_token(&secret, Method::POST, "/v1/mandates", Some(once.clone()))
-        .await;
+    let (status, minted) = app.agent(&secret).mint_body(once.clone()).await;
     assert_eq!(status, 201, "{minted}");
     assert_eq!(refused(once).await, "token_replayed");
     let (status, _) = app
-        .as_token(
-            &secret,
-            Method::POST,
-            "/v1/mandates",
-            Some(token(Some("bot"), Some("j4"))),
-        )
+        .agent(&secret)
+        .mint_body(token(Some("bot"), Some("j4")))
         .await;
     assert_eq!(status, 201);
     let replays = app

@@ -163,9 +163,7 @@ both_stores!(
             &jwt,
             serde_json::json!([{"tool": "crm", "operations": ["write"]}]),
         );
-        let (status, _) = app
-            .as_token(&secret, Method::POST, "/v1/mandates", Some(write))
-            .await;
+        let (status, _) = app.agent(&secret).mint_body(write).await;
         assert_eq!(status, 201);
         assert_eq!(mint_read(&app, &idp, &secret).await.0, 201);
         assert_eq!(live(&app).await, 2);

@@ -21,14 +21,8 @@ async fn metrics_count_mints_denials_revocations_and_store_latency_without_namin
     let app = TestApp::spawn(Backend::Sqlite).await;
     let (idp, secret) = mint_setup(&app).await;
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
-    let mint = |scope: Value, subject: String| {
-        app.as_token(
-            &secret,
-            Method::POST,
-            "/v1/mandates",
-            Some(mint_body(&subject, scope)),
-        )
-    };
+    let agent = app.agent(&secret);
+    let mint = |scope: Value, subject: String| agent.mint_body(mint_body(&subject, scope));
     let read = json!([{"tool": "crm", "operations": ["read"]}]);
     let (status, minted) = mint(read.clone(), jwt.clone()).await;
     assert_eq!(status, 201);

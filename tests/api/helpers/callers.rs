@@ -64,8 +64,21 @@ pub struct AgentClient<'a> {
 impl AgentClient<'_> {
     /// Mints; returns the status and the body.
     pub async fn try_mint(&self, request: &Mint) -> (u16, Value) {
+        self.mint_body(request.body()).await
+    }
+
+    /// Posts `body` as written to `/v1/mandates` (for bodies [`Mint`] does not build, such as
+    /// malformed ones); returns the status and the body.
+    pub async fn mint_body(&self, body: Value) -> (u16, Value) {
         self.app
-            .as_token(&self.secret, Method::POST, MANDATES, Some(request.body()))
+            .as_token(&self.secret, Method::POST, MANDATES, Some(body))
+            .await
+    }
+
+    /// Posts `body` as written to `/v1/mandates`; returns the whole response (for its headers).
+    pub async fn mint_response(&self, body: &Value) -> reqwest::Response {
+        self.app
+            .call(Method::POST, MANDATES, Some(&self.secret), Some(body))
             .await
     }
 
@@ -135,6 +148,18 @@ impl TestApp {
             app: self,
             token: token.to_owned(),
         }
+    }
+
+    /// A verifier of this app's mandates, as a downstream service runs it: the published keys,
+    /// the app's clock, no revocation list.
+    pub fn verifier(&self) -> mandate::verifier::Verifier {
+        let clock: mandate::clock::SharedClock = self.clock.clone();
+        mandate::verifier::Verifier::new(
+            mandate::verifier::VerifierSettings::new(self.base.clone()),
+            std::sync::Arc::new(mandate::verifier::NoRevocations),
+            clock,
+        )
+        .unwrap()
     }
 
     /// Mints `request` as the orchestrator holding `secret` (answered 201); the one way tests

@@ -168,3 +168,26 @@ pub async fn reporter(app: &TestApp, id: &str) -> String {
         .await;
     issued["secret"].as_str().unwrap().to_owned()
 }
+
+/// Registers sub-agent `id` (owner alice) with an Ed25519 key of its own, to attest its hops
+/// with; returns the key.
+pub async fn register_sub_agent(app: &TestApp, id: &str) -> biscuit_auth::KeyPair {
+    let key = biscuit_auth::KeyPair::new();
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/agents",
+        Some(json!({"id": id, "display_name": id, "kind": "sub_agent",
+                    "owner": "alice@example.com"})),
+        201,
+    )
+    .await;
+    let public_key = mandate::token::keys::format_public_key(&key.public());
+    app.admin_ok(
+        Method::POST,
+        &format!("/v1/admin/agents/{id}/keys"),
+        Some(json!({ "public_key": public_key })),
+        201,
+    )
+    .await;
+    key
+}
