@@ -161,35 +161,9 @@ enum KeysCommand {
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config, dev } => {
-            let config = Config::from_env(config.as_deref())?;
-            let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
-            tracing::debug!(?config, "configuration");
-            runtime()?.block_on(async {
-                // Before the socket is bound: a SIGTERM that arrives once /healthz answers must
-                // find its handler, or it would kill the process mid-request.
-                let mut shutdown =
-                    Box::pin(shutdown_signal().context("cannot listen for SIGTERM and SIGINT")?);
-                let options = Options { dev, dev_seed: dev };
-                // A stop during start-up (waiting for Postgres, say) ends it there.
-                let server = tokio::select! {
-                    server = Server::prepare(config, options, Arc::new(SystemClock)) => server?,
-                    () = &mut shutdown => {
-                        tracing::info!("stopped during start-up");
-                        return Ok(());
-                    }
-                };
-                if let Some(walkthrough) = server.walkthrough() {
-                    println!("{walkthrough}");
-                }
-                server.run(shutdown).await.context("server")?;
-                tracing::info!("stopped");
-                Ok(())
-            })
-        }
+        Command::Serve { config, dev } => serve(config, dev),
         Command::Migrate { config } => {
-            let config = Config::from_env(config.as_deref())?;
-            let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
+            let (config, _telemetry) = configured(config)?;
             let report = runtime()?.block_on(startup::migrate(&config))?;
             println!(
                 "migrations: {} applied now, {} known",
@@ -210,27 +184,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::AdminToken {
             command: AdminTokenCommand::Create { name, role, config },
-        } => {
-            let config = Config::from_env(config.as_deref())?;
-            let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
-            let request = NewAdminToken {
-                name,
-                role: match role {
-                    RoleArg::Admin => Role::Admin,
-                    RoleArg::Auditor => Role::Auditor,
-                },
-            };
-            let issued = with_store(&config, async |store| {
-                Ok(issue_admin_token(store, request, "cli", SystemClock.now()).await?)
-            })?;
-            println!("{}", issued.token);
-            eprintln!(
-                "created admin token `{}` (role {}); it is shown only this once",
-                issued.info.name,
-                issued.info.role.as_str()
-            );
-            Ok(())
-        }
+        } => create_admin_token(config, name, role),
         Command::Dev {
             command:
                 DevCommand::Login {
@@ -255,49 +209,107 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { command } => token::run(command),
         Command::Audit {
             command: AuditCommand::Verify { config, witness },
-        } => {
-            let config = Config::from_env(config.as_deref())?;
-            let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
-            let (keys, seal) = startup::audit_keys(&config)?;
-            let report = with_store(&config, async |store| {
-                verify_audit(store, &keys, &seal, witness.as_deref()).await
-            })?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            match report.first_bad {
-                None => Ok(()),
-                Some(bad) => {
-                    anyhow::bail!("audit trail altered at event {}: {}", bad.seq, bad.reason)
-                }
-            }
-        }
+        } => audit_verify(config, witness),
         Command::Audit {
             command:
                 AuditCommand::Checkpoints {
                     command: CheckpointsCommand::Export { config, out },
                 },
-        } => {
-            let config = Config::from_env(config.as_deref())?;
-            let _telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
-            let checkpoints =
-                with_store(&config, async |store| Ok(store.audit_checkpoints().await?))?;
-            match out {
-                Some(path) => {
-                    let appended = audit_witness::append(&path, &checkpoints)?;
-                    eprintln!("appended {appended} checkpoints to {}", path.display());
-                }
-                None => {
-                    for checkpoint in &checkpoints {
-                        println!("{}", serde_json::to_string(&Witnessed::from(checkpoint))?);
-                    }
-                }
-            }
-            Ok(())
-        }
+        } => export_checkpoints(config, out),
         Command::Openapi => {
             println!("{}", api::openapi().to_pretty_json()?);
             Ok(())
         }
     }
+}
+
+/// The configuration from `path` and the environment, with logs and traces set up by it (they
+/// stop when the returned guard is dropped).
+fn configured(path: Option<PathBuf>) -> anyhow::Result<(Config, telemetry::Telemetry)> {
+    let config = Config::from_env(path.as_deref())?;
+    let telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
+    Ok((config, telemetry))
+}
+
+/// `mandate serve`: runs until SIGTERM or SIGINT, then finishes in-flight requests.
+fn serve(path: Option<PathBuf>, dev: bool) -> anyhow::Result<()> {
+    let (config, _telemetry) = configured(path)?;
+    tracing::debug!(?config, "configuration");
+    runtime()?.block_on(async {
+        // Before the socket is bound: a SIGTERM that arrives once /healthz answers must find
+        // its handler, or it would kill the process mid-request.
+        let mut shutdown =
+            Box::pin(shutdown_signal().context("cannot listen for SIGTERM and SIGINT")?);
+        let options = Options { dev, dev_seed: dev };
+        // A stop during start-up (waiting for Postgres, say) ends it there.
+        let server = tokio::select! {
+            server = Server::prepare(config, options, Arc::new(SystemClock)) => server?,
+            () = &mut shutdown => {
+                tracing::info!("stopped during start-up");
+                return Ok(());
+            }
+        };
+        if let Some(walkthrough) = server.walkthrough() {
+            println!("{walkthrough}");
+        }
+        server.run(shutdown).await.context("server")?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// `mandate admin-token create`: prints the token once, on standard output.
+fn create_admin_token(path: Option<PathBuf>, name: String, role: RoleArg) -> anyhow::Result<()> {
+    let (config, _telemetry) = configured(path)?;
+    let request = NewAdminToken {
+        name,
+        role: match role {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Auditor => Role::Auditor,
+        },
+    };
+    let issued = with_store(&config, async |store| {
+        Ok(issue_admin_token(store, request, "cli", SystemClock.now()).await?)
+    })?;
+    println!("{}", issued.token);
+    eprintln!(
+        "created admin token `{}` (role {}); it is shown only this once",
+        issued.info.name,
+        issued.info.role.as_str()
+    );
+    Ok(())
+}
+
+/// `mandate audit verify`: prints the report; fails when the trail was altered.
+fn audit_verify(path: Option<PathBuf>, witness: Option<PathBuf>) -> anyhow::Result<()> {
+    let (config, _telemetry) = configured(path)?;
+    let (keys, seal) = startup::audit_keys(&config)?;
+    let report = with_store(&config, async |store| {
+        verify_audit(store, &keys, &seal, witness.as_deref()).await
+    })?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    match report.first_bad {
+        None => Ok(()),
+        Some(bad) => anyhow::bail!("audit trail altered at event {}: {}", bad.seq, bad.reason),
+    }
+}
+
+/// `mandate audit checkpoints export`: appends to `out`, or prints one JSON line each.
+fn export_checkpoints(path: Option<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let (config, _telemetry) = configured(path)?;
+    let checkpoints = with_store(&config, async |store| Ok(store.audit_checkpoints().await?))?;
+    match out {
+        Some(out) => {
+            let appended = audit_witness::append(&out, &checkpoints)?;
+            eprintln!("appended {appended} checkpoints to {}", out.display());
+        }
+        None => {
+            for checkpoint in &checkpoints {
+                println!("{}", serde_json::to_string(&Witnessed::from(checkpoint))?);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Verifies the audit trail with the configured keys, and against `witness` when given.

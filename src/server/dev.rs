@@ -158,6 +158,31 @@ pub async fn seed(
     now: DateTime<Utc>,
     cap: u32,
 ) -> Result<Option<String>, StoreError> {
+    trust_dev_issuer(store, idp, now).await?;
+    if store.agent(DEV_AGENT).await?.is_some() {
+        return Ok(None);
+    }
+    seed_tools(store, now).await?;
+    seed_orchestrator(store, cap, now).await?;
+    seed_policy(store, cap, now).await?;
+    let secret_path = issue_dev_secret(store, data_dir, now).await?;
+    Ok(Some(walkthrough(&secret_path, &idp.service)))
+}
+
+/// A seeded grant.
+fn grant(tool: &str, operations: &[&str]) -> Grant {
+    Grant {
+        tool: tool.to_owned(),
+        operations: operations.iter().map(|o| o.to_string()).collect(),
+    }
+}
+
+/// Trusts the development issuer, at the address this service listens on now.
+async fn trust_dev_issuer(
+    store: &dyn Store,
+    idp: &DevIdp,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let jwks_uri = format!("{}/jwks.json", idp.issuer);
     match store.issuer(DEV_ISSUER).await? {
         Some(mut issuer) if issuer.issuer_url != idp.issuer => {
@@ -199,13 +224,11 @@ pub async fn seed(
                 .await?;
         }
     }
-    if store.agent(DEV_AGENT).await?.is_some() {
-        return Ok(None);
-    }
-    let grant = |tool: &str, ops: &[&str]| Grant {
-        tool: tool.to_owned(),
-        operations: ops.iter().map(|o| o.to_string()).collect(),
-    };
+    Ok(())
+}
+
+/// The tools `crm` and `calendar`, each offering `read` and `write`.
+async fn seed_tools(store: &dyn Store, now: DateTime<Utc>) -> Result<(), StoreError> {
     for (id, name, kind) in [
         ("crm", "CRM API", ToolKind::Api),
         ("calendar", "Calendar MCP server", ToolKind::McpServer),
@@ -226,6 +249,16 @@ pub async fn seed(
                 .await?;
         }
     }
+    Ok(())
+}
+
+/// The orchestrator `dev-orchestrator`, with a ceiling of CRM reads and writes and calendar
+/// reads.
+async fn seed_orchestrator(
+    store: &dyn Store,
+    cap: u32,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let agent = NewAgent {
         id: DEV_AGENT.to_owned(),
         display_name: "Dev orchestrator".to_owned(),
@@ -244,6 +277,11 @@ pub async fn seed(
     store
         .insert_agent(&agent, store.inventory_guard().await?, &audit)
         .await?;
+    Ok(())
+}
+
+/// The policy `dev-staff`: group `staff` delegates the orchestrator's ceiling to it.
+async fn seed_policy(store: &dyn Store, cap: u32, now: DateTime<Utc>) -> Result<(), StoreError> {
     let policy = NewPolicy {
         id: "dev-staff".to_owned(),
         name: Some("Staff may delegate CRM reads and writes, and calendar reads".to_owned()),
@@ -265,6 +303,16 @@ pub async fn seed(
     store
         .insert_policy(&policy, store.inventory_guard().await?, &audit)
         .await?;
+    Ok(())
+}
+
+/// The orchestrator's secret, recorded as its hash and written to the data directory (mode
+/// 0600); returns where.
+async fn issue_dev_secret(
+    store: &dyn Store,
+    data_dir: &Path,
+    now: DateTime<Utc>,
+) -> Result<PathBuf, StoreError> {
     let secret =
         secrets::generate(AGENT_SECRET_PREFIX).map_err(|e| StoreError::Conflict(e.to_string()))?;
     let info = AgentSecretInfo {
@@ -291,7 +339,7 @@ pub async fn seed(
     write_secret(&secret_path, secret.expose()).map_err(|e| {
         StoreError::Conflict(format!("cannot write {}: {e}", secret_path.display()))
     })?;
-    Ok(Some(walkthrough(&secret_path, &idp.service)))
+    Ok(secret_path)
 }
 
 /// The audit event of one seeded row.

@@ -205,114 +205,101 @@ impl ApiError {
         }])
     }
 
-    /// The problem document for this error.
+    /// The problem document for this error: its kind, its detail, and what only some kinds
+    /// carry (the failed check's `reason`, the `denied` operations, the invalid fields).
     pub fn problem(&self) -> Problem {
+        let (status, code, title) = self.kind();
+        let mut problem = Problem::new(status, code, title, self.detail());
         match self {
-            ApiError::NotFound(detail) => Problem::new(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "Not Found",
-                Some(detail.clone()),
-            ),
-            ApiError::PayloadTooLarge => Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE),
-            ApiError::Unauthorized(detail) => Problem::new(
+            ApiError::SubjectRejected(error) => problem.reason = Some(error.code().to_owned()),
+            ApiError::Denied(denied) => problem.denied = denied.clone(),
+            ApiError::Invalid(errors) => problem.errors = errors.clone(),
+            _ => {}
+        }
+        problem
+    }
+
+    /// The status, the problem type's code and its fixed title.
+    fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not Found"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad Request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::SubjectRejected(_) => (
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
-                Some(detail.clone()),
+                "subject-token-rejected",
+                "Subject Token Rejected",
             ),
-            ApiError::SubjectRejected(error) => {
-                let mut problem = Problem::new(
-                    StatusCode::UNAUTHORIZED,
-                    "subject-token-rejected",
-                    "Subject Token Rejected",
-                    Some(error.to_string()),
-                );
-                problem.reason = Some(error.code().to_owned());
-                problem
-            }
-            ApiError::Denied(denied) => {
-                let mut problem = Problem::new(
-                    StatusCode::FORBIDDEN,
-                    "scope-denied",
-                    "Scope Denied",
-                    Some(
-                        denied
-                            .iter()
-                            .map(|d| {
-                                let reason = serde_json::to_value(d.reason).unwrap_or_default();
-                                format!(
-                                    "{}:{} ({})",
-                                    d.tool,
-                                    d.operation,
-                                    reason.as_str().unwrap_or("")
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    ),
-                );
-                problem.denied = denied.clone();
-                problem
-            }
-            ApiError::Forbidden(detail) => Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "Forbidden",
-                Some(detail.clone()),
+            ApiError::Denied(_) => (StatusCode::FORBIDDEN, "scope-denied", "Scope Denied"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload Too Large",
             ),
-            ApiError::UnsupportedMediaType(detail) => Problem::new(
+            ApiError::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported Media Type",
-                Some(detail.clone()),
             ),
-            ApiError::Invalid(errors) => {
-                let mut problem = Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid",
-                    "Unprocessable Content",
-                    Some(
-                        errors
-                            .iter()
-                            .map(|e| format!("{}: {}", e.field, e.message))
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    ),
-                );
-                problem.errors = errors.clone();
-                problem
-            }
-            ApiError::BadRequest(detail) => Problem::new(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "Bad Request",
-                Some(detail.clone()),
+            ApiError::Invalid(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "Unprocessable Content",
             ),
-            ApiError::Conflict(detail) => Problem::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "Conflict",
-                Some(detail.clone()),
-            ),
-            ApiError::TooManyRequests(_, detail) => Problem::new(
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::TooManyRequests(..) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
                 "Too Many Requests",
-                Some(detail.clone()),
             ),
-            ApiError::Unavailable(detail) => Problem::new(
+            ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service Unavailable",
-                Some(detail.clone()),
             ),
-            ApiError::Internal(_) => Problem::new(
+            ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "Internal Server Error",
-                Some("an internal error occurred; it has been logged".to_owned()),
             ),
+        }
+    }
+
+    /// What went wrong in this occurrence; never an internal cause.
+    fn detail(&self) -> Option<String> {
+        match self {
+            ApiError::NotFound(detail)
+            | ApiError::BadRequest(detail)
+            | ApiError::Unauthorized(detail)
+            | ApiError::Forbidden(detail)
+            | ApiError::UnsupportedMediaType(detail)
+            | ApiError::Conflict(detail)
+            | ApiError::TooManyRequests(_, detail)
+            | ApiError::Unavailable(detail) => Some(detail.clone()),
+            ApiError::SubjectRejected(error) => Some(error.to_string()),
+            ApiError::Denied(denied) => Some(
+                denied
+                    .iter()
+                    .map(|d| {
+                        let reason = serde_json::to_value(d.reason).unwrap_or_default();
+                        let reason = reason.as_str().unwrap_or("");
+                        format!("{}:{} ({reason})", d.tool, d.operation)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            ApiError::Invalid(errors) => Some(
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            ApiError::PayloadTooLarge => None,
+            ApiError::Internal(_) => {
+                Some("an internal error occurred; it has been logged".to_owned())
+            }
         }
     }
 }

@@ -91,24 +91,29 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
-/// Every API route with its OpenAPI description.
+/// Every API route with its OpenAPI description, grouped by who calls it.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        // Anyone: probes, metrics and the published keys.
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(keys::mandate_keys))
         .routes(routes!(keys::agent_keys))
+        // Orchestrators (agent secret): minting, and ending their own mandates.
         .routes(routes!(mandates::create_mandate))
         .routes(routes!(oauth::token))
         .routes(routes!(revocations::revoke))
         .routes(routes!(revocations::complete))
+        // A token's holder: revoking its own branch.
         .routes(routes!(revocations::revoke_branch))
+        // Verifiers and gateways: the revocation feed, introspection, receipts.
         .routes(routes!(revocations::feed))
         .routes(routes!(revocations::stream))
-        .routes(routes!(revocations::bulk))
         .routes(routes!(introspect::introspect))
         .routes(routes!(receipts::report))
+        // Administrators (admin token): bulk revocation, attribution and the admin API.
+        .routes(routes!(revocations::bulk))
         .routes(routes!(receipts::attribution))
         .merge(admin::routes())
 }

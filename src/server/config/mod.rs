@@ -272,122 +272,65 @@ fn validate(s: Settings) -> Result<Config, ConfigError> {
             format!("`{listen_text}` is not an address such as 127.0.0.1:8080"),
         )
     })?;
-
     let database = match s.database_url.as_deref() {
         None | Some("") => Database::Embedded,
         Some(url) => parse_database_url(url)?,
     };
-
-    let database_max_connections = s.database_max_connections.unwrap_or(16);
-    if !(1..=1000).contains(&database_max_connections) {
-        return Err(invalid(
-            "database_max_connections",
-            "must be between 1 and 1000",
-        ));
-    }
-
-    let root_keys = s.root_keys.unwrap_or_default();
-    for (i, key) in root_keys.iter().enumerate() {
-        if root_keys[..i].iter().any(|k| k.kid == key.kid) {
-            return Err(invalid(
-                "root_keys",
-                format!("kid {} is listed twice", key.kid),
-            ));
-        }
-        if key.path.as_os_str().is_empty() {
-            return Err(invalid(
-                "root_keys",
-                format!("kid {} has an empty path", key.kid),
-            ));
-        }
-    }
-    if let Some(kid) = s.active_kid {
-        if !root_keys.iter().any(|k| k.kid == kid) {
-            return Err(invalid(
-                "active_kid",
-                format!("kid {kid} is not among root_keys"),
-            ));
-        }
-    }
-
-    let request_body_limit = s.request_body_limit.unwrap_or(64 * 1024);
-    if !(1024..=16 * 1024 * 1024).contains(&request_body_limit) {
-        return Err(invalid(
-            "request_body_limit",
-            "must be between 1024 and 16777216 bytes",
-        ));
-    }
-    let timeout_ms = s.request_timeout_ms.unwrap_or(10_000);
-    if !(100..=300_000).contains(&timeout_ms) {
-        return Err(invalid(
-            "request_timeout_ms",
-            "must be between 100 and 300000",
-        ));
-    }
-
-    let max_ttl_seconds = s.max_ttl_seconds.unwrap_or(3600);
-    if !(60..=86_400).contains(&max_ttl_seconds) {
-        return Err(invalid("max_ttl_seconds", "must be between 60 and 86400"));
-    }
-    let mint_rate_per_agent = s.mint_rate_per_agent.unwrap_or(600);
-    if !(1..=1_000_000).contains(&mint_rate_per_agent) {
-        return Err(invalid(
-            "mint_rate_per_agent",
-            "must be between 1 and 1000000 mints a minute",
-        ));
-    }
-    let mint_rate_per_principal = s.mint_rate_per_principal.unwrap_or(120);
-    if !(1..=1_000_000).contains(&mint_rate_per_principal) {
-        return Err(invalid(
-            "mint_rate_per_principal",
-            "must be between 1 and 1000000 mints a minute",
-        ));
-    }
-    let max_revocation_streams = s.max_revocation_streams.unwrap_or(1024);
-    if !(1..=100_000).contains(&max_revocation_streams) {
-        return Err(invalid(
-            "max_revocation_streams",
-            "must be between 1 and 100000",
-        ));
-    }
-    let max_live_mandates_per_agent = s.max_live_mandates_per_agent.unwrap_or(10_000);
-    if !(1..=10_000_000).contains(&max_live_mandates_per_agent) {
-        return Err(invalid(
-            "max_live_mandates_per_agent",
-            "must be between 1 and 10000000",
-        ));
-    }
-    let admin_token = match (s.admin_token, s.admin_token_file) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "admin_token",
-                "set MANDATE_ADMIN_TOKEN or admin_token_file, not both",
-            ))
-        }
-        (Some(token), None) => {
-            if !is_strong_admin_token(token.expose()) {
-                return Err(invalid("MANDATE_ADMIN_TOKEN", ADMIN_TOKEN_SHAPE));
-            }
-            Some(AdminTokenSource::Value(token))
-        }
-        (None, Some(path)) => Some(AdminTokenSource::File(path)),
-        (None, None) => None,
-    };
-
-    let log = s.log.unwrap_or_else(|| "info".to_owned());
-    tracing_subscriber::EnvFilter::try_new(&log)
-        .map_err(|e| invalid("log", format!("not a log filter: {e}")))?;
-    let log_format = match s.log_format.as_deref().unwrap_or("text") {
-        "text" => LogFormat::Text,
-        "json" => LogFormat::Json,
-        other => {
-            return Err(invalid(
-                "log_format",
-                format!("`{other}` is not `text` or `json`"),
-            ))
-        }
-    };
-
+    // Checked in this order: with several wrong, the first is the one reported.
+    let database_max_connections = bounded(
+        "database_max_connections",
+        s.database_max_connections,
+        16,
+        1..=1000,
+        "",
+    )?;
+    let root_keys = root_keys(s.root_keys.unwrap_or_default(), s.active_kid)?;
+    let request_body_limit = bounded(
+        "request_body_limit",
+        s.request_body_limit,
+        64 * 1024,
+        1024..=16 * 1024 * 1024,
+        " bytes",
+    )?;
+    let timeout_ms = bounded(
+        "request_timeout_ms",
+        s.request_timeout_ms,
+        10_000,
+        100..=300_000,
+        "",
+    )?;
+    let max_ttl_seconds = bounded("max_ttl_seconds", s.max_ttl_seconds, 3600, 60..=86_400, "")?;
+    let per_minute = " mints a minute";
+    let mint_rate_per_agent = bounded(
+        "mint_rate_per_agent",
+        s.mint_rate_per_agent,
+        600,
+        1..=1_000_000,
+        per_minute,
+    )?;
+    let mint_rate_per_principal = bounded(
+        "mint_rate_per_principal",
+        s.mint_rate_per_principal,
+        120,
+        1..=1_000_000,
+        per_minute,
+    )?;
+    let max_revocation_streams = bounded(
+        "max_revocation_streams",
+        s.max_revocation_streams,
+        1024,
+        1..=100_000,
+        "",
+    )?;
+    let max_live_mandates_per_agent = bounded(
+        "max_live_mandates_per_agent",
+        s.max_live_mandates_per_agent,
+        10_000,
+        1..=10_000_000,
+        "",
+    )?;
+    let admin_token = admin_token(s.admin_token, s.admin_token_file)?;
+    let (log, log_format) = logging(s.log, s.log_format.as_deref())?;
     Ok(Config {
         listen,
         database,
@@ -408,6 +351,97 @@ fn validate(s: Settings) -> Result<Config, ConfigError> {
         max_revocation_streams,
         max_live_mandates_per_agent,
     })
+}
+
+/// `value`, or `default` when it is unset; either way within `range` (the message names the
+/// bounds, then `unit`).
+fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
+    setting: &str,
+    value: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<T, ConfigError> {
+    let value = value.unwrap_or(default);
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(
+            setting,
+            format!(
+                "must be between {} and {}{unit}",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
+/// The root key files: each kid once, each with a path, the active kid among them.
+fn root_keys(
+    keys: Vec<RootKeyFile>,
+    active_kid: Option<u32>,
+) -> Result<Vec<RootKeyFile>, ConfigError> {
+    for (i, key) in keys.iter().enumerate() {
+        if keys[..i].iter().any(|k| k.kid == key.kid) {
+            return Err(invalid(
+                "root_keys",
+                format!("kid {} is listed twice", key.kid),
+            ));
+        }
+        if key.path.as_os_str().is_empty() {
+            return Err(invalid(
+                "root_keys",
+                format!("kid {} has an empty path", key.kid),
+            ));
+        }
+    }
+    if let Some(kid) = active_kid {
+        if !keys.iter().any(|k| k.kid == kid) {
+            return Err(invalid(
+                "active_kid",
+                format!("kid {kid} is not among root_keys"),
+            ));
+        }
+    }
+    Ok(keys)
+}
+
+/// The bootstrap admin token: a strong value or a file, not both.
+fn admin_token(
+    value: Option<Secret>,
+    file: Option<PathBuf>,
+) -> Result<Option<AdminTokenSource>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            "admin_token",
+            "set MANDATE_ADMIN_TOKEN or admin_token_file, not both",
+        )),
+        (Some(token), None) if !is_strong_admin_token(token.expose()) => {
+            Err(invalid("MANDATE_ADMIN_TOKEN", ADMIN_TOKEN_SHAPE))
+        }
+        (Some(token), None) => Ok(Some(AdminTokenSource::Value(token))),
+        (None, Some(path)) => Ok(Some(AdminTokenSource::File(path))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The log filter (it must parse) and format.
+fn logging(log: Option<String>, format: Option<&str>) -> Result<(String, LogFormat), ConfigError> {
+    let log = log.unwrap_or_else(|| "info".to_owned());
+    tracing_subscriber::EnvFilter::try_new(&log)
+        .map_err(|e| invalid("log", format!("not a log filter: {e}")))?;
+    let format = match format.unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(invalid(
+                "log_format",
+                format!("`{other}` is not `text` or `json`"),
+            ))
+        }
+    };
+    Ok((log, format))
 }
 
 /// What a configured admin token must look like.

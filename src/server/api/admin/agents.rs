@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::answers::{snapshot, with_revoked, WithRevoked};
+use super::answers::{audit_json, with_revoked, WithRevoked};
 use super::auth::{Reader, Writer};
 use super::lifecycle::{save, transition, Administered};
 use super::references::{check_grants, still_used};
@@ -79,7 +79,7 @@ pub async fn create_agent(
         "agent.created",
         format!("agent:{}", agent.id),
         None,
-        snapshot(&agent),
+        audit_json(&agent),
     );
     state.store.insert_agent(&agent, guard, &audit).await?;
     Ok((StatusCode::CREATED, Json(agent)))

@@ -35,6 +35,6 @@ pub(super) fn with_revoked<T>(changed: axum::Json<T>, revoked: usize) -> WithRev
 }
 
 /// A value as JSON for an audit event's before/after.
-pub(super) fn snapshot<T: Serialize>(value: &T) -> Option<serde_json::Value> {
+pub(super) fn audit_json<T: Serialize>(value: &T) -> Option<serde_json::Value> {
     serde_json::to_value(value).ok()
 }

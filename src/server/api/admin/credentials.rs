@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use uuid::Uuid;
 
-use super::answers::{shown_once, snapshot, ShownOnce};
+use super::answers::{audit_json, shown_once, ShownOnce};
 use super::auth::{Caller, Writer};
 use super::lifecycle::Administered;
 use crate::server::api::extract::ApiJson;
@@ -59,8 +59,8 @@ async fn new_secret(
         &caller.actor(),
         action,
         format!("agent:{id}"),
-        before.as_ref().and_then(snapshot),
-        snapshot(&info),
+        before.as_ref().and_then(audit_json),
+        audit_json(&info),
     );
     state
         .store
@@ -130,7 +130,7 @@ pub async fn revoke_secret(
         &caller.actor(),
         "agent.secret_revoked",
         format!("agent:{id}"),
-        before.as_ref().and_then(snapshot),
+        before.as_ref().and_then(audit_json),
         None,
     );
     state
@@ -173,7 +173,7 @@ pub async fn add_key(
         "agent.key_added",
         format!("agent:{id}"),
         None,
-        snapshot(&key),
+        audit_json(&key),
     );
     state.store.insert_agent_key(&key, &audit).await?;
     Ok((StatusCode::CREATED, Json(key)))
@@ -206,7 +206,7 @@ pub async fn remove_key(
         &caller.actor(),
         "agent.key_removed",
         format!("agent:{id}"),
-        snapshot(&before),
+        audit_json(&before),
         None,
     );
     state

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::answers::{snapshot, with_revoked, WithRevoked};
+use super::answers::{audit_json, with_revoked, WithRevoked};
 use super::auth::{Reader, Writer};
 use super::lifecycle::{save, transition, Administered};
 use crate::server::api::extract::{ApiJson, ApiQuery};
@@ -58,7 +58,7 @@ pub async fn create_issuer(
         "issuer.created",
         format!("issuer:{}", issuer.id),
         None,
-        snapshot(&issuer),
+        audit_json(&issuer),
     );
     state.store.insert_issuer(&issuer, guard, &audit).await?;
     Ok((StatusCode::CREATED, Json(issuer)))

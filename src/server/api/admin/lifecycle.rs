@@ -8,7 +8,7 @@ use std::future::Future;
 use axum::Json;
 use serde::Serialize;
 
-use super::answers::snapshot;
+use super::answers::audit_json;
 use super::auth::Caller;
 use crate::server::error::ApiError;
 use crate::server::model::agent::Agent;
@@ -57,8 +57,8 @@ pub(super) async fn save<R: Administered>(
         &caller.actor(),
         action,
         format!("{}:{}", R::Status::KIND, after.id()),
-        snapshot(&before),
-        snapshot(&after),
+        audit_json(&before),
+        audit_json(&after),
     );
     R::write(state, &after, guard, &audit).await?;
     Ok(Json(after))

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::answers::{snapshot, with_revoked, WithRevoked};
+use super::answers::{audit_json, with_revoked, WithRevoked};
 use super::auth::{Reader, Writer};
 use super::references::{check_agents, check_grants};
 use crate::server::api::extract::{ApiJson, ApiQuery};
@@ -102,7 +102,7 @@ pub async fn create_policy(
         "policy.created",
         format!("policy:{}", policy.id),
         None,
-        snapshot(&policy),
+        audit_json(&policy),
     );
     state.store.insert_policy(&policy, guard, &audit).await?;
     Ok((StatusCode::CREATED, Json(policy)))
@@ -178,8 +178,8 @@ pub async fn update_policy(
         &caller.actor(),
         "policy.updated",
         format!("policy:{id}"),
-        snapshot(&before),
-        snapshot(&after),
+        audit_json(&before),
+        audit_json(&after),
     );
     state.store.update_policy(&after, guard, &audit).await?;
     let revoked = revoke_ungranted(&state, &caller.actor()).await?;
@@ -208,7 +208,7 @@ pub async fn delete_policy(
         &caller.actor(),
         "policy.deleted",
         format!("policy:{id}"),
-        snapshot(&before),
+        audit_json(&before),
         None,
     );
     state

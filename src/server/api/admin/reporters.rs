@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::answers::{shown_once, snapshot, ShownOnce};
+use super::answers::{audit_json, shown_once, ShownOnce};
 use super::auth::{Caller, Reader, Writer};
 use crate::server::api::extract::{ApiJson, ApiQuery};
 use crate::server::api::problems::{ActionErrors, CreateErrors, ListErrors};
@@ -46,7 +46,7 @@ pub async fn create_reporter(
         "reporter.created",
         format!("reporter:{}", reporter.id),
         None,
-        snapshot(&reporter),
+        audit_json(&reporter),
     );
     state
         .store
@@ -107,8 +107,8 @@ async fn save(
         &caller.actor(),
         action,
         format!("reporter:{}", after.id),
-        snapshot(&before),
-        snapshot(&after),
+        audit_json(&before),
+        audit_json(&after),
     );
     let hash = secret.map(Secret::hash);
     state

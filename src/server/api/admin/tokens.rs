@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::answers::{shown_once, snapshot, ShownOnce};
+use super::answers::{audit_json, shown_once, ShownOnce};
 use super::auth::{Reader, Writer};
 use crate::server::admin_tokens::issue_admin_token;
 use crate::server::api::extract::{ApiJson, ApiQuery};
@@ -101,8 +101,8 @@ pub async fn revoke_token(
         &caller.actor(),
         "admin_token.revoked",
         format!("admin_token:{}", before.name),
-        snapshot(&before),
-        snapshot(&after),
+        audit_json(&before),
+        audit_json(&after),
     );
     state.store.revoke_admin_token(id, now, &audit).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::agents::ForceQuery;
-use super::answers::{snapshot, with_revoked, WithRevoked};
+use super::answers::{audit_json, with_revoked, WithRevoked};
 use super::auth::{Reader, Writer};
 use super::lifecycle::{save, transition, Administered};
 use super::references::{all_agents, still_used};
@@ -97,7 +97,7 @@ pub async fn create_tool(
         "tool.created",
         format!("tool:{}", tool.id),
         None,
-        snapshot(&tool),
+        audit_json(&tool),
     );
     state.store.insert_tool(&tool, guard, &audit).await?;
     Ok((StatusCode::CREATED, Json(tool)))
