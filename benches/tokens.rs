@@ -55,6 +55,7 @@ fn spec() -> MandateSpec {
             })
             .collect(),
         expires_at: now() + Duration::minutes(15),
+        constraints: vec![],
     }
 }
 
@@ -186,6 +187,7 @@ fn policies(c: &mut Criterion) {
             .map(|i| Grant {
                 tool: format!("tool-{i}"),
                 operations: vec!["read".into(), "write".into()],
+                constraints: Default::default(),
             })
             .collect()
     };

@@ -12,6 +12,7 @@ use clap::Subcommand;
 use mandate::clock::{Clock, ManualClock, SystemClock};
 use mandate::token::attenuate::{attenuate, Attenuation};
 use mandate::token::attest::attest;
+use mandate::token::constraints::{valid_path, ArgConstraint, Constraint};
 use mandate::token::inspect::inspect;
 use mandate::token::keys::{AgentKeysDocument, KeysDocument};
 use mandate::token::verify::{verify_with, AccessRequest, AgentKeys, Trust, VerifyOptions};
@@ -38,6 +39,10 @@ pub enum TokenCommand {
         /// The agent that will hold the derived token.
         #[arg(long)]
         delegate: Option<String>,
+        /// Constrain an argument, `tool:operation:argument=CONSTRAINT` with the constraint as
+        /// JSON, e.g. `github:issues.create:repo={"prefix":"acme/web"}` (repeatable).
+        #[arg(long = "constrain")]
+        constraints: Vec<String>,
     },
     /// Attest a hop: sign it with the agent's registered Ed25519 key (PKCS#8 PEM).
     Attest {
@@ -119,6 +124,36 @@ fn parse_right(text: &str) -> anyhow::Result<Right> {
     })
 }
 
+/// `tool:operation:argument={"prefix":"acme/"}`.
+fn parse_constraint(text: &str) -> anyhow::Result<ArgConstraint> {
+    let usage = || format!("`{text}` is not `tool:operation:argument=CONSTRAINT`");
+    let (target, constraint) = text.split_once('=').with_context(usage)?;
+    let mut parts = target.splitn(3, ':');
+    let (Some(tool), Some(operation), Some(argument)) = (parts.next(), parts.next(), parts.next())
+    else {
+        bail!(usage());
+    };
+    let constraint: Constraint = serde_json::from_str(constraint).with_context(|| {
+        format!(
+            "`{constraint}` is not a constraint: one of {{\"equals\":V}}, {{\"one_of\":[…]}}, \
+             {{\"prefix\":S}}, {{\"glob\":S}}, {{\"range\":{{\"min\":N,\"max\":N}}}}, \
+             {{\"max_length\":N}}"
+        )
+    })?;
+    if !valid_path(argument) {
+        bail!("`{argument}` is not an argument path (dot-joined segments of [A-Za-z0-9_-])");
+    }
+    if let Some(problem) = constraint.problem() {
+        bail!("the constraint on `{argument}`: {problem}");
+    }
+    Ok(ArgConstraint {
+        tool: tool.to_owned(),
+        operation: operation.to_owned(),
+        argument: argument.to_owned(),
+        constraint,
+    })
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &PathBuf) -> anyhow::Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -134,6 +169,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             resources,
             expires_in,
             delegate,
+            constraints,
         } => {
             let token = read_token(input.as_ref())?;
             let attenuation = Attenuation {
@@ -150,6 +186,10 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 resources: (!resources.is_empty()).then_some(resources),
                 expires_at: expires_in.map(|s| SystemClock.now() + Duration::seconds(s)),
                 delegate,
+                constraints: constraints
+                    .iter()
+                    .map(|c| parse_constraint(c))
+                    .collect::<Result<_, _>>()?,
             };
             println!("{}", attenuate(&token, &attenuation)?);
         }

@@ -174,6 +174,7 @@ fn grant(tool: &str, operations: &[&str]) -> Grant {
     Grant {
         tool: tool.to_owned(),
         operations: operations.iter().map(|o| o.to_string()).collect(),
+        constraints: Default::default(),
     }
 }
 

@@ -32,6 +32,7 @@ use super::store::{
     new_id, AuditOutcome, InventoryGuard, Issuance, NewAuditEvent, NewMandate, StoreError,
 };
 use super::telemetry::MintOutcome;
+use crate::token::constraints::{stated, ArgConstraint, MAX_CONSTRAINTS};
 use crate::token::mint::{mint as mint_token, MandateSpec, Minted};
 use crate::token::{Right, TokenError};
 use tracing::Instrument;
@@ -78,6 +79,10 @@ pub struct Issued {
     pub expires_at: DateTime<Utc>,
     /// The granted rights.
     pub scope: Vec<Right>,
+    /// The constraints on the granted operations' arguments (from the agent's ceiling, the
+    /// policy and the request), all of which the mandate enforces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<ArgConstraint>,
     /// The authority block's revocation id, hex.
     pub revocation_id: String,
 }
@@ -357,6 +362,14 @@ async fn decide(
         confirm(state, inventory).await?;
         return Err(Failure::Refused(MintError::Denied(Vec::new())));
     };
+    if stated(&evaluation.constraints) > MAX_CONSTRAINTS {
+        return Err(Failure::Refused(MintError::Invalid(Invalid::field(
+            "scope",
+            format!(
+                "the granted operations carry more than {MAX_CONSTRAINTS} argument constraints"
+            ),
+        ))));
+    }
     let requested_ttl = request.ttl_seconds.and_then(|t| u32::try_from(t).ok());
     let cap = state.config.max_ttl_seconds;
     let ttl = mandate_ttl(requested_ttl, policy_ttl, agent.max_ttl_seconds, cap);
@@ -374,6 +387,7 @@ async fn decide(
         agent_id: agent.id.clone(),
         rights: evaluation.granted.clone(),
         expires_at: now + Duration::seconds(i64::from(ttl)),
+        constraints: evaluation.constraints.clone(),
     };
     let (minted, kid) = sign(state, &spec)?;
     let issued = Issued {
@@ -381,6 +395,7 @@ async fn decide(
         mandate_id,
         expires_at: spec.expires_at,
         scope: evaluation.granted.clone(),
+        constraints: evaluation.constraints.clone(),
         revocation_id: hex::encode(&minted.revocation_id),
     };
     let record = Record {
@@ -537,7 +552,8 @@ async fn record_issuance(state: &AppState, agent: &Agent, record: Record) -> Res
         outcome: AuditOutcome::Success,
         details: json!({
             "principal": record.principal, "agent": agent.id, "task_id": spec.task_id,
-            "scope": spec.rights, "expires_at": spec.expires_at, "kid": record.kid,
+            "scope": spec.rights, "constraints": spec.constraints,
+            "expires_at": spec.expires_at, "kid": record.kid,
             "revocation_id": hex::encode(&record.revocation_id),
         }),
     };

@@ -12,6 +12,7 @@ use super::model::agent::{Agent, AgentStatus};
 use super::model::policy::Policy;
 use super::model::tool::{Tool, ToolStatus};
 use super::model::Grant;
+use crate::token::constraints::{ArgConstraint, Constraint};
 
 /// One tool operation an agent can reach, and the policies that allow it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -66,10 +67,12 @@ pub enum DenialReason {
     ToolInactive,
     /// The tool offers no such operation.
     UnknownOperation,
-    /// The agent's ceiling does not include it.
+    /// The agent's ceiling does not include it, or allows looser arguments than asked.
     OutsideAgentCeiling,
     /// No enabled policy grants it to this agent for this principal.
     NoPolicy,
+    /// Policies grant it, but each allows an argument only within less than was asked.
+    ArgumentsLooserThanPolicy,
 }
 
 /// One refused operation and why.
@@ -81,6 +84,21 @@ pub struct Denial {
     pub operation: String,
     /// Why it is refused.
     pub reason: DenialReason,
+    /// The argument asked for more loosely than the ceiling or a policy allows, and what
+    /// they allow of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argument: Option<ArgumentDenial>,
+}
+
+/// An argument asked for more loosely than allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ArgumentDenial {
+    /// The argument's path.
+    pub name: String,
+    /// What was asked of it.
+    pub requested: Constraint,
+    /// What the ceiling or the closest policy allows of it.
+    pub allowed: Constraint,
 }
 
 /// The outcome of evaluating a requested scope.
@@ -88,6 +106,9 @@ pub struct Denial {
 pub struct Evaluation {
     /// The granted rights, sorted (empty when anything is denied).
     pub granted: Vec<crate::token::Right>,
+    /// The argument constraints the mandate carries: for each granted right, those of the
+    /// ceiling, of the policy it is granted under, and of the request, all of which hold.
+    pub constraints: Vec<ArgConstraint>,
     /// Every refused operation, in request order.
     pub denied: Vec<Denial>,
     /// The longest TTL the policies behind the grants allow: for each right the most generous
@@ -107,24 +128,54 @@ pub struct GrantedBy {
     pub operation: String,
     /// The ids of the policies granting it.
     pub policies: Vec<String>,
+    /// The argument constraints the mandate carries on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<(String, Constraint)>,
 }
 
 impl GrantedBy {
-    /// Whether one of the policies that granted this right still does, for `agent_id`.
+    /// Whether one of the policies that granted this right still does, for `agent_id`, with
+    /// no constraint the mandate does not already carry.
     pub fn still_granted(&self, agent_id: &str, policies: &[Policy]) -> bool {
         policies.iter().any(|p| {
             self.policies.contains(&p.id)
                 && p.enabled
                 && p.agents.covers(agent_id)
-                && p.grants
-                    .iter()
-                    .any(|g| g.tool == self.tool && g.operations.contains(&self.operation))
+                && p.grants.iter().any(|g| {
+                    g.tool == self.tool
+                        && g.operations.contains(&self.operation)
+                        && g.constraints.iter().all(|(name, rule)| {
+                            self.constraints
+                                .iter()
+                                .any(|(carried, c)| carried == name && c.implies(rule))
+                        })
+                })
         })
     }
 }
 
+/// The first argument `requested` asks for more loosely than `rules` allow.
+fn looser(
+    requested: &BTreeMap<String, Constraint>,
+    rules: &BTreeMap<String, Constraint>,
+) -> Option<ArgumentDenial> {
+    requested.iter().find_map(|(name, asked)| {
+        let rule = rules.get(name)?;
+        (!asked.implies(rule)).then(|| ArgumentDenial {
+            name: name.clone(),
+            requested: asked.clone(),
+            allowed: rule.clone(),
+        })
+    })
+}
+
 /// Evaluates `requested` for `agent` acting for `principal`. All or nothing: one denied
 /// operation denies the request, and every denied operation is reported.
+///
+/// An operation's arguments are constrained by the agent's ceiling, by the policy it is
+/// granted under and by the request; a request may narrow an argument, never loosen one the
+/// ceiling or a policy constrains. Of the policies a request fits, the one constraining the
+/// fewest arguments is chosen, and the mandate carries all three sets of constraints.
 pub fn evaluate(
     principal: &Principal,
     agent: &Agent,
@@ -137,65 +188,115 @@ pub fn evaluate(
         .filter(|p| p.enabled && p.agents.covers(&agent.id) && covers_principal(p, principal))
         .collect();
     let mut granted = Vec::new();
+    let mut constraints = Vec::new();
     let mut denied = Vec::new();
     let mut policy_ttl: Option<u32> = None;
     let mut granted_by = Vec::new();
     for grant in requested {
         let tool = tools.iter().find(|t| t.id == grant.tool);
         for operation in &grant.operations {
-            let deny = |reason| Denial {
+            let deny = |reason, argument| Denial {
                 tool: grant.tool.clone(),
                 operation: operation.clone(),
                 reason,
+                argument,
             };
             let Some(tool) = tool else {
-                denied.push(deny(DenialReason::UnknownTool));
+                denied.push(deny(DenialReason::UnknownTool, None));
                 continue;
             };
+            let ceiling = agent
+                .ceiling
+                .iter()
+                .find(|g| g.tool == tool.id && g.operations.contains(operation));
             if tool.status != ToolStatus::Active {
-                denied.push(deny(DenialReason::ToolInactive));
-            } else if !tool.operations.contains(operation) {
-                denied.push(deny(DenialReason::UnknownOperation));
-            } else if !ceiling_allows(agent, &tool.id, operation) {
-                denied.push(deny(DenialReason::OutsideAgentCeiling));
-            } else {
-                let granting: Vec<&&Policy> = applicable
+                denied.push(deny(DenialReason::ToolInactive, None));
+                continue;
+            }
+            if !tool.operations.contains(operation) {
+                denied.push(deny(DenialReason::UnknownOperation, None));
+                continue;
+            }
+            let Some(ceiling) = ceiling else {
+                denied.push(deny(DenialReason::OutsideAgentCeiling, None));
+                continue;
+            };
+            if let Some(argument) = looser(&grant.constraints, &ceiling.constraints) {
+                denied.push(deny(DenialReason::OutsideAgentCeiling, Some(argument)));
+                continue;
+            }
+            let granting: Vec<(&Policy, &Grant)> = applicable
+                .iter()
+                .filter_map(|p| {
+                    p.grants
+                        .iter()
+                        .find(|g| g.tool == tool.id && g.operations.contains(operation))
+                        .map(|g| (*p, g))
+                })
+                .collect();
+            if granting.is_empty() {
+                denied.push(deny(DenialReason::NoPolicy, None));
+                continue;
+            }
+            let fitting: Vec<&(&Policy, &Grant)> = granting
+                .iter()
+                .filter(|(_, g)| looser(&grant.constraints, &g.constraints).is_none())
+                .collect();
+            let Some((_, chosen)) = fitting.iter().min_by_key(|(_, g)| g.constraints.len()) else {
+                let argument = granting
                     .iter()
-                    .filter(|p| {
-                        p.grants.iter().any(|g| {
-                            g.tool == tool.id && g.operations.iter().any(|o| o == operation)
-                        })
-                    })
-                    .collect();
-                match granting.iter().map(|p| p.max_ttl_seconds).max() {
-                    None => denied.push(deny(DenialReason::NoPolicy)),
-                    Some(ttl) => {
-                        policy_ttl = Some(policy_ttl.map_or(ttl, |t| t.min(ttl)));
-                        granted.push(crate::token::Right {
-                            tool: tool.id.clone(),
-                            operation: operation.clone(),
-                        });
-                        granted_by.push(GrantedBy {
-                            tool: tool.id.clone(),
-                            operation: operation.clone(),
-                            policies: granting.iter().map(|p| p.id.clone()).collect(),
-                        });
-                    }
+                    .find_map(|(_, g)| looser(&grant.constraints, &g.constraints));
+                denied.push(deny(DenialReason::ArgumentsLooserThanPolicy, argument));
+                continue;
+            };
+            let ttl = fitting.iter().map(|(p, _)| p.max_ttl_seconds).max();
+            if let Some(ttl) = ttl {
+                policy_ttl = Some(policy_ttl.map_or(ttl, |t| t.min(ttl)));
+            }
+            let mut carried: Vec<(String, Constraint)> = Vec::new();
+            for (name, c) in ceiling
+                .constraints
+                .iter()
+                .chain(&chosen.constraints)
+                .chain(&grant.constraints)
+            {
+                if !carried.iter().any(|(n, d)| n == name && d == c) {
+                    carried.push((name.clone(), c.clone()));
                 }
             }
+            constraints.extend(carried.iter().map(|(name, c)| ArgConstraint {
+                tool: tool.id.clone(),
+                operation: operation.clone(),
+                argument: name.clone(),
+                constraint: c.clone(),
+            }));
+            granted.push(crate::token::Right {
+                tool: tool.id.clone(),
+                operation: operation.clone(),
+            });
+            granted_by.push(GrantedBy {
+                tool: tool.id.clone(),
+                operation: operation.clone(),
+                policies: fitting.iter().map(|(p, _)| p.id.clone()).collect(),
+                constraints: carried,
+            });
         }
     }
     if !denied.is_empty() {
         granted.clear();
         granted_by.clear();
+        constraints.clear();
         policy_ttl = None;
     }
     granted.sort();
     granted.dedup();
     granted_by.sort_by(|a, b| (&a.tool, &a.operation).cmp(&(&b.tool, &b.operation)));
     granted_by.dedup_by(|a, b| a.tool == b.tool && a.operation == b.operation);
+    constraints.sort();
+    constraints.dedup();
     Evaluation {
         granted,
+        constraints,
         denied,
         policy_ttl,
         granted_by,
@@ -266,6 +367,7 @@ mod tests {
         Grant {
             tool: tool.into(),
             operations: ops.iter().map(|o| o.to_string()).collect(),
+            constraints: Default::default(),
         }
     }
 

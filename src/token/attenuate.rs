@@ -9,6 +9,7 @@ use biscuit_auth::builder::Term;
 use biscuit_auth::{BlockBuilder, UnverifiedBiscuit};
 use chrono::{DateTime, Utc};
 
+use super::constraints::{compile, valid_path, ArgConstraint, MAX_CONSTRAINTS};
 use super::{Right, TokenError};
 
 /// How to narrow a mandate. Every part is optional; at least one must be given.
@@ -22,17 +23,8 @@ pub struct Attenuation {
     pub expires_at: Option<DateTime<Utc>>,
     /// The agent that will hold the derived token.
     pub delegate: Option<String>,
-}
-
-/// Whether a value can be stated in a block and read back: verifiers read hops from printed
-/// block source, which the Biscuit library does not escape, so quotes, backslashes and
-/// control characters are refused here rather than making the derived token unverifiable.
-fn printable(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 256
-        && !value
-            .chars()
-            .any(|c| c == '"' || c == '\\' || c.is_control())
+    /// Further constraints on the arguments of calls (empty: none added).
+    pub constraints: Vec<ArgConstraint>,
 }
 
 /// Datalog source and parameters of an attenuation block.
@@ -49,7 +41,7 @@ fn block(attenuation: &Attenuation) -> Result<BlockBuilder, TokenError> {
                 .flat_map(|r| [&r.tool, &r.operation]),
         );
     for value in values {
-        if !printable(value) {
+        if !super::printable(value) {
             return Err(TokenError::Malformed);
         }
     }
@@ -99,10 +91,35 @@ fn block(attenuation: &Attenuation) -> Result<BlockBuilder, TokenError> {
         let secs = u64::try_from(expires.timestamp()).map_err(|_| TokenError::Time)?;
         params.insert("expires".to_owned(), Term::Date(secs));
     }
-    if source.is_empty() {
+    if source.is_empty() && attenuation.constraints.is_empty() {
         return Err(TokenError::EmptyAttenuation);
     }
-    Ok(BlockBuilder::new().code_with_params(source, params, HashMap::new())?)
+    let mut builder = BlockBuilder::new().code_with_params(source, params, HashMap::new())?;
+    for compiled in constrained(&attenuation.constraints)? {
+        builder = builder.fact(compiled.fact)?.check(compiled.check)?;
+    }
+    Ok(builder)
+}
+
+/// The facts and checks of argument constraints, refused unless a block can state them.
+pub(crate) fn constrained(
+    constraints: &[ArgConstraint],
+) -> Result<Vec<super::constraints::Compiled>, TokenError> {
+    let mut all = Vec::new();
+    for c in constraints {
+        let names = [&c.tool, &c.operation, &c.argument];
+        if !names.iter().all(|s| super::printable(s))
+            || !valid_path(&c.argument)
+            || c.constraint.problem().is_some()
+        {
+            return Err(TokenError::Malformed);
+        }
+        all.extend(compile(c)?);
+    }
+    if all.len() > MAX_CONSTRAINTS {
+        return Err(TokenError::Malformed);
+    }
+    Ok(all)
 }
 
 /// Appends an attenuation block to `token` (base64) and returns the derived token.

@@ -6,6 +6,7 @@ use biscuit_auth::datalog::SymbolTable;
 use biscuit_auth::format::schema::{self, term::Content};
 use chrono::{DateTime, Utc};
 
+use super::constraints::{read_fact, ArgConstraint};
 use super::{Right, TokenError, SCHEMA_VERSION};
 
 /// What the authority block states.
@@ -25,6 +26,8 @@ pub struct Authority {
     pub rights: Vec<Right>,
     /// `expires($date)`.
     pub expires_at: DateTime<Utc>,
+    /// Every `constraint(…)`, in order.
+    pub constraints: Vec<ArgConstraint>,
 }
 
 /// Reads the mandate/v1 facts of `block`: exactly one of each single-valued fact, any number
@@ -45,6 +48,7 @@ pub fn read(block: &schema::Block) -> Result<Authority, TokenError> {
     let mut task = None;
     let mut expires = None;
     let mut rights = Vec::new();
+    let mut constraints = Vec::new();
     for fact in &block.facts {
         let name = table
             .get_symbol(fact.predicate.name)
@@ -66,6 +70,15 @@ pub fn read(block: &schema::Block) -> Result<Authority, TokenError> {
                 tool: text(tool)?,
                 operation: text(operation)?,
             }),
+            ("constraint", terms) => {
+                let symbol = |content: Option<&Content>| match content {
+                    Some(Content::String(id)) => table.get_symbol(*id).ok_or("unknown symbol"),
+                    _ => Err("expected a string"),
+                };
+                let (constraint, _) =
+                    read_fact(terms, symbol).map_err(|_| TokenError::Malformed)?;
+                constraints.push(constraint);
+            }
             _ => return Err(TokenError::Malformed),
         }
     }
@@ -87,6 +100,7 @@ pub fn read(block: &schema::Block) -> Result<Authority, TokenError> {
             .ok()
             .and_then(|secs| DateTime::from_timestamp(secs, 0))
             .ok_or(TokenError::Time)?,
+        constraints,
     })
 }
 

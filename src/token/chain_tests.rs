@@ -63,6 +63,7 @@ fn mandate(f: &Fixture, rights: Vec<Right>, expires: i64) -> String {
         agent_id: "orchestrator".into(),
         rights,
         expires_at: at(expires),
+        constraints: vec![],
     };
     mint(&spec, &f.root, 1).unwrap().token
 }

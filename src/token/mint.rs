@@ -8,6 +8,8 @@ use biscuit_auth::builder::{fact, string, Check, Term};
 use biscuit_auth::{Biscuit, KeyPair};
 use chrono::{DateTime, Utc};
 
+use super::attenuate::constrained;
+use super::constraints::ArgConstraint;
 use super::{Right, TokenError, SCHEMA_VERSION};
 
 /// What the authority block of a new mandate states.
@@ -29,6 +31,8 @@ pub struct MandateSpec {
     pub rights: Vec<Right>,
     /// When the mandate stops working.
     pub expires_at: DateTime<Utc>,
+    /// Constraints on the arguments of the granted operations.
+    pub constraints: Vec<ArgConstraint>,
 }
 
 /// A minted mandate.
@@ -72,6 +76,9 @@ pub fn mint(spec: &MandateSpec, root: &KeyPair, kid: u32) -> Result<Minted, Toke
             "right",
             &[string(&right.tool), string(&right.operation)],
         ))?;
+    }
+    for compiled in constrained(&spec.constraints)? {
+        builder = builder.fact(compiled.fact)?.check(compiled.check)?;
     }
     let token = builder.root_key_id(kid).build(root)?;
     let revocation_id = token

@@ -31,6 +31,7 @@
 //!     agent_id: "bot".into(),
 //!     rights: vec![right("crm", "read"), right("crm", "write")],
 //!     expires_at: now + Duration::minutes(10),
+//!     constraints: vec![],
 //! };
 //! let mandate = mint(&spec, &root, 1)?.token;
 //!
@@ -60,6 +61,7 @@
 pub mod attenuate;
 pub mod attest;
 pub mod authority;
+pub mod constraints;
 pub mod inspect;
 pub mod keys;
 pub mod mint;
@@ -79,6 +81,17 @@ pub const MAX_RIGHTS: usize = 64;
 pub const MAX_RESOURCES: usize = 64;
 /// Longest string an attenuation block may state.
 pub const MAX_STRING: usize = 256;
+
+/// Whether a value can be stated in a block and read back: verifiers read hops from printed
+/// block source, which the Biscuit library does not escape, so quotes, backslashes and
+/// control characters are refused rather than making a derived token unverifiable.
+pub(crate) fn printable(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_STRING
+        && !value
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control())
+}
 
 /// One granted right: an operation of a tool.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -134,6 +147,14 @@ pub enum TokenError {
     /// An attestation block is not what it claims.
     #[error("forged attestation: {0}")]
     ForgedAttestation(String),
+    /// The call's arguments are outside a constraint of the mandate.
+    #[error("argument `{argument}` {requirement}")]
+    ArgumentNotAllowed {
+        /// The argument's path.
+        argument: String,
+        /// What the constraint requires (`must start with `acme/``).
+        requirement: String,
+    },
     /// The request is not granted; names the failed checks.
     #[error("not authorized: {0}")]
     NotAuthorized(String),
@@ -163,6 +184,7 @@ impl TokenError {
             TokenError::Revoked => "revoked",
             TokenError::ForgedAttestation(_) => "forged_attestation",
             TokenError::NotAuthorized(_) => "not_authorized",
+            TokenError::ArgumentNotAllowed { .. } => "argument_not_allowed",
             TokenError::EmptyAttenuation => "empty_attenuation",
             TokenError::RevocationsStale(_) => "revocations_stale",
             TokenError::Biscuit(_) => "invalid",
@@ -212,6 +234,7 @@ mod tests {
                 },
             ],
             expires_at: at(600),
+            constraints: vec![],
         }
     }
 

@@ -10,7 +10,9 @@ use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::attenuate::Attenuation;
 use super::authority::{self, Authority};
+use super::constraints::{self as argument, ArgConstraint, Arguments};
 pub use super::keys::AgentKeys;
 use super::keys::KeySet;
 use super::vocabulary::{self, Stated};
@@ -106,6 +108,9 @@ pub struct Verified {
     pub expires_at: DateTime<Utc>,
     /// Every block's revocation id, hex, authority first.
     pub revocation_ids: Vec<String>,
+    /// Every argument constraint, the authority's and each later block's: all of them hold.
+    #[serde(default)]
+    pub constraints: Vec<ArgConstraint>,
 }
 
 /// Bounds on one authorization: enough for any mandate, small enough that no token can make a
@@ -319,6 +324,12 @@ pub fn check(
         trust.agent_keys,
     )?;
     let authority = parsed.authority.clone();
+    let mut constraints = authority.constraints;
+    for block in &parsed.blocks {
+        if let Stated::Narrowing(narrowing) = block {
+            constraints.extend(narrowing.constraints.iter().cloned());
+        }
+    }
     let verified = Verified {
         mandate_id: authority.mandate_id,
         principal_subject: authority.principal_subject,
@@ -329,6 +340,7 @@ pub fn check(
         rights: authority.rights,
         expires_at: parsed.expires_at(),
         revocation_ids: parsed.revocation_ids.iter().map(hex::encode).collect(),
+        constraints,
     };
     Ok(Checked { parsed, verified })
 }
@@ -344,12 +356,101 @@ impl Checked {
         &self.verified
     }
 
-    /// Refuses a revoked or expired token, then authorizes `request` as [`verify_with`] does.
+    /// The rights still usable: the mandate's, less what any later block leaves out.
+    pub fn usable_rights(&self) -> Vec<Right> {
+        let mut rights = self.verified.rights.clone();
+        for block in &self.parsed.blocks {
+            if let Stated::Narrowing(Attenuation {
+                rights: Some(kept), ..
+            }) = block
+            {
+                rights.retain(|r| kept.contains(r));
+            }
+        }
+        rights
+    }
+
+    /// The constraints on the arguments of `operation` of `tool`.
+    pub fn constraints_on<'a>(
+        &'a self,
+        tool: &'a str,
+        operation: &'a str,
+    ) -> impl Iterator<Item = &'a ArgConstraint> + 'a {
+        self.verified
+            .constraints
+            .iter()
+            .filter(move |c| c.tool == tool && c.operation == operation)
+    }
+
+    /// Refuses a revoked or expired token, then authorizes `request` as [`verify_with`] does,
+    /// with no arguments stated: a constrained operation is refused.
     pub fn authorize(
         &self,
         is_revoked: &dyn Fn(&[u8]) -> bool,
         request: &AccessRequest,
         resource: Option<&str>,
+        options: &VerifyOptions,
+    ) -> Result<Verified, TokenError> {
+        self.authorize_call(is_revoked, request, resource, None, options)
+    }
+
+    /// Authorizes a call with its JSON arguments: every constraint the token states on this
+    /// operation is checked against them (the arguments the constraints name are stated as
+    /// `arg($path, $value)` facts). A refusal a constraint explains names the argument.
+    pub fn authorize_call(
+        &self,
+        is_revoked: &dyn Fn(&[u8]) -> bool,
+        request: &AccessRequest,
+        resource: Option<&str>,
+        arguments: Option<&serde_json::Value>,
+        options: &VerifyOptions,
+    ) -> Result<Verified, TokenError> {
+        let wanted: std::collections::BTreeSet<&str> = self
+            .constraints_on(&request.tool, &request.operation)
+            .map(|c| c.argument.as_str())
+            .collect();
+        let stated = match arguments {
+            Some(arguments) if !wanted.is_empty() => Arguments::from_json(arguments, &wanted),
+            _ => Arguments::default(),
+        };
+        self.run(is_revoked, request, resource, &stated, options)
+            .map_err(|error| match error {
+                TokenError::NotAuthorized(_) | TokenError::Biscuit(_) => {
+                    self.explain(request, &stated).unwrap_or(error)
+                }
+                other => other,
+            })
+    }
+
+    /// The first constraint on the call's operation its arguments break, as a refusal.
+    fn explain(&self, request: &AccessRequest, stated: &Arguments) -> Option<TokenError> {
+        let right = Right {
+            tool: request.tool.clone(),
+            operation: request.operation.clone(),
+        };
+        if !self.usable_rights().contains(&right) {
+            return None;
+        }
+        self.constraints_on(&request.tool, &request.operation)
+            .find_map(|c| match stated.0.get(&c.argument) {
+                Some(value) if c.constraint.allows(value) => None,
+                Some(_) => Some(TokenError::ArgumentNotAllowed {
+                    argument: c.argument.clone(),
+                    requirement: c.constraint.to_string(),
+                }),
+                None => Some(TokenError::ArgumentNotAllowed {
+                    argument: c.argument.clone(),
+                    requirement: format!("{} (the call does not give it)", c.constraint),
+                }),
+            })
+    }
+
+    fn run(
+        &self,
+        is_revoked: &dyn Fn(&[u8]) -> bool,
+        request: &AccessRequest,
+        resource: Option<&str>,
+        arguments: &Arguments,
         options: &VerifyOptions,
     ) -> Result<Verified, TokenError> {
         if self.parsed.revocation_ids.iter().any(|id| is_revoked(id)) {
@@ -370,6 +471,9 @@ impl Checked {
             .fact(fact("operation", &[string(&request.operation)]))?;
         if let Some(resource) = resource {
             builder = builder.fact(fact("resource", &[string(resource)]))?;
+        }
+        for (path, value) in &arguments.0 {
+            builder = builder.fact(fact("arg", &[string(path), argument::term(value)]))?;
         }
         let mut authorizer = builder
             .policy(allow)?

@@ -13,7 +13,9 @@
 //!   (1 to [`MAX_RIGHTS`] pairs), or `check if false`: only these rights stay usable;
 //! - `check if resource($r), {R1, …, Rn}.contains($r)` (0 to [`MAX_RESOURCES`] strings): only
 //!   calls naming one of these resources;
-//! - `check if time($t), $t <= EXPIRY`: an earlier expiry.
+//! - `check if time($t), $t <= EXPIRY`: an earlier expiry;
+//! - up to [`MAX_CONSTRAINTS`] argument constraints, each a `constraint(…)` fact and the one
+//!   check it compiles to, in the same order ([`super::constraints`]).
 //!
 //! A third-party block (an attested hop, signed by an agent's key) states `hop($agent)` and
 //! nothing else. No block may carry rules, scopes (`trusting …`), `check all`, `reject if`, or
@@ -28,11 +30,14 @@ use biscuit_auth::format::schema;
 use chrono::{DateTime, Utc};
 use prost::Message as _;
 
+use biscuit_auth::format::convert::proto_check_to_token_check;
+
 use super::attenuate::Attenuation;
+use super::constraints::{expected_check, read_fact, MAX_CONSTRAINTS, MAX_ONE_OF};
 use super::{Right, TokenError};
 pub use super::{MAX_RESOURCES, MAX_RIGHTS, MAX_STRING};
 /// Most symbols a later block may add to the token's table.
-const MAX_SYMBOLS: usize = 2 * MAX_RIGHTS + MAX_RESOURCES + 8;
+const MAX_SYMBOLS: usize = 2 * MAX_RIGHTS + MAX_RESOURCES + MAX_CONSTRAINTS * (6 + MAX_ONE_OF) + 16;
 
 /// Why a block is not a mandate/v1 shape.
 type Refusal = &'static str;
@@ -155,21 +160,38 @@ fn attestation(block: &schema::Block, table: &SymbolTable) -> Result<Stated, Ref
 fn narrowing(block: &schema::Block, table: &SymbolTable) -> Result<Stated, Refusal> {
     plain(block)?;
     let mut narrowed = Attenuation::default();
-    match block.facts.as_slice() {
-        [] => {}
-        [fact] => match predicate(&fact.predicate, table) {
+    let mut stated = Vec::new();
+    for fact in &block.facts {
+        match predicate(&fact.predicate, table) {
             Some(("delegate", [term])) => {
+                if narrowed.delegate.is_some() {
+                    return Err("a block names at most one delegate");
+                }
                 narrowed.delegate = Some(string(term.content.as_ref(), table)?.to_owned());
             }
+            Some(("constraint", terms)) => {
+                if stated.len() == MAX_CONSTRAINTS {
+                    return Err("too many constraints in one block");
+                }
+                stated.push(read_fact(terms, |c| string(c, table))?);
+            }
             Some(("hop", _)) => return Err("a hop claimed without a signature of its own"),
-            _ => return Err("the only fact a holder may state is `delegate($agent)`"),
-        },
-        _ => return Err("a block names at most one delegate"),
+            _ => {
+                return Err(
+                    "the only facts a holder may state are `delegate($agent)` and `constraint(…)`",
+                )
+            }
+        }
     }
-    if block.checks.len() > 3 {
+    if block.checks.len() > 3 + stated.len() {
         return Err("too many checks");
     }
+    let mut constraint_checks = Vec::new();
     for check in &block.checks {
+        if check.queries.len() == 2 {
+            constraint_checks.push(check);
+            continue;
+        }
         let [query] = check.queries.as_slice() else {
             return Err("a check has exactly one query");
         };
@@ -204,6 +226,22 @@ fn narrowing(block: &schema::Block, table: &SymbolTable) -> Result<Stated, Refus
             _ => return Err("not a mandate/v1 check"),
         }
     }
+    // Each `constraint` fact comes with exactly the check it compiles to, in the same order,
+    // and no other check has two queries.
+    if constraint_checks.len() != stated.len() {
+        return Err("each constraint fact comes with its check, and only those");
+    }
+    let version = block.version.unwrap_or(0);
+    for ((constraint, kind), check) in stated.iter().zip(constraint_checks) {
+        let expected = expected_check(constraint, kind, table)
+            .map_err(|_| "a constraint that cannot be checked")?;
+        let actual = proto_check_to_token_check(check, version)
+            .map_err(|_| "a constraint's check is not readable")?;
+        if actual != expected {
+            return Err("a constraint's check is not the one its fact states");
+        }
+    }
+    narrowed.constraints = stated.into_iter().map(|(c, _)| c).collect();
     if narrowed == Attenuation::default() {
         return Err("a block must narrow something or name a delegate");
     }

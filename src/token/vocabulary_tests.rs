@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use super::{read, Stated};
 use crate::token::attenuate::{attenuate, Attenuation};
 use crate::token::attest::attest;
+use crate::token::constraints::{ArgConstraint, Constraint, Scalar};
 use crate::token::keys::KeySet;
 use crate::token::mint::{mint, MandateSpec};
 use crate::token::verify::{verify_with, AccessRequest, AgentKeys, Trust, VerifyOptions};
@@ -26,6 +27,7 @@ fn mandate() -> (String, KeySet) {
         agent_id: "orchestrator".into(),
         rights: vec![right("crm", "read")],
         expires_at: DateTime::from_timestamp(1_900_000_000, 0).unwrap(),
+        constraints: vec![],
     };
     let token = mint(&spec, &root, 1).unwrap().token;
     (token, KeySet::from([(1, root.public())]))
@@ -80,6 +82,11 @@ fn what_attenuate_writes_reads_back_exactly() {
             resources: Some((0..64).map(|i| format!("r{i}")).collect()),
             expires_at: DateTime::from_timestamp(1_899_000_000, 0),
             delegate: Some("agent-b".into()),
+            constraints: every_kind_of_constraint(),
+        },
+        Attenuation {
+            constraints: every_kind_of_constraint(),
+            ..Attenuation::default()
         },
     ];
     for narrowing in narrowings {
@@ -331,6 +338,7 @@ proptest! {
             resources: resources.map(|r| r.into_iter().collect()),
             expires_at: expires.and_then(|s| DateTime::from_timestamp(s, 0)),
             delegate,
+            constraints: vec![],
         };
         let (token, _) = mandate();
         match attenuate(&token, &narrowing) {
@@ -348,4 +356,42 @@ proptest! {
             }
         }
     }
+}
+
+/// One constraint of each kind, on `crm:write`.
+fn every_kind_of_constraint() -> Vec<ArgConstraint> {
+    let on = |argument: &str, constraint| ArgConstraint {
+        tool: "crm".into(),
+        operation: "write".into(),
+        argument: argument.into(),
+        constraint,
+    };
+    vec![
+        on("repo", Constraint::Prefix("acme/".into())),
+        on("path", Constraint::Glob("docs/*.md".into())),
+        on(
+            "labels",
+            Constraint::OneOf(vec![Scalar::Text("bug".into()), Scalar::Text("p1".into())]),
+        ),
+        on("draft", Constraint::Equals(Scalar::Boolean(false))),
+        on(
+            "size",
+            Constraint::OneOf(vec![Scalar::Integer(1), Scalar::Integer(3)]),
+        ),
+        on(
+            "count",
+            Constraint::Range {
+                min: Some(1),
+                max: None,
+            },
+        ),
+        on(
+            "count",
+            Constraint::Range {
+                min: None,
+                max: Some(5),
+            },
+        ),
+        on("options.title", Constraint::MaxLength(80)),
+    ]
 }

@@ -145,6 +145,7 @@ mod tests {
                 operation: "read".into(),
             }],
             expires_at,
+            constraints: vec![],
         };
         let token = mint(&spec, &root, 1).map(|m| m.token).unwrap_or_default();
         let keys = KeySet::from([(1, root.public())]);

@@ -37,6 +37,7 @@ fn agent(id: &str, owner: &str, status: AgentStatus) -> Agent {
         ceiling: vec![Grant {
             tool: "crm".into(),
             operations: vec!["read".into()],
+            constraints: Default::default(),
         }],
         max_ttl_seconds: 900,
         status,
@@ -92,6 +93,7 @@ fn policy(id: &str, agents: AgentScope, enabled: bool) -> Policy {
         grants: vec![Grant {
             tool: "crm".into(),
             operations: vec!["read".into()],
+            constraints: Default::default(),
         }],
         max_ttl_seconds: 300,
         enabled,

@@ -284,6 +284,7 @@ fn parse_scope(scope: &str) -> Result<Vec<Grant>, Refusal> {
             None => grants.push(Grant {
                 tool: tool.to_owned(),
                 operations: vec![operation.to_owned()],
+                constraints: Default::default(),
             }),
         }
     }

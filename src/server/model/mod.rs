@@ -11,7 +11,9 @@ pub mod policy;
 pub mod reporter;
 pub mod tool;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::token::constraints::{valid_path, Constraint, MAX_GRANT_CONSTRAINTS};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -31,6 +33,22 @@ pub struct Grant {
     /// Operations of that tool.
     #[schema(example = json!(["issues.read", "issues.create"]))]
     pub operations: Vec<String>,
+    /// What the arguments of these operations may be, by argument path (`repo`,
+    /// `options.owner`): one constraint per argument. Absent or empty: any arguments.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(example = json!({"repo": {"prefix": "acme/"}, "labels": {"one_of": ["bug", "triage"]}}))]
+    pub constraints: BTreeMap<String, Constraint>,
+}
+
+impl Grant {
+    /// A grant of `operations` of `tool` with no argument constraints.
+    pub fn new(tool: impl Into<String>, operations: Vec<String>) -> Self {
+        Grant {
+            tool: tool.into(),
+            operations,
+            constraints: BTreeMap::new(),
+        }
+    }
 }
 
 /// One invalid field of a request.
@@ -173,6 +191,29 @@ impl Validation {
                 );
             }
             self.ids(&format!("{field}[{i}].operations"), &grant.operations);
+            self.constraints(&format!("{field}[{i}].constraints"), &grant.constraints);
+        }
+    }
+
+    /// Argument constraints: at most [`MAX_GRANT_CONSTRAINTS`], each on a valid path and well
+    /// formed.
+    pub fn constraints(&mut self, field: &str, constraints: &BTreeMap<String, Constraint>) {
+        if constraints.len() > MAX_GRANT_CONSTRAINTS {
+            self.fail(
+                field,
+                format!("must have at most {MAX_GRANT_CONSTRAINTS} entries"),
+            );
+            return;
+        }
+        for (argument, constraint) in constraints {
+            if !valid_path(argument) {
+                self.fail(
+                    format!("{field}.{argument}"),
+                    "an argument path is dot-joined segments of `[A-Za-z0-9_-]`, at most 128 bytes",
+                );
+            } else if let Some(problem) = constraint.problem() {
+                self.fail(format!("{field}.{argument}"), problem);
+            }
         }
     }
 
@@ -311,10 +352,12 @@ mod tests {
                 Grant {
                     tool: "crm".into(),
                     operations: vec![],
+                    constraints: Default::default(),
                 },
                 Grant {
                     tool: "crm".into(),
                     operations: vec!["read".into(), "read".into()],
+                    constraints: Default::default(),
                 },
             ],
         );
