@@ -6,6 +6,8 @@
 //! - [`token`] — the mandate/v1 token schema and published key formats; builds without the server.
 //! - `verifier` (feature `verifier`) — downstream verification: key cache, tower layer.
 //! - `server` (feature `server`, default) — the HTTP service, its configuration, keys and storage.
+//! - `gateway` (feature `server`) — `mandate gateway`: enforcement at the tool boundary (MCP,
+//!   Envoy `ext_authz`, nginx `auth_request`).
 
 pub mod clock;
 pub mod token;
@@ -15,3 +17,6 @@ pub mod verifier;
 
 #[cfg(feature = "server")]
 pub mod server;
+
+#[cfg(feature = "server")]
+pub mod gateway;

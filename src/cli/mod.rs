@@ -38,6 +38,13 @@ enum Command {
         #[arg(long)]
         dev: bool,
     },
+    /// Run an MCP gateway (and Envoy/nginx proxy checks) enforcing mandates at the tool
+    /// boundary; see docs/gateway.md.
+    Gateway {
+        /// The gateway's TOML configuration.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Apply pending database migrations and exit.
     Migrate {
         /// TOML configuration file (overrides MANDATE_CONFIG).
@@ -162,6 +169,7 @@ enum KeysCommand {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, dev } => serve(config, dev),
+        Command::Gateway { config } => gateway(&config),
         Command::Migrate { config } => {
             let (config, _telemetry) = configured(config)?;
             let report = runtime()?.block_on(startup::migrate(&config))?;
@@ -229,6 +237,31 @@ fn configured(path: Option<PathBuf>) -> anyhow::Result<(Config, telemetry::Telem
     let config = Config::from_env(path.as_deref())?;
     let telemetry = telemetry::init(&config).map_err(anyhow::Error::msg)?;
     Ok((config, telemetry))
+}
+
+/// `mandate gateway`: checks everything it needs, then serves until SIGTERM or SIGINT.
+fn gateway(path: &std::path::Path) -> anyhow::Result<()> {
+    use mandate::gateway::{config::GatewayConfig, serve};
+    let config = GatewayConfig::load(path)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    runtime()?.block_on(async {
+        let shutdown = shutdown_signal().context("cannot listen for SIGTERM and SIGINT")?;
+        let listen = config.listen;
+        let gateway = serve::prepare(config, Arc::new(SystemClock)).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listen: cannot bind {listen}"))?;
+        println!("mandate gateway listening on http://{listen}");
+        serve::run(gateway, listener, shutdown)
+            .await
+            .context("gateway")?;
+        Ok(())
+    })
 }
 
 /// `mandate serve`: runs until SIGTERM or SIGINT, then finishes in-flight requests.

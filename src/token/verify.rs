@@ -356,6 +356,23 @@ impl Checked {
         &self.verified
     }
 
+    /// Refuses a token that is revoked or expired at `now` (less `options.skew`), without
+    /// authorizing any call.
+    pub fn alive(
+        &self,
+        is_revoked: &dyn Fn(&[u8]) -> bool,
+        now: DateTime<Utc>,
+        options: &VerifyOptions,
+    ) -> Result<(), TokenError> {
+        if self.parsed.revocation_ids.iter().any(|id| is_revoked(id)) {
+            return Err(TokenError::Revoked);
+        }
+        if (now - options.skew).timestamp() > self.verified.expires_at.timestamp() {
+            return Err(TokenError::Expired);
+        }
+        Ok(())
+    }
+
     /// The rights still usable: the mandate's, less what any later block leaves out.
     pub fn usable_rights(&self) -> Vec<Right> {
         let mut rights = self.verified.rights.clone();

@@ -179,6 +179,10 @@ where
                             resource: access.resource,
                             outcome: outcome.to_owned(),
                             occurred_at: verifier.now(),
+                            arguments_sha256: None,
+                            reason: None,
+                            output: None,
+                            latency_ms: None,
                         });
                     }
                     Ok(response)

@@ -18,7 +18,8 @@ use crate::clock::SharedClock;
 use crate::token::keys::{AgentKeysDocument, KeySet, KeysDocument};
 use crate::token::verify::{check, AccessRequest, AgentKeys, Trust, Verified, VerifyOptions};
 use crate::token::TokenError;
-use cache::{Entry, TokenCache};
+pub use cache::Entry;
+use cache::TokenCache;
 
 /// Tells whether a revocation id is revoked (filled by a revocation feed).
 pub trait RevocationCheck: Send + Sync {
@@ -279,9 +280,86 @@ impl Verifier {
     /// Verifies `token` for `access` now. A token seen before (with the same keys) skips the
     /// signature and attestation checks; revocation and authorization run on every call.
     pub async fn verify(&self, token: &str, access: &Access) -> Result<Verified, TokenError> {
+        self.verify_call(token, access, None).await
+    }
+
+    /// Verifies a call of `access` with its JSON `arguments`, which the token's argument
+    /// constraints on that operation are checked against (none given: a constrained operation
+    /// is refused).
+    pub async fn verify_call(
+        &self,
+        token: &str,
+        access: &Access,
+        arguments: Option<&serde_json::Value>,
+    ) -> Result<Verified, TokenError> {
+        let entry = self.checked(token).await?;
+        self.authorize(&entry, access, arguments.cloned()).await
+    }
+
+    /// The checks of a token that hold until the keys change (signatures, block vocabulary,
+    /// attestations), remembered per token. Revocation and authorization are per call
+    /// ([`Verifier::authorize`]).
+    pub async fn checked(&self, token: &str) -> Result<Arc<Entry>, TokenError> {
         if token.len() > self.settings.options.max_bytes {
             return Err(TokenError::TooLarge);
         }
+        self.revocations
+            .fresh()
+            .map_err(TokenError::RevocationsStale)?;
+        let digest = cache::digest(token);
+        self.refresh_if_due(false).await?;
+        let generation = self.cache.read().await.generation;
+        if let Some(entry) = self.tokens.get(&digest, generation, self.clock.now()) {
+            return Ok(entry);
+        }
+        let unverified =
+            UnverifiedBiscuit::from_base64(token).map_err(|_| TokenError::Malformed)?;
+        self.ensure_keys(&unverified).await?;
+        let (keys, agent_keys, generation) = {
+            let cache = self.cache.read().await;
+            (
+                Arc::clone(&cache.keys),
+                Arc::clone(&cache.agent_keys),
+                cache.generation,
+            )
+        };
+        let token = token.to_owned();
+        let options = self.settings.options.clone();
+        let checked = pool::run(move || {
+            let trust = Trust {
+                keys: &keys,
+                agent_keys: &agent_keys,
+                is_revoked: &|_| false,
+            };
+            check(&token, &trust, &options)
+        })
+        .await?;
+        let entry = Entry::new(checked, generation);
+        self.tokens.insert(digest, Arc::clone(&entry));
+        Ok(entry)
+    }
+
+    /// Refuses a checked token that is revoked or expired now, or when the revocation list is
+    /// too old to tell.
+    pub fn alive(&self, entry: &Entry) -> Result<(), TokenError> {
+        self.revocations
+            .fresh()
+            .map_err(TokenError::RevocationsStale)?;
+        entry.checked.alive(
+            &|id: &[u8]| self.revocations.is_revoked(id),
+            self.clock.now(),
+            &self.settings.options,
+        )
+    }
+
+    /// Authorizes one call of a checked token now: not revoked (with a fresh revocation list),
+    /// not expired, `access` granted, and `arguments` within the token's constraints.
+    pub async fn authorize(
+        &self,
+        entry: &Arc<Entry>,
+        access: &Access,
+        arguments: Option<serde_json::Value>,
+    ) -> Result<Verified, TokenError> {
         self.revocations
             .fresh()
             .map_err(TokenError::RevocationsStale)?;
@@ -290,44 +368,16 @@ impl Verifier {
             operation: access.operation.clone(),
             now: self.clock.now(),
         };
-        let digest = cache::digest(token);
-        self.refresh_if_due(false).await?;
-        let generation = self.cache.read().await.generation;
-        let entry = match self.tokens.get(&digest, generation, request.now) {
-            Some(entry) => entry,
-            None => {
-                let unverified =
-                    UnverifiedBiscuit::from_base64(token).map_err(|_| TokenError::Malformed)?;
-                self.ensure_keys(&unverified).await?;
-                let (keys, agent_keys, generation) = {
-                    let cache = self.cache.read().await;
-                    let keys = (Arc::clone(&cache.keys), Arc::clone(&cache.agent_keys));
-                    (keys.0, keys.1, cache.generation)
-                };
-                let token = token.to_owned();
-                let options = self.settings.options.clone();
-                let checked = pool::run(move || {
-                    let trust = Trust {
-                        keys: &keys,
-                        agent_keys: &agent_keys,
-                        is_revoked: &|_| false,
-                    };
-                    check(&token, &trust, &options)
-                })
-                .await?;
-                let entry = Entry::new(checked, generation);
-                self.tokens.insert(digest, Arc::clone(&entry));
-                entry
-            }
-        };
+        let entry = Arc::clone(entry);
         let revocations = Arc::clone(&self.revocations);
         let options = self.settings.options.clone();
         let resource = access.resource.clone();
         pool::run(move || {
-            entry.checked.authorize(
+            entry.checked.authorize_call(
                 &|id: &[u8]| revocations.is_revoked(id),
                 &request,
                 resource.as_deref(),
+                arguments.as_ref(),
                 &options,
             )
         })

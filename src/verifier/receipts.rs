@@ -24,6 +24,18 @@ pub struct UseReport {
     pub outcome: String,
     /// When.
     pub occurred_at: DateTime<Utc>,
+    /// SHA-256, hex, of the call's arguments in RFC 8785 canonical JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments_sha256: Option<String>,
+    /// Why the call was denied, or how it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What became of the output: `redacted` or `blocked`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// How long the call took, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
 }
 
 /// Most receipts queued before new ones are dropped (and logged).

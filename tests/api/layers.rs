@@ -1,7 +1,8 @@
 //! The module graph of `src/`, read from the code's own `use` lines and paths: imports run only
 //! downward through the layers, and no files import each other in a loop.
 //!
-//! The layers, top to bottom: the command line; start-up; the HTTP edge (router, handlers,
+//! The layers, top to bottom: the command line; the gateway (which runs beside the service,
+//! not in it); start-up; the HTTP edge (router, handlers,
 //! `error.rs`); the domain (mint, revocation, the audit trail, identity, policy, telemetry,
 //! the shared state); the store; the base the store keeps and the domain reads (the model,
 //! configuration, keys, secrets); and the token schema with its verifier, which build without
@@ -13,6 +14,7 @@ use std::path::Path;
 /// Each layer's files, by path prefix under `src/`, top first.
 const LAYERS: &[(&str, &[&str])] = &[
     ("cli", &["main.rs", "cli/"]),
+    ("gateway", &["gateway/"]),
     ("startup", &["server/startup.rs"]),
     ("edge", &["server/app.rs", "server/api/", "server/error.rs"]),
     (

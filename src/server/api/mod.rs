@@ -6,6 +6,7 @@ pub mod agent_auth;
 pub mod dev_idp;
 pub mod docs;
 pub mod extract;
+pub mod gateways;
 pub mod health;
 pub mod introspect;
 pub mod keys;
@@ -100,6 +101,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::metrics))
         .routes(routes!(keys::mandate_keys))
         .routes(routes!(keys::agent_keys))
+        .routes(routes!(gateways::authorization_server))
         // Orchestrators (agent secret): minting, and ending their own mandates.
         .routes(routes!(mandates::create_mandate))
         .routes(routes!(oauth::token))
@@ -112,6 +114,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revocations::stream))
         .routes(routes!(introspect::introspect))
         .routes(routes!(receipts::report))
+        .routes(routes!(gateways::tools))
         // Administrators (admin token): bulk revocation, attribution and the admin API.
         .routes(routes!(revocations::bulk))
         .routes(routes!(receipts::attribution))

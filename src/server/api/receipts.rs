@@ -14,7 +14,9 @@ use super::admin::auth::Reader;
 use super::extract::{ApiJson, ApiQuery};
 use crate::server::error::{ApiError, Problem};
 use crate::server::state::AppState;
-use crate::server::store::{new_id, ActionFilter, AuditOutcome, NewAuditEvent, Receipt};
+use crate::server::store::{
+    new_id, ActionFilter, AuditOutcome, NewAuditEvent, Receipt, ReceiptDetails,
+};
 use crate::token::keys::parse_public_key;
 use std::sync::Arc;
 
@@ -44,6 +46,18 @@ pub struct ReceiptBody {
     pub outcome: String,
     /// When the call happened.
     pub occurred_at: DateTime<Utc>,
+    /// SHA-256, hex, of the call's arguments in RFC 8785 canonical JSON.
+    #[serde(default)]
+    pub arguments_sha256: Option<String>,
+    /// Why the call was denied, or how it failed (at most 512 characters).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// What became of the output: `redacted` or `blocked`.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// How long the call took, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
 }
 
 /// `POST /v1/receipts`.
@@ -140,6 +154,12 @@ async fn allowed_then(
         now: receipt.occurred_at,
     };
     let resource = receipt.resource.clone();
+    // Of a constrained operation's arguments, mandate holds only the digest: the reporter
+    // checked them. Everything else the token says is checked here.
+    let constrained = checked
+        .constraints_on(&receipt.tool, &receipt.operation)
+        .next()
+        .is_some();
     let options = VerifyOptions {
         skew: chrono::Duration::seconds(MAX_SKEW_SECONDS),
         ..VerifyOptions::default()
@@ -151,7 +171,11 @@ async fn allowed_then(
     if let Err(TokenError::Busy) = allowed {
         return Err(busy());
     }
-    Ok(allowed.map(|_| ()).map_err(|e| {
+    let allowed = match allowed {
+        Err(TokenError::ArgumentNotAllowed { .. }) if constrained => Ok(()),
+        other => other.map(|_| ()),
+    };
+    Ok(allowed.map_err(|e| {
         let field = match e {
             TokenError::Expired => "occurred_at",
             _ => "operation",
@@ -233,6 +257,24 @@ pub async fn report(
         if !["success", "failure", "denied"].contains(&r.outcome.as_str()) {
             check.fail(field("outcome"), "must be success, failure or denied");
         }
+        let is_digest = |d: &str| {
+            d.len() == 64
+                && d.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        if r.arguments_sha256.as_deref().is_some_and(|d| !is_digest(d)) {
+            check.fail(field("arguments_sha256"), "must be 64 lowercase hex digits");
+        }
+        check.optional_text(&field("reason"), r.reason.as_deref(), 512);
+        if r.output
+            .as_deref()
+            .is_some_and(|o| !["redacted", "blocked"].contains(&o))
+        {
+            check.fail(field("output"), "must be redacted or blocked");
+        }
+        if r.latency_ms.is_some_and(|ms| ms > 86_400_000) {
+            check.fail(field("latency_ms"), "must be at most a day");
+        }
         check.finish()?;
         let checked = check_token(&state, &r.token)
             .await?
@@ -273,6 +315,12 @@ pub async fn report(
             occurred_at: r.occurred_at,
             recorded_at: now,
             reporter_id: Some(reporter.id.clone()),
+            details: ReceiptDetails {
+                arguments_sha256: r.arguments_sha256,
+                reason: r.reason,
+                output: r.output,
+                latency_ms: r.latency_ms,
+            },
         });
     }
     let audit = NewAuditEvent {
@@ -365,6 +413,9 @@ pub struct Action {
     pub receipt_id: Uuid,
     /// The verifier or gateway that reported it.
     pub reporter: Option<String>,
+    /// What the reporter added: the arguments' digest, a denial's reason, what became of the
+    /// output, the latency.
+    pub details: ReceiptDetails,
 }
 
 /// What agents did, on behalf of whom, through which hops: by principal, agent, tool, mandate,
@@ -424,6 +475,7 @@ pub async fn attribution(
             task_id: mandate.task_id,
             receipt_id: receipt.id,
             reporter: receipt.reporter_id,
+            details: receipt.details,
         })
         .collect();
     if !ndjson {

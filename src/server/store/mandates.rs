@@ -67,6 +67,28 @@ pub struct Receipt {
     pub recorded_at: DateTime<Utc>,
     /// The reporter that reported it (`None` for receipts recorded before reporters).
     pub reporter_id: Option<String>,
+    /// What the reporter adds about the call.
+    pub details: ReceiptDetails,
+}
+
+/// What a reporter adds about a call (each part optional).
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptDetails {
+    /// SHA-256, hex, of the call's arguments in RFC 8785 canonical JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments_sha256: Option<String>,
+    /// Why the call was denied, or how it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What became of the call's output: `redacted` or `blocked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// How long the call took, in milliseconds, as the reporter measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
 }
 
 /// Which actions an attribution query returns.

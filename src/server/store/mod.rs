@@ -35,7 +35,7 @@ pub use inventory::{
     AdminTokenStore, AgentFilter, AgentStore, CatalogStore, InventoryGuard, IssuerFilter,
     NewSecret, PolicyFilter, PolicyStore, ReporterStore, SecretChange, ToolFilter,
 };
-pub use mandates::{ActionFilter, Issuance, MandateStore, NewMandate, Receipt};
+pub use mandates::{ActionFilter, Issuance, MandateStore, NewMandate, Receipt, ReceiptDetails};
 pub use postgres::PostgresStore;
 pub use revocations::{FeedEntry, MandateFilter, NewRevocation, Revocation, RevocationStore};
 pub use sqlite::SqliteStore;

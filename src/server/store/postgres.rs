@@ -271,9 +271,10 @@ async fn insert_receipts(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO receipts (id, mandate_id, revocation_id, hops, tool, operation, resource, \
-         outcome, occurred_at, recorded_at, reporter_id) \
+         outcome, occurred_at, recorded_at, reporter_id, details) \
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bytea[], $4::jsonb[], $5::text[], \
-         $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::text[])",
+         $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::text[], \
+         $12::jsonb[])",
     )
     .bind(column(receipts, |r| r.id))
     .bind(column(receipts, |r| r.mandate_id))
@@ -286,6 +287,7 @@ async fn insert_receipts(
     .bind(column(receipts, |r| db_time(r.occurred_at)))
     .bind(column(receipts, |r| db_time(r.recorded_at)))
     .bind(column(receipts, |r| r.reporter_id.as_deref()))
+    .bind(column(receipts, |r| sqlx::types::Json(&r.details)))
     .execute(conn)
     .await?;
     Ok(())

@@ -197,7 +197,7 @@ async fn insert_receipts(
     for chunk in receipts.chunks(ROWS_PER_STATEMENT) {
         let mut query = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO receipts (id, mandate_id, revocation_id, hops, tool, operation, \
-             resource, outcome, occurred_at, recorded_at, reporter_id) ",
+             resource, outcome, occurred_at, recorded_at, reporter_id, details) ",
         );
         query.push_values(chunk, |mut row, r| {
             row.push_bind(r.id)
@@ -210,7 +210,8 @@ async fn insert_receipts(
                 .push_bind(&r.outcome)
                 .push_bind(db_time(r.occurred_at))
                 .push_bind(db_time(r.recorded_at))
-                .push_bind(&r.reporter_id);
+                .push_bind(&r.reporter_id)
+                .push_bind(sqlx::types::Json(&r.details));
         });
         query.build().execute(&mut *conn).await?;
     }

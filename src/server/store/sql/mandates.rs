@@ -36,6 +36,10 @@ fn receipt_from_row(row: &DbRow) -> Result<Receipt, StoreError> {
         occurred_at: row.try_get("occurred_at")?,
         recorded_at: row.try_get("recorded_at")?,
         reporter_id: row.try_get("reporter_id")?,
+        details: {
+            let sqlx::types::Json(details) = row.try_get("details")?;
+            details
+        },
     })
 }
 
@@ -200,7 +204,7 @@ impl MandateStore for ThisStore {
         let rows = sqlx::query(
             "SELECT m.*, r.id AS receipt_id, r.mandate_id, r.revocation_id AS receipt_revocation_id, r.hops, \
              r.tool, r.operation, r.resource, r.outcome, r.occurred_at, r.recorded_at, \
-             r.reporter_id \
+             r.reporter_id, r.details \
              FROM receipts r JOIN mandates m ON m.id = r.mandate_id WHERE \
              (CAST($1 AS TEXT) IS NULL OR m.principal_subject = $1) \
              AND (CAST($2 AS TEXT) IS NULL OR m.principal_issuer = $2) \

@@ -1,0 +1,174 @@
+//! What every request of the gateway shares: its configuration, the verifier with mandate's
+//! keys and revocation feed, the receipt sender, the assertion key, the upstream clients.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+use super::answers;
+use super::assertion::AssertionKey;
+use super::config::{GatewayConfig, Route, Upstream};
+use super::upstream::StdioSessions;
+use crate::clock::SharedClock;
+use crate::token::TokenError;
+use crate::verifier::receipts::{ReceiptSender, UseReport};
+use crate::verifier::revocations::RevocationSync;
+use crate::verifier::{Entry, Verifier};
+
+/// The gateway.
+pub struct Gateway {
+    /// Its configuration.
+    pub config: GatewayConfig,
+    /// Verifies mandates with mandate's keys and the revocation feed.
+    pub verifier: Verifier,
+    /// The copy of the revocation feed.
+    pub revocations: Arc<RevocationSync>,
+    /// Reports every call to mandate.
+    pub receipts: ReceiptSender,
+    /// Signs assertions to upstreams.
+    pub key: AssertionKey,
+    /// The HTTP client for upstreams.
+    pub http: reqwest::Client,
+    /// Per route, its stdio sessions (HTTP routes have none).
+    pub stdio: Vec<Option<StdioSessions>>,
+    /// The tools mandate knows, with their operations (as the gateway started).
+    pub tools: BTreeMap<String, Vec<String>>,
+    /// The time.
+    pub clock: SharedClock,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("listen", &self.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bearer token of a request, if it sends one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Why a request's mandate was not accepted, as the answer to give.
+pub enum Refused {
+    /// None sent.
+    Missing,
+    /// It does not verify (or is revoked, or expired): 401 with the reason code.
+    Invalid(TokenError),
+    /// The gateway cannot tell now: 503.
+    Unavailable(String),
+}
+
+impl Gateway {
+    /// The RFC 9728 metadata URL of `route`.
+    pub fn metadata_url(&self, path: &str) -> String {
+        format!(
+            "{}/.well-known/oauth-protected-resource{path}",
+            self.config.public_url
+        )
+    }
+
+    /// The stdio sessions of route `index`, if it is a stdio route.
+    pub fn stdio(&self, index: usize) -> Option<&StdioSessions> {
+        self.stdio.get(index).and_then(Option::as_ref)
+    }
+
+    /// The checked mandate of a request, alive now.
+    pub async fn mandate(&self, headers: &HeaderMap) -> Result<Arc<Entry>, Refused> {
+        let token = bearer(headers).ok_or(Refused::Missing)?;
+        let entry = self.verifier.checked(token).await.map_err(refusal)?;
+        self.verifier.alive(&entry).map_err(refusal)?;
+        Ok(entry)
+    }
+
+    /// Whether a request's `Origin` (sent by browsers) is one the configuration allows.
+    pub fn origin_allowed(&self, headers: &HeaderMap) -> bool {
+        match headers.get("origin").and_then(|v| v.to_str().ok()) {
+            None => true,
+            Some(origin) => self.config.allowed_origins.iter().any(|o| o == origin),
+        }
+    }
+
+    /// Queues a receipt for a call made (or refused) with `token`.
+    pub fn report(&self, token: &str, tool: &str, operation: &str, outcome: Outcome) {
+        self.receipts.report(UseReport {
+            token: token.to_owned(),
+            tool: tool.to_owned(),
+            operation: operation.to_owned(),
+            resource: None,
+            outcome: outcome.outcome.to_owned(),
+            occurred_at: self.clock.now(),
+            arguments_sha256: outcome.arguments_sha256,
+            reason: outcome.reason.map(|r| r.chars().take(512).collect()),
+            output: outcome.output.map(str::to_owned),
+            latency_ms: outcome.latency_ms,
+        });
+    }
+}
+
+/// How one call ended, as its receipt says.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// `success`, `failure` or `denied`.
+    pub outcome: &'static str,
+    /// Why it was denied or failed.
+    pub reason: Option<String>,
+    /// `redacted` or `blocked`.
+    pub output: Option<&'static str>,
+    /// SHA-256 of the canonical arguments.
+    pub arguments_sha256: Option<String>,
+    /// How long it took.
+    pub latency_ms: Option<u64>,
+}
+
+fn refusal(error: TokenError) -> Refused {
+    match error {
+        TokenError::RevocationsStale(reason) => Refused::Unavailable(format!(
+            "the gateway's copy of the revocation feed is stale ({reason}); retry shortly"
+        )),
+        TokenError::Busy => {
+            Refused::Unavailable("too many mandates being verified; retry shortly".into())
+        }
+        other => Refused::Invalid(other),
+    }
+}
+
+impl Refused {
+    /// The answer on an MCP route.
+    pub fn answer(
+        &self,
+        gateway: &Gateway,
+        route: &Route,
+        id: Option<&Value>,
+    ) -> axum::response::Response {
+        let metadata = gateway.metadata_url(&route.path);
+        match self {
+            Refused::Missing => answers::unauthorized(
+                &metadata,
+                None,
+                id,
+                "send a mandate for this tool as `Authorization: Bearer <token>`",
+            ),
+            Refused::Invalid(error) => answers::unauthorized(
+                &metadata,
+                Some(("invalid_token", error.code())),
+                id,
+                &format!("the mandate is not accepted: {}", error.code()),
+            ),
+            Refused::Unavailable(message) => answers::unavailable(id, message),
+        }
+    }
+}
+
+/// Whether `upstream` is spoken over stdio.
+pub fn is_stdio(upstream: &Upstream) -> bool {
+    matches!(upstream, Upstream::Stdio(_))
+}
