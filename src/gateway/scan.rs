@@ -44,7 +44,7 @@ pub struct Findings {
 const CREDENTIALS: &[(&str, &str)] = &[
     (
         "private-key",
-        r"(?s)-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----.{0,16384}?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----",
+        r"(?s)-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----.*?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----",
     ),
     (
         "aws-access-key",
@@ -206,6 +206,14 @@ mod tests {
             ["private-key", "aws-access-key", "bearer-token"]
         );
         assert_eq!(findings.blocked, None);
+    }
+
+    #[test]
+    fn every_built_in_scanner_compiles() {
+        assert_eq!(
+            Scanner::credentials(Action::Redact).len(),
+            CREDENTIALS.len() + 1
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod audit_trail;
 mod cli;
 mod delegation;
 mod faults;
+mod gateway;
 mod group_commit;
 mod health;
 mod helpers;
