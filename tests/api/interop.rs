@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use chrono::Duration;
 use mandate::clock::Clock;
 use mandate::token::attenuate::{attenuate, Attenuation};
+use mandate::token::constraints::{ArgConstraint, Constraint, Scalar};
 use mandate::token::keys::KeysDocument;
 use mandate::token::verify::{
     verify, verify_with, AccessRequest, AgentKeys, Hop, Trust, VerifyOptions,
@@ -195,7 +196,7 @@ async fn every_datalog_block_of_the_schema_doc_appended_by_biscuit_python_verifi
         keys_file,
     } = minted_with_keys().await;
     let snippets = schema_snippets();
-    assert_eq!(snippets.len(), 2, "the schema doc's Datalog blocks");
+    assert_eq!(snippets.len(), 3, "the schema doc's Datalog blocks");
     let trust = Trust {
         keys: &keys,
         agent_keys: &AgentKeys::new(),
@@ -244,4 +245,83 @@ async fn every_datalog_block_of_the_schema_doc_appended_by_biscuit_python_verifi
     )
     .is_err());
     assert!(verify_with(&narrowed[1], &trust, &call("write"), None, &options).is_err());
+    // crm:write only with a `ticket` starting with `T-`; reads are unconstrained.
+    let checked = mandate::token::verify::check(&narrowed[2], &trust, &options).unwrap();
+    let write = |ticket: &str| {
+        checked.authorize_call(
+            &|_| false,
+            &call("write"),
+            None,
+            Some(&json!({ "ticket": ticket })),
+            &options,
+        )
+    };
+    assert!(write("T-42").is_ok());
+    assert!(matches!(
+        write("X-42"),
+        Err(TokenError::ArgumentNotAllowed { argument, .. }) if argument == "ticket"
+    ));
+    assert!(verify_with(&narrowed[2], &trust, &call("read"), None, &options).is_ok());
+}
+
+#[tokio::test]
+async fn biscuit_python_enforces_the_argument_constraints_mandate_writes() {
+    let Minted {
+        app: _app,
+        now,
+        token,
+        keys_file,
+        ..
+    } = minted_with_keys().await;
+    let constrained = attenuate(
+        &token,
+        &Attenuation {
+            constraints: vec![
+                ArgConstraint {
+                    tool: "crm".into(),
+                    operation: "write".into(),
+                    argument: "repo".into(),
+                    constraint: Constraint::Glob("acme/*".into()),
+                },
+                ArgConstraint {
+                    tool: "crm".into(),
+                    operation: "write".into(),
+                    argument: "labels".into(),
+                    constraint: Constraint::OneOf(vec![
+                        Scalar::Text("bug".into()),
+                        Scalar::Text("triage".into()),
+                    ]),
+                },
+                ArgConstraint {
+                    tool: "crm".into(),
+                    operation: "write".into(),
+                    argument: "count".into(),
+                    constraint: Constraint::Range { min: Some(1), max: Some(5) },
+                },
+            ],
+            ..Attenuation::default()
+        },
+    )
+    .unwrap();
+    let call = |operation: &str, arguments: serde_json::Value| {
+        let args = vec![
+            "verify-call".to_owned(),
+            keys_file.to_str().unwrap().to_owned(),
+            now.to_rfc3339(),
+            "crm".to_owned(),
+            operation.to_owned(),
+            arguments.to_string(),
+        ];
+        let token = constrained.clone();
+        async move {
+            let out: serde_json::Value = serde_json::from_str(&python(args, token).await).unwrap();
+            out["allowed"] == true
+        }
+    };
+    assert!(call("write", json!({"repo": "acme/web", "labels": ["bug"], "count": 2})).await);
+    assert!(!call("write", json!({"repo": "evil/web", "labels": ["bug"], "count": 2})).await);
+    assert!(!call("write", json!({"repo": "acme/web", "labels": ["bug", "p0"], "count": 2})).await);
+    assert!(!call("write", json!({"repo": "acme/web", "labels": ["bug"], "count": 9})).await);
+    assert!(!call("write", json!({"repo": "acme/web", "labels": ["bug"]})).await, "a missing argument fails");
+    assert!(call("read", json!({})).await, "other operations are unconstrained");
 }

@@ -4,6 +4,7 @@ mandates by docs/token-schema.md alone, with the keys mandate publishes.
   biscuit_interop.py narrow KEYS_JSON NOW_RFC3339 < token > narrowed
   biscuit_interop.py verify KEYS_JSON NOW_RFC3339 TOOL OPERATION < token > result.json
   biscuit_interop.py append KEYS_JSON NOW_RFC3339 DATALOG_FILE < token > narrowed
+  biscuit_interop.py verify-call KEYS_JSON NOW_RFC3339 TOOL OPERATION ARGS_JSON < token > result.json
 """
 
 import datetime
@@ -68,6 +69,27 @@ def verify(token, keys, now, tool, operation):
     return {"allowed": True, "principal": subject}
 
 
+def verify_call(token, keys, now, tool, operation, arguments):
+    """A tool boundary checking argument constraints: one `arg($path, $value)` per top-level
+    string, integer or boolean argument, and per list of strings a set."""
+    parsed = biscuit.Biscuit.from_base64(token, keys)
+    builder = biscuit.AuthorizerBuilder(
+        "time({now}); tool({tool}); operation({operation});\n"
+        "allow if mandate_schema(1), right({tool}, {operation});",
+        {"now": now, "tool": tool, "operation": operation},
+    )
+    for path, value in arguments.items():
+        if isinstance(value, list):
+            value = set(value)
+        builder.add_fact(biscuit.Fact("arg({path}, {value})", {"path": path, "value": value}))
+    authorizer = builder.build(parsed)
+    try:
+        authorizer.authorize()
+    except biscuit.AuthorizationError as error:
+        return {"allowed": False, "error": str(error)}
+    return {"allowed": True}
+
+
 def main():
     command, keys_path, now = sys.argv[1], sys.argv[2], sys.argv[3]
     now = datetime.datetime.fromisoformat(now.replace("Z", "+00:00"))
@@ -77,6 +99,9 @@ def main():
         print(narrow(token, keys, now))
     elif command == "append":
         print(append(token, keys, sys.argv[4]))
+    elif command == "verify-call":
+        arguments = json.loads(sys.argv[6])
+        print(json.dumps(verify_call(token, keys, now, sys.argv[4], sys.argv[5], arguments)))
     elif command == "verify":
         print(json.dumps(verify(token, keys, now, sys.argv[4], sys.argv[5])))
     else:
