@@ -442,6 +442,112 @@ mod tests {
             .collect()
     }
 
+    fn constrained(tool: &str, ops: &[&str], constraints: &[(&str, Constraint)]) -> Grant {
+        let mut g = grant(tool, ops);
+        g.constraints = constraints
+            .iter()
+            .map(|(n, c)| ((*n).to_owned(), c.clone()))
+            .collect();
+        g
+    }
+
+    #[test]
+    fn argument_constraints_intersect_ceiling_policy_and_request() {
+        let prefix = |p: &str| Constraint::Prefix(p.into());
+        let bot = agent(
+            "bot",
+            vec![constrained(
+                "gh",
+                &["create"],
+                &[(
+                    "owner",
+                    Constraint::Equals(crate::token::constraints::Scalar::Text("acme".into())),
+                )],
+            )],
+        );
+        let tools = [tool("gh", &["create"])];
+        let policies = [policy(
+            "p",
+            AgentScope::Any,
+            vec![constrained("gh", &["create"], &[("repo", prefix("acme/"))])],
+        )];
+        let ask = |constraints: &[(&str, Constraint)]| {
+            evaluate(
+                &alice(&["staff"]),
+                &bot,
+                &[constrained("gh", &["create"], constraints)],
+                &policies,
+                &tools,
+            )
+        };
+        // Nothing asked of the arguments: the ceiling's and the policy's constraints both hold.
+        let plain = ask(&[]);
+        let carried: Vec<(&str, &Constraint)> = plain
+            .constraints
+            .iter()
+            .map(|c| (c.argument.as_str(), &c.constraint))
+            .collect();
+        assert_eq!(carried.len(), 2, "{carried:?}");
+        assert!(carried.contains(&("repo", &prefix("acme/"))));
+        // Narrower than the policy: granted, carrying the request's too.
+        let narrow = ask(&[("repo", prefix("acme/web"))]);
+        assert!(narrow.denied.is_empty());
+        assert!(narrow
+            .constraints
+            .iter()
+            .any(|c| c.constraint == prefix("acme/web")));
+        assert_eq!(narrow.granted_by[0].constraints.len(), 3);
+        // Looser than the policy, or than the ceiling: denied naming the argument.
+        let loose = ask(&[("repo", prefix("ac"))]);
+        assert_eq!(
+            loose.denied[0].reason,
+            DenialReason::ArgumentsLooserThanPolicy
+        );
+        let argument = loose.denied[0].argument.clone().unwrap();
+        assert_eq!(
+            (argument.name.as_str(), argument.allowed),
+            ("repo", prefix("acme/"))
+        );
+        assert!(loose.granted.is_empty() && loose.constraints.is_empty());
+        let outside = ask(&[("owner", prefix("a"))]);
+        assert_eq!(outside.denied[0].reason, DenialReason::OutsideAgentCeiling);
+        assert_eq!(
+            outside.denied[0].argument.as_ref().map(|a| a.name.as_str()),
+            Some("owner")
+        );
+    }
+
+    #[test]
+    fn of_the_policies_a_request_fits_the_least_constrained_decides() {
+        let bot = agent("bot", vec![grant("gh", &["create"])]);
+        let tools = [tool("gh", &["create"])];
+        let tight = policy(
+            "tight",
+            AgentScope::Any,
+            vec![constrained(
+                "gh",
+                &["create"],
+                &[("repo", Constraint::Prefix("acme/".into()))],
+            )],
+        );
+        let open = policy("open", AgentScope::Any, vec![grant("gh", &["create"])]);
+        let e = evaluate(
+            &alice(&["staff"]),
+            &bot,
+            &[grant("gh", &["create"])],
+            &[tight.clone(), open.clone()],
+            &tools,
+        );
+        assert!(e.constraints.is_empty(), "{:?}", e.constraints);
+        // A mandate carrying no constraint stays live only while a policy grants it so.
+        let by = &e.granted_by[0];
+        assert!(by.still_granted("bot", &[tight.clone(), open]));
+        assert!(
+            !by.still_granted("bot", &[tight]),
+            "a policy tightened since does not keep it"
+        );
+    }
+
     #[test]
     fn a_request_within_policy_ceiling_and_tool_is_granted_with_the_policy_ttl() {
         let bot = agent("bot", vec![grant("crm", &["read", "write"])]);

@@ -296,7 +296,10 @@ async fn biscuit_python_enforces_the_argument_constraints_mandate_writes() {
                     tool: "crm".into(),
                     operation: "write".into(),
                     argument: "count".into(),
-                    constraint: Constraint::Range { min: Some(1), max: Some(5) },
+                    constraint: Constraint::Range {
+                        min: Some(1),
+                        max: Some(5),
+                    },
                 },
             ],
             ..Attenuation::default()
@@ -318,10 +321,40 @@ async fn biscuit_python_enforces_the_argument_constraints_mandate_writes() {
             out["allowed"] == true
         }
     };
-    assert!(call("write", json!({"repo": "acme/web", "labels": ["bug"], "count": 2})).await);
-    assert!(!call("write", json!({"repo": "evil/web", "labels": ["bug"], "count": 2})).await);
-    assert!(!call("write", json!({"repo": "acme/web", "labels": ["bug", "p0"], "count": 2})).await);
-    assert!(!call("write", json!({"repo": "acme/web", "labels": ["bug"], "count": 9})).await);
-    assert!(!call("write", json!({"repo": "acme/web", "labels": ["bug"]})).await, "a missing argument fails");
-    assert!(call("read", json!({})).await, "other operations are unconstrained");
+    assert!(
+        call(
+            "write",
+            json!({"repo": "acme/web", "labels": ["bug"], "count": 2})
+        )
+        .await
+    );
+    assert!(
+        !call(
+            "write",
+            json!({"repo": "evil/web", "labels": ["bug"], "count": 2})
+        )
+        .await
+    );
+    assert!(
+        !call(
+            "write",
+            json!({"repo": "acme/web", "labels": ["bug", "p0"], "count": 2})
+        )
+        .await
+    );
+    assert!(
+        !call(
+            "write",
+            json!({"repo": "acme/web", "labels": ["bug"], "count": 9})
+        )
+        .await
+    );
+    assert!(
+        !call("write", json!({"repo": "acme/web", "labels": ["bug"]})).await,
+        "a missing argument fails"
+    );
+    assert!(
+        call("read", json!({})).await,
+        "other operations are unconstrained"
+    );
 }

@@ -921,3 +921,105 @@ both_stores!(
         assert_eq!(issued_count(&app).await, 5);
     }
 );
+
+both_stores!(
+    argument_constraints_are_minted_into_the_mandate_and_looser_requests_are_denied,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        // The policy lets bot write only tickets of queue `support`.
+        app.admin_ok(
+            Method::PATCH,
+            "/v1/admin/policies/support-crm",
+            Some(
+                json!({"grants": [{"tool": "crm", "operations": ["read", "write"],
+                                    "constraints": {"queue": {"equals": "support"}}}]}),
+            ),
+            200,
+        )
+        .await;
+        let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+        let ask = |constraints: Value| {
+            mint_body(
+                &jwt,
+                json!([{"tool": "crm", "operations": ["write"], "constraints": constraints}]),
+            )
+        };
+        let (status, minted) = app.agent(&secret).mint_body(ask(json!({}))).await;
+        assert_eq!(status, 201, "{minted}");
+        assert_eq!(
+            minted["constraints"],
+            json!([{"tool": "crm", "operation": "write", "argument": "queue",
+                    "constraint": {"equals": "support"}}])
+        );
+        let verifier = app.verifier();
+        let token = minted["token"].as_str().unwrap();
+        let access = |op: &str| mandate::verifier::Access {
+            tool: "crm".into(),
+            operation: op.into(),
+            resource: None,
+        };
+        assert!(verifier
+            .verify_call(token, &access("write"), Some(&json!({"queue": "support"})))
+            .await
+            .is_ok());
+        assert!(matches!(
+            verifier
+                .verify_call(token, &access("write"), Some(&json!({"queue": "sales"})))
+                .await,
+            Err(mandate::token::TokenError::ArgumentNotAllowed { .. })
+        ));
+
+        // Asking for more than the policy allows is denied, naming the argument.
+        let (status, denied) = app
+            .agent(&secret)
+            .mint_body(ask(json!({"queue": {"one_of": ["support", "sales"]}})))
+            .await;
+        assert_eq!(status, 403, "{denied}");
+        assert_eq!(
+            denied["denied"][0]["reason"],
+            "arguments_looser_than_policy"
+        );
+        assert_eq!(denied["denied"][0]["argument"]["name"], "queue");
+        assert_eq!(
+            denied["denied"][0]["argument"]["allowed"],
+            json!({"equals": "support"})
+        );
+
+        // Malformed constraints are refused before anything is evaluated, each field named.
+        let (status, invalid) = app
+            .agent(&secret)
+            .mint_body(ask(
+                json!({"queue": {"glob": "a[b"}, "bad path": {"prefix": "x"},
+                                  "n": {"range": {"min": 5, "max": 1}}}),
+            ))
+            .await;
+        assert_eq!(status, 422, "{invalid}");
+        let fields: Vec<&str> = invalid["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "scope[0].constraints.bad path",
+                "scope[0].constraints.n",
+                "scope[0].constraints.queue"
+            ],
+            "{invalid}"
+        );
+        let (status, unknown) = app
+            .agent(&secret)
+            .mint_body(ask(json!({"queue": {"regex": ".*"}})))
+            .await;
+        assert_eq!(status, 422, "{unknown}");
+        assert_eq!(unknown["errors"][0]["field"], "scope[0].constraints.queue");
+        let message = unknown["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("`one_of`, `prefix`, `glob`"),
+            "names the kinds: {message}"
+        );
+    }
+);
