@@ -262,7 +262,7 @@ mod tests {
                 attested: true,
             }],
             rights: vec![],
-            expires_at: Utc::now(),
+            expires_at: DateTime::from_timestamp(1_800_000_600, 0).unwrap_or_default(),
             revocation_ids: vec![],
             constraints: vec![],
         };

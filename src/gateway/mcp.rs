@@ -214,7 +214,7 @@ async fn call(
         operation: name.to_owned(),
         resource: None,
     };
-    let started = Instant::now();
+    let started = gateway.clock.instant();
     if let Err(error) = gateway
         .verifier
         .authorize(&request.entry, &access, arguments)
@@ -250,7 +250,7 @@ async fn call(
                     outcome: "failure",
                     reason: Some("the upstream could not be reached".into()),
                     arguments_sha256: Some(digest),
-                    latency_ms: Some(elapsed_ms(started)),
+                    latency_ms: Some(elapsed_ms(gateway, started)),
                     ..Outcome::default()
                 },
             );
@@ -287,14 +287,15 @@ async fn call(
             reason,
             output,
             arguments_sha256: Some(digest),
-            latency_ms: Some(elapsed_ms(started)),
+            latency_ms: Some(elapsed_ms(gateway, started)),
         },
     );
     response
 }
 
-fn elapsed_ms(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+fn elapsed_ms(gateway: &Gateway, started: Instant) -> u64 {
+    let elapsed = gateway.clock.instant().saturating_duration_since(started);
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The refusal of a call: 401 for a token no longer good, 503 when the gateway cannot tell,
@@ -372,8 +373,7 @@ async fn forward(
             headers,
             &[(assertion::HEADER, signed)],
             message.to_string().into_bytes(),
-            gateway.config.max_body_bytes,
-            gateway.config.upstream_timeout,
+            gateway.bounds(),
         )
         .await
         .map(|answer| (answer, ()))
@@ -409,13 +409,7 @@ async fn forward(
                     }
                 };
             let sent = sessions
-                .send(
-                    &session,
-                    mandate_id,
-                    &message,
-                    gateway.config.max_body_bytes,
-                    gateway.config.upstream_timeout,
-                )
+                .send(&session, mandate_id, &message, gateway.bounds())
                 .await;
             let answer = match sent {
                 None => {
@@ -483,8 +477,7 @@ pub async fn delete(gateway: Arc<Gateway>, index: usize, headers: HeaderMap) -> 
                 &headers,
                 &[],
                 Vec::new(),
-                gateway.config.max_body_bytes,
-                gateway.config.upstream_timeout,
+                gateway.bounds(),
             )
             .await
             {

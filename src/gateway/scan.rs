@@ -104,7 +104,7 @@ impl Scanner {
         })
     }
 
-    fn matches<'t>(&self, text: &'t str) -> Vec<(usize, usize)> {
+    fn matches(&self, text: &str) -> Vec<(usize, usize)> {
         self.regex
             .find_iter(text)
             .filter(|m| !self.biscuit_only || is_biscuit(m.as_str()))

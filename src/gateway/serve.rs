@@ -132,7 +132,9 @@ pub async fn prepare(
         .routes
         .iter()
         .map(|r| match &r.upstream {
-            Upstream::Stdio(command) => Some(StdioSessions::new(command.clone())),
+            Upstream::Stdio(command) => {
+                Some(StdioSessions::new(command.clone(), Arc::clone(&clock)))
+            }
             Upstream::Http(_) => None,
         })
         .collect();

@@ -76,6 +76,14 @@ impl Gateway {
         )
     }
 
+    /// How much of an upstream's answer is read, and how long it may take.
+    pub fn bounds(&self) -> super::upstream::Bounds {
+        super::upstream::Bounds {
+            max_bytes: self.config.max_body_bytes,
+            timeout: self.config.upstream_timeout,
+        }
+    }
+
     /// The stdio sessions of route `index`, if it is a stdio route.
     pub fn stdio(&self, index: usize) -> Option<&StdioSessions> {
         self.stdio.get(index).and_then(Option::as_ref)

@@ -12,6 +12,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+use crate::clock::SharedClock;
+
 /// Request headers passed to an HTTP upstream (never `Authorization`, cookies or `Host`).
 const PASSED_UP: [&str; 6] = [
     "content-type",
@@ -62,8 +64,17 @@ pub struct Event {
 #[error("{0}")]
 pub struct UpstreamError(pub String);
 
-/// Posts `body` to `url` with the passed headers of `headers` and `extra`, and reads the
-/// answer whole (at most `max_bytes`, within `timeout`).
+/// How much of an upstream's answer is read, and how long it may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Largest answer read.
+    pub max_bytes: usize,
+    /// Longest wait for it.
+    pub timeout: Duration,
+}
+
+/// Sends `body` to `url` with the passed headers of `headers` and `extra`, and reads the
+/// answer whole, within `bounds`.
 pub async fn post(
     http: &reqwest::Client,
     url: &str,
@@ -71,9 +82,9 @@ pub async fn post(
     headers: &HeaderMap,
     extra: &[(&str, String)],
     body: Vec<u8>,
-    max_bytes: usize,
-    timeout: Duration,
+    bounds: Bounds,
 ) -> Result<Answer, UpstreamError> {
+    let Bounds { max_bytes, timeout } = bounds;
     let mut request = http.request(method, url).timeout(timeout).body(body);
     for name in PASSED_UP {
         if let Some(value) = headers.get(name) {
@@ -221,6 +232,7 @@ struct StdioSession {
 /// The open stdio sessions of one route.
 pub struct StdioSessions {
     command: Vec<String>,
+    clock: SharedClock,
     sessions: Mutex<HashMap<String, Arc<StdioSession>>>,
 }
 
@@ -238,9 +250,10 @@ const KEPT_ENV: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHON
 
 impl StdioSessions {
     /// Sessions running `command`.
-    pub fn new(command: Vec<String>) -> Self {
+    pub fn new(command: Vec<String>, clock: SharedClock) -> Self {
         Self {
             command,
+            clock,
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -281,7 +294,7 @@ impl StdioSessions {
             mandate_id: mandate_id.to_owned(),
             io: tokio::sync::Mutex::new((stdin, BufReader::new(stdout))),
             child: Mutex::new(child),
-            last_used: Mutex::new(Instant::now()),
+            last_used: Mutex::new(self.clock.instant()),
         };
         self.lock().insert(id.clone(), Arc::new(session));
         Ok(id)
@@ -306,12 +319,10 @@ impl StdioSessions {
     }
 
     fn close_idle(&self) {
+        let now = self.clock.instant();
         self.lock().retain(|_, s| {
-            s.last_used
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .elapsed()
-                < STDIO_IDLE
+            let last = *s.last_used.lock().unwrap_or_else(PoisonError::into_inner);
+            now.saturating_duration_since(last) < STDIO_IDLE
         });
     }
 
@@ -323,9 +334,9 @@ impl StdioSessions {
         id: &str,
         mandate_id: &str,
         message: &Value,
-        max_bytes: usize,
-        timeout: Duration,
+        bounds: Bounds,
     ) -> Option<Result<Option<Value>, UpstreamError>> {
+        let Bounds { max_bytes, timeout } = bounds;
         let session = {
             let sessions = self.lock();
             let session = sessions.get(id)?;
@@ -337,7 +348,7 @@ impl StdioSessions {
         *session
             .last_used
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+            .unwrap_or_else(PoisonError::into_inner) = self.clock.instant();
         let wanted = message.get("method").and(message.get("id")).cloned();
         let exchange = async {
             let mut io = session.io.lock().await;

@@ -20,6 +20,10 @@ pub struct BlockInfo {
     pub delegate: Option<String>,
     /// The agent this block attests (`hop($agent)`), if any.
     pub hop: Option<String>,
+    /// The argument constraints this block adds (a holder's block; the authority's are in its
+    /// source).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<super::constraints::ArgConstraint>,
     /// The block's revocation id, hex.
     pub revocation_id: String,
     /// The block's Datalog.
@@ -61,12 +65,20 @@ pub fn inspect(token: &str) -> Result<Chain, TokenError> {
     let mut blocks = Vec::with_capacity(token.block_count());
     for (index, stated) in stated.enumerate() {
         let external = external_keys.get(index).copied().flatten();
-        let (kind, delegate, hop) = match stated {
-            None => (BlockKind::Authority, None, None),
-            Some(Stated::Narrowing(n)) => (BlockKind::Attenuation, n.delegate.clone(), None),
-            Some(Stated::Attestation { agent }) => {
-                (BlockKind::Attestation, None, Some(agent.clone()))
-            }
+        let (kind, delegate, hop, constraints) = match stated {
+            None => (BlockKind::Authority, None, None, Vec::new()),
+            Some(Stated::Narrowing(n)) => (
+                BlockKind::Attenuation,
+                n.delegate.clone(),
+                None,
+                n.constraints.clone(),
+            ),
+            Some(Stated::Attestation { agent }) => (
+                BlockKind::Attestation,
+                None,
+                Some(agent.clone()),
+                Vec::new(),
+            ),
         };
         blocks.push(BlockInfo {
             index,
@@ -74,6 +86,7 @@ pub fn inspect(token: &str) -> Result<Chain, TokenError> {
             external_key: external.map(|k| k.print()),
             delegate,
             hop,
+            constraints,
             revocation_id: revocation_ids
                 .get(index)
                 .map(hex::encode)

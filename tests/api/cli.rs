@@ -832,6 +832,51 @@ async fn token_commands_attenuate_attest_inspect_and_verify_offline() {
     assert_eq!(chain["blocks"].as_array().unwrap().len(), 3);
     assert_eq!(chain["blocks"][2]["kind"], "attestation");
 
+    // Argument constraints are added offline too, and read back; a malformed one is named.
+    let (ok, constrained, err) = mandate_with_stdin(
+        &[
+            "token",
+            "attenuate",
+            "--constrain",
+            r#"crm:write:ticket={"prefix":"T-"}"#,
+            "--constrain",
+            r#"crm:write:count={"range":{"min":1,"max":5}}"#,
+        ],
+        &token,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, chain, err) = mandate_with_stdin(&["token", "inspect"], &constrained).await;
+    assert!(ok, "{err}");
+    let chain: serde_json::Value = serde_json::from_str(&chain).unwrap();
+    assert_eq!(
+        chain["blocks"][1]["constraints"][0],
+        serde_json::json!({"tool": "crm", "operation": "write", "argument": "ticket",
+                           "constraint": {"prefix": "T-"}})
+    );
+    assert_eq!(
+        chain["blocks"][1]["constraints"].as_array().unwrap().len(),
+        3
+    );
+    for (bad, named) in [
+        (r#"crm:write:ticket={"regex":"x"}"#, "is not a constraint"),
+        (
+            r#"crm:write={"prefix":"T-"}"#,
+            "is not `tool:operation:argument=CONSTRAINT`",
+        ),
+        (
+            r#"crm:write:a b={"prefix":"T-"}"#,
+            "is not an argument path",
+        ),
+        (r#"crm:write:n={"range":{}}"#, "a range needs"),
+    ] {
+        let (ok, _, err) =
+            mandate_with_stdin(&["token", "attenuate", "--constrain", bad], &token).await;
+        assert!(!ok);
+        assert!(err.contains(named), "{bad}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+
     let base = running.base.clone();
     let (ok, verified, err) = mandate_with_stdin(
         &[

@@ -547,6 +547,32 @@ async fn a_stdio_server_and_a_proxy_check_enforce_the_same_mandate() {
     assert_eq!(nginx.status(), 403, "issues.read is not in this mandate");
 }
 
+#[test]
+fn the_documented_gateway_config_is_accepted_as_written() {
+    let doc = include_str!("../../docs/gateway.md");
+    let block = doc
+        .split_once("<!-- gateway config:")
+        .and_then(|(_, rest)| rest.split_once("```toml\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(block, _)| block)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let credential = dir.path().join("gateway.credential");
+    std::fs::write(&credential, "mnd_rep_documented\n").unwrap();
+    std::fs::set_permissions(
+        &credential,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    // Only the credential file's place differs: a test cannot write to the working directory.
+    let text = block.replace("\"gateway.credential\"", &format!("{credential:?}"));
+    let config = GatewayConfig::parse(&text, None).unwrap();
+    assert_eq!(config.routes.len(), 2);
+    assert_eq!(config.checks[0].operations["POST"], "issues.create");
+    assert_eq!(config.credential.as_str(), "mnd_rep_documented");
+    assert!(config.scanners.0.iter().any(|s| s.name == "ticket-secret"));
+}
+
 #[tokio::test]
 async fn a_bad_gateway_config_stops_with_one_line_naming_the_problem() {
     let app = TestApp::spawn(Backend::Sqlite).await;
