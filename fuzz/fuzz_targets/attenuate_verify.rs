@@ -1,6 +1,7 @@
 //! Attenuation never widens: a mandate narrowed by up to three fuzzed attenuations (rights,
-//! resources, expiry, delegate; some attested by a registered agent) allows a request only if
-//! the mandate itself allows it, and a narrowing that cannot be stated is refused, not mangled.
+//! resources, expiry, delegate, argument constraints; some attested by a registered agent)
+//! allows a request only if the mandate itself allows it, a call with fuzzed arguments only if
+//! every constraint allows them, and a narrowing that cannot be stated is refused, not mangled.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -10,6 +11,7 @@ use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use mandate::token::attenuate::{attenuate, Attenuation};
 use mandate::token::attest::attest;
+use mandate::token::constraints::{ArgConstraint, Constraint, Scalar};
 use mandate::token::keys::KeySet;
 use mandate::token::verify::{check, AccessRequest, AgentKeys, Trust, VerifyOptions};
 use mandate::token::Right;
@@ -61,12 +63,60 @@ fn attenuation(u: &mut Unstructured<'_>) -> Result<Attenuation> {
     } else {
         None
     };
+    let mut constraints = Vec::new();
+    for _ in 0..u.int_in_range(0..=2)? {
+        constraints.push(ArgConstraint {
+            tool: name(u, &["crm", "github"])?,
+            operation: name(u, &["read", "write"])?,
+            argument: name(u, &["id", "queue"])?,
+            constraint: constraint(u)?,
+        });
+    }
     Ok(Attenuation {
         rights,
         resources,
         expires_at,
         delegate,
+        constraints,
     })
+}
+
+fn scalar(u: &mut Unstructured<'_>) -> Result<Scalar> {
+    Ok(match u.int_in_range(0..=2)? {
+        0 => Scalar::Integer(u.int_in_range(-3..=3)?),
+        1 => Scalar::Boolean(u.arbitrary()?),
+        _ => Scalar::Text(name(u, &["T-1", "T-2", "sales"])?),
+    })
+}
+
+fn constraint(u: &mut Unstructured<'_>) -> Result<Constraint> {
+    Ok(match u.int_in_range(0..=5)? {
+        0 => Constraint::Equals(scalar(u)?),
+        1 => Constraint::OneOf(vec![scalar(u)?, scalar(u)?]),
+        2 => Constraint::Prefix(name(u, &["T-", "s"])?),
+        3 => Constraint::Glob(name(u, &["T-*", "?-1", "*"])?),
+        4 => Constraint::Range {
+            min: u.arbitrary::<Option<i8>>()?.map(i64::from),
+            max: u.arbitrary::<Option<i8>>()?.map(i64::from),
+        },
+        _ => Constraint::MaxLength(u.int_in_range(0..=4)?),
+    })
+}
+
+/// A call's arguments: the paths constraints name, with fuzzed values.
+fn arguments(u: &mut Unstructured<'_>) -> Result<serde_json::Value> {
+    let mut members = serde_json::Map::new();
+    for path in ["id", "queue"] {
+        let value = match u.int_in_range(0..=4)? {
+            0 => continue,
+            1 => serde_json::json!(u.int_in_range(-3..=3)?),
+            2 => serde_json::json!(name(u, &["T-1", "T-22", "sales"])?),
+            3 => serde_json::json!([name(u, &["T-1", "sales"])?]),
+            _ => serde_json::json!(u.arbitrary::<bool>()?),
+        };
+        members.insert(path.to_owned(), value);
+    }
+    Ok(serde_json::Value::Object(members))
 }
 
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
@@ -110,6 +160,27 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             now: at,
         };
         let mandate_allows = fixture::granted().contains(asked) && at <= fixture::expires();
+        let args = arguments(u)?;
+        if checked
+            .authorize_call(&never, &request, resource, Some(&args), &options)
+            .is_ok()
+        {
+            assert!(
+                mandate_allows,
+                "a constrained call the mandate does not allow"
+            );
+            let stated = mandate::token::constraints::Arguments::from_json(
+                &args,
+                &["id", "queue"].into_iter().collect(),
+            );
+            for c in checked.constraints_on(&asked.tool, &asked.operation) {
+                let allowed = stated
+                    .0
+                    .get(&c.argument)
+                    .is_some_and(|v| c.constraint.allows(v));
+                assert!(allowed, "{c:?} does not allow {args}, yet the token did");
+            }
+        }
         if let Ok(verified) = checked.authorize(&never, &request, resource, &options) {
             assert!(
                 mandate_allows,
