@@ -35,6 +35,12 @@ fn main() {
             resources: Some(vec!["ACME".to_owned()]),
             expires_at: Some(fixture::now() + chrono::Duration::minutes(10)),
             delegate: Some("helper".to_owned()),
+            constraints: vec![mandate::token::constraints::ArgConstraint {
+                tool: "crm".to_owned(),
+                operation: "write".to_owned(),
+                argument: "id".to_owned(),
+                constraint: mandate::token::constraints::Constraint::Prefix("T-".to_owned()),
+            }],
         },
     )
     .unwrap_or_else(|e| panic!("attenuate: {e}"));

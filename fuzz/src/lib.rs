@@ -87,6 +87,7 @@ pub fn mandate() -> String {
         agent_id: "bot".to_owned(),
         rights: granted(),
         expires_at: expires(),
+        constraints: vec![],
     };
     match mint(&spec, &root(), KID) {
         Ok(minted) => minted.token,
