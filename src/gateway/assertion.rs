@@ -129,23 +129,15 @@ impl AssertionKey {
             task_id: &verified.task_id,
             call,
         };
-        let encode = |v: &dyn erased::Json| URL_SAFE_NO_PAD.encode(v.bytes());
-        let input = format!("{}.{}", encode(&header), encode(&claims));
+        let input = format!("{}.{}", encoded(&header), encoded(&claims));
         let signature = self.pair.sign(input.as_bytes());
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
     }
 }
 
-/// Serializing either a `Value` or the claims, without generics in the closure.
-mod erased {
-    pub trait Json {
-        fn bytes(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn bytes(&self) -> Vec<u8> {
-            serde_json::to_vec(self).unwrap_or_default()
-        }
-    }
+/// One part of a compact JWS: JSON, base64url without padding.
+fn encoded(part: &impl Serialize) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(part).unwrap_or_default())
 }
 
 /// RFC 8785 (JCS) canonical JSON: members sorted by their UTF-16 code units, no whitespace,

@@ -128,7 +128,7 @@ pub async fn post(
                 arguments_sha256: None,
             };
             match forward(&gateway, &request, &headers, message, &call).await {
-                Ok((answer, _)) => deliver(&gateway, &request, answer, Some(&names)).0,
+                Ok(answer) => deliver(&gateway, &request, answer, Some(&names)).0,
                 Err(response) => response,
             }
         }
@@ -151,7 +151,7 @@ pub async fn post(
                 arguments_sha256: None,
             };
             match forward(&gateway, &request, &headers, message, &call).await {
-                Ok((answer, _)) => deliver(&gateway, &request, answer, None).0,
+                Ok(answer) => deliver(&gateway, &request, answer, None).0,
                 Err(response) => response,
             }
         }
@@ -239,7 +239,7 @@ async fn call(
         operation: Some(name.to_owned()),
         arguments_sha256: Some(digest.clone()),
     };
-    let (answer, _) = match forward(gateway, request, headers, message, &call).await {
+    let answer = match forward(gateway, request, headers, message, &call).await {
         Ok(forwarded) => forwarded,
         Err(response) => {
             gateway.report(
@@ -347,7 +347,7 @@ async fn forward(
     headers: &HeaderMap,
     mut message: Value,
     call: &Call,
-) -> Result<(Answer, ()), Response> {
+) -> Result<Answer, Response> {
     let route = request.route;
     let verified = request.entry.checked.verified();
     let signed = gateway.key.sign(
@@ -376,7 +376,6 @@ async fn forward(
             gateway.bounds(),
         )
         .await
-        .map(|answer| (answer, ()))
         .map_err(failed),
         Upstream::Stdio(_) => {
             let Some(sessions) = gateway.stdio(request.index) else {
@@ -436,14 +435,11 @@ async fn forward(
                 }
                 None => (StatusCode::ACCEPTED, Body::Empty),
             };
-            Ok((
-                Answer {
-                    status,
-                    headers,
-                    body,
-                },
-                (),
-            ))
+            Ok(Answer {
+                status,
+                headers,
+                body,
+            })
         }
     }
 }

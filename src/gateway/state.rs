@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::answers;
 use super::assertion::AssertionKey;
-use super::config::{GatewayConfig, Route, Upstream};
+use super::config::{GatewayConfig, Route};
 use super::upstream::StdioSessions;
 use crate::clock::SharedClock;
 use crate::token::TokenError;
@@ -174,9 +174,4 @@ impl Refused {
             Refused::Unavailable(message) => answers::unavailable(id, message),
         }
     }
-}
-
-/// Whether `upstream` is spoken over stdio.
-pub fn is_stdio(upstream: &Upstream) -> bool {
-    matches!(upstream, Upstream::Stdio(_))
 }
