@@ -41,6 +41,7 @@ fn now() -> DateTime<Utc> {
 
 fn spec() -> MandateSpec {
     MandateSpec {
+        holder_key: None,
         mandate_id: "0194f3c2-6f1e-7c3a-9d2b-5e8f1a2b3c4d".into(),
         task_id: "task-42".into(),
         task_digest: vec![7; 32],

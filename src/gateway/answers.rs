@@ -59,7 +59,12 @@ fn quoted(value: &str) -> String {
 
 /// A `Bearer` challenge with these parameters, in order.
 pub fn challenge(params: &[(&str, &str)]) -> HeaderValue {
-    let text = std::iter::once("Bearer".to_owned())
+    scheme_challenge("Bearer", params)
+}
+
+/// A challenge of `scheme` with these parameters, in order.
+fn scheme_challenge(scheme: &'static str, params: &[(&str, &str)]) -> HeaderValue {
+    let text = std::iter::once(scheme.to_owned())
         .chain(
             params
                 .iter()
@@ -67,7 +72,41 @@ pub fn challenge(params: &[(&str, &str)]) -> HeaderValue {
                 .map(|(i, (k, v))| format!("{}{k}={}", if i == 0 { " " } else { ", " }, quoted(v))),
         )
         .collect::<String>();
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(scheme))
+}
+
+/// The DPoP challenge offered beside every Bearer one: the algorithms proofs may use.
+fn dpop_offer() -> HeaderValue {
+    scheme_challenge(
+        "DPoP",
+        &[("algs", &crate::token::pop::ALGORITHMS.join(" "))],
+    )
+}
+
+/// 401 for a refused proof of possession (RFC 9449 section 7.1): a DPoP challenge naming
+/// `invalid_dpop_proof` or `use_dpop_nonce`.
+pub fn refused_proof(
+    metadata: &str,
+    error: &crate::token::pop::proof::ProofError,
+    id: Option<&Value>,
+    message: &str,
+) -> Response {
+    let description = error.to_string();
+    let algs = crate::token::pop::ALGORITHMS.join(" ");
+    let params = [
+        ("error", error.code()),
+        ("error_description", description.as_str()),
+        ("algs", algs.as_str()),
+        ("resource_metadata", metadata),
+    ];
+    let mut response = json_response(
+        StatusCode::UNAUTHORIZED,
+        &rpc_error(id, INVALID_REQUEST, message, None),
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, scheme_challenge("DPoP", &params));
+    response
 }
 
 /// 401: no mandate, or one that does not verify (RFC 6750 §3.1, MCP authorization).
@@ -87,9 +126,9 @@ pub fn unauthorized(
         StatusCode::UNAUTHORIZED,
         &rpc_error(id, INVALID_REQUEST, message, None),
     );
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, challenge(&params));
+    let headers = response.headers_mut();
+    headers.insert(header::WWW_AUTHENTICATE, challenge(&params));
+    headers.append(header::WWW_AUTHENTICATE, dpop_offer());
     response
 }
 

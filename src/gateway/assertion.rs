@@ -244,6 +244,7 @@ mod tests {
         let again = AssertionKey::load_or_create(&dir.path().join("a.pem")).unwrap();
         assert_eq!(key.jwks(), again.jwks(), "the key is kept");
         let verified = Verified {
+            holder_key: None,
             mandate_id: "m".into(),
             principal_subject: "alice".into(),
             principal_issuer: "https://idp".into(),

@@ -23,6 +23,7 @@ use super::answers::{self, challenge};
 use super::assertion::{self, arguments_digest, Call};
 use super::config::Check;
 use super::state::{Gateway, Outcome, Refused};
+use crate::token::TokenError;
 use crate::verifier::Access;
 
 /// `/check/envoy/{*path}`: the request as Envoy forwards it.
@@ -121,8 +122,24 @@ async fn decide(
             &format!("no operation of `{}` is performed by {method}", check.tool),
         );
     };
-    let entry = match gateway.mandate(headers).await {
-        Ok(entry) => entry,
+    // The proxy forwards the original Host: a proof is for the URL the client addressed.
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("http") => "http",
+        _ => "https",
+    };
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let url = format!("{scheme}://{host}{path}");
+    let held = match gateway
+        .mandate(headers, &method.to_ascii_uppercase(), &url)
+        .await
+    {
+        Ok(held) => held,
         Err(Refused::Missing) => {
             let mut response = answers::problem(
                 StatusCode::UNAUTHORIZED,
@@ -132,6 +149,19 @@ async fn decide(
             response
                 .headers_mut()
                 .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            return response;
+        }
+        Err(Refused::Invalid(TokenError::Proof(error))) => {
+            let mut response = refuse(
+                StatusCode::UNAUTHORIZED,
+                "Proof of possession refused",
+                &error.to_string(),
+            );
+            response.headers_mut().insert(
+                "www-authenticate",
+                HeaderValue::from_str(&crate::verifier::layer::challenge(error.code()))
+                    .unwrap_or_else(|_| HeaderValue::from_static("DPoP")),
+            );
             return response;
         }
         Err(Refused::Invalid(error)) => {
@@ -164,7 +194,7 @@ async fn decide(
         query_arguments(query)
     };
     let digest = arguments_digest(Some(&arguments));
-    let token = super::state::bearer(headers).unwrap_or_default().to_owned();
+    let token = held.token;
     let access = Access {
         tool: check.tool.clone(),
         operation: operation.clone(),
@@ -172,7 +202,7 @@ async fn decide(
     };
     match gateway
         .verifier
-        .authorize(&entry, &access, Some(arguments))
+        .authorize_held(&held.entry, &access, Some(arguments), held.proven)
         .await
     {
         Ok(verified) => {

@@ -24,7 +24,7 @@ use super::answers::{self, rpc_error};
 use super::assertion::{self, arguments_digest, Call};
 use super::config::{Route, Upstream};
 use super::scan::Findings;
-use super::state::{Gateway, Outcome};
+use super::state::{Gateway, Held, Outcome};
 use super::upstream::{self, Answer, Body};
 use crate::token::{Right, TokenError};
 use crate::verifier::{Access, Entry};
@@ -38,6 +38,8 @@ struct Request<'a> {
     index: usize,
     token: String,
     entry: Arc<Entry>,
+    /// The holder's key the request proved (a bound mandate).
+    proven: Option<String>,
     id: Option<Value>,
     method: Option<String>,
 }
@@ -62,13 +64,15 @@ pub async fn post(
         );
     }
     // The mandate first: nothing about the body is answered to a caller without one.
-    let entry = match gateway.mandate(&headers).await {
-        Ok(entry) => entry,
+    let url = format!("{}{}", gateway.config.public_url, route.path);
+    let Held {
+        entry,
+        token,
+        proven,
+    } = match gateway.mandate(&headers, "POST", &url).await {
+        Ok(held) => held,
         Err(refused) => return refused.answer(&gateway, route, None),
     };
-    let token = super::state::bearer(&headers)
-        .unwrap_or_default()
-        .to_owned();
     let usable: Vec<Right> = entry
         .checked
         .usable_rights()
@@ -115,6 +119,7 @@ pub async fn post(
         index,
         token,
         entry,
+        proven,
         id,
         method: method.clone(),
     };
@@ -217,7 +222,7 @@ async fn call(
     let started = gateway.clock.instant();
     if let Err(error) = gateway
         .verifier
-        .authorize(&request.entry, &access, arguments)
+        .authorize_held(&request.entry, &access, arguments, request.proven.clone())
         .await
     {
         let refused = denial(gateway, request, name, &error);
@@ -447,8 +452,9 @@ async fn forward(
 /// `DELETE` on an MCP route: ends a session (the upstream's, or a stdio process).
 pub async fn delete(gateway: Arc<Gateway>, index: usize, headers: HeaderMap) -> Response {
     let route = &gateway.config.routes[index];
-    let entry = match gateway.mandate(&headers).await {
-        Ok(entry) => entry,
+    let url = format!("{}{}", gateway.config.public_url, route.path);
+    let entry = match gateway.mandate(&headers, "DELETE", &url).await {
+        Ok(held) => held.entry,
         Err(refused) => return refused.answer(&gateway, route, None),
     };
     let Some(session) = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) else {

@@ -237,6 +237,7 @@ fn protected_resource(gateway: &Gateway, index: usize) -> Json<serde_json::Value
         "resource": format!("{}{}", gateway.config.public_url, route.path),
         "authorization_servers": [gateway.config.mandate_public_url],
         "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": crate::token::pop::ALGORITHMS,
         "scopes_supported": scopes,
         "resource_name": format!("{} (through mandate's gateway)", route.tool),
         "jwks_uri": format!("{}/.well-known/jwks.json", gateway.config.public_url),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::answers;
@@ -12,10 +12,12 @@ use super::assertion::AssertionKey;
 use super::config::{GatewayConfig, Route};
 use super::upstream::StdioSessions;
 use crate::clock::SharedClock;
+use crate::token::pop::proof::ProofError;
 use crate::token::TokenError;
+use crate::verifier::layer::presented;
 use crate::verifier::receipts::{ReceiptSender, UseReport};
 use crate::verifier::revocations::RevocationSync;
-use crate::verifier::{Entry, Verifier};
+use crate::verifier::{Entry, Presentation, Verifier};
 
 /// The gateway.
 pub struct Gateway {
@@ -47,14 +49,14 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-/// The bearer token of a request, if it sends one.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+/// A request's mandate, checked and alive, with the holder's key it proved (a bound mandate).
+pub struct Held {
+    /// The checked token.
+    pub entry: Arc<Entry>,
+    /// The token as presented.
+    pub token: String,
+    /// The thumbprint of the key whose proof came with it (`None`: an unbound mandate).
+    pub proven: Option<String>,
 }
 
 /// Why a request's mandate was not accepted, as the answer to give.
@@ -89,12 +91,36 @@ impl Gateway {
         self.stdio.get(index).and_then(Option::as_ref)
     }
 
-    /// The checked mandate of a request, alive now.
-    pub async fn mandate(&self, headers: &HeaderMap) -> Result<Arc<Entry>, Refused> {
-        let token = bearer(headers).ok_or(Refused::Missing)?;
-        let entry = self.verifier.checked(token).await.map_err(refusal)?;
+    /// The checked mandate of a request, alive now: `Authorization: Bearer`, or `Authorization:
+    /// DPoP` with a proof for `method` on `url` by the key the mandate is bound to.
+    pub async fn mandate(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        url: &str,
+    ) -> Result<Held, Refused> {
+        let (token, proof) = match presented(headers) {
+            None => return Err(Refused::Missing),
+            Some(Err(error)) => return Err(refusal(error.into())),
+            Some(Ok(presented)) => presented,
+        };
+        let entry = self.verifier.checked(&token).await.map_err(refusal)?;
         self.verifier.alive(&entry).map_err(refusal)?;
-        Ok(entry)
+        let presentation = Presentation {
+            token: &token,
+            proof: proof.as_deref(),
+            method,
+            url,
+        };
+        let proven = self
+            .verifier
+            .prove(&entry, &presentation)
+            .map_err(refusal)?;
+        Ok(Held {
+            entry,
+            token,
+            proven,
+        })
     }
 
     /// Whether a request's `Origin` (sent by browsers) is one the configuration allows.
@@ -145,6 +171,9 @@ fn refusal(error: TokenError) -> Refused {
         TokenError::Busy => {
             Refused::Unavailable("too many mandates being verified; retry shortly".into())
         }
+        TokenError::Proof(ProofError::Busy) => {
+            Refused::Unavailable("too many proofs in flight; retry shortly".into())
+        }
         other => Refused::Invalid(other),
     }
 }
@@ -165,6 +194,20 @@ impl Refused {
                 id,
                 "send a mandate for this tool as `Authorization: Bearer <token>`",
             ),
+            Refused::Invalid(TokenError::Proof(error)) => {
+                let mut answer = answers::refused_proof(
+                    &metadata,
+                    error,
+                    id,
+                    &format!("the proof of possession is refused: {error}"),
+                );
+                if matches!(error, ProofError::Nonce) {
+                    if let Ok(nonce) = HeaderValue::from_str(&gateway.verifier.nonce()) {
+                        answer.headers_mut().insert("dpop-nonce", nonce);
+                    }
+                }
+                answer
+            }
             Refused::Invalid(error) => answers::unauthorized(
                 &metadata,
                 Some(("invalid_token", error.code())),

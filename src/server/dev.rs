@@ -272,6 +272,7 @@ async fn seed_orchestrator(
             grant("calendar", &["read"]),
         ],
         max_ttl_seconds: None,
+        require_binding: false,
     }
     .into_agent(cap, now);
     let audit = created("agent", DEV_AGENT, &agent, now);
@@ -296,6 +297,7 @@ async fn seed_policy(store: &dyn Store, cap: u32, now: DateTime<Utc>) -> Result<
             grant("calendar", &["read"]),
         ],
         max_ttl_seconds: i64::from(900.min(cap)),
+        require_binding: false,
         enabled: Some(true),
     }
     .into_policy(cap, now)

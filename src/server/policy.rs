@@ -73,6 +73,9 @@ pub enum DenialReason {
     NoPolicy,
     /// Policies grant it, but each allows an argument only within less than was asked.
     ArgumentsLooserThanPolicy,
+    /// Granted only to a mandate bound to a key (the agent or the policy requires binding),
+    /// and the request binds none.
+    BindingRequired,
 }
 
 /// One refused operation and why.

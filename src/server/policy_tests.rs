@@ -17,6 +17,7 @@ fn grant(tool: &str, ops: &[&str]) -> Grant {
 fn agent(id: &str, ceiling: Vec<Grant>) -> Agent {
     let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
     Agent {
+        require_binding: false,
         id: id.into(),
         display_name: id.into(),
         kind: AgentKind::Orchestrator,
@@ -51,6 +52,7 @@ fn tool(id: &str, ops: &[&str]) -> Tool {
 fn policy(id: &str, agents: AgentScope, grants: Vec<Grant>) -> Policy {
     let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
     Policy {
+        require_binding: false,
         id: id.into(),
         name: id.into(),
         description: None,

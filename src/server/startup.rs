@@ -174,6 +174,9 @@ impl Server {
             inventory: Arc::default(),
             limits: Arc::new(limits),
             audit: Arc::default(),
+            proofs: Arc::new(crate::token::pop::replay::Proofs::with_random_nonce_key(
+                Default::default(),
+            )),
         };
         let walkthrough = match (&state.dev_idp, options.dev_seed) {
             (Some(idp), true) => {

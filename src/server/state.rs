@@ -47,4 +47,6 @@ pub struct AppState {
     pub limits: Arc<MintLimits>,
     /// This replica's walks of the audit chain, and what the last one found.
     pub audit: Arc<audit::Replica>,
+    /// The DPoP proofs the token endpoint has accepted (replays are refused).
+    pub proofs: Arc<crate::token::pop::replay::Proofs>,
 }

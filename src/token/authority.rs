@@ -28,6 +28,8 @@ pub struct Authority {
     pub expires_at: DateTime<Utc>,
     /// Every `constraint(…)`, in order.
     pub constraints: Vec<ArgConstraint>,
+    /// `holder_key($jkt)`: the thumbprint of the key the mandate is bound to, if it is.
+    pub holder_key: Option<String>,
 }
 
 /// Reads the mandate/v1 facts of `block`: exactly one of each single-valued fact, any number
@@ -49,6 +51,7 @@ pub fn read(block: &schema::Block) -> Result<Authority, TokenError> {
     let mut expires = None;
     let mut rights = Vec::new();
     let mut constraints = Vec::new();
+    let mut holder_key = None;
     for fact in &block.facts {
         let name = table
             .get_symbol(fact.predicate.name)
@@ -66,6 +69,13 @@ pub fn read(block: &schema::Block) -> Result<Authority, TokenError> {
                 Some(Content::Date(secs)) => once(&mut expires, secs, "expires")?,
                 _ => return Err(TokenError::Malformed),
             },
+            ("holder_key", [jkt]) => {
+                let jkt = text(jkt)?;
+                if !super::pop::is_thumbprint(&jkt) {
+                    return Err(TokenError::Malformed);
+                }
+                once(&mut holder_key, jkt, "holder_key")?
+            }
             ("right", [tool, operation]) => rights.push(Right {
                 tool: text(tool)?,
                 operation: text(operation)?,
@@ -101,6 +111,7 @@ pub fn read(block: &schema::Block) -> Result<Authority, TokenError> {
             .and_then(|secs| DateTime::from_timestamp(secs, 0))
             .ok_or(TokenError::Time)?,
         constraints,
+        holder_key,
     })
 }
 

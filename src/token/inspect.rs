@@ -20,6 +20,10 @@ pub struct BlockInfo {
     pub delegate: Option<String>,
     /// The agent this block attests (`hop($agent)`), if any.
     pub hop: Option<String>,
+    /// The thumbprint of the key this block binds the token to (`holder_key($jkt)`: the
+    /// authority's binding, or a rebinding the previous holder signed), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_key: Option<String>,
     /// The argument constraints this block adds (a holder's block; the authority's are in its
     /// source).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -40,6 +44,8 @@ pub enum BlockKind {
     Attenuation,
     /// Signed by an agent's own key.
     Attestation,
+    /// Signed by the holder's key, moving the binding to another key.
+    Rebinding,
 }
 
 /// A mandate's chain, unverified.
@@ -49,6 +55,9 @@ pub struct Chain {
     pub root_key_id: Option<u32>,
     /// Every block, in order.
     pub blocks: Vec<BlockInfo>,
+    /// The thumbprint of the key the last binding names (the current holder), if bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_key: Option<String>,
 }
 
 /// Reads `token`'s chain without checking any signature. A block that is not a mandate/v1
@@ -65,8 +74,12 @@ pub fn inspect(token: &str) -> Result<Chain, TokenError> {
     let mut blocks = Vec::with_capacity(token.block_count());
     for (index, stated) in stated.enumerate() {
         let external = external_keys.get(index).copied().flatten();
+        let mut holder_key = None;
         let (kind, delegate, hop, constraints) = match stated {
-            None => (BlockKind::Authority, None, None, Vec::new()),
+            None => {
+                holder_key = super::authority::read(&decoded.authority)?.holder_key;
+                (BlockKind::Authority, None, None, Vec::new())
+            }
             Some(Stated::Narrowing(n)) => (
                 BlockKind::Attenuation,
                 n.delegate.clone(),
@@ -79,6 +92,10 @@ pub fn inspect(token: &str) -> Result<Chain, TokenError> {
                 Some(agent.clone()),
                 Vec::new(),
             ),
+            Some(Stated::Rebind { holder_key: jkt }) => {
+                holder_key = Some(jkt.clone());
+                (BlockKind::Rebinding, None, None, Vec::new())
+            }
         };
         blocks.push(BlockInfo {
             index,
@@ -86,6 +103,7 @@ pub fn inspect(token: &str) -> Result<Chain, TokenError> {
             external_key: external.map(|k| k.print()),
             delegate,
             hop,
+            holder_key,
             constraints,
             revocation_id: revocation_ids
                 .get(index)
@@ -96,6 +114,7 @@ pub fn inspect(token: &str) -> Result<Chain, TokenError> {
     }
     Ok(Chain {
         root_key_id: token.root_key_id(),
+        holder_key: blocks.iter().rev().find_map(|b| b.holder_key.clone()),
         blocks,
     })
 }

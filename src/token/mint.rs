@@ -33,6 +33,8 @@ pub struct MandateSpec {
     pub expires_at: DateTime<Utc>,
     /// Constraints on the arguments of the granted operations.
     pub constraints: Vec<ArgConstraint>,
+    /// The RFC 7638 thumbprint of the key the mandate is bound to ([`super::pop`]), if any.
+    pub holder_key: Option<String>,
 }
 
 /// A minted mandate.
@@ -47,6 +49,9 @@ pub struct Minted {
 /// The authority block's one check, parsed once: the mandate works until `{expires}`.
 static EXPIRY_CHECK: LazyLock<Result<Check, biscuit_auth::error::Token>> =
     LazyLock::new(|| Check::try_from("check if time($time), $time <= {expires}"));
+/// A bound mandate's check: only a verifier that checked the holder's proof passes it.
+static PROOF_CHECK: LazyLock<Result<Check, biscuit_auth::error::Token>> =
+    LazyLock::new(|| Check::try_from("check if holder_proof($jkt)"));
 
 /// Builds and signs the authority block with `root` under key id `kid`. Every value is a term
 /// of a fact built directly (no Datalog source is formatted or parsed per mint).
@@ -76,6 +81,14 @@ pub fn mint(spec: &MandateSpec, root: &KeyPair, kid: u32) -> Result<Minted, Toke
             "right",
             &[string(&right.tool), string(&right.operation)],
         ))?;
+    }
+    if let Some(jkt) = &spec.holder_key {
+        if !super::pop::is_thumbprint(jkt) {
+            return Err(TokenError::Malformed);
+        }
+        builder = builder
+            .fact(fact("holder_key", &[string(jkt)]))?
+            .check(PROOF_CHECK.clone()?)?;
     }
     for compiled in constrained(&spec.constraints)? {
         builder = builder.fact(compiled.fact)?.check(compiled.check)?;

@@ -65,6 +65,7 @@ pub mod constraints;
 pub mod inspect;
 pub mod keys;
 pub mod mint;
+pub mod pop;
 pub mod verify;
 pub mod vocabulary;
 
@@ -91,6 +92,11 @@ pub(crate) fn printable(value: &str) -> bool {
         && !value
             .chars()
             .any(|c| c == '"' || c == '\\' || c.is_control())
+}
+
+/// Whether `a` and `b` are equal, in time that depends only on their lengths.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// One granted right: an operation of a tool.
@@ -147,6 +153,12 @@ pub enum TokenError {
     /// An attestation block is not what it claims.
     #[error("forged attestation: {0}")]
     ForgedAttestation(String),
+    /// A block moves the holder binding without the holder's signature.
+    #[error("forged binding: {0}")]
+    ForgedBinding(String),
+    /// The proof of possession is missing or refused.
+    #[error("{0}")]
+    Proof(#[from] pop::proof::ProofError),
     /// The call's arguments are outside a constraint of the mandate.
     #[error("argument `{argument}` {requirement}")]
     ArgumentNotAllowed {
@@ -183,6 +195,8 @@ impl TokenError {
             TokenError::Expired => "expired",
             TokenError::Revoked => "revoked",
             TokenError::ForgedAttestation(_) => "forged_attestation",
+            TokenError::ForgedBinding(_) => "forged_binding",
+            TokenError::Proof(proof) => proof.code(),
             TokenError::NotAuthorized(_) => "not_authorized",
             TokenError::ArgumentNotAllowed { .. } => "argument_not_allowed",
             TokenError::EmptyAttenuation => "empty_attenuation",
@@ -217,6 +231,7 @@ mod tests {
 
     fn spec(subject: &str, task: &str) -> MandateSpec {
         MandateSpec {
+            holder_key: None,
             mandate_id: "01900000-0000-7000-8000-000000000001".into(),
             task_id: task.into(),
             task_digest: vec![7; 32],

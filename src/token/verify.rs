@@ -111,6 +111,10 @@ pub struct Verified {
     /// Every argument constraint, the authority's and each later block's: all of them hold.
     #[serde(default)]
     pub constraints: Vec<ArgConstraint>,
+    /// The RFC 7638 thumbprint of the key the token is bound to now (the mandate's, or the
+    /// last one its holders moved the binding to); `None` for a bearer mandate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_key: Option<String>,
 }
 
 /// Bounds on one authorization: enough for any mandate, small enough that no token can make a
@@ -197,6 +201,8 @@ fn hops(
                 }
                 last.attested = true;
             }
+            // Checked by `holder`.
+            (Stated::Rebind { .. }, Some(_)) => {}
             (Stated::Narrowing(narrowing), None) => {
                 if let Some(agent) = &narrowing.delegate {
                     hops.push(Hop {
@@ -211,6 +217,37 @@ fn hops(
         }
     }
     Ok(hops)
+}
+
+/// The key a token is bound to after its last block: the authority's binding, moved by each
+/// rebinding block, which the key bound so far must have signed.
+fn holder(
+    bound: Option<&str>,
+    blocks: &[Stated],
+    signers: &[Option<PublicKey>],
+) -> Result<Option<String>, TokenError> {
+    let mut holder = bound.map(str::to_owned);
+    for (block, signer) in blocks.iter().zip(signers.iter().skip(1)) {
+        let Stated::Rebind { holder_key } = block else {
+            continue;
+        };
+        let Some(current) = &holder else {
+            return Err(TokenError::ForgedBinding(
+                "a mandate bound to no key cannot be bound offline".to_owned(),
+            ));
+        };
+        let signed_by = signer
+            .as_ref()
+            .and_then(super::pop::HolderKey::from_biscuit)
+            .map(|key| key.thumbprint());
+        if signed_by.as_deref() != Some(current.as_str()) {
+            return Err(TokenError::ForgedBinding(
+                "the binding is moved by a block the holder's key did not sign".to_owned(),
+            ));
+        }
+        holder = Some(holder_key.clone());
+    }
+    Ok(holder)
 }
 
 /// A token whose signatures verify under mandate's root keys and whose later blocks are all
@@ -248,7 +285,7 @@ impl Parsed {
     pub fn claimed_holder(&self) -> Option<&str> {
         self.blocks.iter().rev().find_map(|b| match b {
             Stated::Narrowing(n) => n.delegate.as_deref(),
-            Stated::Attestation { .. } => None,
+            Stated::Attestation { .. } | Stated::Rebind { .. } => None,
         })
     }
 
@@ -258,7 +295,7 @@ impl Parsed {
             .iter()
             .filter_map(|b| match b {
                 Stated::Narrowing(n) => n.expires_at,
-                Stated::Attestation { .. } => None,
+                Stated::Attestation { .. } | Stated::Rebind { .. } => None,
             })
             .fold(self.authority.expires_at, DateTime::min)
     }
@@ -318,10 +355,12 @@ pub fn check(
     options: &VerifyOptions,
 ) -> Result<Checked, TokenError> {
     let parsed = parse(token, trust.keys, options)?;
-    let hops = hops(
+    let signers = parsed.biscuit.external_public_keys();
+    let hops = hops(&parsed.blocks, &signers, trust.agent_keys)?;
+    let holder_key = holder(
+        parsed.authority.holder_key.as_deref(),
         &parsed.blocks,
-        &parsed.biscuit.external_public_keys(),
-        trust.agent_keys,
+        &signers,
     )?;
     let authority = parsed.authority.clone();
     let mut constraints = authority.constraints;
@@ -341,6 +380,7 @@ pub fn check(
         expires_at: parsed.expires_at(),
         revocation_ids: parsed.revocation_ids.iter().map(hex::encode).collect(),
         constraints,
+        holder_key,
     };
     Ok(Checked { parsed, verified })
 }
@@ -422,6 +462,32 @@ impl Checked {
         arguments: Option<&serde_json::Value>,
         options: &VerifyOptions,
     ) -> Result<Verified, TokenError> {
+        self.authorize_held(is_revoked, request, resource, arguments, None, options)
+    }
+
+    /// Authorizes a call as [`Checked::authorize_call`] does, for a caller that proved it holds
+    /// the key with thumbprint `proven` ([`super::pop`]: the proof is checked before). A bound
+    /// token needs the proof of its current holder; an unbound one takes none.
+    pub fn authorize_held(
+        &self,
+        is_revoked: &dyn Fn(&[u8]) -> bool,
+        request: &AccessRequest,
+        resource: Option<&str>,
+        arguments: Option<&serde_json::Value>,
+        proven: Option<&str>,
+        options: &VerifyOptions,
+    ) -> Result<Verified, TokenError> {
+        use super::pop::proof::ProofError;
+        match (self.verified.holder_key.as_deref(), proven) {
+            (None, None) => {}
+            (None, Some(_)) => return Err(ProofError::Unbound.into()),
+            (Some(_), None) => return Err(ProofError::Missing.into()),
+            (Some(holder), Some(proven)) => {
+                if !super::constant_time_eq(holder.as_bytes(), proven.as_bytes()) {
+                    return Err(ProofError::WrongKey.into());
+                }
+            }
+        }
         let wanted: std::collections::BTreeSet<&str> = self
             .constraints_on(&request.tool, &request.operation)
             .map(|c| c.argument.as_str())
@@ -430,7 +496,7 @@ impl Checked {
             Some(arguments) if !wanted.is_empty() => Arguments::from_json(arguments, &wanted),
             _ => Arguments::default(),
         };
-        self.run(is_revoked, request, resource, &stated, options)
+        self.run(is_revoked, request, resource, &stated, proven, options)
             .map_err(|error| match error {
                 TokenError::NotAuthorized(_) | TokenError::Biscuit(_) => {
                     self.explain(request, &stated).unwrap_or(error)
@@ -468,6 +534,7 @@ impl Checked {
         request: &AccessRequest,
         resource: Option<&str>,
         arguments: &Arguments,
+        proven: Option<&str>,
         options: &VerifyOptions,
     ) -> Result<Verified, TokenError> {
         if self.parsed.revocation_ids.iter().any(|id| is_revoked(id)) {
@@ -488,6 +555,9 @@ impl Checked {
             .fact(fact("operation", &[string(&request.operation)]))?;
         if let Some(resource) = resource {
             builder = builder.fact(fact("resource", &[string(resource)]))?;
+        }
+        if let Some(jkt) = proven {
+            builder = builder.fact(fact("holder_proof", &[string(jkt)]))?;
         }
         for (path, value) in &arguments.0 {
             builder = builder.fact(fact("arg", &[string(path), argument::term(value)]))?;

@@ -17,8 +17,9 @@
 //! - up to [`MAX_CONSTRAINTS`] argument constraints, each a `constraint(…)` fact and the one
 //!   check it compiles to, in the same order ([`super::constraints`]).
 //!
-//! A third-party block (an attested hop, signed by an agent's key) states `hop($agent)` and
-//! nothing else. No block may carry rules, scopes (`trusting …`), `check all`, `reject if`, or
+//! A third-party block states one fact and nothing else: `hop($agent)` (an attested hop, signed
+//! by the agent's registered key), or `holder_key($jkt)` (the binding moved to another key,
+//! signed by the key it is bound to so far; `$jkt` is an RFC 7638 thumbprint). No block may carry rules, scopes (`trusting …`), `check all`, `reject if`, or
 //! any other fact, predicate, operator or term. Strings are at most [`MAX_STRING`] bytes with
 //! no quotes, backslashes or control characters. `docs/token-schema.md` documents the same.
 
@@ -57,6 +58,12 @@ pub enum Stated {
     Attestation {
         /// The agent attesting its hop.
         agent: String,
+    },
+    /// The holder's signed statement moving the binding to another key (a third-party block,
+    /// valid only if signed by the key the token is bound to so far: [`super::pop`]).
+    Rebind {
+        /// The RFC 7638 thumbprint of the key that holds the token from here.
+        holder_key: String,
     },
 }
 
@@ -101,7 +108,7 @@ pub fn read(token: &str, max_blocks: usize) -> Result<Decoded, TokenError> {
     let mut blocks = Vec::with_capacity(later.len());
     for (i, (block, signed)) in later.iter().zip(&container.blocks).enumerate() {
         let stated = if signed.external_signature.is_some() {
-            bounded_symbols(block).and_then(|own| attestation(block, &own))
+            bounded_symbols(block).and_then(|own| signed_statement(block, &own))
         } else {
             narrowing(block, &table)
         };
@@ -141,19 +148,31 @@ fn plain(block: &schema::Block) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn attestation(block: &schema::Block, table: &SymbolTable) -> Result<Stated, Refusal> {
+/// A third-party block: an attested hop or a moved binding.
+fn signed_statement(block: &schema::Block, table: &SymbolTable) -> Result<Stated, Refusal> {
+    const ONE_FACT: Refusal =
+        "a signed block states exactly one `hop($agent)` or `holder_key($jkt)`, and nothing else";
     plain(block)?;
     if !block.checks.is_empty() {
-        return Err("an attestation states its hop and nothing else");
+        return Err(ONE_FACT);
     }
-    match block.facts.as_slice() {
-        [fact] => match predicate(&fact.predicate, table) {
-            Some(("hop", [term])) => Ok(Stated::Attestation {
-                agent: string(term.content.as_ref(), table)?.to_owned(),
-            }),
-            _ => Err("an attestation states `hop($agent)` and nothing else"),
-        },
-        _ => Err("an attestation states exactly one `hop($agent)`"),
+    let [fact] = block.facts.as_slice() else {
+        return Err(ONE_FACT);
+    };
+    match predicate(&fact.predicate, table) {
+        Some(("hop", [term])) => Ok(Stated::Attestation {
+            agent: string(term.content.as_ref(), table)?.to_owned(),
+        }),
+        Some(("holder_key", [term])) => {
+            let jkt = string(term.content.as_ref(), table)?;
+            if !super::pop::is_thumbprint(jkt) {
+                return Err("a holder key is an RFC 7638 thumbprint (43 base64url characters)");
+            }
+            Ok(Stated::Rebind {
+                holder_key: jkt.to_owned(),
+            })
+        }
+        _ => Err(ONE_FACT),
     }
 }
 
@@ -176,6 +195,9 @@ fn narrowing(block: &schema::Block, table: &SymbolTable) -> Result<Stated, Refus
                 stated.push(read_fact(terms, |c| string(c, table))?);
             }
             Some(("hop", _)) => return Err("a hop claimed without a signature of its own"),
+            Some(("holder_key", _)) => {
+                return Err("a binding moved without the holder's signature")
+            }
             _ => {
                 return Err(
                     "the only facts a holder may state are `delegate($agent)` and `constraint(…)`",

@@ -1,7 +1,12 @@
-//! A tower layer for axum services: takes the mandate from `Authorization: Bearer`, maps the
+//! A tower layer for axum services: takes the mandate from `Authorization: Bearer` (or
+//! `Authorization: DPoP` with a `DPoP` proof, for a mandate bound to its holder's key), maps the
 //! request to a tool operation with a function of the service's own, verifies, and puts the
 //! [`Verified`] read-out into the request's extensions. Otherwise it answers 401 (no or an
-//! invalid mandate) or 403 (a valid mandate that does not grant this call) as problem+json.
+//! invalid mandate, or a refused proof) or 403 (a valid mandate that does not grant this call)
+//! as problem+json.
+//!
+//! A proof names the URL it was made for, so the layer must know the URL its clients address:
+//! [`MandateLayer::with_public_url`]. Without one, bound mandates are refused.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +18,9 @@ use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
 use super::receipts::{ReceiptSender, UseReport};
-use super::{Access, Verifier};
+use super::{Access, Presentation, Verifier};
+use crate::token::pop::proof::ProofError;
+use crate::token::pop::ALGORITHMS;
 use crate::token::verify::Verified;
 use crate::token::TokenError;
 
@@ -26,6 +33,7 @@ pub struct MandateLayer {
     verifier: Arc<Verifier>,
     map: AccessMap,
     receipts: Option<ReceiptSender>,
+    public_url: Option<Arc<str>>,
 }
 
 impl MandateLayer {
@@ -38,7 +46,15 @@ impl MandateLayer {
             verifier,
             map: Arc::new(map),
             receipts: None,
+            public_url: None,
         }
+    }
+
+    /// The URL clients address this service at (`https://crm.internal`): a proof's `htu` must
+    /// be it followed by the request's path. Bound mandates are refused until it is set.
+    pub fn with_public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into().trim_end_matches('/').into());
+        self
     }
 
     /// Also reports every verified call to mandate: success for a 2xx answer, denied for 403,
@@ -58,6 +74,7 @@ impl<S> Layer<S> for MandateLayer {
             verifier: Arc::clone(&self.verifier),
             map: Arc::clone(&self.map),
             receipts: self.receipts.clone(),
+            public_url: self.public_url.clone(),
         }
     }
 }
@@ -69,6 +86,7 @@ pub struct MandateService<S> {
     verifier: Arc<Verifier>,
     map: AccessMap,
     receipts: Option<ReceiptSender>,
+    public_url: Option<Arc<str>>,
 }
 
 /// A problem+json answer with a reason code.
@@ -87,24 +105,61 @@ fn problem(status: StatusCode, reason: &str, detail: &str) -> Response<Body> {
         HeaderValue::from_static("application/problem+json"),
     );
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"mandate\""),
-        );
+        let challenge = challenge(reason);
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
     }
     response
 }
 
-fn bearer(request: &Request<Body>) -> Option<String> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+/// The `WWW-Authenticate` challenge of a 401 with reason code `reason`: a refused proof is
+/// a DPoP challenge naming its error, anything else offers both schemes.
+pub fn challenge(reason: &str) -> String {
+    let algs = ALGORITHMS.join(" ");
+    match reason {
+        "invalid_dpop_proof" | "use_dpop_nonce" => {
+            format!("DPoP error=\"{reason}\", algs=\"{algs}\"")
+        }
+        _ => format!("Bearer realm=\"mandate\", DPoP algs=\"{algs}\""),
+    }
+}
+
+/// How a request presents its mandate: the token, and the `DPoP` proof under the DPoP
+/// scheme (`Err` for a second `DPoP` header, or a proof sent with a Bearer token).
+pub fn presented(
+    headers: &axum::http::HeaderMap,
+) -> Option<Result<(String, Option<String>), ProofError>> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    let token = token.trim();
+    if token.is_empty() {
+        return None;
+    }
+    let mut proofs = headers.get_all("dpop").iter();
+    let proof = proofs
+        .next()
+        .map(|p| p.to_str().unwrap_or_default().to_owned());
+    if proofs.next().is_some() {
+        return Some(Err(ProofError::Malformed("more than one DPoP header")));
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(match proof {
+            None => Ok((token.to_owned(), None)),
+            Some(_) => Err(ProofError::Malformed(
+                "a DPoP proof comes with `Authorization: DPoP`, not Bearer",
+            )),
+        });
+    }
+    if scheme.eq_ignore_ascii_case("dpop") {
+        return Some(match proof {
+            Some(proof) => Ok((token.to_owned(), Some(proof))),
+            None => Err(ProofError::Missing),
+        });
+    }
+    None
 }
 
 /// 403 for a valid mandate that does not grant the call, 503 when this service's revocation list
@@ -117,7 +172,9 @@ fn refusal(error: &TokenError) -> Response<Body> {
             "the mandate does not grant this call".to_owned(),
         ),
         TokenError::RevocationsStale(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason.clone()),
-        TokenError::Busy => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+        TokenError::Busy | TokenError::Proof(ProofError::Busy) => {
+            (StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+        }
         other => (StatusCode::UNAUTHORIZED, other.to_string()),
     };
     problem(status, error.code(), &detail)
@@ -143,13 +200,18 @@ where
         let verifier = Arc::clone(&self.verifier);
         let map = Arc::clone(&self.map);
         let receipts = self.receipts.clone();
+        let public_url = self.public_url.clone();
         Box::pin(async move {
-            let Some(token) = bearer(&request) else {
-                return Ok(problem(
-                    StatusCode::UNAUTHORIZED,
-                    "missing_mandate",
-                    "send a mandate as `Authorization: Bearer <token>`",
-                ));
+            let (token, proof) = match presented(request.headers()) {
+                None => {
+                    return Ok(problem(
+                        StatusCode::UNAUTHORIZED,
+                        "missing_mandate",
+                        "send a mandate as `Authorization: Bearer <token>`",
+                    ))
+                }
+                Some(Err(error)) => return Ok(refusal(&error.into())),
+                Some(Ok(presented)) => presented,
             };
             let Some(access) = map(&request) else {
                 return Ok(problem(
@@ -158,7 +220,26 @@ where
                     "this request performs no operation a mandate can grant",
                 ));
             };
-            match verifier.verify(&token, &access).await {
+            let url = format!(
+                "{}{}",
+                public_url.as_deref().unwrap_or_default(),
+                request.uri().path()
+            );
+            let presentation = Presentation {
+                token: &token,
+                proof: proof.as_deref(),
+                method: request.method().as_str(),
+                url: &url,
+            };
+            let verified = match (&proof, &public_url) {
+                (Some(_), None) => Err(TokenError::Proof(ProofError::Url)),
+                _ => {
+                    verifier
+                        .verify_presented(&presentation, &access, None)
+                        .await
+                }
+            };
+            match verified {
                 Ok(verified) => {
                     request.extensions_mut().insert::<Verified>(verified);
                     request.extensions_mut().insert::<Access>(access.clone());
@@ -187,7 +268,15 @@ where
                     }
                     Ok(response)
                 }
-                Err(error) => Ok(refusal(&error)),
+                Err(error) => {
+                    let mut answer = refusal(&error);
+                    if error.code() == "use_dpop_nonce" {
+                        if let Ok(nonce) = HeaderValue::from_str(&verifier.nonce()) {
+                            answer.headers_mut().insert("dpop-nonce", nonce);
+                        }
+                    }
+                    Ok(answer)
+                }
             }
         })
     }

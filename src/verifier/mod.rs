@@ -16,7 +16,10 @@ use tokio::sync::RwLock;
 
 use crate::clock::SharedClock;
 use crate::token::keys::{AgentKeysDocument, KeySet, KeysDocument};
+use crate::token::pop::proof::{Expected, ProofError};
+use crate::token::pop::replay::{ProofSettings, Proofs};
 use crate::token::verify::{check, AccessRequest, AgentKeys, Trust, Verified, VerifyOptions};
+use crate::token::vocabulary::{self, Stated};
 use crate::token::TokenError;
 pub use cache::Entry;
 use cache::TokenCache;
@@ -74,6 +77,8 @@ pub struct VerifierSettings {
     /// Most tokens whose signature checks are remembered (0: none). Every call still checks
     /// revocation and runs the authorizer.
     pub cache_capacity: usize,
+    /// How proofs of possession are checked (window, nonces, replay cache).
+    pub proofs: ProofSettings,
 }
 
 impl VerifierSettings {
@@ -92,8 +97,23 @@ impl VerifierSettings {
             max_key_age: Duration::from_secs(3600),
             fetch_timeout: Duration::from_secs(5),
             cache_capacity: 10_000,
+            proofs: ProofSettings::default(),
         }
     }
+}
+
+/// How a call presents its mandate: `Authorization: Bearer <token>`, or `Authorization: DPoP
+/// <token>` with a `DPoP` proof for the call's method and URL.
+#[derive(Debug, Clone, Copy)]
+pub struct Presentation<'a> {
+    /// The mandate.
+    pub token: &'a str,
+    /// The `DPoP` header, when the call uses the DPoP scheme (`None` for Bearer).
+    pub proof: Option<&'a str>,
+    /// The call's method.
+    pub method: &'a str,
+    /// The call's URL as the client addressed it: this service's public URL and the path.
+    pub url: &'a str,
 }
 
 /// Why keys could not be fetched.
@@ -136,6 +156,7 @@ pub struct Verifier {
     cache: RwLock<Cached>,
     tokens: TokenCache,
     revocations: Arc<dyn RevocationCheck>,
+    proofs: Proofs,
     clock: SharedClock,
 }
 
@@ -163,6 +184,7 @@ impl Verifier {
             })?;
         Ok(Self {
             tokens: TokenCache::new(settings.cache_capacity),
+            proofs: Proofs::with_random_nonce_key(settings.proofs.clone()),
             settings,
             http,
             cache: RwLock::new(Cached::default()),
@@ -222,9 +244,21 @@ impl Verifier {
     /// Refreshes the keys when they are older than `key_ttl`, or when the token names a kid or
     /// an attesting key not in the cache (at most once per `refetch_interval`). A failed fetch
     /// leaves the cached keys in place until they are older than `max_key_age`.
-    async fn ensure_keys(&self, token: &UnverifiedBiscuit) -> Result<(), TokenError> {
+    async fn ensure_keys(
+        &self,
+        token: &UnverifiedBiscuit,
+        blocks: &[Stated],
+    ) -> Result<(), TokenError> {
         let kid = token.root_key_id();
-        let attesting: Vec<_> = token.external_public_keys().into_iter().flatten().collect();
+        // Only attestations are signed by agents' keys (a rebinding is signed by a holder's).
+        let attesting: Vec<_> = token
+            .external_public_keys()
+            .into_iter()
+            .skip(1)
+            .zip(blocks)
+            .filter(|(_, block)| matches!(block, Stated::Attestation { .. }))
+            .filter_map(|(key, _)| key)
+            .collect();
         let unknown = {
             let cache = self.cache.read().await;
             let kid_unknown = !kid.is_some_and(|kid| cache.keys.contains_key(&kid));
@@ -312,9 +346,10 @@ impl Verifier {
         if let Some(entry) = self.tokens.get(&digest, generation, self.clock.now()) {
             return Ok(entry);
         }
+        let decoded = vocabulary::read(token, self.settings.options.max_blocks)?;
         let unverified =
             UnverifiedBiscuit::from_base64(token).map_err(|_| TokenError::Malformed)?;
-        self.ensure_keys(&unverified).await?;
+        self.ensure_keys(&unverified, &decoded.blocks).await?;
         let (keys, agent_keys, generation) = {
             let cache = self.cache.read().await;
             (
@@ -353,12 +388,67 @@ impl Verifier {
     }
 
     /// Authorizes one call of a checked token now: not revoked (with a fresh revocation list),
-    /// not expired, `access` granted, and `arguments` within the token's constraints.
+    /// not expired, `access` granted, and `arguments` within the token's constraints. A bound
+    /// token is refused: it needs [`Verifier::authorize_held`] with a proof.
     pub async fn authorize(
         &self,
         entry: &Arc<Entry>,
         access: &Access,
         arguments: Option<serde_json::Value>,
+    ) -> Result<Verified, TokenError> {
+        self.authorize_held(entry, access, arguments, None).await
+    }
+
+    /// Verifies a call as [`Verifier::verify_call`] does, with the mandate as the call
+    /// presented it: a bound mandate needs a proof from its current holder for this method and
+    /// URL; an unbound one must come as Bearer.
+    pub async fn verify_presented(
+        &self,
+        presented: &Presentation<'_>,
+        access: &Access,
+        arguments: Option<&serde_json::Value>,
+    ) -> Result<Verified, TokenError> {
+        let entry = self.checked(presented.token).await?;
+        let proven = self.prove(&entry, presented)?;
+        self.authorize_held(&entry, access, arguments.cloned(), proven)
+            .await
+    }
+
+    /// Checks the proof of possession a call presents with a checked token: the thumbprint
+    /// of the key it proves, `None` for an unbound token presented as Bearer. The proof is
+    /// remembered, so the same proof is refused next time.
+    pub fn prove(
+        &self,
+        entry: &Entry,
+        presented: &Presentation<'_>,
+    ) -> Result<Option<String>, TokenError> {
+        let holder = entry.checked.verified().holder_key.as_deref();
+        let proof = match (holder, presented.proof) {
+            (None, None) => return Ok(None),
+            (None, Some(_)) => return Err(ProofError::Unbound.into()),
+            (Some(_), None) => return Err(ProofError::Missing.into()),
+            (Some(_), Some(proof)) => proof,
+        };
+        let expected = Expected {
+            method: presented.method,
+            url: presented.url,
+            token: Some(presented.token),
+            holder,
+            now: self.clock.now(),
+            max_age: self.settings.proofs.max_age,
+            max_ahead: self.settings.proofs.max_ahead,
+        };
+        Ok(Some(self.proofs.check(proof, &expected)?.jkt))
+    }
+
+    /// Authorizes a call of a checked token as [`Verifier::authorize`] does, for a caller that
+    /// proved it holds the key with thumbprint `proven` ([`Verifier::prove`]).
+    pub async fn authorize_held(
+        &self,
+        entry: &Arc<Entry>,
+        access: &Access,
+        arguments: Option<serde_json::Value>,
+        proven: Option<String>,
     ) -> Result<Verified, TokenError> {
         self.revocations
             .fresh()
@@ -373,15 +463,21 @@ impl Verifier {
         let options = self.settings.options.clone();
         let resource = access.resource.clone();
         pool::run(move || {
-            entry.checked.authorize_call(
+            entry.checked.authorize_held(
                 &|id: &[u8]| revocations.is_revoked(id),
                 &request,
                 resource.as_deref(),
                 arguments.as_ref(),
+                proven.as_deref(),
                 &options,
             )
         })
         .await
+    }
+
+    /// A nonce for the `DPoP-Nonce` header: with `require_nonce`, proofs must carry one.
+    pub fn nonce(&self) -> String {
+        self.proofs.nonce(self.clock.now())
     }
 
     /// How many checked tokens are remembered.

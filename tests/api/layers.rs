@@ -20,7 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "domain",
         &[
-            "server/mint.rs",
+            "server/mint/",
             "server/revoke.rs",
             "server/caller.rs",
             "server/admin_tokens.rs",
@@ -345,7 +345,7 @@ fn the_graph_reader_sees_the_imports_it_must() {
     let edges = graph();
     let has = |from: &str, to: &str| edges.get(from).is_some_and(|t| t.contains(to));
     assert!(
-        has("server/mint.rs", "server/state.rs"),
+        has("server/mint/", "server/state.rs"),
         "use super::state::AppState"
     );
     assert!(

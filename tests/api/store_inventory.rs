@@ -28,6 +28,7 @@ fn audit(action: &str) -> mandate::server::store::NewAuditEvent {
 
 fn agent(id: &str, owner: &str, status: AgentStatus) -> Agent {
     Agent {
+        require_binding: false,
         id: id.into(),
         display_name: format!("Agent {id}"),
         kind: AgentKind::Orchestrator,
@@ -83,6 +84,7 @@ fn issuer(id: &str, url: &str) -> Issuer {
 
 fn policy(id: &str, agents: AgentScope, enabled: bool) -> Policy {
     Policy {
+        require_binding: false,
         id: id.into(),
         name: format!("Policy {id}"),
         description: None,

@@ -77,6 +77,25 @@ pub async fn tools(
     )
 )]
 pub async fn authorization_server(headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+    let issuer = origin(&headers)?;
+    Ok(Json(serde_json::json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/oauth2/token"),
+        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "response_types_supported": [],
+        "introspection_endpoint": format!("{issuer}/v1/introspect"),
+        "revocation_endpoint": format!("{issuer}/v1/revocations"),
+        "dpop_signing_alg_values_supported": crate::token::pop::ALGORITHMS,
+        "mandate_keys_uri": format!("{issuer}/.well-known/mandate-keys"),
+        "mandate_agent_keys_uri": format!("{issuer}/.well-known/mandate-agent-keys"),
+        "mandate_revocation_feed": format!("{issuer}/v1/revocations/stream"),
+    })))
+}
+
+/// The origin clients address mandate at, from `Host` and `X-Forwarded-Proto` (set by the
+/// TLS-terminating proxy in front).
+pub fn origin(headers: &HeaderMap) -> Result<String, ApiError> {
     let host = headers
         .get("host")
         .and_then(|v| v.to_str().ok())
@@ -93,17 +112,5 @@ pub async fn authorization_server(headers: HeaderMap) -> Result<Json<serde_json:
         Some("https") => "https",
         _ => "http",
     };
-    let issuer = format!("{scheme}://{host}");
-    Ok(Json(serde_json::json!({
-        "issuer": issuer,
-        "token_endpoint": format!("{issuer}/oauth2/token"),
-        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
-        "response_types_supported": [],
-        "introspection_endpoint": format!("{issuer}/v1/introspect"),
-        "revocation_endpoint": format!("{issuer}/v1/revocations"),
-        "mandate_keys_uri": format!("{issuer}/.well-known/mandate-keys"),
-        "mandate_agent_keys_uri": format!("{issuer}/.well-known/mandate-agent-keys"),
-        "mandate_revocation_feed": format!("{issuer}/v1/revocations/stream"),
-    })))
+    Ok(format!("{scheme}://{host}"))
 }

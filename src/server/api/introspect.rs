@@ -145,6 +145,16 @@ pub struct Introspection {
     /// Expiry, seconds since the epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
+    /// For a mandate bound to its holder's key: `{"jkt": thumbprint}` (RFC 9449 section 6.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The key a token is bound to (RFC 7800 `cnf`, with RFC 9449's `jkt`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Confirmation {
+    /// The RFC 7638 thumbprint of the holder's key.
+    pub jkt: String,
 }
 
 fn inactive() -> Json<Introspection> {
@@ -157,6 +167,7 @@ fn inactive() -> Json<Introspection> {
         hops: None,
         scope: None,
         exp: None,
+        cnf: None,
     })
 }
 
@@ -215,8 +226,12 @@ pub async fn introspect(
                 operation: right.operation,
                 now,
             };
+            // Whether it grants the call to its holder: the caller's proof is the resource
+            // server's to check, with `cnf.jkt`.
+            let holder = checked.verified().holder_key.as_deref();
+            let options = VerifyOptions::default();
             checked
-                .authorize(&|_| false, &request, None, &VerifyOptions::default())
+                .authorize_held(&|_| false, &request, None, None, holder, &options)
                 .ok()
         }))
     })
@@ -238,6 +253,7 @@ pub async fn introspect(
                     .join(" "),
             ),
             exp: Some(verified.expires_at.timestamp()),
+            cnf: verified.holder_key.map(|jkt| Confirmation { jkt }),
         }));
     }
     Ok(inactive())

@@ -13,6 +13,7 @@ use crate::server::error::{ApiError, Problem};
 use crate::server::mint::{mint, Issued, MintRequest, RequestMeta};
 use crate::server::model::Grant;
 use crate::server::state::AppState;
+use crate::token::pop::HolderKey;
 
 /// The task a mandate is for.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -39,6 +40,11 @@ pub struct MintBody {
     /// Wanted lifetime, 1 to the service cap (default 900; never more than policy or agent allow).
     #[serde(default)]
     pub ttl_seconds: Option<i64>,
+    /// Bind the mandate to this public key (a JWK, Ed25519 or P-256): every use then needs a
+    /// DPoP proof signed by it.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}))]
+    pub holder_key: Option<serde_json::Value>,
 }
 
 /// Metadata of the request, for the issuance record.
@@ -82,7 +88,14 @@ pub async fn create_mandate(
     headers: HeaderMap,
     ApiJson(body): ApiJson<MintBody>,
 ) -> Result<(StatusCode, [(HeaderName, &'static str); 1], Json<Issued>), ApiError> {
+    let holder_key = body
+        .holder_key
+        .as_ref()
+        .map(HolderKey::from_jwk)
+        .transpose()
+        .map_err(|e| ApiError::field("holder_key", e.to_string()))?;
     let request = MintRequest {
+        holder_key,
         subject_token: body.subject_token,
         task_description: body.task.description,
         task_ref: body.task.task_ref,

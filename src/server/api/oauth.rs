@@ -18,7 +18,10 @@ use crate::server::caller::{agent_in_inventory, Orchestrator};
 use crate::server::error::ApiError;
 use crate::server::mint::{mint, MintRequest};
 use crate::server::model::Grant;
+use crate::server::policy::DenialReason;
 use crate::server::state::AppState;
+use crate::token::pop::proof::{Expected, ProofError};
+use crate::token::pop::HolderKey;
 
 /// The grant type of RFC 8693.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -133,6 +136,18 @@ impl From<ApiError> for Refusal {
                 "invalid_request",
                 format!("subject_token refused ({}): {e}", e.code()),
             ),
+            ApiError::Denied(denied)
+                if !denied.is_empty()
+                    && denied
+                        .iter()
+                        .all(|d| d.reason == DenialReason::BindingRequired) =>
+            {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_dpop_proof",
+                    "the mandate must be bound to a key: send a DPoP proof with the request",
+                )
+            }
             ApiError::Denied(_) => refuse(
                 StatusCode::BAD_REQUEST,
                 "invalid_scope",
@@ -291,6 +306,42 @@ fn parse_scope(scope: &str) -> Result<Vec<Grant>, Refusal> {
     Ok(grants)
 }
 
+/// The key of the request's `DPoP` proof (RFC 9449 section 5), which the mandate is then
+/// bound to: the proof must be for `POST` on this endpoint, fresh and not seen before.
+fn dpop_key(state: &AppState, headers: &HeaderMap) -> Result<Option<HolderKey>, Refusal> {
+    let mut proofs = headers.get_all("dpop").iter();
+    let Some(proof) = proofs.next() else {
+        return Ok(None);
+    };
+    let invalid =
+        |description: String| refuse(StatusCode::BAD_REQUEST, "invalid_dpop_proof", description);
+    if proofs.next().is_some() {
+        return Err(invalid("send one DPoP header".to_owned()));
+    }
+    let proof = proof
+        .to_str()
+        .map_err(|_| invalid("the DPoP header is not text".to_owned()))?;
+    let url = format!("{}/oauth2/token", super::gateways::origin(headers)?);
+    let expected = Expected {
+        method: "POST",
+        url: &url,
+        token: None,
+        holder: None,
+        now: state.clock.now(),
+        max_age: chrono::Duration::zero(),
+        max_ahead: chrono::Duration::zero(),
+    };
+    match state.proofs.check(proof, &expected) {
+        Ok(proof) => Ok(Some(proof.key)),
+        Err(ProofError::Busy) => Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            ProofError::Busy.to_string(),
+        )),
+        Err(error) => Err(invalid(error.to_string())),
+    }
+}
+
 fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, Refusal> {
     form.get(name).map(String::as_str).ok_or_else(|| {
         refuse(
@@ -348,7 +399,10 @@ async fn exchange(
             )
         })?),
     };
+    let holder_key = dpop_key(state, headers)?;
+    let bound = holder_key.is_some();
     let request = MintRequest {
+        holder_key,
         subject_token: subject_token.to_owned(),
         task_description: required(&form, "task_description")?.to_owned(),
         task_ref: form.get("task_ref").cloned(),
@@ -366,7 +420,7 @@ async fn exchange(
     Ok(TokenResponse {
         access_token: issued.token,
         issued_token_type: MANDATE_TOKEN_TYPE.to_owned(),
-        token_type: "Bearer".to_owned(),
+        token_type: if bound { "DPoP" } else { "Bearer" }.to_owned(),
         expires_in: (issued.expires_at - now).num_seconds(),
         scope: issued
             .scope

@@ -164,8 +164,12 @@ async fn allowed_then(
         skew: chrono::Duration::seconds(MAX_SKEW_SECONDS),
         ..VerifyOptions::default()
     };
+    // The reporter checked the holder's proof of possession; the grant is checked here.
     let allowed = crate::verifier::pool::run(move || {
-        checked.authorize(&|_| false, &request, resource.as_deref(), &options)
+        let holder = checked.verified().holder_key.clone();
+        let resource = resource.as_deref();
+        let proven = holder.as_deref();
+        checked.authorize_held(&|_| false, &request, resource, None, proven, &options)
     })
     .await;
     if let Err(TokenError::Busy) = allowed {

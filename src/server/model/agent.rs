@@ -55,6 +55,9 @@ pub struct Agent {
     /// Longest mandate the agent may receive, in seconds.
     #[schema(example = 900)]
     pub max_ttl_seconds: u32,
+    /// Whether every mandate minted for it must be bound to a key (proof of possession).
+    #[serde(default)]
+    pub require_binding: bool,
     /// Lifecycle state.
     pub status: AgentStatus,
     /// Increases with every change.
@@ -92,6 +95,9 @@ pub struct NewAgent {
     /// Longest mandate it may receive, 1 to the service cap (default 900).
     #[serde(default)]
     pub max_ttl_seconds: Option<i64>,
+    /// Refuse to mint it a mandate not bound to a key (default false).
+    #[serde(default)]
+    pub require_binding: bool,
 }
 
 /// `PATCH /v1/admin/agents/{id}`: absent fields stay, `null` clears optional ones.
@@ -114,6 +120,8 @@ pub struct AgentPatch {
     pub ceiling: Option<Vec<Grant>>,
     /// New maximum TTL.
     pub max_ttl_seconds: Option<i64>,
+    /// Whether its mandates must be bound to a key.
+    pub require_binding: Option<bool>,
 }
 
 /// Default maximum mandate lifetime of a new agent: 15 minutes.
@@ -207,6 +215,7 @@ impl NewAgent {
                 .max_ttl_seconds
                 .and_then(|t| u32::try_from(t).ok())
                 .unwrap_or(DEFAULT_MAX_TTL.min(cap)),
+            require_binding: self.require_binding,
             status: AgentStatus::Active,
             version: 1,
             created_at: now,
@@ -259,6 +268,9 @@ impl AgentPatch {
         }
         if let Some(v) = self.max_ttl_seconds.and_then(|t| u32::try_from(t).ok()) {
             agent.max_ttl_seconds = v;
+        }
+        if let Some(v) = self.require_binding {
+            agent.require_binding = v;
         }
         agent
     }

@@ -85,6 +85,9 @@ pub struct Policy {
     pub grants: Vec<Grant>,
     /// Longest mandate the policy allows, in seconds.
     pub max_ttl_seconds: u32,
+    /// Whether it grants only to mandates bound to a key (proof of possession).
+    #[serde(default)]
+    pub require_binding: bool,
     /// Only enabled policies grant anything.
     pub enabled: bool,
     /// Increases with every change.
@@ -122,6 +125,9 @@ pub struct NewPolicy {
     pub grants: Vec<Grant>,
     /// 1 to the service cap.
     pub max_ttl_seconds: i64,
+    /// Grant only to mandates bound to a key (default false).
+    #[serde(default)]
+    pub require_binding: bool,
     /// Default true.
     #[serde(default)]
     pub enabled: Option<bool>,
@@ -148,6 +154,8 @@ pub struct PolicyPatch {
     pub grants: Option<Vec<Grant>>,
     /// New maximum TTL.
     pub max_ttl_seconds: Option<i64>,
+    /// Whether it grants only to bound mandates.
+    pub require_binding: Option<bool>,
     /// Enable or disable.
     pub enabled: Option<bool>,
 }
@@ -199,6 +207,7 @@ impl NewPolicy {
             agents: self.agents,
             grants: self.grants,
             max_ttl_seconds: u32::try_from(self.max_ttl_seconds).unwrap_or(0),
+            require_binding: self.require_binding,
             enabled: self.enabled.unwrap_or(true),
             version: 1,
             created_at: now,
@@ -238,6 +247,9 @@ impl PolicyPatch {
         }
         if let Some(v) = self.enabled {
             policy.enabled = v;
+        }
+        if let Some(v) = self.require_binding {
+            policy.require_binding = v;
         }
         check_body(&mut check, &policy);
         check.finish()?;

@@ -12,6 +12,7 @@ fn agent_from_row(row: &DbRow) -> Result<Agent, StoreError> {
         description: row.try_get("description")?,
         ceiling,
         max_ttl_seconds: u32_from_db(row.try_get("max_ttl_seconds")?)?,
+        require_binding: row.try_get("require_binding")?,
         status: parse_text(row.try_get("status")?)?,
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
@@ -77,8 +78,8 @@ impl AgentStore for ThisStore {
         advance_inventory(&mut tx, guard).await?;
         sqlx::query(
             "INSERT INTO agents (id, display_name, kind, owner, team, description, ceiling, \
-             max_ttl_seconds, status, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             max_ttl_seconds, status, version, created_at, updated_at, require_binding) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&agent.id)
         .bind(&agent.display_name)
@@ -92,6 +93,7 @@ impl AgentStore for ThisStore {
         .bind(agent.version)
         .bind(db_time(agent.created_at))
         .bind(db_time(agent.updated_at))
+        .bind(agent.require_binding)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from)
@@ -151,8 +153,8 @@ impl AgentStore for ThisStore {
         advance_inventory(&mut tx, guard).await?;
         let updated = sqlx::query(
             "UPDATE agents SET display_name = $2, owner = $3, team = $4, description = $5, \
-             ceiling = $6, max_ttl_seconds = $7, status = $8, version = $9, updated_at = $10 \
-             WHERE id = $1 AND version = $11",
+             ceiling = $6, max_ttl_seconds = $7, status = $8, version = $9, updated_at = $10, \
+             require_binding = $12 WHERE id = $1 AND version = $11",
         )
         .bind(&agent.id)
         .bind(&agent.display_name)
@@ -165,6 +167,7 @@ impl AgentStore for ThisStore {
         .bind(agent.version)
         .bind(db_time(agent.updated_at))
         .bind(agent.version - 1)
+        .bind(agent.require_binding)
         .execute(&mut *tx)
         .await?
         .rows_affected();

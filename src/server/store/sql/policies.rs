@@ -16,6 +16,7 @@ fn policy_from_row(row: &DbRow) -> Result<Policy, StoreError> {
         agents: agents.map_or(AgentScope::Any, |ids| AgentScope::Listed(ids.0)),
         grants,
         max_ttl_seconds: u32_from_db(row.try_get("max_ttl_seconds")?)?,
+        require_binding: row.try_get("require_binding")?,
         enabled: row.try_get("enabled")?,
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
@@ -44,8 +45,8 @@ impl PolicyStore for ThisStore {
         advance_inventory(&mut tx, guard).await?;
         sqlx::query(
             "INSERT INTO policies (id, name, description, issuer_id, subjects, groups, agents, \
-             grants, max_ttl_seconds, enabled, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             grants, max_ttl_seconds, enabled, version, created_at, updated_at, require_binding) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&policy.id)
         .bind(&policy.name)
@@ -60,6 +61,7 @@ impl PolicyStore for ThisStore {
         .bind(policy.version)
         .bind(db_time(policy.created_at))
         .bind(db_time(policy.updated_at))
+        .bind(policy.require_binding)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from)
@@ -126,7 +128,7 @@ impl PolicyStore for ThisStore {
         let updated = sqlx::query(
             "UPDATE policies SET name = $2, description = $3, subjects = $4, groups = $5, \
              agents = $6, grants = $7, max_ttl_seconds = $8, enabled = $9, version = $10, \
-             updated_at = $11 WHERE id = $1 AND version = $12",
+             updated_at = $11, require_binding = $13 WHERE id = $1 AND version = $12",
         )
         .bind(&policy.id)
         .bind(&policy.name)
@@ -140,6 +142,7 @@ impl PolicyStore for ThisStore {
         .bind(policy.version)
         .bind(db_time(policy.updated_at))
         .bind(policy.version - 1)
+        .bind(policy.require_binding)
         .execute(&mut *tx)
         .await?
         .rows_affected();

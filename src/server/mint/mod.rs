@@ -25,17 +25,21 @@ use super::idp::IdpError;
 use super::limits::{retry_after_seconds, RateLimiter};
 use super::model::agent::Agent;
 use super::model::{Grant, Invalid, Validation};
-use super::policy::{evaluate, mandate_ttl, Denial, Evaluation, GrantedBy, Principal};
+use super::policy::{
+    evaluate, mandate_ttl, Denial, DenialReason, Evaluation, GrantedBy, Principal,
+};
 use super::state::AppState;
 use super::store::snapshot::Inventory;
-use super::store::{
-    new_id, AuditOutcome, InventoryGuard, Issuance, NewAuditEvent, NewMandate, StoreError,
-};
+use super::store::{new_id, StoreError};
 use super::telemetry::MintOutcome;
 use crate::token::constraints::{stated, ArgConstraint, MAX_CONSTRAINTS};
 use crate::token::mint::{mint as mint_token, MandateSpec, Minted};
+use crate::token::pop::HolderKey;
 use crate::token::{Right, TokenError};
 use tracing::Instrument;
+
+mod record;
+use record::{audit_denial, issuance_meta, record_issuance, Record};
 
 /// Longest task description, in bytes.
 pub const MAX_TASK_BYTES: usize = 4096;
@@ -55,6 +59,8 @@ pub struct MintRequest {
     pub scope: Vec<Grant>,
     /// Wanted lifetime in seconds (default 15 minutes).
     pub ttl_seconds: Option<i64>,
+    /// The key to bind the mandate to, if the orchestrator wants it bound.
+    pub holder_key: Option<HolderKey>,
 }
 
 /// Where a request came from, recorded with the issuance (never secrets).
@@ -85,6 +91,10 @@ pub struct Issued {
     pub constraints: Vec<ArgConstraint>,
     /// The authority block's revocation id, hex.
     pub revocation_id: String,
+    /// The RFC 7638 thumbprint of the key the mandate is bound to: every use needs a proof
+    /// signed by that key. Absent for a bearer mandate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_key: Option<String>,
 }
 
 impl MintRequest {
@@ -189,27 +199,6 @@ fn sha256(text: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
         .as_ref()
         .to_vec()
-}
-
-/// Records a refusal; a refusal stands even if it cannot be recorded.
-async fn audit_denial(
-    state: &AppState,
-    agent: &Agent,
-    now: DateTime<Utc>,
-    details: serde_json::Value,
-) {
-    let event = NewAuditEvent {
-        id: new_id(now),
-        occurred_at: now,
-        actor: format!("agent:{}", agent.id),
-        action: "mandate.denied".to_owned(),
-        target: Some(format!("agent:{}", agent.id)),
-        outcome: AuditOutcome::Denied,
-        details,
-    };
-    if let Err(error) = state.store.append_audit(&event).await {
-        tracing::error!(%error, "could not record a mint denial");
-    }
 }
 
 /// Takes one mint from `caller`'s allowance, or refuses naming the `kind` and `name` of who it
@@ -344,7 +333,8 @@ async fn decide(
 ) -> Result<Issued, Failure> {
     let now = state.clock.now();
     let principal = prove_principal(state, agent, inventory, request, now).await?;
-    let evaluation = evaluate_scope(agent, inventory, &principal, &request.scope);
+    let bound = request.holder_key.is_some();
+    let evaluation = evaluate_scope(agent, inventory, &principal, &request.scope, bound);
     count_principal(state, agent, &principal, counted, now).await?;
     let principal_json = json!({
         "subject": principal.subject, "issuer": principal.issuer_url, "groups": principal.groups,
@@ -388,6 +378,7 @@ async fn decide(
         rights: evaluation.granted.clone(),
         expires_at: now + Duration::seconds(i64::from(ttl)),
         constraints: evaluation.constraints.clone(),
+        holder_key: request.holder_key.as_ref().map(HolderKey::thumbprint),
     };
     let (minted, kid) = sign(state, &spec)?;
     let issued = Issued {
@@ -397,6 +388,7 @@ async fn decide(
         scope: evaluation.granted.clone(),
         constraints: evaluation.constraints.clone(),
         revocation_id: hex::encode(&minted.revocation_id),
+        holder_key: spec.holder_key.clone(),
     };
     let record = Record {
         mandate_id,
@@ -445,21 +437,66 @@ async fn prove_principal(
     }
 }
 
-/// Step 3: what the policies grant of the requested operations, and what they deny.
+/// Step 3: what the policies grant of the requested operations, and what they deny. An
+/// unbound request (`bound` false) gets nothing from a policy that requires binding, and
+/// nothing at all from an agent that does: what only binding would grant is denied as
+/// `binding_required`.
 fn evaluate_scope(
     agent: &Agent,
     inventory: &Inventory,
     principal: &Principal,
     requested: &[Grant],
+    bound: bool,
 ) -> Evaluation {
     tracing::info_span!("policy.evaluate").in_scope(|| {
-        evaluate(
-            principal,
-            agent,
-            requested,
-            &inventory.policies,
-            &inventory.tools,
-        )
+        let tools = &inventory.tools;
+        let all = evaluate(principal, agent, requested, &inventory.policies, tools);
+        if bound {
+            return all;
+        }
+        let binding_required = |operation: &str, tool: &str| Denial {
+            tool: tool.to_owned(),
+            operation: operation.to_owned(),
+            reason: DenialReason::BindingRequired,
+            argument: None,
+        };
+        if agent.require_binding {
+            let denied = requested
+                .iter()
+                .flat_map(|g| g.operations.iter().map(|o| binding_required(o, &g.tool)))
+                .collect();
+            return Evaluation {
+                granted: Vec::new(),
+                constraints: Vec::new(),
+                denied,
+                policy_ttl: None,
+                granted_by: Vec::new(),
+            };
+        }
+        let open: Vec<_> = inventory
+            .policies
+            .iter()
+            .filter(|p| !p.require_binding)
+            .cloned()
+            .collect();
+        let mut unbound = evaluate(principal, agent, requested, &open, tools);
+        let granted_when_bound = |d: &Denial| {
+            !all.denied
+                .iter()
+                .any(|a| a.tool == d.tool && a.operation == d.operation)
+        };
+        for denial in &mut unbound.denied {
+            if granted_when_bound(denial) {
+                *denial = binding_required(&denial.operation, &denial.tool);
+            }
+        }
+        if unbound.policy_ttl.is_none() && unbound.denied.is_empty() && all.policy_ttl.is_some() {
+            unbound.denied = requested
+                .iter()
+                .flat_map(|g| g.operations.iter().map(|o| binding_required(o, &g.tool)))
+                .collect();
+        }
+        unbound
     })
 }
 
@@ -503,94 +540,6 @@ fn sign(state: &AppState, spec: &MandateSpec) -> Result<(Minted, u32), Failure> 
         .in_scope(|| mint_token(spec, root.keypair(), root.kid))
         .map_err(|e| Failure::Refused(MintError::Sign(e)))?;
     Ok((minted, root.kid))
-}
-
-/// What [`record_issuance`] writes: the signed mandate and how it was decided.
-struct Record {
-    mandate_id: Uuid,
-    spec: MandateSpec,
-    kid: u32,
-    revocation_id: Vec<u8>,
-    task_description: String,
-    request_meta: serde_json::Value,
-    principal: serde_json::Value,
-    decided_at: InventoryGuard,
-    now: DateTime<Utc>,
-}
-
-/// Step 6: the issuance and its audit event, committed (checked against the inventory the mint
-/// decided on) before anything leaves. A refusal at commit is audited.
-async fn record_issuance(state: &AppState, agent: &Agent, record: Record) -> Result<(), Failure> {
-    let Record {
-        mandate_id,
-        spec,
-        now,
-        ..
-    } = &record;
-    let mandate_id = *mandate_id;
-    let issuance = Issuance {
-        id: mandate_id,
-        agent_id: agent.id.clone(),
-        principal_subject: spec.principal_subject.clone(),
-        principal_issuer: spec.principal_issuer.clone(),
-        task_id: spec.task_id.clone(),
-        task_description: record.task_description.clone(),
-        task_digest: spec.task_digest.clone(),
-        scope: spec.rights.clone(),
-        root_kid: record.kid,
-        revocation_id: record.revocation_id.clone(),
-        issued_at: *now,
-        expires_at: spec.expires_at,
-        request_meta: record.request_meta.clone(),
-    };
-    let audit = NewAuditEvent {
-        id: new_id(*now),
-        occurred_at: *now,
-        actor: format!("agent:{}", agent.id),
-        action: "mandate.issued".to_owned(),
-        target: Some(format!("mandate:{mandate_id}")),
-        outcome: AuditOutcome::Success,
-        details: json!({
-            "principal": record.principal, "agent": agent.id, "task_id": spec.task_id,
-            "scope": spec.rights, "constraints": spec.constraints,
-            "expires_at": spec.expires_at, "kid": record.kid,
-            "revocation_id": hex::encode(&record.revocation_id),
-        }),
-    };
-    let mandate = NewMandate {
-        issuance,
-        audit,
-        decided_at: Some(record.decided_at),
-    };
-    let committed = state
-        .metrics
-        .commit("insert_mandate", state.writers.mandates.submit(mandate))
-        .await;
-    let refused = match &committed {
-        Err(StoreError::LimitReached(message)) => Some(("live_mandate_limit", message)),
-        Err(StoreError::NoLongerActive(message)) => Some(("inventory_changed", message)),
-        _ => None,
-    };
-    if let Some((reason, message)) = refused {
-        let details = json!({
-            "reason": reason, "principal": record.principal,
-            "scope": spec.rights, "detail": message,
-        });
-        audit_denial(state, agent, *now, details).await;
-    }
-    committed?;
-    Ok(())
-}
-
-/// What an issuance row keeps beside the mandate: the request's metadata and, under
-/// `granted_by`, the policies behind each right (read again when a policy is disabled or
-/// deleted).
-fn issuance_meta(meta: &RequestMeta, granted_by: &[GrantedBy]) -> serde_json::Value {
-    let mut value = serde_json::to_value(meta).unwrap_or_else(|_| json!({}));
-    if let Some(object) = value.as_object_mut() {
-        object.insert("granted_by".to_owned(), json!(granted_by));
-    }
-    value
 }
 
 /// `principal`, unless its mandates were revoked at or after its subject token was issued (a

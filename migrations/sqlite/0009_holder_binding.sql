@@ -1,0 +1,4 @@
+-- Agents and policies that require every mandate they are behind to be bound to its holder's
+-- key (proof of possession): an unbound mint request is refused with a reason.
+ALTER TABLE agents ADD COLUMN require_binding INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE policies ADD COLUMN require_binding INTEGER NOT NULL DEFAULT 0;
