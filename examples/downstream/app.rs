@@ -47,14 +47,20 @@ async fn who(
         "principal": verified.principal_subject,
         "orchestrator": verified.agent_id,
         "hops": verified.hops,
+        "holder_key": verified.holder_key,
         "mandate_id": verified.mandate_id,
     }))
 }
 
 /// The service's router, every route behind the mandate layer (reporting each call to
-/// mandate when `receipts` is given).
-pub fn router(verifier: Arc<Verifier>, receipts: Option<ReceiptSender>) -> Router {
-    let layer = MandateLayer::new(verifier, access);
+/// mandate when `receipts` is given). `public_url` is where clients reach it: DPoP proofs of
+/// bound mandates are made for that URL.
+pub fn router(
+    verifier: Arc<Verifier>,
+    receipts: Option<ReceiptSender>,
+    public_url: &str,
+) -> Router {
+    let layer = MandateLayer::new(verifier, access).with_public_url(public_url);
     let layer = match receipts {
         Some(receipts) => layer.with_receipts(receipts),
         None => layer,

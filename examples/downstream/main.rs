@@ -7,6 +7,9 @@
 //!   cargo run --example downstream   # listens on 127.0.0.1:9090
 //! curl -H "Authorization: Bearer $MANDATE_TOKEN" http://127.0.0.1:9090/tickets
 //! ```
+//!
+//! A mandate bound to a key goes as `Authorization: DPoP` with a proof for each call
+//! (`mandate token proof --key holder.jwk --method GET --url http://127.0.0.1:9090/tickets`).
 
 mod app;
 
@@ -38,7 +41,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Keys are fetched once now; verification needs no call to mandate afterwards.
     verifier.refresh().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
-    println!("downstream example on http://{}", listener.local_addr()?);
-    axum::serve(listener, app::router(Arc::new(verifier), receipts)).await?;
+    let public_url = format!("http://{}", listener.local_addr()?);
+    println!("downstream example on {public_url}");
+    let router = app::router(Arc::new(verifier), receipts, &public_url);
+    axum::serve(listener, router).await?;
     Ok(())
 }

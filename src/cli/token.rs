@@ -15,10 +15,12 @@ use mandate::token::attest::attest;
 use mandate::token::constraints::{valid_path, ArgConstraint, Constraint};
 use mandate::token::inspect::inspect;
 use mandate::token::keys::{AgentKeysDocument, KeysDocument};
-use mandate::token::verify::{verify_with, AccessRequest, AgentKeys, Trust, VerifyOptions};
+use mandate::token::pop::proof::{self, create, Expected};
+use mandate::token::pop::{rebind, HolderKey, HolderSecret};
+use mandate::token::verify::{check, AccessRequest, AgentKeys, Trust, VerifyOptions};
 use mandate::token::Right;
 use mandate::verifier::revocations::{RevocationSync, SyncSettings};
-use mandate::verifier::{Access, NoRevocations, Verifier, VerifierSettings};
+use mandate::verifier::{Access, NoRevocations, Presentation, Verifier, VerifierSettings};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -43,6 +45,8 @@ pub enum TokenCommand {
         /// JSON, e.g. `github:issues.create:repo={"prefix":"acme/web"}` (repeatable).
         #[arg(long = "constrain")]
         constraints: Vec<String>,
+        #[command(flatten)]
+        rebind: Rebind,
     },
     /// Attest a hop: sign it with the agent's registered Ed25519 key (PKCS#8 PEM).
     Attest {
@@ -55,6 +59,38 @@ pub enum TokenCommand {
         /// The agent's private key file (owner-only).
         #[arg(long)]
         key: PathBuf,
+        #[command(flatten)]
+        rebind: Rebind,
+    },
+    /// Make a holder key (a private JWK, written owner-only) and print its public JWK.
+    Keygen {
+        /// `EdDSA` (Ed25519) or `ES256` (P-256).
+        #[arg(long, default_value = "EdDSA")]
+        alg: String,
+        /// Where to write the private JWK.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a DPoP proof (RFC 9449) for one call with a bound mandate.
+    Proof {
+        /// Read the token from this file instead of standard input.
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+        /// A proof for mandate's token endpoint: no token is presented with it.
+        #[arg(long, conflicts_with = "input")]
+        no_token: bool,
+        /// The holder's private JWK.
+        #[arg(long)]
+        key: PathBuf,
+        /// The call's method.
+        #[arg(long)]
+        method: String,
+        /// The call's URL.
+        #[arg(long)]
+        url: String,
+        /// The server's `DPoP-Nonce`, if it gave one.
+        #[arg(long)]
+        nonce: Option<String>,
     },
     /// Print a mandate's chain as JSON (unverified).
     Inspect {
@@ -91,7 +127,50 @@ pub enum TokenCommand {
         /// With --mandate: do not read its revocation feed (a revoked token then verifies).
         #[arg(long)]
         no_revocations: bool,
+        /// A bound mandate's DPoP proof, read from this file.
+        #[arg(long, requires_all = ["method", "url"])]
+        proof: Option<PathBuf>,
+        /// The method the proof must be for.
+        #[arg(long)]
+        method: Option<String>,
+        /// The URL the proof must be for.
+        #[arg(long)]
+        url: Option<String>,
     },
+}
+
+/// Moving a bound mandate's binding to the next holder's key.
+#[derive(Debug, clap::Args)]
+pub struct Rebind {
+    /// The current holder's private JWK: signs the block that moves the binding.
+    #[arg(long, requires = "bind_to")]
+    holder_key: Option<PathBuf>,
+    /// The next holder's JWK (public or private): the binding moves to it.
+    #[arg(long, requires = "holder_key")]
+    bind_to: Option<PathBuf>,
+}
+
+impl Rebind {
+    /// `token` with its binding moved, if asked.
+    fn apply(&self, token: String) -> anyhow::Result<String> {
+        let (Some(holder), Some(next)) = (&self.holder_key, &self.bind_to) else {
+            return Ok(token);
+        };
+        let holder = read_secret(holder)?;
+        let next_jwk: serde_json::Value = read_json(next)?;
+        let next = match HolderSecret::from_jwk(&next_jwk) {
+            Ok(secret) => secret.public().clone(),
+            Err(_) => HolderKey::from_jwk(&next_jwk)
+                .with_context(|| format!("{} is not a holder key", next.display()))?,
+        };
+        Ok(rebind(&token, &holder, &next.thumbprint())?)
+    }
+}
+
+fn read_secret(path: &PathBuf) -> anyhow::Result<HolderSecret> {
+    let jwk: serde_json::Value = read_json(path)?;
+    HolderSecret::from_jwk(&jwk)
+        .with_context(|| format!("{} is not a private holder key (JWK)", path.display()))
 }
 
 fn read_token(input: Option<&PathBuf>) -> anyhow::Result<String> {
@@ -170,6 +249,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             expires_in,
             delegate,
             constraints,
+            rebind,
         } => {
             let token = read_token(input.as_ref())?;
             let attenuation = Attenuation {
@@ -191,12 +271,49 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                     .map(|c| parse_constraint(c))
                     .collect::<Result<_, _>>()?,
             };
-            println!("{}", attenuate(&token, &attenuation)?);
+            println!("{}", rebind.apply(attenuate(&token, &attenuation)?)?);
         }
-        TokenCommand::Attest { input, agent, key } => {
-            let token = read_token(input.as_ref())?;
+        TokenCommand::Attest {
+            input,
+            agent,
+            key,
+            rebind,
+        } => {
+            // The binding moves first, so the agent's attestation covers it.
+            let token = rebind.apply(read_token(input.as_ref())?)?;
             let key = mandate::server::keys::load_key_file(&key)?;
             println!("{}", attest(&token, &agent, &key)?);
+        }
+        TokenCommand::Keygen { alg, out } => {
+            let secret = HolderSecret::generate(&alg)?;
+            mandate::server::keys::write_new_private(&out, secret.to_jwk().to_string().as_bytes())
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("{}", secret.public().to_jwk());
+        }
+        TokenCommand::Proof {
+            input,
+            no_token,
+            key,
+            method,
+            url,
+            nonce,
+        } => {
+            let token = if no_token {
+                None
+            } else {
+                Some(read_token(input.as_ref())?)
+            };
+            let holder = read_secret(&key)?;
+            let now = SystemClock.now();
+            let proof = create(
+                &holder,
+                &method,
+                &url,
+                token.as_deref(),
+                nonce.as_deref(),
+                now,
+            );
+            println!("{proof}");
         }
         TokenCommand::Inspect { input } => {
             let token = read_token(input.as_ref())?;
@@ -212,9 +329,27 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             resource,
             at,
             no_revocations,
+            proof,
+            method,
+            url,
         } => {
             let token = read_token(input.as_ref())?;
             let now = at.unwrap_or_else(|| SystemClock.now());
+            let proof = match &proof {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => None,
+            };
+            let call = proof.as_deref().map(|proof| Presentation {
+                token: &token,
+                proof: Some(proof),
+                method: method.as_deref().unwrap_or_default(),
+                url: url.as_deref().unwrap_or_default(),
+            });
             let verified = match (mandate, keys) {
                 (Some(base), None) => {
                     let runtime = tokio::runtime::Runtime::new()?;
@@ -249,7 +384,14 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                             operation,
                             resource,
                         };
-                        anyhow::Ok(verifier.verify(&token, &access).await?)
+                        let bearer = Presentation {
+                            token: &token,
+                            proof: None,
+                            method: "",
+                            url: "",
+                        };
+                        let presented = call.unwrap_or(bearer);
+                        anyhow::Ok(verifier.verify_presented(&presented, &access, None).await?)
                     })?
                 }
                 (None, Some(keys)) => {
@@ -268,12 +410,35 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                         operation,
                         now,
                     };
-                    verify_with(
-                        &token,
-                        &trust,
+                    let options = VerifyOptions::default();
+                    let checked = check(&token, &trust, &options)?;
+                    let proven = match &call {
+                        Some(call) => {
+                            let holder = checked.verified().holder_key.as_deref();
+                            let expected = Expected {
+                                method: call.method,
+                                url: call.url,
+                                token: Some(&token),
+                                holder: Some(holder.context(
+                                    "the mandate is not bound to a key: verify it without --proof",
+                                )?),
+                                now,
+                                max_age: chrono::Duration::seconds(60),
+                                max_ahead: chrono::Duration::seconds(30),
+                            };
+                            Some(proof::check(call.proof.unwrap_or_default(), &expected)?.jkt)
+                        }
+                        None => None,
+                    };
+                    let resource = resource.as_deref();
+                    let proven = proven.as_deref();
+                    checked.authorize_held(
+                        &|_| false,
                         &request,
-                        resource.as_deref(),
-                        &VerifyOptions::default(),
+                        resource,
+                        None,
+                        proven,
+                        &options,
                     )?
                 }
                 _ => bail!("give --mandate URL or --keys FILE"),

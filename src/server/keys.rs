@@ -112,17 +112,22 @@ pub fn generate_key_file(path: &Path) -> Result<KeyPair, KeyError> {
     let pem = key
         .to_private_key_pem()
         .map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
+    write_new_private(path, pem.as_bytes()).map_err(write_err)?;
+    Ok(key)
+}
+
+/// Writes `bytes` to a new file `path` (an existing one is never overwritten) readable by
+/// its owner only, and syncs it.
+pub fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .map_err(write_err)?;
+        .open(path)?;
     // The umask can only remove bits, but set the mode explicitly so it never depends on it.
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(write_err)?;
-    file.write_all(pem.as_bytes()).map_err(write_err)?;
-    file.sync_all().map_err(write_err)?;
-    Ok(key)
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// A root key held in memory.

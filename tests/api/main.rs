@@ -15,6 +15,7 @@ mod gateway;
 mod group_commit;
 mod health;
 mod helpers;
+mod holder_binding;
 mod hostile;
 mod interop;
 mod layers;

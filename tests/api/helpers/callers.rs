@@ -18,6 +18,7 @@ pub struct Mint {
     description: String,
     scope: Vec<Value>,
     ttl_seconds: Option<i64>,
+    holder_key: Option<Value>,
 }
 
 impl Mint {
@@ -28,7 +29,14 @@ impl Mint {
             description: "Summarise ACME tickets".to_owned(),
             scope: Vec::new(),
             ttl_seconds: None,
+            holder_key: None,
         }
+    }
+
+    /// Binds the mandate to `key` (its public JWK).
+    pub fn bound_to(mut self, key: &mandate::token::pop::HolderSecret) -> Self {
+        self.holder_key = Some(key.public().to_jwk());
+        self
     }
 
     /// Asks for `operations` of `tool` too.
@@ -50,6 +58,9 @@ impl Mint {
                               "task": {"description": self.description}, "scope": self.scope});
         if let Some(ttl) = self.ttl_seconds {
             body["ttl_seconds"] = json!(ttl);
+        }
+        if let Some(key) = &self.holder_key {
+            body["holder_key"] = key.clone();
         }
         body
     }

@@ -14,10 +14,10 @@ pub async fn start_downstream(
 ) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let public_url = base.clone();
     tokio::spawn(async move {
-        axum::serve(listener, app::router(verifier, receipts))
-            .await
-            .unwrap();
+        let router = app::router(verifier, receipts, &public_url);
+        axum::serve(listener, router).await.unwrap();
     });
     base
 }

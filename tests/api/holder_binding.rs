@@ -1,0 +1,343 @@
+//! Proof of possession end to end: mandates bound to their holder's key at mint (`POST
+//! /v1/mandates` with a JWK, `/oauth2/token` with a DPoP proof), used at a tool behind the
+//! tower layer only with a fresh proof from the current holder, and handed to a sub-agent by a
+//! rebinding the holder signs.
+
+use std::sync::Arc;
+
+use mandate::clock::Clock;
+use mandate::token::attenuate::{attenuate, Attenuation};
+use mandate::token::attest::attest;
+use mandate::token::pop::proof::create;
+use mandate::token::pop::{rebind, HolderSecret};
+use mandate::token::Right;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_stores;
+use crate::helpers::callers::Mint;
+use crate::helpers::downstream::start_downstream;
+use crate::helpers::fixtures::{mint_setup, register_sub_agent};
+use crate::helpers::idp::TestIdp;
+use crate::helpers::{Backend, TestApp};
+
+fn jwt(app: &TestApp, idp: &TestIdp) -> String {
+    idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()))
+}
+
+/// A call of the example CRM service: `GET url`, with `authorization` and an optional proof.
+async fn call(
+    app: &TestApp,
+    url: &str,
+    authorization: &str,
+    proof: Option<&str>,
+) -> (u16, String, Value) {
+    let mut request = app.client.get(url).header("authorization", authorization);
+    if let Some(proof) = proof {
+        request = request.header("dpop", proof);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, challenge, response.json().await.unwrap_or_default())
+}
+
+/// Asserts a 401 DPoP challenge naming `invalid_dpop_proof`, with `detail` in the problem.
+fn refused(answer: (u16, String, Value), detail: &str) {
+    let (status, challenge, body) = answer;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        challenge.starts_with("DPoP error=\"invalid_dpop_proof\""),
+        "{challenge}"
+    );
+    assert_eq!(body["reason"], "invalid_dpop_proof", "{body}");
+    let said = body["detail"].as_str().unwrap_or_default();
+    assert!(said.contains(detail), "{said} should say {detail}");
+}
+
+#[tokio::test]
+async fn a_bound_mandate_is_used_only_with_a_fresh_proof_from_its_holder() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let holder = HolderSecret::generate("EdDSA").unwrap();
+    let minted = app
+        .mint(
+            &secret,
+            &Mint::new(&jwt(&app, &idp))
+                .scope("crm", &["read"])
+                .bound_to(&holder),
+        )
+        .await;
+    let jkt = holder.public().thumbprint();
+    assert_eq!(minted["holder_key"], jkt.as_str());
+    let token = minted["token"].as_str().unwrap();
+    let base = start_downstream(Arc::new(app.verifier()), None).await;
+    let url = format!("{base}/tickets");
+    let now = app.clock.now();
+    let proof = |key: &HolderSecret, method: &str, url: &str, token: &str, at| {
+        create(key, method, url, Some(token), None, at)
+    };
+    let dpop = format!("DPoP {token}");
+
+    // Without a proof: as Bearer, or as DPoP with no DPoP header.
+    refused(
+        call(&app, &url, &format!("Bearer {token}"), None).await,
+        "bound to a key",
+    );
+    refused(call(&app, &url, &dpop, None).await, "bound to a key");
+    // A thief's own key.
+    let thief = HolderSecret::generate("EdDSA").unwrap();
+    let stolen = proof(&thief, "GET", &url, token, now);
+    refused(
+        call(&app, &url, &dpop, Some(&stolen)).await,
+        "other than the mandate's holder",
+    );
+    // Made for another method, another URL, too long ago, or another token.
+    let post = proof(&holder, "POST", &url, token, now);
+    refused(call(&app, &url, &dpop, Some(&post)).await, "another method");
+    let elsewhere = proof(&holder, "GET", &format!("{base}/other"), token, now);
+    refused(
+        call(&app, &url, &dpop, Some(&elsewhere)).await,
+        "another URL",
+    );
+    let stale = proof(
+        &holder,
+        "GET",
+        &url,
+        token,
+        now - chrono::Duration::seconds(120),
+    );
+    refused(call(&app, &url, &dpop, Some(&stale)).await, "iat");
+    let other_token = proof(&holder, "GET", &url, "another-token", now);
+    refused(call(&app, &url, &dpop, Some(&other_token)).await, "ath");
+
+    // The holder's fresh proof: accepted once.
+    let good = proof(&holder, "GET", &url, token, now);
+    let (status, _, body) = call(&app, &url, &dpop, Some(&good)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["holder_key"], jkt.as_str());
+    assert_eq!(body["principal"], "alice");
+    refused(call(&app, &url, &dpop, Some(&good)).await, "already used");
+
+    // Introspection tells a resource server which key to expect.
+    let introspected = app.administrator().introspect(token).await;
+    assert_eq!(introspected["active"], true, "{introspected}");
+    assert_eq!(introspected["cnf"]["jkt"], jkt.as_str());
+
+    // An unbound mandate keeps working as Bearer, and is refused as DPoP.
+    let bearer = app
+        .mint(
+            &secret,
+            &Mint::new(&jwt(&app, &idp)).scope("crm", &["read"]),
+        )
+        .await;
+    assert!(bearer.get("holder_key").is_none(), "{bearer}");
+    let bearer = bearer["token"].as_str().unwrap();
+    let (status, challenge, _) = call(&app, &url, &format!("Bearer {bearer}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(challenge, "");
+    let pointless = proof(&holder, "GET", &url, bearer, now);
+    refused(
+        call(&app, &url, &format!("DPoP {bearer}"), Some(&pointless)).await,
+        "not bound",
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_sub_agent_uses_the_mandate_after_the_holder_signs_the_binding_over() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let registered = register_sub_agent(&app, "researcher").await;
+    let orchestrator = HolderSecret::generate("ES256").unwrap();
+    let sub_agent = HolderSecret::generate("EdDSA").unwrap();
+    let minted = app
+        .mint(
+            &secret,
+            &Mint::new(&jwt(&app, &idp))
+                .scope("crm", &["read", "write"])
+                .bound_to(&orchestrator),
+        )
+        .await;
+    let narrowed = attenuate(
+        minted["token"].as_str().unwrap(),
+        &Attenuation {
+            rights: Some(vec![Right {
+                tool: "crm".into(),
+                operation: "read".into(),
+            }]),
+            delegate: Some("researcher".into()),
+            ..Attenuation::default()
+        },
+    )
+    .unwrap();
+    let handed = rebind(&narrowed, &orchestrator, &sub_agent.public().thumbprint()).unwrap();
+    let token = attest(&handed, "researcher", &registered).unwrap();
+    let base = start_downstream(Arc::new(app.verifier()), None).await;
+    let url = format!("{base}/tickets");
+    let now = app.clock.now();
+    let dpop = format!("DPoP {token}");
+
+    let proof = create(&sub_agent, "GET", &url, Some(&token), None, now);
+    let (status, _, body) = call(&app, &url, &dpop, Some(&proof)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["hops"],
+        json!([{"agent": "researcher", "attested": true}])
+    );
+    assert_eq!(body["holder_key"], sub_agent.public().thumbprint().as_str());
+    // The orchestrator gave the binding away: its own proofs no longer work with this token.
+    let old = create(&orchestrator, "GET", &url, Some(&token), None, now);
+    refused(
+        call(&app, &url, &dpop, Some(&old)).await,
+        "other than the mandate's holder",
+    );
+
+    // Someone holding the token but not the sub-agent's key binds a copy to their own key.
+    let thief = HolderSecret::generate("EdDSA").unwrap();
+    let copy = rebind(&token, &thief, &thief.public().thumbprint()).unwrap();
+    let proof = create(&thief, "GET", &url, Some(&copy), None, now);
+    let (status, _, body) = call(&app, &url, &format!("DPoP {copy}"), Some(&proof)).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["reason"], "forged_binding");
+    app.stop().await;
+}
+
+/// `POST /oauth2/token` as bot, with `dpop` as its DPoP header if given.
+async fn exchange(app: &TestApp, secret: &str, jwt: &str, dpop: Option<&str>) -> (u16, Value) {
+    let form = [
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        ("subject_token", jwt),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ("scope", "crm:read"),
+        ("task_description", "t"),
+    ];
+    let mut request = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .basic_auth("bot", Some(secret))
+        .form(&form);
+    if let Some(dpop) = dpop {
+        request = request.header("dpop", dpop);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+both_stores!(
+    binding_is_required_where_the_agent_or_a_policy_says_so,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (idp, secret) = mint_setup(&app).await;
+        let holder = HolderSecret::generate("EdDSA").unwrap();
+        let unbound = || Mint::new(&jwt(&app, &idp)).scope("crm", &["read"]);
+        let denied = |body: &Value| {
+            body["denied"][0]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+
+        // The token endpoint binds to the proof's key and answers `token_type: DPoP`.
+        let token_url = app.url("/oauth2/token");
+        let now = app.clock.now();
+        let proof = create(&holder, "POST", &token_url, None, None, now);
+        let (status, body) = exchange(&app, &secret, &jwt(&app, &idp), Some(&proof)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["token_type"], "DPoP");
+        let introspected = app
+            .administrator()
+            .introspect(body["access_token"].as_str().unwrap())
+            .await;
+        assert_eq!(
+            introspected["cnf"]["jkt"],
+            holder.public().thumbprint().as_str()
+        );
+        // The same proof again, or one for another endpoint: invalid_dpop_proof.
+        let (status, body) = exchange(&app, &secret, &jwt(&app, &idp), Some(&proof)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_dpop_proof")),
+            "{body}"
+        );
+        let elsewhere = create(&holder, "POST", &app.url("/v1/mandates"), None, None, now);
+        let (status, body) = exchange(&app, &secret, &jwt(&app, &idp), Some(&elsewhere)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_dpop_proof")),
+            "{body}"
+        );
+        let (status, body) = exchange(&app, &secret, &jwt(&app, &idp), None).await;
+        assert_eq!(
+            (status, body["token_type"].as_str()),
+            (200, Some("Bearer")),
+            "{body}"
+        );
+
+        // A malformed key at POST /v1/mandates names the field.
+        let mut body = unbound().body();
+        body["holder_key"] = holder.to_jwk();
+        let (status, answer) = app.agent(&secret).mint_body(body).await;
+        assert_eq!(status, 422, "{answer}");
+        assert_eq!(answer["errors"][0]["field"], "holder_key", "{answer}");
+
+        // The agent requires binding.
+        app.admin_ok(
+            Method::PATCH,
+            "/v1/admin/agents/bot",
+            Some(json!({"require_binding": true})),
+            200,
+        )
+        .await;
+        let (status, body) = app.agent(&secret).try_mint(&unbound()).await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(denied(&body), "binding_required");
+        let (status, body) = exchange(&app, &secret, &jwt(&app, &idp), None).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_dpop_proof")),
+            "{body}"
+        );
+        let (status, _) = app
+            .agent(&secret)
+            .try_mint(&unbound().bound_to(&holder))
+            .await;
+        assert_eq!(status, 201);
+        app.admin_ok(
+            Method::PATCH,
+            "/v1/admin/agents/bot",
+            Some(json!({"require_binding": false})),
+            200,
+        )
+        .await;
+
+        // The only policy granting crm:read requires binding.
+        app.admin_ok(
+            Method::PATCH,
+            "/v1/admin/policies/support-crm",
+            Some(json!({"require_binding": true})),
+            200,
+        )
+        .await;
+        let (status, body) = app.agent(&secret).try_mint(&unbound()).await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(denied(&body), "binding_required");
+        let (status, body) = app
+            .agent(&secret)
+            .try_mint(&unbound().bound_to(&holder))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let audit = app
+            .count("SELECT COUNT(*) FROM audit_events WHERE action = 'mandate.denied' AND CAST(details AS TEXT) LIKE '%binding_required%'")
+            .await;
+        assert_eq!(audit, 3, "each refusal is audited with its reason");
+        app.stop().await;
+    }
+);
