@@ -23,7 +23,7 @@ fn mcp_dir() -> PathBuf {
 }
 
 /// Fails (never skips) when the MCP SDK is missing.
-fn require_sdk() {
+pub(crate) fn require_sdk() {
     let found = Command::new("python3")
         .args(["-c", "import mcp, httpx2"])
         .status()
@@ -35,9 +35,9 @@ fn require_sdk() {
 }
 
 /// The upstream MCP server, killed when dropped.
-struct Upstream {
+pub(crate) struct Upstream {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     calls: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -50,7 +50,7 @@ impl Drop for Upstream {
 }
 
 impl Upstream {
-    async fn start() -> Upstream {
+    pub(crate) async fn start() -> Upstream {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -113,7 +113,7 @@ async fn client(url: &str, token: Option<&str>, steps: Value) -> Value {
 /// and two policies for group support: issues.create only in `acme/` repositories with
 /// labels bug or triage, and the other tools unconstrained. Returns the bot's secret and the
 /// gateway's credential.
-async fn inventory(app: &TestApp) -> (String, String) {
+pub(crate) async fn inventory(app: &TestApp) -> (String, String) {
     let operations = ["issues.create", "issues.read", "whoami", "secrets.leak"];
     let posts = [
         (
@@ -162,7 +162,7 @@ async fn inventory(app: &TestApp) -> (String, String) {
 }
 
 /// A gateway in front of `routes` (TOML `[[route]]`/`[[check]]` tables), on mandate's clock.
-async fn gateway(app: &TestApp, credential: &str, routes: &str, dir: &Path) -> String {
+pub(crate) async fn gateway(app: &TestApp, credential: &str, routes: &str, dir: &Path) -> String {
     let config = format!(
         "mandate_url = \"{}\"\nlisten = \"127.0.0.1:0\"\nassertion_key_file = \"{}\"\n\
          max_revocation_age_seconds = 30\n{routes}",

@@ -341,3 +341,104 @@ both_stores!(
         app.stop().await;
     }
 );
+
+#[tokio::test]
+async fn a_bound_mandate_passes_the_gateway_only_with_its_holders_proof() {
+    use crate::gateway::{gateway, inventory, require_sdk, Upstream};
+    require_sdk();
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, _) = mint_setup(&app).await;
+    let (secret, credential) = inventory(&app).await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "[[route]]\npath = \"/mcp/tracker\"\ntool = \"tracker\"\nupstream = \"http://127.0.0.1:{}/mcp\"\n\
+         [[check]]\nprefix = \"/tracker\"\ntool = \"tracker\"\noperations = {{ GET = \"issues.read\" }}\n",
+        upstream.port
+    );
+    let base = gateway(&app, &credential, &routes, dir.path()).await;
+    let metadata: Value = app
+        .client
+        .get(format!(
+            "{base}/.well-known/oauth-protected-resource/mcp/tracker"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata["dpop_signing_alg_values_supported"],
+        json!(["EdDSA", "ES256"])
+    );
+
+    let holder = HolderSecret::generate("ES256").unwrap();
+    let request = Mint::new(&jwt(&app, &idp))
+        .scope("tracker", &["issues.read"])
+        .bound_to(&holder);
+    let minted = app.mint(&secret, &request).await;
+    let token = minted["token"].as_str().unwrap();
+    let url = format!("{base}/mcp/tracker");
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "holder-binding-test", "version": "1"}}});
+    let post = |authorization: String, proof: Option<String>| {
+        let mut request = app
+            .client
+            .post(&url)
+            .header("authorization", authorization)
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        request.send()
+    };
+    let challenge = |response: &reqwest::Response| {
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let as_bearer = post(format!("Bearer {token}"), None).await.unwrap();
+    assert_eq!(as_bearer.status(), 401);
+    assert!(challenge(&as_bearer).starts_with("DPoP error=\"invalid_dpop_proof\""));
+    let proof = create(&holder, "POST", &url, Some(token), None, app.clock.now());
+    let accepted = post(format!("DPoP {token}"), Some(proof.clone()))
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    let answer = accepted.text().await.unwrap();
+    assert!(answer.contains("protocolVersion"), "{answer}");
+    let replayed = post(format!("DPoP {token}"), Some(proof)).await.unwrap();
+    assert_eq!(replayed.status(), 401);
+    assert!(challenge(&replayed).contains("already used"));
+
+    // A proxy's check: the proof is for the URL the client addressed, through the proxy.
+    let host = base.trim_start_matches("http://");
+    let original = format!("https://{host}/tracker/issues");
+    let check = |proof: Option<String>| {
+        let mut request = app
+            .client
+            .get(format!("{base}/check/envoy/tracker/issues"))
+            .header("authorization", format!("DPoP {token}"));
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        request.send()
+    };
+    let unproven = check(None).await.unwrap();
+    assert_eq!(unproven.status(), 401);
+    assert!(challenge(&unproven).starts_with("DPoP error=\"invalid_dpop_proof\""));
+    let proof = create(
+        &holder,
+        "GET",
+        &original,
+        Some(token),
+        None,
+        app.clock.now(),
+    );
+    assert_eq!(check(Some(proof)).await.unwrap().status(), 200);
+    // The gateway follows mandate's revocation stream until the test ends: no graceful stop.
+}
