@@ -708,7 +708,7 @@ async fn the_readme_walkthrough_mints_a_mandate_as_written() {
 }
 
 /// Runs `mandate ARGS` with `stdin` piped in; returns (success, stdout, stderr).
-async fn mandate_with_stdin(args: &[&str], stdin: &str) -> (bool, String, String) {
+pub(crate) async fn mandate_with_stdin(args: &[&str], stdin: &str) -> (bool, String, String) {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let stdin = stdin.to_owned();
     tokio::task::spawn_blocking(move || {

@@ -442,3 +442,155 @@ async fn a_bound_mandate_passes_the_gateway_only_with_its_holders_proof() {
     assert_eq!(check(Some(proof)).await.unwrap().status(), 200);
     // The gateway follows mandate's revocation stream until the test ends: no graceful stop.
 }
+
+#[tokio::test]
+async fn the_token_commands_make_keys_and_proofs_and_move_the_binding() {
+    use crate::cli::mandate_with_stdin;
+    use mandate::clock::SystemClock;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    // Two holder keys, written owner-only; an existing file is never overwritten.
+    let (ok, orchestrator_jwk, err) = mandate_with_stdin(
+        &[
+            "token",
+            "keygen",
+            "--alg",
+            "ES256",
+            "--out",
+            &path("orch.jwk"),
+        ],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, sub_jwk, err) =
+        mandate_with_stdin(&["token", "keygen", "--out", &path("sub.jwk")], "").await;
+    assert!(ok, "{err}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(path("sub.jwk")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let (ok, _, err) =
+        mandate_with_stdin(&["token", "keygen", "--out", &path("sub.jwk")], "").await;
+    assert!(!ok && err.contains("cannot write"), "{err}");
+    let public = |jwk: &str| {
+        let jwk: Value = serde_json::from_str(jwk).unwrap();
+        assert!(jwk.get("d").is_none(), "only the public key is printed");
+        mandate::token::pop::HolderKey::from_jwk(&jwk)
+            .unwrap()
+            .thumbprint()
+    };
+    let (orchestrator, sub) = (public(&orchestrator_jwk), public(&sub_jwk));
+
+    // A mandate bound to the orchestrator's key, and the root key document to verify it with.
+    let root = biscuit_auth::KeyPair::new();
+    let now = SystemClock.now();
+    let spec = mandate::token::mint::MandateSpec {
+        mandate_id: "01900000-0000-7000-8000-000000000009".into(),
+        task_id: "t".into(),
+        task_digest: vec![0; 32],
+        principal_subject: "alice".into(),
+        principal_issuer: "https://idp.example.com/".into(),
+        agent_id: "bot".into(),
+        rights: vec![Right {
+            tool: "crm".into(),
+            operation: "read".into(),
+        }],
+        expires_at: now + chrono::Duration::minutes(10),
+        constraints: vec![],
+        holder_key: Some(orchestrator.clone()),
+    };
+    let token = mandate::token::mint::mint(&spec, &root, 1).unwrap().token;
+    let keys = json!({"keys": [{"kid": 1, "algorithm": "ed25519", "status": "active",
+        "public_key": mandate::token::keys::format_public_key(&root.public()),
+        "created_at": now}]});
+    std::fs::write(path("keys.json"), keys.to_string()).unwrap();
+
+    // Handing it to a sub-agent moves the binding to the sub-agent's key.
+    let (ok, handed, err) = mandate_with_stdin(
+        &[
+            "token",
+            "attenuate",
+            "--delegate",
+            "researcher",
+            "--holder-key",
+            &path("orch.jwk"),
+            "--bind-to",
+            &path("sub.jwk"),
+        ],
+        &token,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, chain, err) = mandate_with_stdin(&["token", "inspect"], &handed).await;
+    assert!(ok, "{err}");
+    let chain: Value = serde_json::from_str(&chain).unwrap();
+    assert_eq!(chain["holder_key"], sub.as_str());
+    assert_eq!(chain["blocks"][0]["holder_key"], orchestrator.as_str());
+    assert_eq!(chain["blocks"][2]["kind"], "rebinding");
+    std::fs::write(path("token"), &handed).unwrap();
+
+    // A proof by the sub-agent verifies; the orchestrator's, or none, does not.
+    let url = "https://crm.example.com/tickets";
+    let verify = |proof_key: Option<&'static str>| {
+        let (keys, token_file) = (path("keys.json"), path("token"));
+        let key = proof_key.map(|k| path(k));
+        let proof_file = path("proof");
+        async move {
+            let mut args = vec![
+                "token".to_owned(),
+                "verify".into(),
+                "--in".into(),
+                token_file.clone(),
+                "--keys".into(),
+                keys,
+                "--tool".into(),
+                "crm".into(),
+                "--operation".into(),
+                "read".into(),
+            ];
+            if let Some(key) = key {
+                let (ok, proof, err) = mandate_with_stdin(
+                    &[
+                        "token",
+                        "proof",
+                        "--in",
+                        &token_file,
+                        "--key",
+                        &key,
+                        "--method",
+                        "GET",
+                        "--url",
+                        url,
+                    ],
+                    "",
+                )
+                .await;
+                assert!(ok, "{err}");
+                std::fs::write(&proof_file, proof).unwrap();
+                args.extend([
+                    "--proof".into(),
+                    proof_file,
+                    "--method".into(),
+                    "GET".into(),
+                    "--url".into(),
+                    url.into(),
+                ]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            mandate_with_stdin(&args, "").await
+        }
+    };
+    let (ok, verified, err) = verify(Some("sub.jwk")).await;
+    assert!(ok, "{err}");
+    let verified: Value = serde_json::from_str(&verified).unwrap();
+    assert_eq!(verified["holder_key"], sub.as_str());
+    assert_eq!(verified["hops"][0]["agent"], "researcher");
+    let (ok, _, err) = verify(Some("orch.jwk")).await;
+    assert!(
+        !ok && err.contains("other than the mandate's holder"),
+        "{err}"
+    );
+    let (ok, _, err) = verify(None).await;
+    assert!(!ok && err.contains("bound to a key"), "{err}");
+}
