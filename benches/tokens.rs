@@ -10,7 +10,11 @@
 //! - `verify/parse/N` and `verify/check/N`: the parts of a cold verification (signatures; then
 //!   attestations and hops);
 //! - `verify/cached/N`: a token the verifier has seen (revocation check and authorizer only);
-//! - `policy/evaluate`: scope evaluation over 50 policies and 20 tools.
+//! - `policy/evaluate`: scope evaluation over 50 policies and 20 tools;
+//! - `call/unbound` and `call/bound/{EdDSA,ES256}`: authorizing one call of a cached 2-block
+//!   mandate, without binding, and bound with the holder's DPoP proof checked (parse, signature,
+//!   method, URL, `iat`, `ath`, replay cache), beside `call/raw_signature_verify/{EdDSA,ES256}`,
+//!   one proof-sized signature verification: the proof's floor.
 //!
 //! `cargo bench --bench tokens`; the figures and ratios are recorded in BENCHMARKS.md.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -287,5 +291,89 @@ fn hostile(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, tokens, policies, hostile);
+/// One call of a cached mandate: unbound, then bound with the holder's proof checked.
+fn proofs(c: &mut Criterion) {
+    use mandate::token::pop::proof::{create, Expected};
+    use mandate::token::pop::replay::{ProofSettings, Proofs};
+    use mandate::token::pop::HolderSecret;
+    let root = KeyPair::new();
+    let keys = KeySet::from([(1, root.public())]);
+    let agents = AgentKeys::new();
+    let trust = Trust {
+        keys: &keys,
+        agent_keys: &agents,
+        is_revoked: &|_| false,
+    };
+    let options = VerifyOptions::default();
+    let request = AccessRequest {
+        tool: "crm".into(),
+        operation: "read".into(),
+        now: now(),
+    };
+    let url = "https://crm.example.com/tickets";
+    let unbound = check(&token(&root, 2), &trust, &options).unwrap();
+    let mut group = c.benchmark_group("call");
+    group.bench_function("unbound", |b| {
+        b.iter(|| unbound.authorize_held(&|_| false, &request, None, None, None, &options))
+    });
+    for alg in ["EdDSA", "ES256"] {
+        let holder = HolderSecret::generate(alg).unwrap();
+        let jkt = holder.public().thumbprint();
+        let bound_token = {
+            let bound = MandateSpec {
+                holder_key: Some(jkt.clone()),
+                ..spec()
+            };
+            let minted = mint(&bound, &root, 1).unwrap().token;
+            attenuate(
+                &minted,
+                &Attenuation {
+                    delegate: Some("agent-1".into()),
+                    ..Attenuation::default()
+                },
+            )
+            .unwrap()
+        };
+        let bound = check(&bound_token, &trust, &options).unwrap();
+        let proofs = Proofs::new(
+            ProofSettings {
+                replay_capacity: 50_000_000,
+                ..ProofSettings::default()
+            },
+            [0; 32],
+        );
+        let expected = Expected {
+            method: "GET",
+            url,
+            token: Some(&bound_token),
+            holder: Some(&jkt),
+            now: now(),
+            max_age: Duration::seconds(60),
+            max_ahead: Duration::seconds(30),
+        };
+        group.bench_function(BenchmarkId::new("bound", alg), |b| {
+            b.iter_batched(
+                || create(&holder, "GET", url, Some(&bound_token), None, now()),
+                |proof| {
+                    let proven = proofs.check(&proof, &expected).unwrap().jkt;
+                    bound.authorize_held(&|_| false, &request, None, None, Some(&proven), &options)
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+        // One signature verification over a proof's signing input: what no proof check avoids.
+        let proof = create(&holder, "GET", url, Some(&bound_token), None, now());
+        let (input, signature) = proof.rsplit_once('.').unwrap();
+        let signature =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, signature)
+                .unwrap();
+        let public = holder.public().clone();
+        group.bench_function(BenchmarkId::new("raw_signature_verify", alg), |b| {
+            b.iter(|| assert!(public.verifies(black_box(input.as_bytes()), &signature)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, tokens, policies, hostile, proofs);
 criterion_main!(benches);

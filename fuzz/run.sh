@@ -11,7 +11,7 @@ seconds="${1:-30}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(token_verify attenuate_verify block_vocabulary jwt api_json revocation_feed)
+    targets=(token_verify attenuate_verify block_vocabulary jwt api_json revocation_feed dpop_proof)
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --version 0.13.2 --locked

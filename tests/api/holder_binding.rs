@@ -594,3 +594,95 @@ async fn the_token_commands_make_keys_and_proofs_and_move_the_binding() {
     let (ok, _, err) = verify(None).await;
     assert!(!ok && err.contains("bound to a key"), "{err}");
 }
+
+const DPOP_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/dpop_interop.py");
+
+/// Runs the Python side of proof of possession (`cryptography` and biscuit-python).
+async fn python(args: &[&str], stdin: &str) -> String {
+    let args = args.iter().map(|a| a.to_string()).collect();
+    crate::interop::run_python(DPOP_SCRIPT, args, stdin.to_owned()).await
+}
+
+#[tokio::test]
+async fn python_makes_and_checks_proofs_by_the_token_schema_alone() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.json");
+    let keys = app
+        .get("/.well-known/mandate-keys")
+        .await
+        .text()
+        .await
+        .unwrap();
+    std::fs::write(&keys_file, keys).unwrap();
+    let keys_file = keys_file.to_str().unwrap().to_owned();
+    let now = app.clock.now();
+    let at = now.to_rfc3339();
+    let url = "https://crm.example.com/tickets";
+    let verifier = app.verifier();
+    let access = mandate::verifier::Access {
+        tool: "crm".into(),
+        operation: "read".into(),
+        resource: None,
+    };
+    for alg in ["EdDSA", "ES256"] {
+        // A key made in Python binds a mandate minted by mandate.
+        let key_file = dir.path().join(format!("{alg}.jwk"));
+        let key_path = key_file.to_str().unwrap();
+        let public: Value =
+            serde_json::from_str(&python(&["keygen", alg, key_path], "").await).unwrap();
+        let mut body = Mint::new(&jwt(&app, &idp)).scope("crm", &["read"]).body();
+        body["holder_key"] = public.clone();
+        let (status, minted) = app.agent(&secret).mint_body(body).await;
+        assert_eq!(status, 201, "{minted}");
+        let token = minted["token"].as_str().unwrap().to_owned();
+        let jkt = mandate::token::pop::HolderKey::from_jwk(&public)
+            .unwrap()
+            .thumbprint();
+        assert_eq!(
+            minted["holder_key"],
+            jkt.as_str(),
+            "both sides compute one thumbprint"
+        );
+
+        // Python's proof passes mandate's verifier.
+        let proof = python(&["proof", key_path, "GET", url, &at], &token).await;
+        let presented = mandate::verifier::Presentation {
+            token: &token,
+            proof: Some(&proof),
+            method: "GET",
+            url,
+        };
+        let verified = verifier
+            .verify_presented(&presented, &access, None)
+            .await
+            .unwrap();
+        assert_eq!(verified.holder_key.as_deref(), Some(jkt.as_str()));
+
+        // mandate moves the binding with the Python key (its private JWK, read as written),
+        // and Python follows the move and checks mandate's proof.
+        let python_key: Value =
+            serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+        let python_key = HolderSecret::from_jwk(&python_key).unwrap();
+        let next = HolderSecret::generate(alg).unwrap();
+        let moved = rebind(&token, &python_key, &next.public().thumbprint()).unwrap();
+        let check = |token: &str, proof: &str| {
+            let input = json!({"token": token, "proof": proof}).to_string();
+            let args = ["check", keys_file.as_str(), "GET", url, at.as_str()];
+            async move { serde_json::from_str::<Value>(&python(&args, &input).await).unwrap() }
+        };
+        let proof = create(&next, "GET", url, Some(&moved), None, now);
+        let checked = check(&moved, &proof).await;
+        assert_eq!(
+            checked,
+            json!({"valid": true, "jkt": next.public().thumbprint(), "allowed": true})
+        );
+        let old_holder = create(&python_key, "GET", url, Some(&moved), None, now);
+        assert_eq!(check(&moved, &old_holder).await["error"], "key");
+        let thief = HolderSecret::generate("EdDSA").unwrap();
+        let forged = rebind(&moved, &thief, &thief.public().thumbprint()).unwrap();
+        let proof = create(&thief, "GET", url, Some(&forged), None, now);
+        assert_eq!(check(&forged, &proof).await["error"], "forged binding");
+    }
+}

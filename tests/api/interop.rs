@@ -25,10 +25,16 @@ const SCRIPT: &str = concat!(
 
 /// Runs the Python side with `token` on stdin; fails loudly when biscuit-python is missing.
 async fn python(args: Vec<String>, token: String) -> String {
+    run_python(SCRIPT, args, token).await
+}
+
+/// Runs `script` with `args` and `stdin`; its standard output.
+pub(crate) async fn run_python(script: &'static str, args: Vec<String>, stdin: String) -> String {
+    let token = stdin;
     tokio::task::spawn_blocking(move || {
         use std::io::Write as _;
         let mut child = Command::new("python3")
-            .arg(SCRIPT)
+            .arg(script)
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
