@@ -88,6 +88,7 @@ pub fn mandate() -> String {
         rights: granted(),
         expires_at: expires(),
         constraints: vec![],
+        holder_key: None,
     };
     match mint(&spec, &root(), KID) {
         Ok(minted) => minted.token,

@@ -134,15 +134,20 @@ pub struct GrantedBy {
     /// The argument constraints the mandate carries on it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<(String, Constraint)>,
+    /// Whether the mandate is bound to its holder's key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bound: bool,
 }
 
 impl GrantedBy {
     /// Whether one of the policies that granted this right still does, for `agent_id`, with
-    /// no constraint the mandate does not already carry.
+    /// no constraint the mandate does not already carry, and not requiring binding of an
+    /// unbound mandate.
     pub fn still_granted(&self, agent_id: &str, policies: &[Policy]) -> bool {
         policies.iter().any(|p| {
             self.policies.contains(&p.id)
                 && p.enabled
+                && (self.bound || !p.require_binding)
                 && p.agents.covers(agent_id)
                 && p.grants.iter().any(|g| {
                     g.tool == self.tool
@@ -282,6 +287,7 @@ pub fn evaluate(
                 operation: operation.clone(),
                 policies: fitting.iter().map(|(p, _)| p.id.clone()).collect(),
                 constraints: carried,
+                bound: false,
             });
         }
     }

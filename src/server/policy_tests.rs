@@ -417,3 +417,26 @@ fn an_operation_the_tool_no_longer_offers_is_out_of_reach() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].operation, "read");
 }
+
+#[test]
+fn a_policy_that_comes_to_require_binding_keeps_only_bound_mandates_live() {
+    let bot = agent("bot", vec![grant("crm", &["read"])]);
+    let tools = [tool("crm", &["read"])];
+    let mut open = policy("open", AgentScope::Any, vec![grant("crm", &["read"])]);
+    let e = evaluate(
+        &alice(&["staff"]),
+        &bot,
+        &[grant("crm", &["read"])],
+        &[open.clone()],
+        &tools,
+    );
+    let unbound = e.granted_by[0].clone();
+    let bound = GrantedBy {
+        bound: true,
+        ..unbound.clone()
+    };
+    assert!(unbound.still_granted("bot", std::slice::from_ref(&open)));
+    open.require_binding = true;
+    assert!(!unbound.still_granted("bot", std::slice::from_ref(&open)));
+    assert!(bound.still_granted("bot", &[open]));
+}

@@ -174,7 +174,7 @@ impl Server {
             inventory: Arc::default(),
             limits: Arc::new(limits),
             audit: Arc::default(),
-            proofs: Arc::new(crate::token::pop::replay::Proofs::with_random_nonce_key(
+            proofs: Arc::new(crate::token::pop::replay::Proofs::from_settings(
                 Default::default(),
             )),
         };

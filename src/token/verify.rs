@@ -289,6 +289,16 @@ impl Parsed {
         })
     }
 
+    /// The thumbprint of the key the token is bound to now (`None`: a bearer token), after
+    /// checking that each move of the binding is signed by the key it moves from.
+    pub fn holder_key(&self) -> Result<Option<String>, TokenError> {
+        holder(
+            self.authority.holder_key.as_deref(),
+            &self.blocks,
+            &self.biscuit.external_public_keys(),
+        )
+    }
+
     /// When this token stops working: the mandate's expiry, or a later block's earlier one.
     pub fn expires_at(&self) -> DateTime<Utc> {
         self.blocks
@@ -355,13 +365,12 @@ pub fn check(
     options: &VerifyOptions,
 ) -> Result<Checked, TokenError> {
     let parsed = parse(token, trust.keys, options)?;
-    let signers = parsed.biscuit.external_public_keys();
-    let hops = hops(&parsed.blocks, &signers, trust.agent_keys)?;
-    let holder_key = holder(
-        parsed.authority.holder_key.as_deref(),
+    let hops = hops(
         &parsed.blocks,
-        &signers,
+        &parsed.biscuit.external_public_keys(),
+        trust.agent_keys,
     )?;
+    let holder_key = parsed.holder_key()?;
     let authority = parsed.authority.clone();
     let mut constraints = authority.constraints;
     for block in &parsed.blocks {

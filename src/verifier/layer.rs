@@ -232,7 +232,7 @@ where
                 url: &url,
             };
             let verified = match (&proof, &public_url) {
-                (Some(_), None) => Err(TokenError::Proof(ProofError::Url)),
+                (Some(_), None) => Err(TokenError::Proof(ProofError::NoPublicUrl)),
                 _ => {
                     verifier
                         .verify_presented(&presentation, &access, None)

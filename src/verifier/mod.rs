@@ -184,7 +184,7 @@ impl Verifier {
             })?;
         Ok(Self {
             tokens: TokenCache::new(settings.cache_capacity),
-            proofs: Proofs::with_random_nonce_key(settings.proofs.clone()),
+            proofs: Proofs::from_settings(settings.proofs.clone()),
             settings,
             http,
             cache: RwLock::new(Cached::default()),
@@ -409,6 +409,8 @@ impl Verifier {
         arguments: Option<&serde_json::Value>,
     ) -> Result<Verified, TokenError> {
         let entry = self.checked(presented.token).await?;
+        // A revoked or expired token's proofs are not remembered.
+        self.alive(&entry)?;
         let proven = self.prove(&entry, presented)?;
         self.authorize_held(&entry, access, arguments.cloned(), proven)
             .await

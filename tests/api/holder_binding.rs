@@ -123,6 +123,41 @@ async fn a_bound_mandate_is_used_only_with_a_fresh_proof_from_its_holder() {
     assert_eq!(body["principal"], "alice");
     refused(call(&app, &url, &dpop, Some(&good)).await, "already used");
 
+    // Only the holder ends a branch of it: a copy's branch is not revocable without a proof.
+    let branch = attenuate(
+        token,
+        &Attenuation {
+            delegate: Some("helper".into()),
+            ..Attenuation::default()
+        },
+    )
+    .unwrap();
+    let revocations = app.url("/v1/revocations");
+    let revoke = |proof: Option<String>| {
+        let mut request = app
+            .client
+            .post(&revocations)
+            .json(&json!({"token": branch, "reason": "done with it"}));
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        request.send()
+    };
+    let unproven = revoke(None).await.unwrap();
+    assert_eq!(unproven.status(), 401);
+    let problem: Value = unproven.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_dpop_proof"),
+        "{problem}"
+    );
+    let by_thief = create(&thief, "POST", &revocations, Some(&branch), None, now);
+    assert_eq!(revoke(Some(by_thief)).await.unwrap().status(), 401);
+    let by_holder = create(&holder, "POST", &revocations, Some(&branch), None, now);
+    assert_eq!(revoke(Some(by_holder)).await.unwrap().status(), 200);
+
     // Introspection tells a resource server which key to expect.
     let introspected = app.administrator().introspect(token).await;
     assert_eq!(introspected["active"], true, "{introspected}");
@@ -318,14 +353,18 @@ both_stores!(
         )
         .await;
 
-        // The only policy granting crm:read requires binding.
-        app.admin_ok(
-            Method::PATCH,
-            "/v1/admin/policies/support-crm",
-            Some(json!({"require_binding": true})),
-            200,
-        )
-        .await;
+        // The only policy granting crm:read comes to require binding: the one live unbound
+        // mandate under it (the Bearer exchange above) is revoked, the bound ones stay.
+        let patched = app
+            .call(
+                Method::PATCH,
+                "/v1/admin/policies/support-crm",
+                Some(crate::helpers::ADMIN_TOKEN),
+                Some(&json!({"require_binding": true})),
+            )
+            .await;
+        assert_eq!(patched.status(), 200);
+        assert_eq!(patched.headers()["x-revoked-mandates"], "1");
         let (status, body) = app.agent(&secret).try_mint(&unbound()).await;
         assert_eq!(status, 403, "{body}");
         assert_eq!(denied(&body), "binding_required");

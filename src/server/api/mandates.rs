@@ -43,7 +43,7 @@ pub struct MintBody {
     /// Bind the mandate to this public key (a JWK, Ed25519 or P-256): every use then needs a
     /// DPoP proof signed by it.
     #[serde(default)]
-    #[schema(value_type = Option<Object>, example = json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}))]
+    #[schema(value_type = Option<Object>, example = json!({"kty": "OKP", "crv": "Ed25519", "x": "I9qRDBHBQHUdyqWrci_dsHqtUbPxrr2AK0TgU48a27g"}))]
     pub holder_key: Option<serde_json::Value>,
 }
 

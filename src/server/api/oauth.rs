@@ -322,14 +322,15 @@ fn dpop_key(state: &AppState, headers: &HeaderMap) -> Result<Option<HolderKey>, 
         .to_str()
         .map_err(|_| invalid("the DPoP header is not text".to_owned()))?;
     let url = format!("{}/oauth2/token", super::gateways::origin(headers)?);
+    let settings = state.proofs.settings();
     let expected = Expected {
         method: "POST",
         url: &url,
         token: None,
         holder: None,
         now: state.clock.now(),
-        max_age: chrono::Duration::zero(),
-        max_ahead: chrono::Duration::zero(),
+        max_age: settings.max_age,
+        max_ahead: settings.max_ahead,
     };
     match state.proofs.check(proof, &expected) {
         Ok(proof) => Ok(Some(proof.key)),

@@ -194,15 +194,50 @@ pub struct BranchRevoked {
 /// can always end its own branch, and anyone spending the cap ends only what they hold a part of.
 pub const MAX_BRANCHES: usize = 64;
 
+/// Checks the `DPoP` proof of the holder of `token` (bound to `holder`) for this endpoint.
+fn prove_holder(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    token: &str,
+    holder: &str,
+) -> Result<(), ApiError> {
+    use crate::token::pop::proof::{Expected, ProofError};
+    let refused = |error: ProofError| ApiError::Unauthorized(format!("{}: {error}", error.code()));
+    let mut proofs = headers.get_all("dpop").iter();
+    let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+        return Err(refused(ProofError::Missing));
+    };
+    let proof = proof
+        .to_str()
+        .map_err(|_| refused(ProofError::Malformed("the DPoP header is not text")))?;
+    let url = format!("{}/v1/revocations", super::gateways::origin(headers)?);
+    let settings = state.proofs.settings();
+    let expected = Expected {
+        method: "POST",
+        url: &url,
+        token: Some(token),
+        holder: Some(holder),
+        now: state.clock.now(),
+        max_age: settings.max_age,
+        max_ahead: settings.max_ahead,
+    };
+    state
+        .proofs
+        .check(proof, &expected)
+        .map(|_| ())
+        .map_err(refused)
+}
+
 /// Revoke a token's own branch: its last block's revocation id. Whoever holds a derived token
 /// may end it and everything derived from it; its parent keeps working. The mandate itself
 /// (a token without attenuation blocks) is revoked only through `/v1/mandates/{id}/revoke`.
+/// A branch of a mandate bound to a key needs a `DPoP` proof from its current holder.
 #[utoipa::path(
     post, path = "/v1/revocations", tag = "revocations",
     request_body = BranchBody,
     responses(
         (status = 200, description = "Revoked (now or before)", body = BranchRevoked),
-        (status = 401, description = "Not a derived mandate signed by mandate's keys", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not a derived mandate signed by mandate's keys, or a bound one without its holder's DPoP proof", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Its mandate is unknown", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Its mandate is expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing or invalid reason", body = Problem, content_type = "application/problem+json"),
@@ -211,6 +246,7 @@ pub const MAX_BRANCHES: usize = 64;
 )]
 pub async fn revoke_branch(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<BranchBody>,
 ) -> Result<Json<BranchRevoked>, ApiError> {
     check_reason(&body.reason)?;
@@ -232,6 +268,11 @@ pub async fn revoke_branch(
     })?;
     if token.block_count() < 2 {
         return Err(rejected());
+    }
+    // A bound mandate's branch is ended by its holder only: whoever copied it cannot revoke it
+    // branch by branch.
+    if let Some(holder) = token.holder_key().map_err(|_| rejected())? {
+        prove_holder(&state, &headers, &body.token, &holder)?;
     }
     let mandate_id: Uuid = token.authority.mandate_id.parse().map_err(|_| rejected())?;
     let mandate = load_mandate(&state, mandate_id).await?;

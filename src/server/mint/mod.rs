@@ -450,8 +450,11 @@ fn evaluate_scope(
 ) -> Evaluation {
     tracing::info_span!("policy.evaluate").in_scope(|| {
         let tools = &inventory.tools;
-        let all = evaluate(principal, agent, requested, &inventory.policies, tools);
+        let mut all = evaluate(principal, agent, requested, &inventory.policies, tools);
         if bound {
+            for right in &mut all.granted_by {
+                right.bound = true;
+            }
             return all;
         }
         let binding_required = |operation: &str, tool: &str| Denial {

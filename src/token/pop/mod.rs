@@ -78,9 +78,13 @@ impl HolderKey {
         let field = |name| jwk.get(name).and_then(Value::as_str);
         match (field("kty"), field("crv")) {
             (Some("OKP"), Some("Ed25519")) => {
-                ed25519_dalek::VerifyingKey::from_bytes(&coordinate(jwk, "x")?)
-                    .map(HolderKey::Ed25519)
-                    .map_err(|_| JwkError("not an Ed25519 public key"))
+                let key = ed25519_dalek::VerifyingKey::from_bytes(&coordinate(jwk, "x")?)
+                    .map_err(|_| JwkError("not an Ed25519 public key"))?;
+                // A point of small order verifies signatures nobody made.
+                if key.is_weak() {
+                    return Err(JwkError("a weak Ed25519 key (a point of small order)"));
+                }
+                Ok(HolderKey::Ed25519(key))
             }
             (Some("EC"), Some("P-256")) => {
                 let point = p256::EncodedPoint::from_affine_coordinates(

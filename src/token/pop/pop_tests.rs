@@ -57,6 +57,11 @@ fn only_public_ed25519_and_p256_jwks_are_holder_keys() {
     let zero = URL_SAFE_NO_PAD.encode([0u8; 32]);
     assert!(refused(json!({"kty": "EC", "crv": "P-256", "x": zero, "y": zero})).contains("P-256"));
     assert!(refused(json!("a string")).contains("object"));
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let small_order =
+        json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(identity)});
+    assert!(refused(small_order).contains("weak"));
     for alg in ALGORITHMS {
         let secret = HolderSecret::generate(alg).unwrap();
         let public = HolderKey::from_jwk(&secret.public().to_jwk()).unwrap();

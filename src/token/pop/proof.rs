@@ -58,6 +58,9 @@ pub enum ProofError {
     /// A nonce is required and the proof has none, or an old one.
     #[error("the proof must carry the nonce the server provides (DPoP-Nonce)")]
     Nonce,
+    /// The service checking the proof does not know the URL its clients address.
+    #[error("this service does not know its public URL, so it cannot check proofs")]
+    NoPublicUrl,
     /// The replay cache is full of live proofs: refused rather than forgetting one.
     #[error("too many proofs in flight; retry shortly")]
     Busy,

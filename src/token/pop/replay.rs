@@ -8,7 +8,8 @@
 //! proofs a new one is refused (`Busy`), never let through by forgetting an old one.
 //!
 //! A nonce is `period || HMAC-SHA256(key, period)[..16]`, base64url: stateless, so replicas
-//! that share the key accept each other's nonces; one is accepted in its period and the next.
+//! given the same [`ProofSettings::nonce_key`] accept each other's nonces; one is accepted in
+//! its period and the next.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -34,6 +35,19 @@ pub struct ProofSettings {
     pub nonce_period: Duration,
     /// Most proofs remembered at once.
     pub replay_capacity: usize,
+    /// The key nonces are made with: replicas given the same key accept each other's nonces.
+    /// `None`: a key of this process's own, drawn at random.
+    pub nonce_key: Option<NonceKey>,
+}
+
+/// A nonce key (32 bytes), never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NonceKey(pub [u8; 32]);
+
+impl std::fmt::Debug for NonceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NonceKey([redacted])")
+    }
 }
 
 impl Default for ProofSettings {
@@ -45,6 +59,7 @@ impl Default for ProofSettings {
             require_nonce: false,
             nonce_period: Duration::minutes(5),
             replay_capacity: 100_000,
+            nonce_key: None,
         }
     }
 }
@@ -54,6 +69,8 @@ impl Default for ProofSettings {
 struct Seen {
     until: HashMap<[u8; 32], i64>,
     order: VecDeque<([u8; 32], i64)>,
+    /// When the whole cache was last swept (at most once a second).
+    swept_at: i64,
 }
 
 /// Checks proofs and remembers them.
@@ -84,8 +101,11 @@ impl Proofs {
         }
     }
 
-    /// A checker with a nonce key of its own, drawn at random.
-    pub fn with_random_nonce_key(settings: ProofSettings) -> Self {
+    /// A checker with the settings' nonce key, or one of its own drawn at random.
+    pub fn from_settings(settings: ProofSettings) -> Self {
+        if let Some(NonceKey(key)) = settings.nonce_key {
+            return Self::new(settings, key);
+        }
         let mut key = [0u8; 32];
         // biscuit-auth draws keys from the operating system's generator; its private key bytes
         // are 32 random bytes.
@@ -181,8 +201,10 @@ impl Proofs {
                 return Err(ProofError::Replayed);
             }
         }
-        if seen.until.len() >= self.settings.replay_capacity {
-            // Dead entries may sit behind a live one in the queue: sweep them all once.
+        if seen.until.len() >= self.settings.replay_capacity && seen.swept_at < now {
+            // Dead entries may sit behind a live one in the queue: sweep them all, at most
+            // once a second, so a full cache costs no more than a refusal.
+            seen.swept_at = now;
             seen.until.retain(|_, deadline| *deadline > now);
             let live = &seen.until;
             let kept: VecDeque<_> = seen
@@ -192,9 +214,9 @@ impl Proofs {
                 .copied()
                 .collect();
             seen.order = kept;
-            if seen.until.len() >= self.settings.replay_capacity {
-                return Err(ProofError::Busy);
-            }
+        }
+        if seen.until.len() >= self.settings.replay_capacity {
+            return Err(ProofError::Busy);
         }
         seen.until.insert(id, until);
         seen.order.push_back((id, until));
