@@ -9,6 +9,9 @@
 //! When the holder is the agent itself, [`attest`] does everything. When the key lives
 //! elsewhere (a signing service), the holder sends [`attestation_request`] there, the signer
 //! answers with [`sign_attestation`], and the holder appends it with [`append_attestation`].
+//!
+//! [`rebind`] appends the other signed block a holder makes: moving a bound mandate's binding
+//! to the next holder's key ([`super::pop`]).
 
 use std::collections::HashMap;
 
@@ -56,4 +59,28 @@ pub fn attest(token: &str, agent_id: &str, key: &KeyPair) -> Result<String, Toke
     let request = attestation_request(token)?;
     let block = sign_attestation(&request, agent_id, &key.private())?;
     append_attestation(token, &block)
+}
+
+/// Moves the binding of `token`, held by `holder`, to the key whose thumbprint is `next`: a
+/// third-party block stating `holder_key(next)`, signed by `holder`.
+pub fn rebind(
+    token: &str,
+    holder: &super::pop::HolderSecret,
+    next: &str,
+) -> Result<String, TokenError> {
+    if token.len() > super::MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge);
+    }
+    if !super::pop::is_thumbprint(next) {
+        return Err(TokenError::Malformed);
+    }
+    let parent = UnverifiedBiscuit::from_base64(token)?;
+    let request: ThirdPartyRequest = parent.third_party_request()?;
+    let params = HashMap::from([("jkt".to_owned(), Term::Str(next.to_owned()))]);
+    let block =
+        BlockBuilder::new().code_with_params("holder_key({jkt});", params, HashMap::new())?;
+    let signed = request.create_block(&holder.biscuit_key()?, block)?;
+    Ok(parent
+        .append_third_party(&signed.serialize()?)?
+        .to_base64()?)
 }

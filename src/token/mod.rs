@@ -94,11 +94,6 @@ pub(crate) fn printable(value: &str) -> bool {
             .any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
-/// Whether `a` and `b` are equal, in time that depends only on their lengths.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// One granted right: an operation of a tool.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]

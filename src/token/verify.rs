@@ -492,7 +492,7 @@ impl Checked {
             (None, Some(_)) => return Err(ProofError::Unbound.into()),
             (Some(_), None) => return Err(ProofError::Missing.into()),
             (Some(holder), Some(proven)) => {
-                if !super::constant_time_eq(holder.as_bytes(), proven.as_bytes()) {
+                if !super::pop::proof::constant_time_eq(holder.as_bytes(), proven.as_bytes()) {
                     return Err(ProofError::WrongKey.into());
                 }
             }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use mandate::clock::Clock;
 use mandate::token::attenuate::{attenuate, Attenuation};
-use mandate::token::attest::attest;
+use mandate::token::attest::{attest, rebind};
 use mandate::token::pop::proof::create;
-use mandate::token::pop::{rebind, HolderSecret};
+use mandate::token::pop::HolderSecret;
 use mandate::token::Right;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -573,7 +573,7 @@ async fn the_token_commands_make_keys_and_proofs_and_move_the_binding() {
     let url = "https://crm.example.com/tickets";
     let verify = |proof_key: Option<&'static str>| {
         let (keys, token_file) = (path("keys.json"), path("token"));
-        let key = proof_key.map(|k| path(k));
+        let key = proof_key.map(&path);
         let proof_file = path("proof");
         async move {
             let mut args = vec![

@@ -345,7 +345,7 @@ fn the_graph_reader_sees_the_imports_it_must() {
     let edges = graph();
     let has = |from: &str, to: &str| edges.get(from).is_some_and(|t| t.contains(to));
     assert!(
-        has("server/mint/", "server/state.rs"),
+        has("server/mint/mod.rs", "server/state.rs"),
         "use super::state::AppState"
     );
     assert!(
@@ -353,7 +353,7 @@ fn the_graph_reader_sees_the_imports_it_must() {
         "admin::routes()"
     );
     assert!(
-        has("server/error.rs", "server/mint.rs"),
+        has("server/error.rs", "server/mint/mod.rs"),
         "use super::mint::MintError"
     );
     assert!(has("cli/mod.rs", "cli/token.rs"), "token::run");

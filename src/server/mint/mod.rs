@@ -25,9 +25,7 @@ use super::idp::IdpError;
 use super::limits::{retry_after_seconds, RateLimiter};
 use super::model::agent::Agent;
 use super::model::{Grant, Invalid, Validation};
-use super::policy::{
-    evaluate, mandate_ttl, Denial, DenialReason, Evaluation, GrantedBy, Principal,
-};
+use super::policy::{evaluate, mandate_ttl, Denial, DenialReason, Evaluation, Principal};
 use super::state::AppState;
 use super::store::snapshot::Inventory;
 use super::store::{new_id, StoreError};
@@ -39,6 +37,7 @@ use crate::token::{Right, TokenError};
 use tracing::Instrument;
 
 mod record;
+pub use record::RequestMeta;
 use record::{audit_denial, issuance_meta, record_issuance, Record};
 
 /// Longest task description, in bytes.
@@ -61,17 +60,6 @@ pub struct MintRequest {
     pub ttl_seconds: Option<i64>,
     /// The key to bind the mandate to, if the orchestrator wants it bound.
     pub holder_key: Option<HolderKey>,
-}
-
-/// Where a request came from, recorded with the issuance (never secrets).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RequestMeta {
-    /// The endpoint used.
-    pub endpoint: &'static str,
-    /// The request's `x-request-id`.
-    pub request_id: Option<String>,
-    /// The caller's `user-agent` (truncated).
-    pub user_agent: Option<String>,
 }
 
 /// A minted mandate, as answered.

@@ -5,13 +5,26 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Failure, GrantedBy, RequestMeta};
+use serde::Serialize;
+
 use crate::server::model::agent::Agent;
+use crate::server::policy::GrantedBy;
 use crate::server::state::AppState;
 use crate::server::store::{
     new_id, AuditOutcome, InventoryGuard, Issuance, NewAuditEvent, NewMandate, StoreError,
 };
 use crate::token::mint::MandateSpec;
+
+/// Where a request came from, recorded with the issuance (never secrets).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestMeta {
+    /// The endpoint used.
+    pub endpoint: &'static str,
+    /// The request's `x-request-id`.
+    pub request_id: Option<String>,
+    /// The caller's `user-agent` (truncated).
+    pub user_agent: Option<String>,
+}
 
 /// Records a refusal; a refusal stands even if it cannot be recorded.
 pub(super) async fn audit_denial(
@@ -53,7 +66,7 @@ pub(super) async fn record_issuance(
     state: &AppState,
     agent: &Agent,
     record: Record,
-) -> Result<(), Failure> {
+) -> Result<(), StoreError> {
     let Record {
         mandate_id,
         spec,

@@ -6,30 +6,25 @@
 //!   states no `holder_proof` fact) refuses the mandate, so binding fails closed even where this
 //!   module is unknown.
 //! - The binding moves only with the holder's signature: a later third-party block stating
-//!   `holder_key($jkt)` and nothing else, signed by the current holder's key ([`rebind`]).
-//!   Biscuit ties the block to the token it was requested for. A block signed by any other key
-//!   is refused ([`super::TokenError::ForgedBinding`]); an unbound mandate cannot be bound
-//!   offline.
-//! - Each call presents the mandate with a DPoP proof ([`proof`]) signed by the key the last
-//!   binding names. The verifier checks the proof, then states `holder_proof($jkt)`.
+//!   `holder_key($jkt)` and nothing else, signed by the current holder's key
+//!   (`token::attest::rebind`). Biscuit ties the block to the token it was requested for. A
+//!   block signed by any other key is refused (`forged_binding`); an unbound mandate cannot be
+//!   bound offline.
+//! - Each call presents the mandate with a DPoP proof (the `proof` module) signed by the key
+//!   the last binding names. The verifier checks the proof, then states `holder_proof($jkt)`.
 //!
 //! Keys are Ed25519 (`EdDSA`) or P-256 (`ES256`), as JWKs.
 
 pub mod proof;
 pub mod replay;
 
-use std::collections::HashMap;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use biscuit_auth::builder::{Algorithm, Term};
-use biscuit_auth::{BlockBuilder, ThirdPartyRequest, UnverifiedBiscuit};
+use biscuit_auth::builder::Algorithm;
 use ed25519_dalek::Signer as _;
 use p256::ecdsa::signature::Verifier as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-
-use super::TokenError;
 
 /// The JWS algorithms a proof may be signed with.
 pub const ALGORITHMS: [&str; 2] = ["EdDSA", "ES256"];
@@ -264,33 +259,16 @@ impl HolderSecret {
         }
     }
 
-    fn biscuit_key(&self) -> Result<biscuit_auth::PrivateKey, TokenError> {
+    /// The private key as biscuit-auth signs third-party blocks with it.
+    pub(crate) fn biscuit_key(
+        &self,
+    ) -> Result<biscuit_auth::PrivateKey, biscuit_auth::error::Format> {
         let (bytes, algorithm) = match &self.signing {
             Signing::Ed25519(key) => (key.to_bytes().to_vec(), Algorithm::Ed25519),
             Signing::P256(key) => (key.to_bytes().to_vec(), Algorithm::Secp256r1),
         };
-        Ok(biscuit_auth::PrivateKey::from_bytes(&bytes, algorithm)?)
+        biscuit_auth::PrivateKey::from_bytes(&bytes, algorithm)
     }
-}
-
-/// Moves the binding of `token`, held by `holder`, to the key whose thumbprint is `next`: a
-/// third-party block stating `holder_key(next)`, signed by `holder`.
-pub fn rebind(token: &str, holder: &HolderSecret, next: &str) -> Result<String, TokenError> {
-    if token.len() > super::MAX_TOKEN_BYTES {
-        return Err(TokenError::TooLarge);
-    }
-    if !is_thumbprint(next) {
-        return Err(TokenError::Malformed);
-    }
-    let parent = UnverifiedBiscuit::from_base64(token)?;
-    let request: ThirdPartyRequest = parent.third_party_request()?;
-    let params = HashMap::from([("jkt".to_owned(), Term::Str(next.to_owned()))]);
-    let block =
-        BlockBuilder::new().code_with_params("holder_key({jkt});", params, HashMap::new())?;
-    let signed = request.create_block(&holder.biscuit_key()?, block)?;
-    Ok(parent
-        .append_third_party(&signed.serialize()?)?
-        .to_base64()?)
 }
 
 #[cfg(test)]

@@ -8,10 +8,12 @@ use super::proof::{self, check, create, normalize_url, Expected, ProofError};
 use super::replay::{ProofSettings, Proofs};
 use super::*;
 use crate::token::attenuate::{attenuate, Attenuation};
+use crate::token::attest::rebind;
 use crate::token::keys::KeySet;
 use crate::token::mint::{mint, MandateSpec};
 use crate::token::verify::{self, AccessRequest, AgentKeys, Trust, VerifyOptions};
 use crate::token::Right;
+use crate::token::TokenError;
 
 fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()

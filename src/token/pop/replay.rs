@@ -152,7 +152,7 @@ impl Proofs {
         let period = i64::from_be_bytes(period);
         let current = self.period(now);
         (period == current || period == current - 1)
-            && crate::token::constant_time_eq(&bytes[8..], &self.mac(period))
+            && super::proof::constant_time_eq(&bytes[8..], &self.mac(period))
     }
 
     /// Checks `proof` against `expected` (its own window replaced by the settings'), then its
