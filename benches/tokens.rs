@@ -342,10 +342,11 @@ fn proofs(c: &mut Criterion) {
             },
             [0; 32],
         );
+        let ath = mandate::token::pop::proof::token_hash(&bound_token);
         let expected = Expected {
             method: "GET",
             url,
-            token: Some(&bound_token),
+            ath: Some(&ath),
             holder: Some(&jkt),
             now: now(),
             max_age: Duration::seconds(60),

@@ -69,10 +69,11 @@ fuzz_target!(|data: &[u8]| {
         .single()
         .unwrap_or_default();
     let holder = HOLDER.public().thumbprint();
+    let ath = token_hash(TOKEN);
     let expected = Expected {
         method: "POST",
         url: URL,
-        token: Some(TOKEN),
+        ath: Some(&ath),
         holder: Some(&holder),
         now,
         max_age: Duration::seconds(60),

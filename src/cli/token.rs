@@ -419,7 +419,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                             let expected = Expected {
                                 method: call.method,
                                 url: call.url,
-                                token: Some(&token),
+                                ath: Some(&proof::token_hash(&token)),
                                 holder: Some(holder.context(
                                     "the mandate is not bound to a key: verify it without --proof",
                                 )?),

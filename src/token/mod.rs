@@ -61,6 +61,7 @@
 pub mod attenuate;
 pub mod attest;
 pub mod authority;
+mod chain;
 pub mod constraints;
 pub mod inspect;
 pub mod keys;

@@ -27,6 +27,8 @@ pub struct Entry {
     pub checked: Checked,
     /// The key generation it was checked with.
     generation: u64,
+    /// The token's hash as a DPoP proof states it (`ath`), computed once.
+    ath: std::sync::OnceLock<String>,
 }
 
 impl Entry {
@@ -35,7 +37,14 @@ impl Entry {
         Arc::new(Self {
             checked,
             generation,
+            ath: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The `ath` a proof presenting `token` (this entry's token) must state.
+    pub fn ath(&self, token: &str) -> &str {
+        self.ath
+            .get_or_init(|| crate::token::pop::proof::token_hash(token))
     }
 
     fn expired(&self, now: DateTime<Utc>) -> bool {

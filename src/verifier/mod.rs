@@ -434,7 +434,7 @@ impl Verifier {
         let expected = Expected {
             method: presented.method,
             url: presented.url,
-            token: Some(presented.token),
+            ath: Some(entry.ath(presented.token)),
             holder,
             now: self.clock.now(),
             max_age: self.settings.proofs.max_age,

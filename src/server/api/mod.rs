@@ -5,6 +5,7 @@ pub mod admin;
 pub mod agent_auth;
 pub mod dev_idp;
 pub mod docs;
+pub mod dpop;
 pub mod extract;
 pub mod gateways;
 pub mod health;

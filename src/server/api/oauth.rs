@@ -13,6 +13,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::dpop;
 use super::mandates::request_meta;
 use crate::server::caller::{agent_in_inventory, Orchestrator};
 use crate::server::error::ApiError;
@@ -20,7 +21,7 @@ use crate::server::mint::{mint, MintRequest};
 use crate::server::model::Grant;
 use crate::server::policy::DenialReason;
 use crate::server::state::AppState;
-use crate::token::pop::proof::{Expected, ProofError};
+use crate::token::pop::proof::ProofError;
 use crate::token::pop::HolderKey;
 
 /// The grant type of RFC 8693.
@@ -309,37 +310,19 @@ fn parse_scope(scope: &str) -> Result<Vec<Grant>, Refusal> {
 /// The key of the request's `DPoP` proof (RFC 9449 section 5), which the mandate is then
 /// bound to: the proof must be for `POST` on this endpoint, fresh and not seen before.
 fn dpop_key(state: &AppState, headers: &HeaderMap) -> Result<Option<HolderKey>, Refusal> {
-    let mut proofs = headers.get_all("dpop").iter();
-    let Some(proof) = proofs.next() else {
-        return Ok(None);
-    };
-    let invalid =
-        |description: String| refuse(StatusCode::BAD_REQUEST, "invalid_dpop_proof", description);
-    if proofs.next().is_some() {
-        return Err(invalid("send one DPoP header".to_owned()));
-    }
-    let proof = proof
-        .to_str()
-        .map_err(|_| invalid("the DPoP header is not text".to_owned()))?;
-    let url = format!("{}/oauth2/token", super::gateways::origin(headers)?);
-    let settings = state.proofs.settings();
-    let expected = Expected {
-        method: "POST",
-        url: &url,
-        token: None,
-        holder: None,
-        now: state.clock.now(),
-        max_age: settings.max_age,
-        max_ahead: settings.max_ahead,
-    };
-    match state.proofs.check(proof, &expected) {
-        Ok(proof) => Ok(Some(proof.key)),
-        Err(ProofError::Busy) => Err(refuse(
+    match super::dpop::post_proof(state, headers, "/oauth2/token", None, None) {
+        Ok(proof) => Ok(proof.map(|p| p.key)),
+        Err(dpop::Refused::Request(error)) => Err(error.into()),
+        Err(dpop::Refused::Proof(ProofError::Busy)) => Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             ProofError::Busy.to_string(),
         )),
-        Err(error) => Err(invalid(error.to_string())),
+        Err(dpop::Refused::Proof(error)) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_dpop_proof",
+            error.to_string(),
+        )),
     }
 }
 

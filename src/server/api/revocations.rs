@@ -201,31 +201,14 @@ fn prove_holder(
     token: &str,
     holder: &str,
 ) -> Result<(), ApiError> {
-    use crate::token::pop::proof::{Expected, ProofError};
+    use crate::token::pop::proof::ProofError;
     let refused = |error: ProofError| ApiError::Unauthorized(format!("{}: {error}", error.code()));
-    let mut proofs = headers.get_all("dpop").iter();
-    let (Some(proof), None) = (proofs.next(), proofs.next()) else {
-        return Err(refused(ProofError::Missing));
-    };
-    let proof = proof
-        .to_str()
-        .map_err(|_| refused(ProofError::Malformed("the DPoP header is not text")))?;
-    let url = format!("{}/v1/revocations", super::gateways::origin(headers)?);
-    let settings = state.proofs.settings();
-    let expected = Expected {
-        method: "POST",
-        url: &url,
-        token: Some(token),
-        holder: Some(holder),
-        now: state.clock.now(),
-        max_age: settings.max_age,
-        max_ahead: settings.max_ahead,
-    };
-    state
-        .proofs
-        .check(proof, &expected)
-        .map(|_| ())
-        .map_err(refused)
+    match super::dpop::post_proof(state, headers, "/v1/revocations", Some(token), Some(holder)) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(refused(ProofError::Missing)),
+        Err(super::dpop::Refused::Proof(error)) => Err(refused(error)),
+        Err(super::dpop::Refused::Request(error)) => Err(error),
+    }
 }
 
 /// Revoke a token's own branch: its last block's revocation id. Whoever holds a derived token

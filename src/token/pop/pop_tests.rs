@@ -82,11 +82,13 @@ fn only_public_ed25519_and_p256_jwks_are_holder_keys() {
 
 const URL: &str = "https://crm.example.com/v1/contacts";
 
-fn expected<'a>(token: &'a str, holder: &'a str) -> Expected<'a> {
+/// What a call of `POST` on [`URL`] presenting `token` expects (the test leaks the hash).
+fn expected<'a>(token: &str, holder: &'a str) -> Expected<'a> {
+    let ath: &'static str = Box::leak(proof::token_hash(token).into_boxed_str());
     Expected {
         method: "POST",
         url: URL,
-        token: Some(token),
+        ath: Some(ath),
         holder: Some(holder),
         now: at(0),
         max_age: Duration::seconds(60),

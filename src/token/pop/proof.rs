@@ -120,10 +120,25 @@ fn claim<'a>(claims: &'a Value, name: &str) -> Result<Option<&'a str>, ProofErro
     }
 }
 
+/// A public JWK read as a holder key, with its thumbprint.
+pub type KeyReader<'a> = dyn Fn(&Value) -> Result<(HolderKey, String), ProofError> + 'a;
+
+/// Reads a JWK as [`HolderKey::from_jwk`] does, and computes its thumbprint.
+pub fn read_key(jwk: &Value) -> Result<(HolderKey, String), ProofError> {
+    let key = HolderKey::from_jwk(jwk).map_err(|e| ProofError::Malformed(e.0))?;
+    let jkt = key.thumbprint();
+    Ok((key, jkt))
+}
+
 /// Reads `jwt`: at most [`MAX_PROOF_BYTES`], header `typ` `dpop+jwt`, `alg` `EdDSA` or
 /// `ES256` matching a public `jwk`, no `crit`, a signature that verifies with that key, and
 /// claims `jti`, `htm`, `htu`, `iat`.
 pub fn parse(jwt: &str) -> Result<Proof, ProofError> {
+    parse_with(jwt, &read_key)
+}
+
+/// [`parse`], reading the header's JWK with `read` (a cache of keys seen before, say).
+pub fn parse_with(jwt: &str, read: &KeyReader<'_>) -> Result<Proof, ProofError> {
     if jwt.len() > MAX_PROOF_BYTES {
         return Err(ProofError::Malformed("longer than 4096 bytes"));
     }
@@ -147,7 +162,7 @@ pub fn parse(jwt: &str) -> Result<Proof, ProofError> {
     let jwk = head
         .get("jwk")
         .ok_or(ProofError::Malformed("the header carries no jwk"))?;
-    let key = HolderKey::from_jwk(jwk).map_err(|e| ProofError::Malformed(e.0))?;
+    let (key, jkt) = read(jwk)?;
     if key.algorithm() != alg {
         return Err(ProofError::Malformed("alg does not match the jwk"));
     }
@@ -168,7 +183,7 @@ pub fn parse(jwt: &str) -> Result<Proof, ProofError> {
         .filter(|iat| iat.is_finite() && iat.abs() < 1e12)
         .ok_or(ProofError::Malformed("iat is a number of seconds"))?;
     Ok(Proof {
-        jkt: key.thumbprint(),
+        jkt,
         key,
         jti: required("jti")?.to_owned(),
         htm: required("htm")?.to_owned(),
@@ -216,8 +231,9 @@ pub struct Expected<'a> {
     pub method: &'a str,
     /// The request's URL as the client addressed it (this service's public URL and path).
     pub url: &'a str,
-    /// The token presented with the proof (its hash is `ath`); `None` at a token endpoint.
-    pub token: Option<&'a str>,
+    /// The `ath` the proof must state: [`token_hash`] of the token presented with it; `None`
+    /// at a token endpoint.
+    pub ath: Option<&'a str>,
     /// The thumbprint of the key the token is bound to; `None` at a token endpoint.
     pub holder: Option<&'a str>,
     /// The verifier's time.
@@ -231,7 +247,16 @@ pub struct Expected<'a> {
 /// Parses `jwt` and checks it against `expected`. Nonces and replays are the caller's
 /// ([`super::replay::Proofs::check`] does both).
 pub fn check(jwt: &str, expected: &Expected<'_>) -> Result<Proof, ProofError> {
-    let proof = parse(jwt)?;
+    check_with(jwt, expected, &read_key)
+}
+
+/// [`check`], reading the header's JWK with `read`.
+pub fn check_with(
+    jwt: &str,
+    expected: &Expected<'_>,
+    read: &KeyReader<'_>,
+) -> Result<Proof, ProofError> {
+    let proof = parse_with(jwt, read)?;
     if let Some(holder) = expected.holder {
         if !constant_time_eq(proof.jkt.as_bytes(), holder.as_bytes()) {
             return Err(ProofError::WrongKey);
@@ -250,8 +275,7 @@ pub fn check(jwt: &str, expected: &Expected<'_>) -> Result<Proof, ProofError> {
     if proof.iat < oldest || proof.iat > newest {
         return Err(ProofError::Stale);
     }
-    if let Some(token) = expected.token {
-        let hash = token_hash(token);
+    if let Some(hash) = expected.ath {
         let matches = proof
             .ath
             .as_deref()

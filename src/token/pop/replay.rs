@@ -20,7 +20,11 @@ use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac as _};
 use sha2::{Digest, Sha256};
 
-use super::proof::{check, Expected, Proof, ProofError};
+use super::proof::{check_with, read_key, Expected, Proof, ProofError};
+use super::HolderKey;
+
+/// Most holder keys kept decoded (a key seen again skips decoding and hashing its JWK).
+const KEY_CACHE: usize = 4096;
 
 /// How proofs are checked.
 #[derive(Debug, Clone)]
@@ -78,6 +82,8 @@ pub struct Proofs {
     settings: ProofSettings,
     nonce_key: [u8; 32],
     seen: Mutex<Seen>,
+    /// Holder keys decoded before, by their JWK's public members.
+    keys: Mutex<HashMap<String, (HolderKey, String)>>,
 }
 
 impl std::fmt::Debug for Proofs {
@@ -98,6 +104,7 @@ impl Proofs {
             settings,
             nonce_key,
             seen: Mutex::new(Seen::default()),
+            keys: Mutex::new(HashMap::new()),
         }
     }
 
@@ -164,7 +171,7 @@ impl Proofs {
             max_ahead: self.settings.max_ahead,
             ..expected.clone()
         };
-        let proof = check(proof, &expected)?;
+        let proof = check_with(proof, &expected, &|jwk| self.key(jwk))?;
         if self.settings.require_nonce
             && !proof
                 .nonce
@@ -176,6 +183,29 @@ impl Proofs {
         let until = proof.iat + self.settings.max_age.num_seconds() + 1;
         self.remember(&proof, until, expected.now.timestamp())?;
         Ok(proof)
+    }
+
+    /// A JWK as a holder key, decoded once while it stays among the last [`KEY_CACHE`] keys
+    /// (the cache starts over when full).
+    fn key(&self, jwk: &serde_json::Value) -> Result<(HolderKey, String), ProofError> {
+        let member = |name| jwk.get(name).and_then(serde_json::Value::as_str);
+        let private = jwk.get("d").is_some();
+        let id = match (member("kty"), member("crv"), member("x"), member("y")) {
+            (Some(kty), Some(crv), Some(x), y) if !private => {
+                format!("{kty} {crv} {x} {}", y.unwrap_or_default())
+            }
+            _ => return read_key(jwk),
+        };
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = keys.get(&id) {
+            return Ok(known.clone());
+        }
+        let read = read_key(jwk)?;
+        if keys.len() >= KEY_CACHE {
+            keys.clear();
+        }
+        keys.insert(id, read.clone());
+        Ok(read)
     }
 
     fn remember(&self, proof: &Proof, until: i64, now: i64) -> Result<(), ProofError> {
