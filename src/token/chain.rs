@@ -3,11 +3,20 @@
 //! token is bound to (moved only by blocks its holder so far signed).
 
 use biscuit_auth::PublicKey;
+use serde::{Deserialize, Serialize};
 
 use super::keys::AgentKeys;
-use super::verify::Hop;
 use super::vocabulary::Stated;
 use super::TokenError;
+
+/// One step of the delegation chain after the orchestrator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    /// The agent that received the token.
+    pub agent: String,
+    /// Whether that agent signed its hop with its registered key.
+    pub attested: bool,
+}
 
 /// The hops of a token's later blocks: each `delegate` names a claimed hop; an attestation
 /// turns the last hop into an attested one, if the key that signed it (from the verified

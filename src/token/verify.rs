@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::attenuate::Attenuation;
 use super::authority::{self, Authority};
+pub use super::chain::Hop;
 use super::chain::{holder, hops};
 use super::constraints::{self as argument, ArgConstraint, Arguments};
 pub use super::keys::AgentKeys;
@@ -77,15 +78,6 @@ pub struct Trust<'a> {
     pub agent_keys: &'a AgentKeys,
     /// Whether a revocation id (any block's) is revoked.
     pub is_revoked: &'a (dyn Fn(&[u8]) -> bool + Send + Sync),
-}
-
-/// One step of the delegation chain after the orchestrator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hop {
-    /// The agent that received the token.
-    pub agent: String,
-    /// Whether that agent signed its hop with its registered key.
-    pub attested: bool,
 }
 
 /// A verified mandate: who acts, for whom, through which hops.
