@@ -32,6 +32,7 @@
 //!     rights: vec![right("crm", "read"), right("crm", "write")],
 //!     expires_at: now + Duration::minutes(10),
 //!     constraints: vec![],
+//!     holder_key: None,
 //! };
 //! let mandate = mint(&spec, &root, 1)?.token;
 //!
