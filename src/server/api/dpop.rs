@@ -58,3 +58,21 @@ pub fn post_proof(
     };
     Ok(Some(state.proofs.check(proof, &expected)?))
 }
+
+/// Requires the request's `DPoP` proof for `POST` on `path` by `holder`, the key `token` is
+/// bound to: a 401 naming the proof's refusal otherwise.
+pub fn holder_proof(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    token: &str,
+    holder: &str,
+) -> Result<(), ApiError> {
+    let refused = |error: ProofError| ApiError::Unauthorized(format!("{}: {error}", error.code()));
+    match post_proof(state, headers, path, Some(token), Some(holder)) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(refused(ProofError::Missing)),
+        Err(Refused::Proof(error)) => Err(refused(error)),
+        Err(Refused::Request(error)) => Err(error),
+    }
+}

@@ -194,23 +194,6 @@ pub struct BranchRevoked {
 /// can always end its own branch, and anyone spending the cap ends only what they hold a part of.
 pub const MAX_BRANCHES: usize = 64;
 
-/// Checks the `DPoP` proof of the holder of `token` (bound to `holder`) for this endpoint.
-fn prove_holder(
-    state: &AppState,
-    headers: &axum::http::HeaderMap,
-    token: &str,
-    holder: &str,
-) -> Result<(), ApiError> {
-    use crate::token::pop::proof::ProofError;
-    let refused = |error: ProofError| ApiError::Unauthorized(format!("{}: {error}", error.code()));
-    match super::dpop::post_proof(state, headers, "/v1/revocations", Some(token), Some(holder)) {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(refused(ProofError::Missing)),
-        Err(super::dpop::Refused::Proof(error)) => Err(refused(error)),
-        Err(super::dpop::Refused::Request(error)) => Err(error),
-    }
-}
-
 /// Revoke a token's own branch: its last block's revocation id. Whoever holds a derived token
 /// may end it and everything derived from it; its parent keeps working. The mandate itself
 /// (a token without attenuation blocks) is revoked only through `/v1/mandates/{id}/revoke`.
@@ -255,7 +238,7 @@ pub async fn revoke_branch(
     // A bound mandate's branch is ended by its holder only: whoever copied it cannot revoke it
     // branch by branch.
     if let Some(holder) = token.holder_key().map_err(|_| rejected())? {
-        prove_holder(&state, &headers, &body.token, &holder)?;
+        super::dpop::holder_proof(&state, &headers, "/v1/revocations", &body.token, &holder)?;
     }
     let mandate_id: Uuid = token.authority.mandate_id.parse().map_err(|_| rejected())?;
     let mandate = load_mandate(&state, mandate_id).await?;
