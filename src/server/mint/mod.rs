@@ -438,31 +438,34 @@ fn evaluate_scope(
 ) -> Evaluation {
     tracing::info_span!("policy.evaluate").in_scope(|| {
         let tools = &inventory.tools;
-        let mut all = evaluate(principal, agent, requested, &inventory.policies, tools);
-        if bound {
-            for right in &mut all.granted_by {
-                right.bound = true;
-            }
-            return all;
-        }
         let binding_required = |operation: &str, tool: &str| Denial {
             tool: tool.to_owned(),
             operation: operation.to_owned(),
             reason: DenialReason::BindingRequired,
             argument: None,
         };
-        if agent.require_binding {
-            let denied = requested
+        let all_binding_required = || {
+            requested
                 .iter()
                 .flat_map(|g| g.operations.iter().map(|o| binding_required(o, &g.tool)))
-                .collect();
+                .collect()
+        };
+        if !bound && agent.require_binding {
             return Evaluation {
                 granted: Vec::new(),
                 constraints: Vec::new(),
-                denied,
+                denied: all_binding_required(),
                 policy_ttl: None,
                 granted_by: Vec::new(),
             };
+        }
+        let mut all = evaluate(principal, agent, requested, &inventory.policies, tools);
+        // Unbound and no policy requires binding: the evaluation over every policy decides.
+        if bound || !inventory.policies.iter().any(|p| p.require_binding) {
+            for right in &mut all.granted_by {
+                right.bound = bound;
+            }
+            return all;
         }
         let open: Vec<_> = inventory
             .policies
@@ -482,10 +485,7 @@ fn evaluate_scope(
             }
         }
         if unbound.policy_ttl.is_none() && unbound.denied.is_empty() && all.policy_ttl.is_some() {
-            unbound.denied = requested
-                .iter()
-                .flat_map(|g| g.operations.iter().map(|o| binding_required(o, &g.tool)))
-                .collect();
+            unbound.denied = all_binding_required();
         }
         unbound
     })
