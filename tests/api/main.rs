@@ -33,3 +33,4 @@ mod subject_tokens;
 mod sweeps;
 mod telemetry;
 mod threat_model;
+mod vectors;
