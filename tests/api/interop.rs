@@ -364,3 +364,47 @@ async fn biscuit_python_enforces_the_argument_constraints_mandate_writes() {
         "other operations are unconstrained"
     );
 }
+
+/// The authority example of docs/token-schema.md: what follows its marker, up to the fence.
+fn authority_example() -> String {
+    let doc = include_str!("../../docs/token-schema.md");
+    let after = doc
+        .split("<!-- authority-example:")
+        .nth(1)
+        .expect("the schema doc marks its authority example");
+    let block = after.split("```\n").nth(1).unwrap_or_default();
+    block.to_owned()
+}
+
+#[test]
+fn the_schema_docs_authority_example_is_a_minted_authority_block_and_parses() {
+    use mandate::token::mint::{mint, MandateSpec};
+    use sha2::Digest as _;
+    let spec = MandateSpec {
+        mandate_id: "01a22658-d042-787f-ad56-cce53d3723bd".into(),
+        task_id: "task-01a22658-d042-787f-ad56-cce53d3723bd".into(),
+        task_digest: sha2::Sha256::digest(b"Summarise open CRM tickets").to_vec(),
+        principal_subject: "alice".into(),
+        principal_issuer: "https://login.example.com/".into(),
+        agent_id: "support-orchestrator".into(),
+        rights: vec![Right {
+            tool: "crm".into(),
+            operation: "read".into(),
+        }],
+        expires_at: "2026-11-29T08:23:04Z".parse().unwrap(),
+        constraints: vec![],
+        holder_key: None,
+    };
+    let root = biscuit_auth::KeyPair::new();
+    let token = mint(&spec, &root, 1).unwrap().token;
+    let printed = biscuit_auth::Biscuit::from_base64(&token, root.public())
+        .unwrap()
+        .print_block_source(0)
+        .unwrap();
+    let example = authority_example();
+    assert_eq!(example.trim(), printed.trim(), "docs/token-schema.md's example");
+    // Any Biscuit library can read it back: it is Datalog, with nothing elided.
+    biscuit_auth::builder::BlockBuilder::new()
+        .code(example.as_str())
+        .unwrap();
+}
