@@ -371,7 +371,7 @@ fn authority_example() -> String {
     let after = doc
         .split("<!-- authority-example:")
         .nth(1)
-        .expect("the schema doc marks its authority example");
+        .unwrap_or_else(|| panic!("the schema doc marks its authority example"));
     let block = after.split("```\n").nth(1).unwrap_or_default();
     block.to_owned()
 }
@@ -402,7 +402,11 @@ fn the_schema_docs_authority_example_is_a_minted_authority_block_and_parses() {
         .print_block_source(0)
         .unwrap();
     let example = authority_example();
-    assert_eq!(example.trim(), printed.trim(), "docs/token-schema.md's example");
+    assert_eq!(
+        example.trim(),
+        printed.trim(),
+        "docs/token-schema.md's example"
+    );
     // Any Biscuit library can read it back: it is Datalog, with nothing elided.
     biscuit_auth::builder::BlockBuilder::new()
         .code(example.as_str())

@@ -246,12 +246,7 @@ struct Draft {
     asks: Vec<Ask>,
 }
 
-fn draft(
-    name: &'static str,
-    description: &'static str,
-    token: String,
-    asks: Vec<Ask>,
-) -> Draft {
+fn draft(name: &'static str, description: &'static str, token: String, asks: Vec<Ask>) -> Draft {
     Draft {
         name,
         description,
@@ -561,12 +556,7 @@ fn drafts(keys: &Keys) -> (Vec<Draft>, Vec<Vec<u8>>) {
     cases.push(draft(
         "forged_binding",
         "A key other than the holder's signs the move of the binding to itself.",
-        rebind(
-            &bound,
-            keys.holder("stranger"),
-            &keys.jkt("stranger"),
-        )
-        .unwrap(),
+        rebind(&bound, keys.holder("stranger"), &keys.jkt("stranger")).unwrap(),
         vec![ask("crm", "read").proved(proof_for(keys, "stranger", &bound))],
     ));
     cases.push(draft(
@@ -711,12 +701,7 @@ fn verifier(base: &str, vectors: &Vectors, clock: &Arc<ManualClock>) -> Verifier
         .map(|item| hex::decode(item["revocation_id"].as_str().unwrap()).unwrap())
         .collect();
     let shared: SharedClock = clock.clone();
-    Verifier::new(
-        VerifierSettings::new(base),
-        Arc::new(Feed(revoked)),
-        shared,
-    )
-    .unwrap()
+    Verifier::new(VerifierSettings::new(base), Arc::new(Feed(revoked)), shared).unwrap()
 }
 
 /// mandate's verdict on one call.
@@ -808,7 +793,12 @@ async fn generate() -> Vectors {
                 resource: ask.resource.map(str::to_owned),
                 arguments: ask.arguments.clone(),
                 now: ask.now,
-                scheme: if ask.proof.is_some() { "DPoP" } else { "Bearer" }.into(),
+                scheme: if ask.proof.is_some() {
+                    "DPoP"
+                } else {
+                    "Bearer"
+                }
+                .into(),
                 proof: ask.proof.clone(),
                 method: METHOD.into(),
                 url: URL.into(),
