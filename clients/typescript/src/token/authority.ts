@@ -1,0 +1,121 @@
+/**
+ * Reading the authority block's facts from its serialized form (`src/token/authority.rs`).
+ * Only the authority block is trusted for them, and only once the token's signatures verify.
+ * Reading them here, rather than by querying an authorizer, runs no Datalog at all.
+ */
+
+import { Malformed } from "../errors.js";
+import type { BlockProto, TermProto } from "../wire/schema.js";
+import { SymbolOverlap, SymbolTable } from "../wire/symbols.js";
+import { isThumbprint } from "../pop/keys.js";
+import { ConstraintRefusal, readFact, type ArgConstraint } from "./constraints.js";
+import type { Right } from "./vocabulary.js";
+
+/** The schema version every mandate states as `mandate_schema(1)`. */
+export const SCHEMA_VERSION = 1n;
+
+/** What the authority block states. */
+export interface Authority {
+  mandateId: string;
+  principalSubject: string;
+  principalIssuer: string;
+  agentId: string;
+  taskId: string;
+  /** Every `right($tool, $operation)`, sorted. */
+  rights: Right[];
+  /** `expires($date)`, seconds since the epoch. */
+  expiresAt: number;
+  /** Every `constraint(…)`, in order. */
+  constraints: ArgConstraint[];
+  /** `holder_key($jkt)`, if the mandate is bound to a key. */
+  holderKey: string | undefined;
+}
+
+/** Orders strings bytewise, as Rust does. */
+export function compareText(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/** Orders rights by tool, then operation. */
+export function compareRights(a: Right, b: Right): number {
+  return compareText(a.tool, b.tool) || compareText(a.operation, b.operation);
+}
+
+/** Reads the mandate/v1 facts of `block`: one of each single-valued fact, any number of rights. */
+export function readAuthority(block: BlockProto): Authority {
+  let table: SymbolTable;
+  try {
+    table = SymbolTable.from(block.symbols);
+  } catch (error) {
+    if (error instanceof SymbolOverlap) throw new Malformed();
+    throw error;
+  }
+  const text = (term: TermProto | undefined): string => {
+    const value = term?.kind === "string" ? table.get(term.value) : undefined;
+    if (value === undefined) throw new Malformed();
+    return value;
+  };
+  const found = new Map<string, unknown>();
+  const once = (name: string, value: unknown) => {
+    if (found.has(name)) throw new Malformed(`the authority block must state exactly one \`${name}\` fact`);
+    found.set(name, value);
+  };
+  const rights: Right[] = [];
+  const constraints: ArgConstraint[] = [];
+  for (const fact of block.facts) {
+    const name = table.get(fact.name);
+    if (name === undefined) throw new Malformed();
+    const terms = fact.terms;
+    const [a, b] = terms;
+    const arity = (n: number) => terms.length === n;
+    if (name === "mandate_schema" && arity(1)) {
+      if (a?.kind !== "integer") throw new Malformed();
+      once(name, a.value);
+    } else if (name === "mandate" && arity(1)) once(name, text(a));
+    else if (name === "principal" && arity(2)) once(name, [text(a), text(b)]);
+    else if (name === "agent" && arity(1)) once(name, text(a));
+    else if (name === "task" && arity(2)) once(name, text(a));
+    else if (name === "expires" && arity(1)) {
+      if (a?.kind !== "date") throw new Malformed();
+      once(name, a.value);
+    } else if (name === "holder_key" && arity(1)) {
+      const jkt = text(a);
+      if (!isThumbprint(jkt)) throw new Malformed();
+      once(name, jkt);
+    } else if (name === "right" && arity(2)) rights.push({ tool: text(a), operation: text(b) });
+    else if (name === "constraint") {
+      try {
+        constraints.push(readFact(terms, (t) => {
+          const value = t?.kind === "string" ? table.get(t.value) : undefined;
+          if (value === undefined) throw new ConstraintRefusal("unknown symbol");
+          return value;
+        })[0]);
+      } catch (error) {
+        if (error instanceof ConstraintRefusal || error instanceof Malformed) throw new Malformed();
+        throw error;
+      }
+    } else throw new Malformed();
+  }
+  const required = <T>(name: string): T => {
+    if (!found.has(name)) throw new Malformed(`the authority block must state exactly one \`${name}\` fact`);
+    return found.get(name) as T;
+  };
+  if (required<bigint>("mandate_schema") !== SCHEMA_VERSION) throw new Malformed();
+  const [principalSubject, principalIssuer] = required<[string, string]>("principal");
+  const expires = required<bigint>("expires");
+  // chrono's range: later dates are refused as out of range.
+  if (expires > 8_210_266_876_799n) throw new Malformed("time out of range");
+  rights.sort(compareRights);
+  return {
+    mandateId: required<string>("mandate"),
+    principalSubject,
+    principalIssuer,
+    agentId: required<string>("agent"),
+    taskId: required<string>("task"),
+    rights,
+    expiresAt: Number(expires),
+    constraints,
+    holderKey: found.get("holder_key") as string | undefined,
+  };
+}
+
