@@ -1,0 +1,309 @@
+"""Enforcing a mandate per tool call in an MCP server built with the official ``mcp`` SDK
+(2.x, ``MCPServer``) over Streamable HTTP.
+
+The SDK's own auth (``AuthSettings`` with a ``TokenVerifier``) checks a bearer token once per
+HTTP request and knows neither DPoP proofs nor a call's arguments, so the mandate is enforced
+by :class:`MandateMCP`, an ASGI wrapper around the server's Streamable HTTP app that answers as
+``mandate gateway`` does (``src/gateway/answers.rs``):
+
+- at HTTP level, every request needs a mandate (``Authorization: Bearer`` or ``DPoP`` with a
+  proof for this URL). Without one, or with one refused: 401, a JSON-RPC error body,
+  ``WWW-Authenticate: Bearer error="invalid_token", error_description="<code>",
+  resource_metadata="…"`` and a second ``WWW-Authenticate: DPoP algs="EdDSA ES256"``; a refused
+  proof: ``WWW-Authenticate: DPoP error="invalid_dpop_proof", …``;
+- each ``tools/call`` is verified with its own tool name as the operation (the server's tool
+  id in mandate is configured) and its arguments, against the mandate's argument
+  constraints. A refused call: 403 with a JSON-RPC error (code -32602, ``data.reason`` the
+  refusal code) and ``WWW-Authenticate: Bearer error="insufficient_scope", scope="tool:name"``;
+  a revoked or expired mandate: 401; a stale revocation list: 503.
+
+``tools/list`` answers only the tools the mandate grants. The verified call is available to
+tool functions through :func:`current_mandate`.
+
+Use::
+
+    server = MCPServer("crm")
+    app = MandateMCP(server.streamable_http_app(), verifier=verifier, tool="crm",
+                     public_url="https://crm.example.com")
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from typing import Any, Awaitable, Callable, MutableMapping
+
+from .asgi import presented
+from .errors import VerificationError
+from .pop import ALGORITHMS, InvalidProof, ProofsBusy
+from .verify import Verified, Verifier
+
+__all__ = ["MandateMCP", "current_mandate"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The largest request body read, in bytes.
+MAX_BODY = 1 << 20
+INVALID_REQUEST, INVALID_PARAMS, INTERNAL_ERROR = -32600, -32602, -32603
+
+_CURRENT: contextvars.ContextVar[Verified | None] = contextvars.ContextVar("mandate", default=None)
+
+
+def current_mandate() -> Verified | None:
+    """The verified mandate of the tool call being served (``None`` outside one)."""
+    return _CURRENT.get()
+
+
+def _quoted(value: str) -> str:
+    text = "".join(c for c in value if c.isprintable())
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _challenge(scheme: str, params: list[tuple[str, str]]) -> bytes:
+    parts = ", ".join(f"{k}={_quoted(v)}" for k, v in params)
+    return (f"{scheme} {parts}" if parts else scheme).encode()
+
+
+def _rpc_error(rid: Any, code: int, message: str, data: Any = None) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return json.dumps({"jsonrpc": "2.0", "id": rid, "error": error}).encode()
+
+
+async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class MandateMCP:
+    """An ASGI wrapper enforcing the mandate of each MCP request and each tool call."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: Verifier,
+        tool: str,
+        public_url: str,
+        operation: Callable[[str], str] = lambda name: name,
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.tool = tool
+        self.public_url = public_url.rstrip("/")
+        self.operation = operation
+
+    def metadata_url(self, path: str) -> str:
+        """The RFC 9728 protected-resource metadata URL named in challenges."""
+        return f"{self.public_url}/.well-known/oauth-protected-resource{path}"
+
+    # answers
+
+    async def _unauthorized(self, send: Send, path: str, rid: Any, error: VerificationError | None, message: str) -> None:
+        metadata = self.metadata_url(path)
+        if isinstance(error, (InvalidProof,)) or (error is not None and error.code == "use_dpop_nonce"):
+            algs = " ".join(ALGORITHMS)
+            params = [("error", error.code), ("error_description", str(error)), ("algs", algs), ("resource_metadata", metadata)]
+            headers = [(b"www-authenticate", _challenge("DPoP", params))]
+            if error.code == "use_dpop_nonce":
+                headers.append((b"dpop-nonce", self.verifier.nonce().encode()))
+            await _answer(send, 401, _rpc_error(rid, INVALID_REQUEST, message), headers)
+            return
+        params = [("error", "invalid_token"), ("error_description", error.code)] if error else []
+        params.append(("resource_metadata", metadata))
+        headers = [
+            (b"www-authenticate", _challenge("Bearer", params)),
+            (b"www-authenticate", _challenge("DPoP", [("algs", " ".join(ALGORITHMS))])),
+        ]
+        await _answer(send, 401, _rpc_error(rid, INVALID_REQUEST, message), headers)
+
+    async def _forbidden(self, send: Send, path: str, rid: Any, scope: str, message: str, data: Any) -> None:
+        params = [
+            ("error", "insufficient_scope"),
+            ("scope", scope),
+            ("error_description", message),
+            ("resource_metadata", self.metadata_url(path)),
+        ]
+        headers = [(b"www-authenticate", _challenge("Bearer", params))]
+        await _answer(send, 403, _rpc_error(rid, INVALID_PARAMS, message, data), headers)
+
+    async def _unavailable(self, send: Send, rid: Any) -> None:
+        body = _rpc_error(rid, INTERNAL_ERROR, "the server cannot verify mandates now; retry shortly")
+        await _answer(send, 503, body, [(b"retry-after", b"1")])
+
+    async def _refused(self, send: Send, path: str, rid: Any, error: VerificationError) -> None:
+        if error.code in ("revocations_stale", "busy") or isinstance(error, ProofsBusy):
+            await self._unavailable(send, rid)
+        elif isinstance(error, InvalidProof) or error.code == "use_dpop_nonce":
+            await self._unauthorized(send, path, rid, error, f"the proof of possession is refused: {error}")
+        else:
+            await self._unauthorized(send, path, rid, error, f"the mandate is not accepted: {error.code}")
+
+    # requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        body, receive = await _read_body(receive) if scope["method"] == "POST" else (b"", receive)
+        if body is None:
+            await _answer(send, 413, _rpc_error(None, INVALID_REQUEST, "the request body is too large"), [])
+            return
+        message = _message(body)
+        if isinstance(message, list):
+            # A batch could hide a tool call from the checks below: refused, as the gateway does.
+            body = _rpc_error(None, INVALID_REQUEST, "post one JSON-RPC message per request; batches are not accepted")
+            await _answer(send, 400, body, [])
+            return
+        rid = message.get("id") if isinstance(message, dict) else None
+        try:
+            found = presented(list(scope.get("headers", [])))
+        except VerificationError as error:
+            await self._refused(send, path, rid, error)
+            return
+        if found is None:
+            await self._unauthorized(send, path, rid, None, "send a mandate for this tool as `Authorization: Bearer <token>`")
+            return
+        token, proof = found
+        try:
+            checked = await self.verifier.checked(token)
+            proven = self.verifier.prove(checked, proof=proof, method=scope["method"], url=self.public_url + path)
+        except VerificationError as error:
+            await self._refused(send, path, rid, error)
+            return
+        usable = [r for r in checked.usable_rights() if r.tool == self.tool]
+        if not usable:
+            await self._forbidden(
+                send, path, rid, self.tool, f"the mandate grants no operation of `{self.tool}`",
+                {"reason": "no_right", "tool": self.tool},
+            )
+            return
+        verified: Verified | None = None
+        if isinstance(message, dict) and message.get("method") == "tools/call":
+            params = message.get("params") if isinstance(message.get("params"), dict) else {}
+            name = params.get("name")
+            if not isinstance(name, str):
+                await _answer(send, 400, _rpc_error(rid, INVALID_PARAMS, "tools/call names a tool"), [])
+                return
+            operation = self.operation(name)
+            try:
+                verified = self.verifier.authorize_proven(
+                    checked, proven, tool=self.tool, operation=operation,
+                    arguments=params.get("arguments") if params.get("arguments") is not None else {},
+                )
+            except VerificationError as error:
+                await self._denied(send, path, rid, operation, error)
+                return
+        if isinstance(message, dict) and message.get("method") == "tools/list":
+            send = _filtered_list(send, {r.operation for r in usable}, self.operation)
+        marker = _CURRENT.set(verified)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _CURRENT.reset(marker)
+
+    async def _denied(self, send: Send, path: str, rid: Any, name: str, error: VerificationError) -> None:
+        scope = f"{self.tool}:{name}"
+        if error.code in ("revoked", "expired"):
+            await self._unauthorized(send, path, rid, error, f"the mandate is not accepted: {error.code}")
+        elif error.code in ("revocations_stale", "busy"):
+            await self._unavailable(send, rid)
+        elif error.code == "argument_not_allowed":
+            argument, requirement = getattr(error, "argument", ""), getattr(error, "requirement", "")
+            await self._forbidden(
+                send, path, rid, scope,
+                f"the mandate does not allow this call of `{name}`: argument `{argument}` {requirement}",
+                {"reason": "argument_not_allowed", "tool": self.tool, "operation": name,
+                 "argument": argument, "requirement": requirement},
+            )
+        else:
+            await self._forbidden(
+                send, path, rid, scope, f"the mandate does not grant `{name}` of `{self.tool}`",
+                {"reason": error.code, "tool": self.tool, "operation": name},
+            )
+
+
+async def _read_body(receive: Receive) -> tuple[bytes | None, Receive]:
+    """The whole request body (``None`` past :data:`MAX_BODY`), and a ``receive`` replaying it."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None, receive
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
+
+
+def _message(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+def _filtered_list(send: Send, granted: set[str], operation: Callable[[str], str]) -> Send:
+    """A ``send`` that drops from a ``tools/list`` answer (JSON or SSE) the tools not granted."""
+    started: list[Message] = []
+    chunks: list[bytes] = []
+
+    def keep(payload: Any) -> Any:
+        result = payload.get("result") if isinstance(payload, dict) else None
+        if isinstance(result, dict) and isinstance(result.get("tools"), list):
+            result["tools"] = [t for t in result["tools"] if isinstance(t, dict) and operation(str(t.get("name"))) in granted]
+        return payload
+
+    async def filtered(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message)
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = b"".join(chunks)
+        text = body.decode("utf-8", "replace")
+        if text.lstrip().startswith("{"):
+            body = json.dumps(keep(json.loads(text))).encode()
+        else:
+            lines = []
+            for line in text.split("\n"):
+                if line.startswith("data:"):
+                    try:
+                        line = "data: " + json.dumps(keep(json.loads(line[5:].strip())))
+                    except ValueError:
+                        pass
+                lines.append(line)
+            body = "\n".join(lines).encode()
+        start = dict(started[0])
+        start["headers"] = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        start["headers"].append((b"content-length", str(len(body)).encode()))
+        await send(start)
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return filtered

@@ -1,0 +1,298 @@
+"""Reporting uses of mandates back to mandate (``POST /v1/receipts``), in the background and in
+batches, so a tool server never waits on mandate to answer its own callers (as mandate's
+``src/verifier/receipts.rs``).
+
+The reporter must be registered with mandate (``POST /v1/admin/reporters``); its credential
+goes with every batch. :meth:`ReceiptReporter.report` never blocks: it queues (at most 10,000
+receipts; a full queue drops the new one and logs it), and a background task sends batches of
+at most 100 when full or every ``flush_interval``.
+
+A call's arguments are reported only as a hash: SHA-256 (hex) of their RFC 8785 canonical JSON
+(:func:`canonical_json`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Literal
+
+import httpx
+
+__all__ = ["ReceiptReporter", "UseReport", "arguments_sha256", "canonical_json"]
+
+log = logging.getLogger(__name__)
+
+#: Most receipts queued before new ones are dropped.
+QUEUE = 10_000
+#: Most receipts per request (mandate's limit).
+BATCH = 100
+
+Outcome = Literal["success", "failure", "denied"]
+
+
+# --- RFC 8785 ----------------------------------------------------------------------------------
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _string(text: str) -> str:
+    out = ['"']
+    for c in text:
+        if c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        elif ord(c) < 0x20:
+            out.append(f"\\u{ord(c):04x}")
+        elif 0xD800 <= ord(c) <= 0xDFFF:
+            raise ValueError("a string holds a lone surrogate, which JSON text cannot")
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+def _number(value: float) -> str:
+    """A number as ECMAScript's ``Number.prototype.toString`` writes it (RFC 8785 3.2.2.3)."""
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError("NaN and infinities are not JSON")
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    # repr gives the shortest digits that round-trip, as ECMAScript requires.
+    _, digits_tuple, exponent = Decimal(repr(abs(value))).as_tuple()
+    digits = "".join(map(str, digits_tuple)).rstrip("0")
+    trimmed = len("".join(map(str, digits_tuple))) - len(digits)
+    k = len(digits)
+    n = k + int(exponent) + trimmed
+    if k <= n <= 21:
+        body = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        body = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        body = "0." + "0" * (-n) + digits
+    else:
+        e = n - 1
+        mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+        body = f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
+    return sign + body
+
+
+def canonical_json(value: Any) -> str:
+    """RFC 8785 (JCS) canonical JSON of ``value``: members sorted by their UTF-16 code units,
+    no whitespace, numbers as ECMAScript writes doubles, minimal string escapes."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        # JSON numbers are doubles: an integer beyond 2^53 is written as the double it becomes.
+        return str(value) if abs(value) <= 2**53 else _number(float(value))
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(canonical_json(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise ValueError("object member names are strings")
+        members = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be"))
+        return "{" + ",".join(_string(k) + ":" + canonical_json(v) for k, v in members) + "}"
+    raise ValueError(f"{type(value).__name__} is not a JSON type")
+
+
+def arguments_sha256(arguments: Any) -> str:
+    """SHA-256, hex, of the RFC 8785 canonical JSON of a call's arguments."""
+    return hashlib.sha256(canonical_json(arguments).encode("utf-8")).hexdigest()
+
+
+# --- reporting ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UseReport:
+    """One use of a mandate, as ``POST /v1/receipts`` takes it."""
+
+    token: str
+    tool: str
+    operation: str
+    outcome: Outcome
+    occurred_at: datetime
+    resource: str | None = None
+    arguments_sha256: str | None = None
+    reason: str | None = None
+    output: Literal["redacted", "blocked"] | None = None
+    latency_ms: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        at = self.occurred_at.astimezone(timezone.utc)
+        out: dict[str, Any] = {
+            "token": self.token,
+            "tool": self.tool,
+            "operation": self.operation,
+            "resource": self.resource,
+            "outcome": self.outcome,
+            "occurred_at": at.isoformat().replace("+00:00", "Z"),
+        }
+        for name in ("arguments_sha256", "reason", "output", "latency_ms"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    def __repr__(self) -> str:
+        return f"UseReport(tool={self.tool!r}, operation={self.operation!r}, outcome={self.outcome!r})"
+
+
+class ReceiptReporter:
+    """Queues receipts and sends them to mandate in batches from a background task.
+
+    Use ``async with ReceiptReporter(base_url, credential) as reporter:`` (leaving it sends
+    what is queued), or :meth:`start` and :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        credential: str,
+        *,
+        flush_interval: float = 1.0,
+        http: httpx.AsyncClient | None = None,
+        queue_size: int = QUEUE,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/v1/receipts"
+        self._credential = credential
+        self.flush_interval = flush_interval
+        self._queue: asyncio.Queue[UseReport] = asyncio.Queue(maxsize=queue_size)
+        self._http = http or httpx.AsyncClient(timeout=10.0)
+        self._owns_http = http is None
+        self._task: asyncio.Task[None] | None = None
+        self._pending: list[UseReport] = []
+        #: Receipts mandate accepted, refused (4xx) and dropped (queue full or mandate down).
+        self.sent = 0
+        self.refused = 0
+        self.dropped = 0
+
+    def __repr__(self) -> str:
+        return f"ReceiptReporter(url={self.url!r})"
+
+    def report(
+        self,
+        token: str,
+        *,
+        tool: str,
+        operation: str,
+        outcome: Outcome,
+        resource: str | None = None,
+        arguments: Any = None,
+        reason: str | None = None,
+        output: Literal["redacted", "blocked"] | None = None,
+        latency_ms: int | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        """Queues one receipt; never waits. ``arguments`` are hashed, never sent."""
+        receipt = UseReport(
+            token=token,
+            tool=tool,
+            operation=operation,
+            outcome=outcome,
+            occurred_at=occurred_at or datetime.now(timezone.utc),
+            resource=resource,
+            arguments_sha256=arguments_sha256(arguments) if arguments is not None else None,
+            reason=reason,
+            output=output,
+            latency_ms=latency_ms,
+        )
+        self.submit(receipt)
+
+    def submit(self, receipt: UseReport) -> None:
+        """Queues a ready :class:`UseReport`; a full queue drops it."""
+        try:
+            self._queue.put_nowait(receipt)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("receipt queue full: a receipt was dropped")
+
+    async def _batch(self) -> list[UseReport]:
+        # Receipts taken from the queue wait in `_pending`, so stopping mid-batch loses none.
+        batch = self._pending
+        batch.append(await self._queue.get())
+        deadline = asyncio.get_running_loop().time() + self.flush_interval
+        while len(batch) < BATCH:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except asyncio.TimeoutError:
+                break
+        return batch
+
+    async def _send(self, batch: list[UseReport]) -> None:
+        body = {"receipts": [r.to_json() for r in batch]}
+        headers = {"Authorization": f"Bearer {self._credential}"}
+        for attempt in range(4):
+            try:
+                response = await self._http.post(self.url, json=body, headers=headers)
+            except httpx.HTTPError as error:
+                log.warning("cannot send receipts: %s", type(error).__name__)
+            else:
+                if response.is_success:
+                    self.sent += len(batch)
+                    return
+                if response.is_client_error:
+                    self.refused += len(batch)
+                    log.warning("mandate refused %d receipts: %d", len(batch), response.status_code)
+                    return
+                log.warning("mandate answered %d to receipts", response.status_code)
+            await asyncio.sleep(0.2 * 2**attempt)
+        self.dropped += len(batch)
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._batch()
+            self._pending = []
+            await self._send(batch)
+
+    def start(self) -> ReceiptReporter:
+        """Starts the background sender (in the running event loop)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        return self
+
+    async def flush(self) -> None:
+        """Sends everything queued now."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            await self._send(batch)
+        while not self._queue.empty():
+            batch = []
+            while not self._queue.empty() and len(batch) < BATCH:
+                batch.append(self._queue.get_nowait())
+            await self._send(batch)
+
+    async def aclose(self) -> None:
+        """Stops the background sender, then sends what is still queued."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self.flush()
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> ReceiptReporter:
+        return self.start()
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()

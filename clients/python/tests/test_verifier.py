@@ -1,0 +1,198 @@
+"""The verifier against hostile tokens (built with the real Biscuit library) and against a real
+mandate service: keys fetched from it, revocations followed from its feed, receipts posted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import biscuit_auth
+import httpx
+import pytest
+
+from mandate_client.errors import VerificationError
+from mandate_client.receipts import ReceiptReporter, arguments_sha256, canonical_json
+from mandate_client.revocations import RevocationFollower
+from mandate_client.verify import Verifier, VerifierSettings, check_token
+from mandate_client.keys import RootKeys
+from mandate_client import vocabulary
+from service import DevService, mandate_service  # noqa: F401
+
+NOW = "2026-06-01T12:00:00Z"
+
+
+def _valid(vectors: dict[str, Any]) -> str:
+    return next(c["token"] for c in vectors["cases"] if c["name"] == "valid")
+
+
+_ROOT = "f8711c2e53bb83afbb58e6de55bd45c2d10ea0c3b0da2cf8f2b64fc0efe26d73"  # the vectors' kid 1
+
+
+def _append(token: str, source: str, params: dict[str, Any] | None = None) -> str:
+    root = biscuit_auth.PublicKey.from_bytes(bytes.fromhex(_ROOT), biscuit_auth.Algorithm.Ed25519)  # type: ignore[call-arg]
+    token_ = biscuit_auth.Biscuit.from_base64(token, root)
+    return token_.append(biscuit_auth.BlockBuilder(source, params)).to_base64()
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ('right("crm", "delete")', "the only facts"),
+        ("allowed($x) <- right($x, $y)", "rules"),
+        ('check if tool($t), operation($o), $t.starts_with("c")', "a right is"),
+        ("check all time($t), $t <= 2030-01-01T00:00:00Z", "only `check if`"),
+        ('delegate("a"); delegate("b")', "at most one delegate"),
+        ('constraint("crm", "write", "ticket", "prefix", "T-")', "each constraint fact comes with its check"),
+        (
+            'constraint("crm", "write", "ticket", "prefix", "T-"); '
+            'check if tool($tool), operation($operation), !($tool == "crm" && $operation == "write") '
+            'or arg("ticket", $value), $value.starts_with("X-")',
+            "not the one its fact states",
+        ),
+    ],
+)
+def test_blocks_outside_the_vocabulary_are_refused_before_any_datalog(
+    vectors: dict[str, Any], source: str, reason: str
+) -> None:
+    hostile = _append(_valid(vectors), source)
+    with pytest.raises(vocabulary.NotMandateBlock, match=reason) as refused:
+        vocabulary.read(hostile)
+    assert refused.value.code == "not_mandate_block" and refused.value.index == 1
+
+
+def test_a_holder_constraint_written_by_another_library_is_read_and_enforced(vectors: dict[str, Any]) -> None:
+    narrowed = _append(
+        _valid(vectors),
+        'constraint("crm", "read", "ticket", "glob", {glob}); '
+        'check if tool($tool), operation($operation), !($tool == "crm" && $operation == "read") '
+        'or arg("ticket", $value), $value.matches({regex})',
+        {"glob": "T-*", "regex": vocabulary.glob_regex("T-*")},
+    )
+    checked = check_token(narrowed, RootKeys.from_document(vectors["keys"]))
+    assert [c.to_json()["constraint"] for c in checked.verified.constraints] == [{"glob": "T-*"}]
+    at = int(time.mktime(time.strptime(NOW, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
+    allowed = checked.authorize(is_revoked=lambda _: False, tool="crm", operation="read", now=at,
+                                arguments={"ticket": "T-9"})
+    assert allowed.right_used is not None and allowed.right_used.operation == "read"
+    with pytest.raises(VerificationError) as refused:
+        checked.authorize(is_revoked=lambda _: False, tool="crm", operation="read", now=at, arguments={"ticket": "X-9"})
+    assert refused.value.code == "argument_not_allowed"
+
+
+def test_canonical_json_follows_rfc_8785() -> None:
+    # RFC 8785 section 3.2.2 and appendix B examples.
+    assert canonical_json({"b": [1e21, 1e-7, 0.000001, 333333333.33333329, -0.0], "a": "\u20ac$\u000f\nA'\u0042\u0022\u005c\\\"/"}) == (
+        '{"a":"\u20ac$\\u000f\\nA\'B\\"\\\\\\\\\\"/","b":[1e+21,1e-7,0.000001,333333333.3333333,0]}'
+    )
+    assert canonical_json({"\u20ac": 1, "\r": 2, "\U0001f600": 3, "\u00f6": 4}) == '{"\\r":2,"ö":4,"€":1,"😀":3}'
+    assert arguments_sha256({"b": 1, "a": True}) == arguments_sha256({"a": True, "b": 1})
+    with pytest.raises(ValueError):
+        canonical_json(float("nan"))
+
+
+# --- against a real service -------------------------------------------------------------------
+
+
+def mint(service: DevService, operations: list[str], ttl: int = 600) -> dict[str, Any]:
+    answer = httpx.post(
+        service.base_url + "/v1/mandates",
+        headers={"authorization": f"Bearer {service.orchestrator_secret}"},
+        json={
+            "subject_token": service.login("alice", ["staff"]),
+            "task": {"description": "Summarise open CRM tickets"},
+            "scope": [{"tool": "crm", "operations": operations}],
+            "ttl_seconds": ttl,
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def test_a_verifier_fetches_the_keys_and_verifies_a_fresh_mandate(mandate_service: DevService) -> None:
+    minted = mint(mandate_service, ["read"])
+
+    async def scenario() -> None:
+        async with Verifier(mandate_service.base_url) as verifier:
+            verified = await verifier.verify(minted["token"], tool="crm", operation="read")
+            assert verified.mandate_id == minted["mandate_id"]
+            assert verified.principal_subject == "alice"
+            assert verified.revocation_ids[0] == minted["revocation_id"]
+            with pytest.raises(VerificationError) as refused:
+                await verifier.verify(minted["token"], tool="crm", operation="write")
+            assert refused.value.code == "not_authorized"
+            assert verifier.cached_tokens == 1
+
+    asyncio.run(scenario())
+
+
+def test_an_unreachable_service_is_refused_closed() -> None:
+    async def scenario() -> None:
+        async with Verifier("http://127.0.0.1:9", settings=VerifierSettings(fetch_timeout=1)) as verifier:
+            with pytest.raises(VerificationError) as refused:
+                await verifier.verify("RW4", tool="crm", operation="read")
+            assert refused.value.code in ("unknown_key", "malformed")
+
+    asyncio.run(scenario())
+
+
+def test_a_revoked_mandate_is_refused_once_the_feed_says_so(mandate_service: DevService) -> None:
+    minted = mint(mandate_service, ["read"])
+
+    async def scenario() -> None:
+        async with RevocationFollower(mandate_service.base_url, poll_interval=0.2) as follower:
+            async with Verifier(mandate_service.base_url, revocations=follower) as verifier:
+                await verifier.verify(minted["token"], tool="crm", operation="read")
+                answer = httpx.post(
+                    f"{mandate_service.base_url}/v1/mandates/{minted['mandate_id']}/revoke",
+                    headers={"authorization": f"Bearer {mandate_service.orchestrator_secret}"},
+                    json={"reason": "the task was cancelled"}, timeout=10,
+                )
+                assert answer.is_success, answer.text
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    try:
+                        await verifier.verify(minted["token"], tool="crm", operation="read")
+                    except VerificationError as error:
+                        assert error.code == "revoked"
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    pytest.fail(f"the revocation never reached the verifier ({follower.cursor}, {len(follower)}, {follower._task})")
+                assert follower.fresh() is None
+
+    asyncio.run(scenario())
+
+
+def test_a_revocation_list_not_synced_for_30_seconds_fails_closed(mandate_service: DevService) -> None:
+    minted = mint(mandate_service, ["read"])
+    moment = [0.0]
+
+    async def scenario() -> None:
+        follower = RevocationFollower(mandate_service.base_url, monotonic=lambda: moment[0])
+        await follower.sync_once()
+        async with Verifier(mandate_service.base_url, revocations=follower) as verifier:
+            await verifier.verify(minted["token"], tool="crm", operation="read")
+            moment[0] = 31.0
+            with pytest.raises(VerificationError) as refused:
+                await verifier.verify(minted["token"], tool="crm", operation="read")
+            assert refused.value.code == "revocations_stale"
+        await follower.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_receipts_reach_the_service_in_batches(mandate_service: DevService) -> None:
+    minted = mint(mandate_service, ["read"])
+    credential = mandate_service.register_reporter("python-verifier")
+
+    async def scenario() -> ReceiptReporter:
+        async with ReceiptReporter(mandate_service.base_url, credential, flush_interval=0.1) as reporter:
+            for n in range(3):
+                reporter.report(minted["token"], tool="crm", operation="read", outcome="success", arguments={"n": n})
+            await asyncio.sleep(0.5)
+        return reporter
+
+    reporter = asyncio.run(scenario())
+    assert (reporter.sent, reporter.refused, reporter.dropped) == (3, 0, 0)
