@@ -18,8 +18,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mandate_client.asgi import Access, MandateMiddleware
+from mandate_client.errors import VerificationError
 from mandate_client.mcp import MandateMCP, current_mandate
 from mandate_client.pop import HolderSecret, create_proof
+from mandate_client.receipts import ReceiptReporter, arguments_sha256
 from mandate_client.verify import Verifier
 from service import DevService, mandate_service  # noqa: F401
 from test_verifier import mint
@@ -168,3 +170,83 @@ def test_an_mcp_server_enforces_the_mandate_per_tool_call(mandate_service: DevSe
         batch = httpx.post(served.url + "/mcp", json=[call], headers={
             "accept": "application/json, text/event-stream", "authorization": f"Bearer {token}"})
         assert batch.status_code == 400
+
+
+# -- receipts of refused calls --------------------------------------------------------------------
+
+
+def _actions(mandate_service: DevService, mandate_id: str) -> list[dict[str, Any]]:
+    """The attribution trail of one mandate, as the service records it."""
+    answer = httpx.get(
+        mandate_service.base_url + "/v1/admin/attribution", params={"mandate": mandate_id},
+        headers={"authorization": f"Bearer {mandate_service.admin_token()}"}, timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def _sent(reporter: ReceiptReporter) -> tuple[int, int, int]:
+    """Sends what ``reporter`` queued (from the test's own event loop); (sent, refused, dropped)."""
+    asyncio.run(reporter.aclose())
+    return reporter.sent, reporter.refused, reporter.dropped
+
+
+def test_the_middleware_reports_refused_calls_as_denied(mandate_service: DevService) -> None:
+    minted = mint(mandate_service, ["read"])
+    token = minted["token"]
+    reporter = ReceiptReporter(mandate_service.base_url, mandate_service.register_reporter("asgi-denied"))
+    app = Starlette(routes=[Route("/tickets", _tickets, methods=["GET", "POST"])])
+    guarded = MandateMiddleware(
+        app, verifier=Verifier(mandate_service.base_url), tool="crm",
+        access=lambda scope: Access("read" if scope["method"] == "GET" else "write"), receipts=reporter,
+    )
+    with Served(guarded) as served:
+        assert httpx.get(served.url + "/tickets", headers={"authorization": f"Bearer {token}"}).status_code == 200
+        assert httpx.post(served.url + "/tickets", headers={"authorization": f"Bearer {token}"}).status_code == 403
+        # A token that does not verify gets no receipt: the service would refuse it.
+        assert httpx.post(served.url + "/tickets", headers={"authorization": "Bearer not-a-mandate"}).status_code == 401
+    assert _sent(reporter) == (2, 0, 0)
+    outcomes = [(a["operation"], a["outcome"], a["details"].get("reason")) for a in _actions(mandate_service, minted["mandate_id"])]
+    assert outcomes == [
+        ("read", "success", None),
+        ("write", "denied", "not authorized: a check of the mandate failed"),
+    ]
+
+
+def test_an_mcp_server_reports_refused_tool_calls_as_denied(mandate_service: DevService) -> None:
+    minted = mint(mandate_service, ["read"])
+    token = minted["token"]
+    reporter = ReceiptReporter(mandate_service.base_url, mandate_service.register_reporter("mcp-denied"))
+    _, guard = _mcp_app(mandate_service)
+    guard.receipts = reporter
+    served = Served(guard)
+    guard.public_url = served.url
+    headers = {"accept": "application/json, text/event-stream", "authorization": f"Bearer {token}"}
+
+    def call(rid: int, name: str, arguments: dict[str, Any]) -> httpx.Response:
+        message = {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+        return httpx.post(served.url + "/mcp", json=message, headers=headers, timeout=10)
+
+    with served:
+        assert call(1, "read", {"ticket": "T-1"}).status_code == 200
+        refused = call(2, "write", {"ticket": "T-2"})
+        assert refused.status_code == 403 and refused.json()["error"]["data"]["reason"] == "not_authorized"
+    assert _sent(reporter) == (2, 0, 0)
+    actions = _actions(mandate_service, minted["mandate_id"])
+    assert [(a["operation"], a["outcome"]) for a in actions] == [("read", "success"), ("write", "denied")]
+    denied = actions[1]["details"]
+    assert denied["arguments_sha256"] == arguments_sha256({"ticket": "T-2"})
+    assert denied["reason"] == "not authorized: a check of the mandate failed"
+    assert actions[0]["details"]["arguments_sha256"] == arguments_sha256({"ticket": "T-1"})
+
+
+def test_no_denied_receipt_is_queued_that_the_service_would_refuse() -> None:
+    reporter = ReceiptReporter("http://127.0.0.1:9", "mnd_rep_x")
+    refused = VerificationError("not authorized", code="not_authorized")
+    assert reporter.report_denied("t", VerificationError("expired", code="expired"), tool="crm", operation="read") is False
+    assert reporter.report_denied("t", refused, tool="crm", operation="Write Ticket") is False
+    assert reporter.report_denied("t", VerificationError("bad \u202e\x07 reason"), tool="crm", operation="write") is True
+    assert reporter.report_denied("t", refused, tool="crm", operation="write") is True
+    queued = [reporter._queue.get_nowait() for _ in range(reporter._queue.qsize())]
+    assert [(r.operation, r.outcome, r.reason) for r in queued] == [
+        ("write", "denied", "bad  reason"), ("write", "denied", "not authorized")]

@@ -61,6 +61,7 @@ def fields(data: bytes) -> Iterator[tuple[int, int, Any]]:
         number, wire = key >> 3, key & 7
         if number == 0 or number > 0x1FFFFFFF:
             raise WireError("invalid field number")
+        value: int | bytes
         if wire == VARINT:
             value, pos = _varint(data, pos)
         elif wire == FIXED64:

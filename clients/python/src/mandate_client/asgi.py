@@ -12,6 +12,10 @@ each as an RFC 9457 ``application/problem+json`` body whose ``reason`` is the re
 A granted request reaches the app with the :class:`~mandate_client.verify.Verified` at
 ``scope["state"]["mandate"]`` (``request.state.mandate`` in Starlette) and the access at
 ``scope["state"]["mandate_access"]``.
+
+With a :class:`~mandate_client.receipts.ReceiptReporter`, every request whose mandate verified
+is reported: one the mandate does not grant as ``denied`` (with the refusal as its reason),
+one that reached the app as ``success``, ``denied`` (403) or ``failure`` by its status.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any, Awaitable, Callable, MutableMapping
 
 from .errors import VerificationError
 from .pop import ALGORITHMS, InvalidProof, ProofsBusy
-from .receipts import ReceiptReporter
+from .receipts import Outcome, ReceiptReporter
 from .verify import Verifier
 
 __all__ = ["Access", "MandateMiddleware", "challenge", "presented", "problem_response"]
@@ -156,17 +160,24 @@ class MandateMiddleware:
         if proof is not None and self.public_url is None:
             await self._refuse(send, InvalidProof("this service does not know its public URL, so it cannot check proofs"))
             return
+        url = f"{self.public_url or ''}{scope['path']}"
         try:
-            verified = await self.verifier.verify(
-                token,
-                tool=self.tool,
-                operation=access.operation,
-                resource=access.resource,
-                proof=proof,
-                method=scope["method"],
-                url=f"{self.public_url or ''}{scope['path']}",
+            checked = await self.verifier.checked(token)
+            proven = self.verifier.prove(checked, proof=proof, method=scope["method"], url=url)
+        except VerificationError as error:
+            # A token (or proof) that does not verify: no receipt, as the service records
+            # receipts only for tokens its keys verify.
+            await self._refuse(send, error)
+            return
+        try:
+            verified = self.verifier.authorize_proven(
+                checked, proven, tool=self.tool, operation=access.operation, resource=access.resource
             )
         except VerificationError as error:
+            if self.receipts is not None:
+                self.receipts.report_denied(
+                    token, error, tool=self.tool, operation=access.operation, resource=access.resource
+                )
             await self._refuse(send, error)
             return
         state = scope.setdefault("state", {})
@@ -182,7 +193,7 @@ class MandateMiddleware:
         await self.app(scope, receive, watched)
         if self.receipts is not None:
             code = status[0] if status else 500
-            outcome = "success" if 200 <= code < 300 else "denied" if code == 403 else "failure"
+            outcome: Outcome = "success" if 200 <= code < 300 else "denied" if code == 403 else "failure"
             self.receipts.report(token, tool=self.tool, operation=access.operation, resource=access.resource, outcome=outcome)
 
     async def _refuse(self, send: Send, error: VerificationError) -> None:

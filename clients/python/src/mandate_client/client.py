@@ -5,16 +5,17 @@ same methods for code without an event loop. An orchestrator authenticates with 
 secret; attribution is read with an admin token.
 
 Every refusal of the service becomes a typed exception (all subclasses of
-:class:`~mandate_client.errors.ProblemError`): the RFC 9457 problem document of the JSON API,
-or the RFC 6749 error of ``/oauth2/token`` (:class:`OAuthError`). Any secret, token or proof the
-request carried is scrubbed from what an error says.
+:class:`~mandate_client.errors.ProblemError`, defined in :mod:`mandate_client.problems`): the
+RFC 9457 problem document of the JSON API, or the RFC 6749 error of ``/oauth2/token``
+(:class:`OAuthError`). Any secret, token or proof the request carried is scrubbed from what an
+error says. Answers are the frozen values of :mod:`mandate_client.results`. Every name of both
+modules is importable from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Mapping, NoReturn, Sequence, TypeVar, Union
 from urllib.parse import quote_plus
@@ -22,9 +23,35 @@ from urllib.parse import quote_plus
 import biscuit_auth
 import httpx
 
-from .errors import MandateError, ProblemError
+from . import _biscuit
 from .holder import InvalidInput, public_jwk, thumbprint_of
 from .pop import HolderKey, HolderSecret, create_proof
+from .problems import (
+    BadRequest,
+    Conflict,
+    Denied,
+    Forbidden,
+    Invalid,
+    NotFound,
+    OAuthError,
+    RateLimited,
+    ServerError,
+    Unauthorized,
+    Unavailable,
+    UnexpectedResponse,
+    raise_for_problem,
+)
+from .results import (
+    Action,
+    BranchRevocation,
+    Denial,
+    FieldError,
+    Hop,
+    Introspection,
+    Mandate,
+    Revocation,
+    Right,
+)
 
 __all__ = [
     "MandateClient", "SyncMandateClient", "Mandate", "Right", "Hop", "Denial", "FieldError",
@@ -46,259 +73,6 @@ AGENT_SECRET_TOKEN_TYPE = "urn:mandate:params:oauth:token-type:agent-secret"
 Scope = Union[Mapping[str, Sequence[str]], Sequence[Mapping[str, Any]]]
 #: A key to bind a mandate to: a holder's secret, its public key, or a public JWK.
 BindKey = Union[HolderSecret, HolderKey, Mapping[str, Any]]
-
-# -- errors -----------------------------------------------------------------------------------
-
-
-class BadRequest(ProblemError):
-    """400 (a malformed request), 413 (body too large) or 415 (not JSON)."""
-
-
-class Unauthorized(ProblemError):
-    """401: a wrong agent secret or admin token, a refused subject token, a missing or bad proof.
-
-    ``reason`` is the stable code when the service gives one; ``www_authenticate`` the
-    challenge header, if any."""
-
-    def __init__(self, status: int, problem: Mapping[str, Any], www_authenticate: str | None = None) -> None:
-        super().__init__(status, problem)
-        self.reason: str | None = problem.get("reason")
-        self.www_authenticate = www_authenticate
-
-
-class Forbidden(ProblemError):
-    """403: the caller may not do this (an auditor token, a sub-agent minting, …)."""
-
-
-class Denied(Forbidden):
-    """403 ``scope-denied``: a mint refused; ``denied`` lists each operation and why."""
-
-    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
-        super().__init__(status, problem)
-        self.denied: tuple[Denial, ...] = tuple(
-            Denial(str(d.get("tool", "")), str(d.get("operation", "")), str(d.get("reason", "")), d.get("argument"))
-            for d in problem.get("denied") or () if isinstance(d, Mapping)
-        )
-
-
-class NotFound(ProblemError):
-    """404: no such mandate (another orchestrator's gets the same answer)."""
-
-
-class Conflict(ProblemError):
-    """409: the state forbids it (the mandate expired or was revoked, a limit is reached)."""
-
-
-class Invalid(ProblemError):
-    """422: invalid fields; ``errors`` names each with what is wrong."""
-
-    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
-        super().__init__(status, problem)
-        self.errors: tuple[FieldError, ...] = tuple(
-            FieldError(str(e.get("field", "")), str(e.get("message", "")))
-            for e in problem.get("errors") or () if isinstance(e, Mapping)
-        )
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """The invalid fields' paths (``task.description``)."""
-        return tuple(e.field for e in self.errors)
-
-
-class RateLimited(ProblemError):
-    """429: a rate limit is reached; ``retry_after`` seconds until it is worth trying again."""
-
-    def __init__(self, status: int, problem: Mapping[str, Any], retry_after: int | None) -> None:
-        super().__init__(status, problem)
-        self.retry_after = retry_after
-
-
-class Unavailable(ProblemError):
-    """503: the store or an issuer is unavailable, or the service could not be reached at all;
-    nothing was done."""
-
-
-class ServerError(ProblemError):
-    """Any other 5xx (the cause is in the service's log, not here)."""
-
-
-class OAuthError(ProblemError):
-    """An RFC 6749 error from ``/oauth2/token``: ``error`` (``invalid_request``, ``invalid_client``,
-    ``invalid_scope``, ``invalid_dpop_proof``, …) and ``error_description``."""
-
-    def __init__(self, status: int, problem: Mapping[str, Any], retry_after: int | None = None) -> None:
-        super().__init__(status, problem)
-        self.error = str(problem.get("error", "server_error"))
-        self.error_description: str | None = problem.get("error_description")
-        self.retry_after = retry_after
-
-
-class UnexpectedResponse(MandateError):
-    """The service answered something that is not the documented shape."""
-
-
-_BY_STATUS: dict[int, type[ProblemError]] = {
-    400: BadRequest, 404: NotFound, 409: Conflict, 413: BadRequest, 415: BadRequest, 503: Unavailable,
-}
-
-
-def _scrub(value: Any, secrets: Sequence[str]) -> Any:
-    """``value`` with every occurrence of a secret replaced, so no error repeats one."""
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret:
-                value = value.replace(secret, "[redacted]")
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, secrets) for v in value]
-    return value
-
-
-def _retry_after(response: httpx.Response) -> int | None:
-    value = response.headers.get("retry-after", "")
-    return int(value) if value.isdigit() else None
-
-
-def raise_for_problem(response: httpx.Response, secrets: Sequence[str] = (), oauth: bool = False) -> None:
-    """Raises the typed error for a refused ``response``; returns for a 2xx one.
-
-    ``secrets`` (what the request carried) are scrubbed from the error; ``oauth`` reads an
-    RFC 6749 error body (``/oauth2/token``)."""
-    if response.is_success:
-        return
-    status = response.status_code
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, Mapping):
-        body = {"title": response.reason_phrase or "error", "status": status}
-    problem: dict[str, Any] = _scrub(body, secrets)
-    if oauth and "error" in problem:
-        raise OAuthError(status, problem, _retry_after(response))
-    if status == 401:
-        raise Unauthorized(status, problem, response.headers.get("www-authenticate"))
-    if status == 403:
-        raise (Denied if problem.get("denied") else Forbidden)(status, problem)
-    if status == 422:
-        raise Invalid(status, problem)
-    if status == 429:
-        raise RateLimited(status, problem, _retry_after(response))
-    raise _BY_STATUS.get(status, ServerError if status >= 500 else BadRequest)(status, problem)
-
-
-# -- results ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Right:
-    """One granted operation of a tool."""
-
-    tool: str
-    operation: str
-
-
-@dataclass(frozen=True)
-class Denial:
-    """One refused operation and why (``unknown_operation``, ``no_policy``, …)."""
-
-    tool: str
-    operation: str
-    reason: str
-    argument: Any = None
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One invalid field of a request."""
-
-    field: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Hop:
-    """One delegation hop after the orchestrator: the agent, and whether it signed its hop."""
-
-    agent: str
-    attested: bool
-
-
-@dataclass(frozen=True)
-class Mandate:
-    """A minted mandate. ``token`` is the credential itself: it is never shown in ``repr``."""
-
-    token: str = field(repr=False)
-    mandate_id: str
-    expires_at: datetime
-    scope: tuple[Right, ...]
-    revocation_id: str
-    #: The RFC 7638 thumbprint of the key it is bound to; ``None`` for a bearer mandate.
-    holder_key: str | None = None
-    #: ``Bearer``, or ``DPoP`` for a bound mandate (send it as ``Authorization: DPoP``).
-    token_type: str = "Bearer"
-    #: The argument constraints the mandate enforces, as the API states them.
-    constraints: tuple[Mapping[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class Revocation:
-    """A revoked (or completed) mandate."""
-
-    mandate_id: str | None
-    revocation_id: str
-    revoked_by: str
-    reason: str
-    revoked_at: datetime
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class BranchRevocation:
-    """A holder's revoked branch; ``whole_mandate`` when the mandate's branch cap was reached."""
-
-    revocation_id: str
-    revoked_at: datetime
-    whole_mandate: bool
-
-
-@dataclass(frozen=True)
-class Introspection:
-    """``POST /v1/introspect``: whether a token is active, and whom it speaks for."""
-
-    active: bool
-    mandate_id: str | None = None
-    subject: str | None = None
-    issuer: str | None = None
-    agent: str | None = None
-    hops: tuple[Hop, ...] = ()
-    scope: tuple[Right, ...] = ()
-    expires_at: datetime | None = None
-    #: ``cnf.jkt``: the thumbprint a caller's proof must have, for a bound mandate.
-    jkt: str | None = None
-
-
-@dataclass(frozen=True)
-class Action:
-    """One reported action with its chain: principal → orchestrator → hops → tool → outcome."""
-
-    occurred_at: datetime
-    principal_subject: str
-    principal_issuer: str
-    orchestrator: str
-    hops: tuple[Hop, ...]
-    tool: str
-    operation: str
-    resource: str | None
-    outcome: str
-    mandate_id: str
-    task_id: str
-    receipt_id: str
-    reporter: str | None
-    details: Mapping[str, Any]
-
 
 # -- reading answers --------------------------------------------------------------------------
 
@@ -413,10 +187,7 @@ def _root_keys(response: httpx.Response) -> dict[int, biscuit_auth.PublicKey]:
         if not isinstance(kid, int) or not isinstance(text, str) or not text.startswith("ed25519/"):
             continue
         try:
-            # biscuit-python 0.4.0 takes the algorithm; its stub does not say so yet.
-            keys[kid] = biscuit_auth.PublicKey.from_bytes(  # type: ignore[call-arg]
-                bytes.fromhex(text[8:]), biscuit_auth.Algorithm.Ed25519  # type: ignore[attr-defined]
-            )
+            keys[kid] = _biscuit.public_key(bytes.fromhex(text[8:]))
         except (ValueError, biscuit_auth.BiscuitValidationError):
             continue
     if not keys:

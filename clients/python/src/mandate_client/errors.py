@@ -35,3 +35,29 @@ class ProblemError(MandateError):
         self.title: str = str(problem.get("title") or problem.get("error") or "error")
         self.detail: str | None = problem.get("detail") or problem.get("error_description")
         super().__init__(f"{status} {self.title}" + (f": {self.detail}" if self.detail else ""))
+
+
+# --- a token that is not mandate/v1 (read by :mod:`mandate_client.vocabulary`) ------------------
+
+
+class Malformed(VerificationError):
+    """Not a mandate/v1 token (``malformed``)."""
+
+    code = "malformed"
+
+
+class TooManyBlocks(VerificationError):
+    """More blocks than the verifier accepts (``too_many_blocks``)."""
+
+    code = "too_many_blocks"
+
+
+class NotMandateBlock(VerificationError):
+    """A block after the authority is not a mandate/v1 shape (``not_mandate_block``)."""
+
+    code = "not_mandate_block"
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"block {index} is not a mandate/v1 block: {reason}")
+        self.index = index
+        self.reason = reason

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import biscuit_auth
 
+from . import _biscuit
 from .errors import MandateError
 
 __all__ = ["AgentKeys", "KeyDocumentError", "RootKeys", "parse_public_key"]
@@ -31,7 +32,7 @@ def parse_public_key(text: Any) -> bytes:
     except ValueError:
         raise KeyDocumentError("public key must be `ed25519/<64 hex digits>`") from None
     try:
-        biscuit_auth.PublicKey.from_bytes(raw, biscuit_auth.Algorithm.Ed25519)  # type: ignore[call-arg]
+        _biscuit.public_key(raw)
     except Exception:
         raise KeyDocumentError("public key must be `ed25519/<64 hex digits>`") from None
     return raw
@@ -62,7 +63,7 @@ class RootKeys:
             raw = parse_public_key(entry.get("public_key"))
             if kid in keys:
                 raise KeyDocumentError(f"kid {kid} is published twice")
-            keys[kid] = biscuit_auth.PublicKey.from_bytes(raw, biscuit_auth.Algorithm.Ed25519)  # type: ignore[call-arg]
+            keys[kid] = _biscuit.public_key(raw)
         return cls(keys)
 
     def get(self, kid: int | None) -> biscuit_auth.PublicKey | None:

@@ -20,6 +20,11 @@ by :class:`MandateMCP`, an ASGI wrapper around the server's Streamable HTTP app 
 ``tools/list`` answers only the tools the mandate grants. The verified call is available to
 tool functions through :func:`current_mandate`.
 
+With a :class:`~mandate_client.receipts.ReceiptReporter` (``receipts=``), each ``tools/call``
+whose mandate verified is reported, as the gateway reports it (``src/gateway/mcp.rs``): a
+refused call as ``denied`` with the refusal as its reason, a call that ran as ``success``, or
+``failure`` when the server answered an error; each with its arguments' SHA-256.
+
 Use::
 
     server = MCPServer("crm")
@@ -36,6 +41,7 @@ from typing import Any, Awaitable, Callable, MutableMapping
 from .asgi import presented
 from .errors import VerificationError
 from .pop import ALGORITHMS, InvalidProof, ProofsBusy
+from .receipts import Outcome, ReceiptReporter, canonical_json
 from .verify import Verified, Verifier
 
 __all__ = ["MandateMCP", "current_mandate"]
@@ -48,6 +54,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: The largest request body read, in bytes.
 MAX_BODY = 1 << 20
+#: The most of a tool call's answer read to tell success from failure, in bytes.
+MAX_ANSWER_READ = 1 << 16
 INVALID_REQUEST, INVALID_PARAMS, INTERNAL_ERROR = -32600, -32602, -32603
 
 _CURRENT: contextvars.ContextVar[Verified | None] = contextvars.ContextVar("mandate", default=None)
@@ -92,12 +100,14 @@ class MandateMCP:
         tool: str,
         public_url: str,
         operation: Callable[[str], str] = lambda name: name,
+        receipts: ReceiptReporter | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.tool = tool
         self.public_url = public_url.rstrip("/")
         self.operation = operation
+        self.receipts = receipts
 
     def metadata_url(self, path: str) -> str:
         """The RFC 9728 protected-resource metadata URL named in challenges."""
@@ -178,36 +188,57 @@ class MandateMCP:
         except VerificationError as error:
             await self._refused(send, path, rid, error)
             return
+        call = _tool_call(message)
         usable = [r for r in checked.usable_rights() if r.tool == self.tool]
         if not usable:
+            if call is not None and isinstance(call[0], str):
+                self._report_denied(token, self.operation(call[0]), call[1], VerificationError(
+                    f"the mandate grants no operation of `{self.tool}`", code="no_right"))
             await self._forbidden(
                 send, path, rid, self.tool, f"the mandate grants no operation of `{self.tool}`",
                 {"reason": "no_right", "tool": self.tool},
             )
             return
         verified: Verified | None = None
-        if isinstance(message, dict) and message.get("method") == "tools/call":
-            params = message.get("params") if isinstance(message.get("params"), dict) else {}
-            name = params.get("name")
+        operation: str | None = None
+        if call is not None:
+            name, arguments = call
             if not isinstance(name, str):
                 await _answer(send, 400, _rpc_error(rid, INVALID_PARAMS, "tools/call names a tool"), [])
                 return
             operation = self.operation(name)
             try:
                 verified = self.verifier.authorize_proven(
-                    checked, proven, tool=self.tool, operation=operation,
-                    arguments=params.get("arguments") if params.get("arguments") is not None else {},
+                    checked, proven, tool=self.tool, operation=operation, arguments=arguments,
                 )
             except VerificationError as error:
+                self._report_denied(token, operation, arguments, error)
                 await self._denied(send, path, rid, operation, error)
                 return
         if isinstance(message, dict) and message.get("method") == "tools/list":
             send = _filtered_list(send, {r.operation for r in usable}, self.operation)
+        answer: _Answer | None = None
+        if call is not None and self.receipts is not None:
+            answer = _Answer(send)
+            send = answer.send
         marker = _CURRENT.set(verified)
         try:
             await self.app(scope, receive, send)
         finally:
             _CURRENT.reset(marker)
+        if answer is not None and operation is not None and self.receipts is not None:
+            self.receipts.report(
+                token, tool=self.tool, operation=operation, outcome=answer.outcome(),
+                arguments=_hashable(call[1]) if call is not None else None,
+            )
+
+    def _report_denied(self, token: str, operation: str, arguments: Any, error: VerificationError) -> None:
+        # Reached only once the token and its proof verified: the service records receipts
+        # only for tokens its keys verify (see ReceiptReporter.report_denied for the rest).
+        if self.receipts is not None:
+            self.receipts.report_denied(
+                token, error, tool=self.tool, operation=operation, arguments=_hashable(arguments)
+            )
 
     async def _denied(self, send: Send, path: str, rid: Any, name: str, error: VerificationError) -> None:
         scope = f"{self.tool}:{name}"
@@ -228,6 +259,62 @@ class MandateMCP:
                 send, path, rid, scope, f"the mandate does not grant `{name}` of `{self.tool}`",
                 {"reason": error.code, "tool": self.tool, "operation": name},
             )
+
+
+def _tool_call(message: Any) -> tuple[Any, Any] | None:
+    """The tool name and arguments of a ``tools/call`` message (``{}`` without arguments)."""
+    if not isinstance(message, dict) or message.get("method") != "tools/call":
+        return None
+    raw_params = message.get("params")
+    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
+    arguments = params.get("arguments")
+    return params.get("name"), arguments if arguments is not None else {}
+
+
+def _hashable(arguments: Any) -> Any:
+    """``arguments`` when they have an RFC 8785 form to hash (``NaN`` or a lone surrogate has
+    none), else ``None``: the receipt then carries no digest."""
+    try:
+        canonical_json(arguments)
+    except ValueError:
+        return None
+    return arguments
+
+
+class _Answer:
+    """Watches a tool call's answer (its status, and up to :data:`MAX_ANSWER_READ` bytes of
+    its body, JSON or SSE) to tell whether the call succeeded."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 500
+        self._body = bytearray()
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        elif message["type"] == "http.response.body" and len(self._body) < MAX_ANSWER_READ:
+            self._body += message.get("body", b"")[: MAX_ANSWER_READ - len(self._body)]
+        await self._send(message)
+
+    def outcome(self) -> Outcome:
+        """``success`` for a 2xx answer whose JSON-RPC result is not an error, else ``failure``."""
+        if not 200 <= self.status < 300:
+            return "failure"
+        text = bytes(self._body).decode("utf-8", "replace")
+        payloads = [text] if text.lstrip().startswith("{") else [
+            line[5:] for line in text.split("\n") if line.startswith("data:")
+        ]
+        for payload in payloads:
+            try:
+                answer = json.loads(payload)
+            except ValueError:
+                continue
+            if isinstance(answer, dict) and ("result" in answer or "error" in answer):
+                result = answer.get("result")
+                failed = "error" in answer or (isinstance(result, dict) and result.get("isError") is True)
+                return "failure" if failed else "success"
+        return "failure"
 
 
 async def _read_body(receive: Receive) -> tuple[bytes | None, Receive]:

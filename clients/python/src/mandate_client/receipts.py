@@ -9,6 +9,10 @@ at most 100 when full or every ``flush_interval``.
 
 A call's arguments are reported only as a hash: SHA-256 (hex) of their RFC 8785 canonical JSON
 (:func:`canonical_json`).
+
+A refused call is reported too (:meth:`ReceiptReporter.report_denied`, outcome ``denied`` with
+the refusal as its reason), as mandate's gateway reports it: only once the token itself has
+verified, since the service records a receipt only for a token its own keys verify.
 """
 
 from __future__ import annotations
@@ -17,12 +21,16 @@ import asyncio
 import hashlib
 import logging
 import math
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Literal
 
 import httpx
+
+from .errors import VerificationError
 
 __all__ = ["ReceiptReporter", "UseReport", "arguments_sha256", "canonical_json"]
 
@@ -34,6 +42,10 @@ QUEUE = 10_000
 BATCH = 100
 
 Outcome = Literal["success", "failure", "denied"]
+#: Longest reason the service records, in characters.
+MAX_REASON = 512
+# The service's identifiers (tools, operations): `[a-z0-9][a-z0-9._-]*`, at most 64 bytes.
+_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
 # --- RFC 8785 ----------------------------------------------------------------------------------
@@ -114,6 +126,13 @@ def arguments_sha256(arguments: Any) -> str:
 
 
 # --- reporting ---------------------------------------------------------------------------------
+
+
+def _reason(error: VerificationError) -> str:
+    """The refusal as a receipt's reason: printable (the service refuses control, invisible
+    and bidirectional characters) and at most :data:`MAX_REASON` characters."""
+    text = "".join(c for c in str(error) if not unicodedata.category(c).startswith("C"))
+    return (text.strip() or error.code)[:MAX_REASON]
 
 
 @dataclass(frozen=True)
@@ -211,6 +230,33 @@ class ReceiptReporter:
             latency_ms=latency_ms,
         )
         self.submit(receipt)
+
+    def report_denied(
+        self,
+        token: str,
+        error: VerificationError,
+        *,
+        tool: str,
+        operation: str,
+        resource: str | None = None,
+        arguments: Any = None,
+    ) -> bool:
+        """Queues the receipt of a call refused by ``error`` once ``token`` had verified
+        (outcome ``denied``, the refusal as its reason); never waits. Whether it was queued.
+
+        Only receipts the service records are queued; one it refuses would refuse its whole
+        batch. So none is queued for a refusal the service cannot record: ``expired`` (the
+        service takes no receipt dated past its mandate's lifetime), or a ``tool`` or
+        ``operation`` that is not one of its identifiers (an MCP client may name any tool).
+        A token that did not verify at all has no receipt either: the caller reports only
+        refusals after the token's checks."""
+        if error.code == "expired" or not (_ID.fullmatch(tool) and _ID.fullmatch(operation)):
+            return False
+        self.report(
+            token, tool=tool, operation=operation, outcome="denied", resource=resource,
+            arguments=arguments, reason=_reason(error),
+        )
+        return True
 
     def submit(self, receipt: UseReport) -> None:
         """Queues a ready :class:`UseReport`; a full queue drops it."""

@@ -110,7 +110,8 @@ async def parse_sse(lines: AsyncIterator[str], on_contact: Callable[[], None] | 
     ``event``, ``data`` (joined with newlines), ``id``; comments and unknown fields ignored; an
     event is dispatched at a blank line, one without data is not). ``on_contact`` is called for
     every line, keep-alive comments included."""
-    event, data, ident, size = "", [], None, 0
+    data: list[str] = []
+    event, ident, size = "", None, 0
     async for line in lines:
         if on_contact is not None:
             on_contact()

@@ -34,6 +34,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, TypeVa
 import biscuit_auth
 import httpx
 
+from . import _biscuit
 from . import vocabulary as vocab
 from .errors import VerificationError
 from .keys import AgentKeys, KeyDocumentError, RootKeys
@@ -385,11 +386,12 @@ class Checked:
         source.append("allow if mandate_schema(1), right({tool}, {operation});")
         try:
             builder = biscuit_auth.AuthorizerBuilder(" ".join(source), params)
-            limits = builder.limits()
-            limits.max_facts = options.max_facts
-            limits.max_iterations = options.max_iterations
-            limits.max_time = options.max_time
-            builder.set_limits(limits)
+            _biscuit.set_limits(
+                builder,
+                max_facts=options.max_facts,
+                max_iterations=options.max_iterations,
+                max_time=options.max_time,
+            )
             builder.build(self.biscuit).authorize()
         except biscuit_auth.AuthorizationError as error:
             message = str(error)
