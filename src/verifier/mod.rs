@@ -274,7 +274,8 @@ impl Verifier {
     }
 
     /// Refreshes the keys when they are older than `key_ttl`, or when a token needs a key not
-    /// in the cache (`unknown`) and the last attempt is older than `refetch_interval`.
+    /// in the cache (`unknown`) and the last attempt is older than `refetch_interval`; refuses
+    /// once the last successful fetch is older than `max_key_age`.
     async fn refresh_if_due(&self, unknown: bool) -> Result<(), TokenError> {
         let now = self.clock.instant();
         let age = self
@@ -292,16 +293,20 @@ impl Verifier {
         if due {
             if let Err(error) = self.refresh().await {
                 tracing::warn!(%error, "cannot refresh mandate's keys");
-                let mut cache = self.cache.write().await;
-                let too_old = cache
-                    .last_success
-                    .is_none_or(|at| now.saturating_duration_since(at) > self.settings.max_key_age);
                 // Count the attempt, so an unreachable mandate is not asked on every request.
-                cache.last_fetch = Some(now);
-                if too_old {
-                    return Err(TokenError::UnknownKey);
-                }
+                self.cache.write().await.last_fetch = Some(now);
             }
+        }
+        // Keys not fetched successfully for longer than `max_key_age` are not trusted, on every
+        // call, whether or not this call was due to fetch them.
+        let trusted = self
+            .cache
+            .read()
+            .await
+            .last_success
+            .is_some_and(|at| now.saturating_duration_since(at) <= self.settings.max_key_age);
+        if !trusted {
+            return Err(TokenError::UnknownKey);
         }
         Ok(())
     }

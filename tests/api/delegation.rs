@@ -300,3 +300,45 @@ async fn a_suspended_sub_agents_key_is_withdrawn_and_its_attestations_no_longer_
         .await;
     assert_eq!(introspected["active"], false);
 }
+
+#[tokio::test]
+async fn keys_not_refreshed_for_longer_than_their_maximum_age_are_refused_on_every_call() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+    let request = crate::helpers::callers::Mint::new(&jwt)
+        .scope("crm", &["read"])
+        .ttl(900);
+    let minted = app.mint(&secret, &request).await;
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let clock = app.clock.clone();
+    let shared: mandate::clock::SharedClock = clock.clone();
+    let mut settings = VerifierSettings::new(app.base.clone());
+    settings.key_ttl = std::time::Duration::from_secs(60);
+    settings.max_key_age = std::time::Duration::from_secs(300);
+    let verifier = Verifier::new(settings, Arc::new(NoRevocations), shared).unwrap();
+    let access = mandate::verifier::Access {
+        tool: "crm".into(),
+        operation: "read".into(),
+        resource: None,
+    };
+    verifier.verify(&token, &access).await.unwrap();
+    // mandate becomes unreachable: the keys age past every refresh attempt.
+    app.stop().await;
+    clock.advance(chrono::Duration::seconds(61));
+    verifier.verify(&token, &access).await.unwrap();
+    clock.advance(chrono::Duration::seconds(240));
+    assert!(matches!(
+        verifier.verify(&token, &access).await,
+        Err(mandate::token::TokenError::UnknownKey)
+    ));
+    // The refused call counted as a fetch attempt, so the next ones are not due to fetch; they
+    // are refused all the same.
+    for _ in 0..3 {
+        clock.advance(chrono::Duration::seconds(5));
+        assert!(matches!(
+            verifier.verify(&token, &access).await,
+            Err(mandate::token::TokenError::UnknownKey)
+        ));
+    }
+}
