@@ -46,6 +46,11 @@ pub struct AccessRequest {
 /// default). The revocation feed keeps an entry this long past its mandate's expiry.
 pub const MAX_SKEW_SECONDS: i64 = 30;
 
+/// How long past its mandate's expiry a revocation must stay known: a verifier compares expiry
+/// in whole seconds after subtracting the skew, so a token works until the second after
+/// `expires + MAX_SKEW_SECONDS` begins.
+pub const KEEP_REVOKED_SECONDS: i64 = MAX_SKEW_SECONDS + 1;
+
 /// Bounds and tolerances of verification.
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {

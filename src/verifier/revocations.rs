@@ -1,8 +1,9 @@
 //! Keeping a verifier's copy of the revocation feed: catch up by polling
 //! `GET /v1/revocations`, then follow `GET /v1/revocations/stream` (falling back to polling when
 //! the stream drops). Entries live in a hash set until their mandate expires, plus the largest
-//! clock skew a verifier tolerates on expiry ([`MAX_SKEW_SECONDS`]): a verifier accepts a token
-//! that long past its expiry, so its revocation must stay known that long. A copy that has
+//! clock skew a verifier tolerates on expiry ([`crate::token::verify::MAX_SKEW_SECONDS`]), plus a second: a verifier
+//! accepts a token that long past its expiry (compared in whole seconds), so its revocation
+//! must stay known that long. A page or event that cannot be read is a failed sync. A copy that has
 //! not synced for longer than `max_staleness` fails closed: every verification is refused, with
 //! the reason, until a sync succeeds again.
 
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{FetchError, RevocationCheck};
 use crate::clock::SharedClock;
-use crate::token::verify::MAX_SKEW_SECONDS;
+use crate::token::verify::KEEP_REVOKED_SECONDS;
 
 /// How the copy is kept.
 #[derive(Debug, Clone)]
@@ -120,20 +121,29 @@ impl RevocationSync {
         format!("{}{path}", self.settings.base_url.trim_end_matches('/'))
     }
 
-    /// Adds entries past the cursor and drops those whose mandates expired more than the
-    /// largest skew ago.
-    fn apply(&self, entries: &[Entry]) {
-        let now = self.clock.now() - chrono::Duration::seconds(MAX_SKEW_SECONDS);
+    /// Adds entries past the cursor and drops those whose mandates can no longer be used: a
+    /// verifier accepts a token until the whole second after its expiry plus the largest skew,
+    /// so an entry is kept one second beyond that. A page or event with an entry that cannot
+    /// be read is refused whole, and the cursor stays before it, so the next poll reads it
+    /// again rather than skipping a revocation.
+    fn apply(&self, entries: &[Entry]) -> Result<(), String> {
+        let ids = entries
+            .iter()
+            .map(|entry| {
+                hex::decode(&entry.revocation_id)
+                    .map_err(|_| format!("entry {} has no hex revocation id", entry.seq))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = self.clock.now() - chrono::Duration::seconds(KEEP_REVOKED_SECONDS);
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        for entry in entries {
-            if let Ok(id) = hex::decode(&entry.revocation_id) {
-                if entry.expires_at > now {
-                    state.revoked.insert(id, entry.expires_at);
-                }
+        for (entry, id) in entries.iter().zip(ids) {
+            if entry.expires_at > now {
+                state.revoked.insert(id, entry.expires_at);
             }
             state.cursor = state.cursor.max(entry.seq);
         }
         state.revoked.retain(|_, expires| *expires > now);
+        Ok(())
     }
 
     fn succeeded(&self) {
@@ -168,7 +178,11 @@ impl RevocationSync {
                 reason: e.to_string(),
             })?;
             read += page.items.len();
-            self.apply(&page.items);
+            self.apply(&page.items)
+                .map_err(|reason| FetchError::Document {
+                    url: url.clone(),
+                    reason,
+                })?;
             // Done when the feed is exhausted, or when a page moves the cursor nowhere (a feed
             // that did would otherwise be asked for the same page forever).
             let done = page.items.is_empty()
@@ -210,12 +224,15 @@ impl RevocationSync {
             buffer.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buffer.find("\n\n") {
                 let event: String = buffer.drain(..end + 2).collect();
-                let entries: Vec<Entry> = event
+                // An event that cannot be read ends the stream: the poll that follows reads the
+                // feed again from the last entry applied.
+                let entries = event
                     .lines()
                     .filter_map(|line| line.strip_prefix("data:"))
-                    .filter_map(|data| serde_json::from_str(data.trim()).ok())
-                    .collect();
-                self.apply(&entries);
+                    .map(|data| serde_json::from_str::<Entry>(data.trim()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| http(format!("an event that is not a feed entry: {e}")))?;
+                self.apply(&entries).map_err(http)?;
             }
             if buffer.len() > 1 << 20 {
                 return Err(http("an event larger than 1 MiB".to_owned()));

@@ -651,12 +651,25 @@ async fn a_revoked_mandate_stays_refused_through_the_skew_window_after_its_expir
     app.clock.set(expires + chrono::Duration::seconds(29));
     let page: Value = app.get("/v1/revocations").await.json().await.unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
-    assert_eq!(page["kept_past_expiry_seconds"], 30);
+    assert_eq!(page["kept_past_expiry_seconds"], 31);
     let clock: SharedClock = app.clock.clone();
     let sync = RevocationSync::new(SyncSettings::new(app.base.clone()), clock.clone()).unwrap();
     sync.sync_once().await.unwrap();
     let verifier =
         Verifier::new(VerifierSettings::new(app.base.clone()), sync.clone(), clock).unwrap();
+    assert!(matches!(
+        verifier.verify(token, &read()).await,
+        Err(TokenError::Revoked)
+    ));
+
+    // Expiry is compared in whole seconds after the skew: half a second into the last second,
+    // the token's time is still accepted, so the feed still lists the revocation and the copy
+    // still holds it.
+    app.clock
+        .set(expires + chrono::Duration::milliseconds(30_500));
+    let page: Value = app.get("/v1/revocations").await.json().await.unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    sync.sync_once().await.unwrap();
     assert!(matches!(
         verifier.verify(token, &read()).await,
         Err(TokenError::Revoked)
@@ -824,4 +837,57 @@ async fn introspection_takes_rfc_7662_form_bodies_and_says_what_is_wrong_with_ba
         detail.contains("application/json") && detail.contains("x-www-form-urlencoded"),
         "{problem}"
     );
+}
+
+/// A feed whose poll answers `page` and whose stream sends `events`, once.
+async fn fake_feed(page: Value, events: &'static str) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/v1/revocations",
+            axum::routing::get(move || {
+                let page = page.clone();
+                async move { axum::Json(page) }
+            }),
+        )
+        .route(
+            "/v1/revocations/stream",
+            axum::routing::get(
+                move || async move { ([("content-type", "text/event-stream")], events) },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+#[tokio::test]
+async fn an_unreadable_feed_entry_is_a_failed_sync_and_the_cursor_stays_before_it() {
+    let clock: SharedClock = Arc::new(ManualClock::new(crate::helpers::test_epoch()));
+    // A page with an entry whose id is not hex: refused whole, nothing applied.
+    let bad_page = json!({"items": [
+        {"seq": 1, "revocation_id": "0a", "expires_at": "2099-01-01T00:00:00Z"},
+        {"seq": 2, "revocation_id": "not hex", "expires_at": "2099-01-01T00:00:00Z"}],
+        "next_after": 2, "kept_past_expiry_seconds": 31});
+    let base = fake_feed(bad_page, "").await;
+    let sync = RevocationSync::new(SyncSettings::new(base), clock.clone()).unwrap();
+    assert!(sync.sync_once().await.is_err());
+    let status = sync.status();
+    assert_eq!((status.cursor, status.entries), (0, 0));
+    assert!(status.stale, "a failed sync is not a sync");
+
+    // A stream event that is not a feed entry ends the stream before the entries after it
+    // are applied: the cursor stays at the last entry read, so the next poll reads them.
+    let events = "event: revocation\ndata: {\"seq\": 1, \"revocation_id\": \"0a\", \
+                  \"expires_at\": \"2099-01-01T00:00:00Z\"}\n\n\
+                  event: revocation\ndata: {\"seq\": 2, \"revocation\n\n\
+                  event: revocation\ndata: {\"seq\": 3, \"revocation_id\": \"0c\", \
+                  \"expires_at\": \"2099-01-01T00:00:00Z\"}\n\n";
+    let base = fake_feed(json!({"items": [], "next_after": 0}), events).await;
+    let sync = RevocationSync::new(SyncSettings::new(base), clock).unwrap();
+    let error = sync.follow().await.unwrap_err().to_string();
+    assert!(error.contains("not a feed entry"), "{error}");
+    let status = sync.status();
+    assert_eq!((status.cursor, status.entries), (1, 1), "{status:?}");
+    assert!(sync.is_revoked(&[0x0a]) && !sync.is_revoked(&[0x0c]));
 }

@@ -771,7 +771,7 @@ async fn generate() -> Vectors {
                 "expires_at": epoch() + Duration::minutes(5),
             })).collect::<Vec<_>>(),
             "next_after": revoked.len(),
-            "kept_past_expiry_seconds": mandate::token::verify::MAX_SKEW_SECONDS,
+            "kept_past_expiry_seconds": mandate::token::verify::KEEP_REVOKED_SECONDS,
         }),
         settings: settings(),
         holders: keys

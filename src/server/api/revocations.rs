@@ -27,7 +27,7 @@ use crate::server::revoke::{check_reason, revoke_ids, revoke_live, RevocationVie
 use crate::server::state::AppState;
 use crate::server::store::{FeedEntry, Issuance, MandateFilter};
 use crate::server::streams::{NoSlot, STREAMS_PER_CALLER};
-use crate::token::verify::{VerifyOptions, MAX_SKEW_SECONDS};
+use crate::token::verify::{VerifyOptions, KEEP_REVOKED_SECONDS};
 
 /// An admin token (role admin) or the orchestrator's agent secret.
 pub enum Revoker {
@@ -478,14 +478,15 @@ pub async fn feed(
     Ok(Json(FeedPage {
         items,
         next_after,
-        kept_past_expiry_seconds: MAX_SKEW_SECONDS,
+        kept_past_expiry_seconds: KEEP_REVOKED_SECONDS,
     }))
 }
 
 /// Entries stay in the feed until their mandate's expiry plus the largest clock skew a verifier
-/// tolerates: a token is accepted that long past its expiry, so its revocation must be known.
+/// tolerates, plus a second: a token is accepted that long past its expiry, so its revocation
+/// must be known.
 fn retained_since(state: &AppState) -> chrono::DateTime<chrono::Utc> {
-    state.clock.now() - chrono::Duration::seconds(MAX_SKEW_SECONDS)
+    state.clock.now() - chrono::Duration::seconds(KEEP_REVOKED_SECONDS)
 }
 
 /// Who opens a stream: a registered reporter by its credential, else the connection's address.
