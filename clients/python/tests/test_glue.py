@@ -36,10 +36,10 @@ def _free_port() -> int:
 class Served:
     """An ASGI app served by uvicorn on a free port, in a thread."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **config: Any) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, port=self.port, log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(uvicorn.Config(app, port=self.port, log_level="warning", lifespan="on", **config))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> Served:
@@ -250,3 +250,63 @@ def test_no_denied_receipt_is_queued_that_the_service_would_refuse() -> None:
     queued = [reporter._queue.get_nowait() for _ in range(reporter._queue.qsize())]
     assert [(r.operation, r.outcome, r.reason) for r in queued] == [
         ("write", "denied", "bad  reason"), ("write", "denied", "not authorized")]
+
+
+# -- websockets and the URL a proof is checked against --------------------------------------------
+
+
+def test_the_middleware_verifies_websockets_and_closes_those_without_a_mandate(mandate_service: DevService) -> None:
+    from starlette.routing import WebSocketRoute
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(websocket.state.mandate.principal_subject)
+        await websocket.close()
+
+    app = Starlette(routes=[WebSocketRoute("/ws", socket)])
+    guarded = MandateMiddleware(app, verifier=Verifier(mandate_service.base_url), tool="crm",
+                                access=lambda scope: Access("read"), public_url="http://testserver")
+    reader, writer = mint(mandate_service, ["read"])["token"], mint(mandate_service, ["write"])["token"]
+    with TestClient(guarded) as client:
+        for headers in ({}, {"authorization": "Bearer not-a-mandate"}, {"authorization": f"Bearer {writer}"}):
+            with pytest.raises(WebSocketDisconnect) as closed:
+                with client.websocket_connect("/ws", headers=headers) as ws:
+                    ws.receive_text()
+            assert closed.value.code == 1008, headers
+        with client.websocket_connect("/ws", headers={"authorization": f"Bearer {reader}"}) as ws:
+            assert ws.receive_text() == "alice"
+
+
+def test_a_proof_is_checked_against_the_path_the_client_sent_under_the_root_path(mandate_service: DevService) -> None:
+    holder = HolderSecret.generate("EdDSA")
+    token = httpx.post(
+        mandate_service.base_url + "/v1/mandates",
+        headers={"authorization": f"Bearer {mandate_service.orchestrator_secret}"},
+        json={"subject_token": mandate_service.login("alice", ["staff"]), "task": {"description": "t"},
+              "scope": [{"tool": "crm", "operations": ["read"]}], "holder_key": holder.public.to_jwk()},
+    ).json()["token"]
+    app = Starlette(routes=[Route("/tickets/{ticket}", _tickets, methods=["GET"])])
+    guarded = MandateMiddleware(app, verifier=Verifier(mandate_service.base_url), tool="crm",
+                                access=lambda scope: Access("read"), public_url=None)
+    # Behind a proxy that strips `/api`: the client addresses `<public>/api/tickets/a%20b`.
+    served = Served(guarded, root_path="/api")
+    guarded.public_url = served.url
+    with served:
+        proof = create_proof(holder, "GET", served.url + "/api/tickets/a%20b", token=token)
+        answer = httpx.get(served.url + "/tickets/a%20b", headers={"authorization": f"DPoP {token}", "dpop": proof})
+        assert answer.status_code == 200, answer.text
+        decoded = create_proof(holder, "GET", served.url + "/api/tickets/a b", token=token)
+        refused = httpx.get(served.url + "/tickets/a%20b", headers={"authorization": f"DPoP {token}", "dpop": decoded})
+        assert refused.status_code == 401 and refused.json()["reason"] == "invalid_dpop_proof"
+
+
+def test_the_request_path_is_root_path_and_raw_path_whichever_way_the_server_gives_them() -> None:
+    from mandate_client.asgi import request_path
+
+    # Servers whose raw_path leaves out the root path, and servers without raw_path.
+    assert request_path({"root_path": "/api", "path": "/api/t/a b", "raw_path": b"/t/a%20b"}) == "/api/t/a%20b"
+    assert request_path({"root_path": "/api", "path": "/api/t/a b", "raw_path": b"/api/t/a%20b"}) == "/api/t/a%20b"
+    assert request_path({"root_path": "/api", "path": "/t/a b"}) == "/api/t/a%20b"
+    assert request_path({"root_path": "", "path": "/t", "raw_path": b"/t?x=1"}) == "/t"

@@ -271,3 +271,26 @@ def test_rebind_refuses_a_bearer_mandate_and_a_malformed_thumbprint(world: World
     with pytest.raises(InvalidInput) as refused:
         rebind(world.mint(["read"], holder_key=someone), someone, "not a thumbprint", root_keys=world.keys)
     assert refused.value.field == "next_jkt"
+
+
+def test_the_current_holder_is_read_as_a_verifier_reads_the_binding(world: World) -> None:
+    orchestrator, thief = HolderSecret.generate("EdDSA"), HolderSecret.generate("EdDSA")
+    token = world.mint(["read"], holder_key=orchestrator)
+    assert holder.current_holder(token, root_keys=world.keys) == holder.thumbprint_of(orchestrator)
+    parsed = holder._verified(token, world.keys)
+    stolen = {"jkt": holder.thumbprint_of(thief)}
+    # A rebinding signed by a key the token is not bound to moves nothing: a verifier refuses it.
+    forged = holder._append_signed(parsed, thief.biscuit_private_key(), "holder_key({jkt});", stolen)
+    assert not world.verify(forged, "read")[0]
+    with pytest.raises(HolderError, match="forged_binding"):
+        holder.current_holder(forged, root_keys=world.keys)
+    # The holder's own block stating more than one rebinding is outside the vocabulary.
+    extra = holder._append_signed(
+        parsed, orchestrator.biscuit_private_key(), 'holder_key({jkt}); right("crm", "write");', stolen
+    )
+    assert not world.verify(extra, "read")[0]
+    with pytest.raises(HolderError, match="not_mandate_block"):
+        holder.current_holder(extra, root_keys=world.keys)
+    # And no rebind can be built on a forged one.
+    with pytest.raises(HolderError):
+        rebind(forged, thief, holder.thumbprint_of(orchestrator), root_keys=world.keys)

@@ -78,7 +78,7 @@ def preamble(service: DevService, operations: list[str], holder: HolderSecret | 
 
 
 def test_the_readme_has_the_blocks_this_test_runs() -> None:
-    assert len(blocks("python")) == 3 and len(blocks("sh")) == 1
+    assert len(blocks("python")) == 4 and len(blocks("sh")) == 1
 
 
 def test_the_install_and_test_commands_are_the_ones_ci_runs() -> None:
@@ -133,3 +133,23 @@ def test_the_mcp_server(mandate_service: DevService) -> None:
                     assert not result.is_error and result.content[0].text == "ticket T-1 for alice"
 
         asyncio.run(scenario())
+
+
+def test_the_mcp_server_with_the_sdks_own_auth(mandate_service: DevService) -> None:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    names = preamble(mandate_service, ["read"])
+    namespace, _ = run(blocks("python")[3], names)
+    with Served(namespace["app"]) as served:
+        async def scenario() -> None:
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {names['token']}"}, timeout=20)
+            async with http:
+                async with Client(streamable_http_client(served.url + "/mcp", http_client=http)) as client:
+                    result = await client.call_tool("read", {"ticket": "T-1"})
+                    assert not result.is_error and result.content[0].text == "ticket T-1"
+
+        asyncio.run(scenario())
+        assert httpx.post(served.url + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                          headers={"accept": "application/json, text/event-stream"}, timeout=10).status_code == 401

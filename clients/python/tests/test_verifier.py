@@ -196,3 +196,81 @@ def test_receipts_reach_the_service_in_batches(mandate_service: DevService) -> N
 
     reporter = asyncio.run(scenario())
     assert (reporter.sent, reporter.refused, reporter.dropped) == (3, 0, 0)
+
+
+class _Switch(httpx.AsyncBaseTransport):
+    """The real service's key documents, until ``down`` is set: then every request fails as an
+    unreachable mandate's would."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.asked = 0
+        self._real = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.asked += 1
+        if self.down:
+            raise httpx.ConnectError("mandate is down", request=request)
+        return await self._real.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._real.aclose()
+
+
+class _Clock:
+    """Real wall time (the mandate's expiry is real), a monotonic time the test moves."""
+
+    def __init__(self) -> None:
+        self.moment = 0.0
+
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return self.moment
+
+
+def test_keys_older_than_the_max_key_age_are_refused_on_every_call_while_mandate_is_down(
+    mandate_service: DevService,
+) -> None:
+    token = mint(mandate_service, ["read"])["token"]
+    clock, switch = _Clock(), _Switch()
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=switch) as http:
+            verifier = Verifier(mandate_service.base_url, clock=clock, http=http)
+            await verifier.verify(token, tool="crm", operation="read")
+            switch.down = True
+            clock.moment = 3500.0  # a refresh is due and fails: the keys are still young enough
+            await verifier.verify(token, tool="crm", operation="read")
+            for moment in (3601.0, 3605.0, 3700.0, 3900.0):
+                clock.moment = moment
+                with pytest.raises(VerificationError) as refused:
+                    await verifier.verify(token, tool="crm", operation="read")
+                assert refused.value.code == "unknown_key", moment
+            asked = switch.asked
+            switch.down = False
+            clock.moment = 4200.0  # the last attempt (3900 s) is as old as the key TTL: due again
+            await verifier.verify(token, tool="crm", operation="read")
+            assert switch.asked > asked
+
+    asyncio.run(scenario())
+
+
+def test_reporting_never_fails_on_arguments_without_a_canonical_form() -> None:
+    reporter = ReceiptReporter("http://127.0.0.1:9", "mnd_rep_x")
+    deep: Any = {}
+    for _ in range(5000):
+        deep = {"a": deep}
+    for arguments in ({"x": float("nan")}, {"x": "\ud800"}, deep, {"x": 1}):
+        reporter.report("t", tool="crm", operation="read", outcome="success", arguments=arguments)
+    queued = [reporter._queue.get_nowait() for _ in range(reporter._queue.qsize())]
+    assert [r.arguments_sha256 for r in queued] == [None, None, None, arguments_sha256({"x": 1})]
+
+
+def test_check_token_takes_no_decode_from_its_caller(vectors: dict[str, Any]) -> None:
+    narrowed = next(c["token"] for c in vectors["cases"] if c["name"] == "narrowed")
+    keys = RootKeys.from_document(vectors["keys"])
+    with pytest.raises(TypeError):
+        check_token(_valid(vectors), keys, decoded=vocabulary.read(narrowed))  # type: ignore[call-arg]
+    assert check_token(_valid(vectors), keys).decoded == vocabulary.read(_valid(vectors))

@@ -31,7 +31,9 @@ from typing import Any, Callable, Mapping, Sequence, Union
 
 import biscuit_auth
 
-from .errors import MandateError
+from . import vocabulary as vocab
+from .checked import holder_chain
+from .errors import MandateError, VerificationError
 from .pop import HolderKey, HolderSecret
 
 __all__ = [
@@ -262,21 +264,19 @@ def _finished(token: biscuit_auth.Biscuit) -> str:
     return out
 
 
-_HOLDER_KEY = re.compile(r'^holder_key\("([A-Za-z0-9_-]{43})"\);$', re.MULTILINE)
-
-
 def current_holder(token: str, *, root_keys: RootKeys) -> str | None:
     """The thumbprint of the key ``token`` is bound to now (the authority's ``holder_key``,
-    then each signed rebinding), or ``None`` for a bearer mandate."""
-    parsed = _verified(token, root_keys)
-    holder: str | None = None
-    for index in range(parsed.block_count()):
-        if index > 0 and parsed.block_external_key(index) is None:
-            continue  # a first-party block cannot move the binding
-        found = _HOLDER_KEY.findall(parsed.block_source(index))
-        if found:
-            holder = found[-1]
-    return holder
+    then each rebinding signed by the key it was bound to so far), or ``None`` for a bearer
+    mandate. Read as a verifier reads it: the signatures checked, every block read with the
+    mandate/v1 vocabulary, the binding moved only as :func:`mandate_client.checked.holder_chain`
+    moves it. A token a verifier would refuse raises :class:`HolderError`."""
+    _verified(token, root_keys)
+    try:
+        decoded = vocab.read(token)
+        bound = vocab.read_authority(decoded.authority).holder_key
+        return holder_chain(bound, decoded)
+    except VerificationError as error:
+        raise HolderError(f"a verifier would refuse this token ({error.code}: {error})") from None
 
 
 # -- adapting holder keys ---------------------------------------------------------------------

@@ -4,19 +4,29 @@ and the agents' registered keys that sign attested hops (``/.well-known/mandate-
 Both documents are read strictly, as mandate's ``src/token/keys.rs`` does: every key is
 ``ed25519/<64 hex digits>``, root keys name the ``ed25519`` algorithm, a kid appears once.
 A malformed document raises :class:`KeyDocumentError` and nothing of it is used.
+
+:class:`KeyCache` holds the documents a verifier last fetched, as mandate's
+``src/verifier/mod.rs`` keeps them: refetched every ``key_ttl``, on an unknown kid or attesting
+key at most once per ``refetch_interval``, and no longer trusted, on every verification, once
+the last successful fetch is older than ``max_key_age``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import biscuit_auth
+import httpx
 
 from . import _biscuit
 from .errors import MandateError
 
-__all__ = ["AgentKeys", "KeyDocumentError", "RootKeys", "parse_public_key"]
+__all__ = ["AgentKeys", "KeyCache", "KeyDocumentError", "RootKeys", "parse_public_key"]
+
+log = logging.getLogger(__name__)
 
 
 class KeyDocumentError(MandateError):
@@ -99,3 +109,91 @@ class AgentKeys:
     def known(self, key: tuple[int, bytes]) -> bool:
         """Whether ``key`` is registered for any agent."""
         return any(key in keys for keys in self.agents.values())
+
+
+class KeyCache:
+    """mandate's root and agent keys as last fetched from ``base_url`` (``None``: documents at
+    hand, never fetched and never aged). ``monotonic`` is the clock the ages are measured on."""
+
+    def __init__(
+        self,
+        base_url: str | None,
+        *,
+        monotonic: Callable[[], float],
+        key_ttl: float,
+        refetch_interval: float,
+        max_key_age: float,
+        fetch_timeout: float,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self._monotonic = monotonic
+        self.key_ttl = key_ttl
+        self.refetch_interval = refetch_interval
+        self.max_key_age = max_key_age
+        self.fetch_timeout = fetch_timeout
+        self._http = http
+        self._owns_http = http is None
+        self._lock = asyncio.Lock()
+        self.root = RootKeys()
+        self.agents = AgentKeys()
+        #: When the keys were last asked for, and last fetched (monotonic seconds).
+        self.last_fetch: float | None = None
+        self.last_success: float | None = None
+        #: Bumped on every change of keys: what was checked with older keys is checked again.
+        self.generation = 0
+
+    def use(self, root: RootKeys, agents: AgentKeys) -> None:
+        """Trusts these keys from now on."""
+        now = self._monotonic()
+        self.root, self.agents = root, agents
+        self.last_fetch = self.last_success = now
+        self.generation += 1
+
+    async def _get(self, path: str) -> Any:
+        assert self.base_url is not None
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.fetch_timeout)
+        response = await self._http.get(self.base_url + path, timeout=self.fetch_timeout)
+        response.raise_for_status()
+        return response.json()
+
+    async def refresh(self) -> None:
+        """Fetches the root and agent keys now (a malformed document changes nothing)."""
+        if self.base_url is None:
+            return
+        root = RootKeys.from_document(await self._get("/.well-known/mandate-keys"))
+        agents = AgentKeys.from_document(await self._get("/.well-known/mandate-agent-keys"))
+        self.use(root, agents)
+
+    def unknown(self, kid: int | None, attesting: list[tuple[int, bytes]]) -> bool:
+        """Whether a token naming root key ``kid``, attested by ``attesting``, needs a key not here."""
+        return self.root.get(kid) is None or any(not self.agents.known(k) for k in attesting)
+
+    async def refresh_if_due(self, unknown: bool) -> bool:
+        """Refreshes the keys when they are older than ``key_ttl``, or when a token needs a key
+        not here (``unknown``) and the last attempt is older than ``refetch_interval``. Whether
+        the keys can be trusted: not once the last successful fetch is older than
+        ``max_key_age``, checked on every call, whether or not this one was due to fetch."""
+        if self.base_url is None:
+            return True
+        async with self._lock:
+            now = self._monotonic()
+            last = self.last_fetch
+            age = None if last is None else max(0.0, now - last)
+            due = age is None or age >= self.key_ttl or (unknown and age >= self.refetch_interval)
+            if due:
+                try:
+                    await self.refresh()
+                except (httpx.HTTPError, KeyDocumentError, ValueError) as error:
+                    log.warning("cannot refresh mandate's keys: %s", type(error).__name__)
+                    # Count the attempt, so an unreachable mandate is not asked on every request.
+                    self.last_fetch = now
+            success = self.last_success
+            return success is not None and now - success <= self.max_key_age
+
+    async def aclose(self) -> None:
+        """Closes the HTTP client this cache made."""
+        if self._http is not None and self._owns_http:
+            await self._http.aclose()
+            self._http = None

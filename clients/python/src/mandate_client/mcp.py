@@ -30,6 +30,22 @@ Use::
     server = MCPServer("crm")
     app = MandateMCP(server.streamable_http_app(), verifier=verifier, tool="crm",
                      public_url="https://crm.example.com")
+
+Every POST body is read before anything else, with the parser the SDK reads it with
+(``pydantic_core.from_json``), so the two never read different messages: a body that is not
+one JSON object (not JSON, nested deeper than 64, a batch, a scalar) is answered 400 with a
+JSON-RPC parse error (-32700) or invalid request (-32600) and never reaches the SDK. A
+``tools/list`` answer is held until complete to filter it (at most 1 MiB, else a 500 with an
+internal error). A WebSocket is closed (1008) unaccepted: the calls it would carry could not be
+checked one by one. Only ``lifespan`` events pass through unverified.
+
+For a server that uses the SDK's own auth (``MCPServer(..., token_verifier=...,
+auth=AuthSettings(...))``), :class:`MandateTokenVerifier` is the SDK's ``TokenVerifier``: it
+verifies an unbound mandate once per HTTP request (signatures, vocabulary, revocation, expiry)
+and answers the mandate's usable rights as scopes ``tool:operation``, which ``AuthSettings``'s
+``required_scopes`` can require. It sees no tool call, so it cannot enforce a mandate's
+per-call rights or argument constraints, and the SDK's auth knows no DPoP, so it refuses bound
+mandates: for per-call enforcement, wrap the app in :class:`MandateMCP` instead.
 """
 
 from __future__ import annotations
@@ -38,13 +54,16 @@ import contextvars
 import json
 from typing import Any, Awaitable, Callable, MutableMapping
 
-from .asgi import presented
+import pydantic_core
+from mcp.server.auth.provider import AccessToken
+
+from .asgi import presented, request_path
 from .errors import VerificationError
 from .pop import ALGORITHMS, InvalidProof, ProofsBusy
 from .receipts import Outcome, ReceiptReporter, canonical_json
 from .verify import Verified, Verifier
 
-__all__ = ["MandateMCP", "current_mandate"]
+__all__ = ["MandateMCP", "MandateTokenVerifier", "current_mandate"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -56,7 +75,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_BODY = 1 << 20
 #: The most of a tool call's answer read to tell success from failure, in bytes.
 MAX_ANSWER_READ = 1 << 16
-INVALID_REQUEST, INVALID_PARAMS, INTERNAL_ERROR = -32600, -32602, -32603
+#: The most a ``tools/list`` answer buffered to filter it, in bytes.
+MAX_LIST = 1 << 20
+#: The deepest a request body may nest arrays and objects.
+MAX_JSON_DEPTH = 64
+PARSE_ERROR, INVALID_REQUEST, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32602, -32603
 
 _CURRENT: contextvars.ContextVar[Verified | None] = contextvars.ContextVar("mandate", default=None)
 
@@ -87,6 +110,42 @@ async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[byte
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class MandateTokenVerifier:
+    """The SDK's ``TokenVerifier`` (``mcp.server.auth.provider``) for mandates presented as
+    ``Authorization: Bearer``, for servers using the SDK's ``AuthSettings``.
+
+    ``verify_token`` answers an ``AccessToken`` for an unbound mandate whose signatures,
+    vocabulary, revocation and expiry verify (no call is authorized yet): ``scopes`` its usable
+    rights as ``tool:operation`` (only those of ``tool`` when given), ``expires_at`` its expiry,
+    ``client_id`` the agent it was minted for, ``subject`` its principal and ``claims`` its
+    read-out. Anything else, a bound mandate included (the SDK's auth checks no DPoP proof), is
+    ``None``: the SDK answers 401. Per-call rights and argument constraints are not enforced
+    here: that needs :class:`MandateMCP`."""
+
+    def __init__(self, verifier: Verifier, *, tool: str | None = None) -> None:
+        self.verifier = verifier
+        self.tool = tool
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        try:
+            checked = await self.verifier.checked(token)
+            if checked.verified.holder_key is not None:
+                return None
+            self.verifier.prove(checked, proof=None, method=None, url=None)
+        except VerificationError:
+            return None
+        verified = checked.verified
+        rights = [r for r in checked.usable_rights() if self.tool is None or r.tool == self.tool]
+        return AccessToken(
+            token=token,
+            client_id=verified.agent_id,
+            scopes=[f"{r.tool}:{r.operation}" for r in rights],
+            expires_at=verified.expires_at,
+            subject=verified.principal_subject,
+            claims=verified.to_json(),
+        )
 
 
 class MandateMCP:
@@ -158,21 +217,31 @@ class MandateMCP:
     # requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        body, receive = await _read_body(receive) if scope["method"] == "POST" else (b"", receive)
-        if body is None:
-            await _answer(send, 413, _rpc_error(None, INVALID_REQUEST, "the request body is too large"), [])
+        if scope["type"] == "websocket":
+            # MCP's Streamable HTTP has no WebSocket, and the calls a socket carries could not
+            # be checked one by one: refused before it is accepted.
+            await send({"type": "websocket.close", "code": 1008})
             return
-        message = _message(body)
-        if isinstance(message, list):
-            # A batch could hide a tool call from the checks below: refused, as the gateway does.
-            body = _rpc_error(None, INVALID_REQUEST, "post one JSON-RPC message per request; batches are not accepted")
-            await _answer(send, 400, body, [])
-            return
-        rid = message.get("id") if isinstance(message, dict) else None
+        if scope["type"] != "http":
+            raise ValueError(f"MandateMCP cannot verify an ASGI `{scope['type']}` scope")
+        path = request_path(scope)
+        message: dict[str, Any] | None = None
+        if scope["method"] == "POST":
+            body, receive = await _read_body(receive)
+            if body is None:
+                await _answer(send, 413, _rpc_error(None, INVALID_REQUEST, "the request body is too large"), [])
+                return
+            read = _message(body)
+            if isinstance(read, tuple):
+                # A body the checks below cannot read could hide a tool call from them (a batch
+                # too): refused, as the gateway does, before the SDK reads it.
+                await _answer(send, 400, _rpc_error(None, read[0], read[1]), [])
+                return
+            message = read
+        rid = message.get("id") if message is not None else None
         try:
             found = presented(list(scope.get("headers", [])))
         except VerificationError as error:
@@ -184,7 +253,7 @@ class MandateMCP:
         token, proof = found
         try:
             checked = await self.verifier.checked(token)
-            proven = self.verifier.prove(checked, proof=proof, method=scope["method"], url=self.public_url + path)
+            proven = self.verifier.prove(checked, proof=proof, method=str(scope["method"]), url=self.public_url + path)
         except VerificationError as error:
             await self._refused(send, path, rid, error)
             return
@@ -215,7 +284,7 @@ class MandateMCP:
                 self._report_denied(token, operation, arguments, error)
                 await self._denied(send, path, rid, operation, error)
                 return
-        if isinstance(message, dict) and message.get("method") == "tools/list":
+        if message is not None and message.get("method") == "tools/list":
             send = _filtered_list(send, {r.operation for r in usable}, self.operation)
         answer: _Answer | None = None
         if call is not None and self.receipts is not None:
@@ -276,7 +345,7 @@ def _hashable(arguments: Any) -> Any:
     none), else ``None``: the receipt then carries no digest."""
     try:
         canonical_json(arguments)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return arguments
 
@@ -345,17 +414,45 @@ async def _read_body(receive: Receive) -> tuple[bytes | None, Receive]:
     return body, replay
 
 
-def _message(body: bytes) -> Any:
+def _depth(value: Any) -> int:
+    """How deep ``value`` nests arrays and objects (a scalar: 0)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _message(body: bytes) -> dict[str, Any] | tuple[int, str]:
+    """The JSON-RPC message a POST body holds, read by the SDK's own parser
+    (``pydantic_core.from_json``, as ``mcp.server.streamable_http`` reads it) so the two read the
+    same message; else the JSON-RPC error code and message to refuse it with."""
     try:
-        return json.loads(body) if body else None
+        message = pydantic_core.from_json(body)
     except ValueError:
-        return None
+        return PARSE_ERROR, "the body is not JSON"
+    if _depth(message) > MAX_JSON_DEPTH:
+        return PARSE_ERROR, f"the body nests deeper than {MAX_JSON_DEPTH} arrays and objects"
+    if not isinstance(message, dict):
+        return INVALID_REQUEST, "post one JSON-RPC message per request; batches are not accepted"
+    return message
 
 
 def _filtered_list(send: Send, granted: set[str], operation: Callable[[str], str]) -> Send:
-    """A ``send`` that drops from a ``tools/list`` answer (JSON or SSE) the tools not granted."""
+    """A ``send`` that drops from a ``tools/list`` answer (JSON or SSE) the tools not granted.
+
+    The answer is held until it is complete (a streamed one until the SDK closes its stream,
+    which it does once it has answered), at most :data:`MAX_LIST` bytes: a longer answer, or
+    one whose JSON cannot be read, is replaced with a 500 and a JSON-RPC internal error, so no
+    tool list reaches the client unfiltered."""
     started: list[Message] = []
     chunks: list[bytes] = []
+    size = 0
+    refused = False
 
     def keep(payload: Any) -> Any:
         result = payload.get("result") if isinstance(payload, dict) else None
@@ -363,30 +460,47 @@ def _filtered_list(send: Send, granted: set[str], operation: Callable[[str], str
             result["tools"] = [t for t in result["tools"] if isinstance(t, dict) and operation(str(t.get("name"))) in granted]
         return payload
 
+    def filtered_body(body: bytes) -> bytes:
+        text = body.decode("utf-8")
+        if text.lstrip().startswith("{"):
+            return json.dumps(keep(pydantic_core.from_json(body))).encode()
+        lines = []
+        for line in text.split("\n"):
+            if line.startswith("data:"):
+                line = "data: " + json.dumps(keep(pydantic_core.from_json(line[5:].strip())))
+            lines.append(line)
+        return "\n".join(lines).encode()
+
+    async def refuse() -> None:
+        body = _rpc_error(None, INTERNAL_ERROR, "the tool list cannot be filtered by the mandate")
+        await _answer(send, 500, body, [])
+
     async def filtered(message: Message) -> None:
+        nonlocal size, refused
+        if refused:
+            return
         if message["type"] == "http.response.start":
             started.append(message)
             return
         if message["type"] != "http.response.body":
             await send(message)
             return
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_LIST:
+            refused = True
+            chunks.clear()
+            await refuse()
+            return
+        chunks.append(chunk)
         if message.get("more_body", False):
             return
-        body = b"".join(chunks)
-        text = body.decode("utf-8", "replace")
-        if text.lstrip().startswith("{"):
-            body = json.dumps(keep(json.loads(text))).encode()
-        else:
-            lines = []
-            for line in text.split("\n"):
-                if line.startswith("data:"):
-                    try:
-                        line = "data: " + json.dumps(keep(json.loads(line[5:].strip())))
-                    except ValueError:
-                        pass
-                lines.append(line)
-            body = "\n".join(lines).encode()
+        try:
+            body = filtered_body(b"".join(chunks))
+        except (ValueError, RecursionError):
+            refused = True
+            await refuse()
+            return
         start = dict(started[0])
         start["headers"] = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         start["headers"].append((b"content-length", str(len(body)).encode()))

@@ -44,6 +44,8 @@ BATCH = 100
 Outcome = Literal["success", "failure", "denied"]
 #: Longest reason the service records, in characters.
 MAX_REASON = 512
+#: The deepest arrays and objects hashed (deeper arguments are reported without a digest).
+MAX_DEPTH = 64
 # The service's identifiers (tools, operations): `[a-z0-9][a-z0-9._-]*`, at most 64 bytes.
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
@@ -96,7 +98,13 @@ def _number(value: float) -> str:
 
 def canonical_json(value: Any) -> str:
     """RFC 8785 (JCS) canonical JSON of ``value``: members sorted by their UTF-16 code units,
-    no whitespace, numbers as ECMAScript writes doubles, minimal string escapes."""
+    no whitespace, numbers as ECMAScript writes doubles, minimal string escapes. Raises
+    ``ValueError`` for what has no JSON form (``NaN``, a lone surrogate, a non-JSON type) and for
+    arrays and objects nested deeper than :data:`MAX_DEPTH`."""
+    return _canonical(value, 0)
+
+
+def _canonical(value: Any, depth: int) -> str:
     if value is None:
         return "null"
     if value is True:
@@ -110,13 +118,15 @@ def canonical_json(value: Any) -> str:
         return _number(value)
     if isinstance(value, str):
         return _string(value)
+    if isinstance(value, (list, tuple, dict)) and depth >= MAX_DEPTH:
+        raise ValueError(f"arrays and objects nested deeper than {MAX_DEPTH}")
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(canonical_json(v) for v in value) + "]"
+        return "[" + ",".join(_canonical(v, depth + 1) for v in value) + "]"
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise ValueError("object member names are strings")
         members = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be"))
-        return "{" + ",".join(_string(k) + ":" + canonical_json(v) for k, v in members) + "}"
+        return "{" + ",".join(_string(k) + ":" + _canonical(v, depth + 1) for k, v in members) + "}"
     raise ValueError(f"{type(value).__name__} is not a JSON type")
 
 
@@ -216,7 +226,15 @@ class ReceiptReporter:
         latency_ms: int | None = None,
         occurred_at: datetime | None = None,
     ) -> None:
-        """Queues one receipt; never waits. ``arguments`` are hashed, never sent."""
+        """Queues one receipt; never waits, never raises for the call's own values.
+        ``arguments`` are hashed, never sent; arguments without an RFC 8785 form (``NaN``, a
+        lone surrogate, nesting deeper than :data:`MAX_DEPTH`) are reported without a digest."""
+        digest: str | None = None
+        if arguments is not None:
+            try:
+                digest = arguments_sha256(arguments)
+            except (ValueError, RecursionError):
+                log.debug("a call's arguments have no canonical JSON: reported without a digest")
         receipt = UseReport(
             token=token,
             tool=tool,
@@ -224,7 +242,7 @@ class ReceiptReporter:
             outcome=outcome,
             occurred_at=occurred_at or datetime.now(timezone.utc),
             resource=resource,
-            arguments_sha256=arguments_sha256(arguments) if arguments is not None else None,
+            arguments_sha256=digest,
             reason=reason,
             output=output,
             latency_ms=latency_ms,

@@ -1,14 +1,21 @@
 """Following mandate's revocation feed, so a verifier refuses revoked mandates offline.
 
-:class:`RevocationList` holds the revoked ids (each until its mandate's expiry plus the 30 s
-clock skew). :class:`RevocationFollower` keeps one current, as mandate's
+:class:`RevocationList` holds the revoked ids (each while a token it revokes can still be
+alive: until its mandate's expiry plus the 30 s clock skew, plus the second a verifier's
+whole-second clock rounds down). :class:`RevocationFollower` keeps one current, as mandate's
 ``src/verifier/revocations.rs`` does: it catches up by polling
 ``GET /v1/revocations?after=N&limit=1000``, then follows the server-sent event stream
-``GET /v1/revocations/stream?after=N`` (each ``revocation`` event's data is one feed entry;
-keep-alive comments also count as contact), and falls back to polling when the stream drops.
-Once it has not synced for ``max_staleness`` (30 s), :meth:`RevocationFollower.fresh` says so
-and a :class:`~mandate_client.verify.Verifier` refuses every token with ``revocations_stale``:
-an old copy fails closed.
+``GET /v1/revocations/stream?after=N`` (each ``revocation`` event's data is one feed entry),
+and falls back to polling when the stream drops.
+
+Anything unreadable fails the sync and moves nothing: a page, or an entry, that is not what
+mandate publishes; a ``revocation`` event whose data is not one readable entry (the stream is
+then dropped, and the feed polled from the last entry applied, so no entry is skipped); a line
+of the stream longer than 1 MiB (read with a bounded splitter, never buffered whole). Contact is
+counted only when data arrives: a page read, an event applied, or a keep-alive comment, never
+the stream's opening. Once it has not synced for ``max_staleness`` (30 s),
+:meth:`RevocationFollower.fresh` says so and a :class:`~mandate_client.verify.Verifier`
+refuses every token with ``revocations_stale``: an old copy fails closed.
 """
 
 from __future__ import annotations
@@ -24,12 +31,14 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping
 
 import httpx
 
-__all__ = ["RevocationFollower", "RevocationList", "SseEvent", "parse_sse"]
+__all__ = ["RevocationFollower", "RevocationList", "SseEvent", "bounded_lines", "parse_sse"]
 
 log = logging.getLogger(__name__)
 
-#: How long past its mandate's expiry an entry is kept (the verifiers' clock skew).
-KEPT_PAST_EXPIRY = 30
+#: How long past its mandate's expiry an entry is kept: the verifiers' clock skew (30 s), and
+#: the second their whole-second clock rounds down (a token expiring at ``e`` is alive while
+#: ``floor(now) - 30 <= e``, that is while ``now < e + 31``).
+KEPT_PAST_EXPIRY = 30 + 1
 #: The largest server-sent event read.
 MAX_EVENT_BYTES = 1 << 20
 
@@ -46,6 +55,15 @@ def _timestamp(text: Any) -> float | None:
     return parsed.timestamp()
 
 
+def _entry(data: str) -> Any:
+    """The feed entry an event's data holds; ``ValueError`` when it is not JSON (too deep
+    nesting included: the event is then unreadable, never an error of another kind)."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise ValueError("a revocation event whose data is not JSON") from None
+
+
 class RevocationList:
     """Revoked ids, each kept until its mandate's expiry (plus the skew)."""
 
@@ -59,31 +77,37 @@ class RevocationList:
     def from_page(cls, page: Mapping[str, Any], clock: Callable[[], float] = time.time) -> RevocationList:
         """A list holding the entries of one ``GET /v1/revocations`` page."""
         revoked = cls(clock)
-        revoked.apply(page.get("items", []))
+        items = page.get("items")
+        if not isinstance(items, list):
+            raise ValueError("not a revocation feed page")
+        revoked.apply(items)
         return revoked
 
     def apply(self, entries: Iterable[Any]) -> int:
-        """Adds feed entries (``{"seq", "revocation_id", "expires_at"}``), skips malformed and
-        already expired ones, and drops entries past their time. Returns how many were read."""
-        now = self._clock() - KEPT_PAST_EXPIRY
-        read = 0
+        """Adds feed entries (``{"seq", "revocation_id", "expires_at"}``), skips already expired
+        ones, and drops entries past their time. Returns how many were read. Raises
+        ``ValueError``, applying none of them, when any entry is not one mandate publishes: a
+        list that skipped it would be wrong and still look current."""
+        read: list[tuple[int, bytes, float]] = []
+        for entry in entries:
+            if not isinstance(entry, Mapping):
+                raise ValueError("a revocation feed entry is an object")
+            seq, rid, expires = entry.get("seq"), entry.get("revocation_id"), _timestamp(entry.get("expires_at"))
+            if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(rid, str) or expires is None:
+                raise ValueError("a revocation feed entry has a seq, a revocation_id and an expires_at")
+            try:
+                raw = bytes.fromhex(rid)
+            except ValueError:
+                raise ValueError("a revocation_id is hex") from None
+            read.append((seq, raw, expires))
+        now = self._clock()
         with self._lock:
-            for entry in entries:
-                if not isinstance(entry, Mapping):
-                    continue
-                seq, rid, expires = entry.get("seq"), entry.get("revocation_id"), _timestamp(entry.get("expires_at"))
-                if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(rid, str) or expires is None:
-                    continue
-                read += 1
-                try:
-                    raw = bytes.fromhex(rid)
-                except ValueError:
-                    raw = None
-                if raw is not None and expires > now:
+            for seq, raw, expires in read:
+                if expires + KEPT_PAST_EXPIRY > now:
                     self._revoked[raw] = expires
                 self.cursor = max(self.cursor, seq)
-            self._revoked = {k: v for k, v in self._revoked.items() if v > now}
-        return read
+            self._revoked = {k: v for k, v in self._revoked.items() if v + KEPT_PAST_EXPIRY > now}
+        return len(read)
 
     def is_revoked(self, revocation_id: bytes) -> bool:
         return revocation_id in self._revoked
@@ -105,22 +129,50 @@ class SseEvent:
     id: str | None
 
 
+async def bounded_lines(chunks: AsyncIterator[bytes], max_line: int = MAX_EVENT_BYTES) -> AsyncIterator[str]:
+    """The lines of a byte stream, split at CR, LF or CRLF (the ``text/event-stream`` line
+    ends), decoded as UTF-8. Raises ``ValueError`` once a line grows past ``max_line`` bytes,
+    holding no more than that (and one chunk) meanwhile."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        while True:
+            cut = min((i for i in (buffer.find(b"\r"), buffer.find(b"\n")) if i >= 0), default=-1)
+            if cut < 0 or (buffer[cut:cut + 1] == b"\r" and cut + 1 == len(buffer)):
+                break  # no line end yet, or a CR that may be the first half of a CRLF
+            line, rest = buffer[:cut], buffer[cut + 1:]
+            if buffer[cut:cut + 2] == b"\r\n":
+                rest = buffer[cut + 2:]
+            if len(line) > max_line:
+                raise ValueError("a stream line larger than 1 MiB")
+            yield line.decode("utf-8", "replace")
+            buffer = rest
+        if len(buffer) > max_line + 1:
+            raise ValueError("a stream line larger than 1 MiB")
+    if buffer.endswith(b"\r"):
+        buffer = buffer[:-1]
+        yield buffer.decode("utf-8", "replace")
+        buffer = b""
+    if buffer:
+        yield buffer.decode("utf-8", "replace")
+
+
 async def parse_sse(lines: AsyncIterator[str], on_contact: Callable[[], None] | None = None) -> AsyncIterator[SseEvent]:
     """Server-sent events from a stream's lines (the WHATWG ``text/event-stream`` rules: fields
     ``event``, ``data`` (joined with newlines), ``id``; comments and unknown fields ignored; an
     event is dispatched at a blank line, one without data is not). ``on_contact`` is called for
-    every line, keep-alive comments included."""
+    each comment (mandate's keep-alives); an event counts once its reader has applied it."""
     data: list[str] = []
     event, ident, size = "", None, 0
     async for line in lines:
-        if on_contact is not None:
-            on_contact()
         if line == "":
             if data:
                 yield SseEvent(event or "message", "\n".join(data), ident)
             event, data, size = "", [], 0
             continue
         if line.startswith(":"):
+            if on_contact is not None:
+                on_contact()
             continue
         name, _, value = line.partition(":")
         if value.startswith(" "):
@@ -198,9 +250,11 @@ class RevocationFollower(RevocationList):
             if not isinstance(page, Mapping) or not isinstance(page.get("items"), list):
                 raise ValueError("not a revocation feed page")
             items = page["items"]
-            read += self.apply(items)
             next_after = page.get("next_after")
-            if not items or not isinstance(next_after, int) or next_after <= cursor or self.cursor <= cursor:
+            if isinstance(next_after, bool) or not isinstance(next_after, int):
+                raise ValueError("a revocation feed page has a next_after")
+            read += self.apply(items)
+            if not items or next_after <= cursor or self.cursor <= cursor:
                 self._succeeded()
                 return read
 
@@ -213,15 +267,12 @@ class RevocationFollower(RevocationList):
             headers={**self._headers(), "Accept": "text/event-stream"},
         ) as response:
             response.raise_for_status()
-            self._succeeded()
-            async for event in parse_sse(response.aiter_lines(), self._succeeded):
-                if event.event != "revocation":
-                    continue
-                try:
-                    entry = json.loads(event.data)
-                except ValueError:
-                    continue
-                self.apply([entry])
+            async for event in parse_sse(bounded_lines(response.aiter_bytes()), self._succeeded):
+                if event.event == "revocation":
+                    # An event that cannot be read raises (ValueError): the stream is dropped
+                    # and the feed polled from the cursor of the last entry applied.
+                    self.apply([_entry(event.data)])
+                self._succeeded()
         raise ConnectionError("the revocation stream ended")
 
     async def run(self) -> None:
