@@ -278,16 +278,23 @@ impl Verifier {
     /// once the last successful fetch is older than `max_key_age`.
     async fn refresh_if_due(&self, unknown: bool) -> Result<(), TokenError> {
         let now = self.clock.instant();
-        let age = self
-            .cache
-            .read()
-            .await
-            .last_fetch
-            .map(|at| now.saturating_duration_since(at));
+        let trusted = |cache: &Cached| {
+            cache
+                .last_success
+                .is_some_and(|at| now.saturating_duration_since(at) <= self.settings.max_key_age)
+        };
+        let (age, untrusted) = {
+            let cache = self.cache.read().await;
+            let age = cache.last_fetch.map(|at| now.saturating_duration_since(at));
+            (age, !trusted(&cache))
+        };
+        // Keys too old to trust are asked for as often as an unknown key is, so verification
+        // resumes soon after mandate is reachable again.
         let due = match age {
             None => true,
             Some(age) => {
-                age >= self.settings.key_ttl || (unknown && age >= self.settings.refetch_interval)
+                age >= self.settings.key_ttl
+                    || ((unknown || untrusted) && age >= self.settings.refetch_interval)
             }
         };
         if due {
@@ -299,13 +306,7 @@ impl Verifier {
         }
         // Keys not fetched successfully for longer than `max_key_age` are not trusted, on every
         // call, whether or not this call was due to fetch them.
-        let trusted = self
-            .cache
-            .read()
-            .await
-            .last_success
-            .is_some_and(|at| now.saturating_duration_since(at) <= self.settings.max_key_age);
-        if !trusted {
+        if !trusted(&*self.cache.read().await) {
             return Err(TokenError::UnknownKey);
         }
         Ok(())

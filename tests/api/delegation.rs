@@ -2,6 +2,7 @@
 //! that attests its hop, then to another that only is named; the example downstream service
 //! verifies it through the tower layer over HTTP, and keeps doing so with mandate stopped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use biscuit_auth::KeyPair;
@@ -341,4 +342,64 @@ async fn keys_not_refreshed_for_longer_than_their_maximum_age_are_refused_on_eve
             Err(mandate::token::TokenError::UnknownKey)
         ));
     }
+}
+
+#[tokio::test]
+async fn keys_too_old_to_trust_are_asked_for_again_within_the_refetch_interval() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (idp, secret) = mint_setup(&app).await;
+    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
+    let request = crate::helpers::callers::Mint::new(&jwt)
+        .scope("crm", &["read"])
+        .ttl(900);
+    let token = app.mint(&secret, &request).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The verifier reaches mandate through a relay that can be cut.
+    let (relay, up) = relay(app.base.clone()).await;
+    let clock = app.clock.clone();
+    let shared: mandate::clock::SharedClock = clock.clone();
+    let mut settings = VerifierSettings::new(relay);
+    settings.key_ttl = std::time::Duration::from_secs(120);
+    settings.max_key_age = std::time::Duration::from_secs(150);
+    let verifier = Verifier::new(settings, Arc::new(NoRevocations), shared).unwrap();
+    let access = mandate::verifier::Access {
+        tool: "crm".into(),
+        operation: "read".into(),
+        resource: None,
+    };
+    verifier.verify(&token, &access).await.unwrap();
+    up.store(false, Ordering::SeqCst);
+    clock.advance(chrono::Duration::seconds(151));
+    assert!(verifier.verify(&token, &access).await.is_err());
+    // mandate is back: within the 30 s refetch interval, not the 2 minute key TTL.
+    up.store(true, Ordering::SeqCst);
+    clock.advance(chrono::Duration::seconds(31));
+    verifier.verify(&token, &access).await.unwrap();
+}
+
+/// Forwards every GET to `upstream` while `up` holds, and answers 503 otherwise.
+async fn relay(upstream: String) -> (String, Arc<AtomicBool>) {
+    let up = Arc::new(AtomicBool::new(true));
+    let open = up.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let (upstream, open) = (upstream.clone(), open.clone());
+        async move {
+            if !open.load(Ordering::SeqCst) {
+                return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+            }
+            let body = reqwest::get(format!("{upstream}{uri}"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            (axum::http::StatusCode::OK, body)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, up)
 }
