@@ -15,7 +15,7 @@ import { ed25519PublicKey, wasm } from "./token/biscuit.js";
 import {
   MAX_CONSTRAINTS, constraintProblem, factsOf, globRegex, printable, validPath, type ArgConstraint, type Kind, type Scalar,
 } from "./token/constraints.js";
-import { MAX_TOKEN_BYTES, type KeySet } from "./token/verify.js";
+import { DEFAULT_OPTIONS, MAX_TOKEN_BYTES, type KeySet } from "./token/verify.js";
 import { MAX_RESOURCES, MAX_RIGHTS, read, type Right } from "./token/vocabulary.js";
 import { keySet } from "./verifier.js";
 
@@ -33,6 +33,9 @@ export interface Attenuation {
   constraints?: ArgConstraint[];
 }
 
+/** The most blocks (the authority included) a verifier accepts: a holder appends none past it. */
+const MAX_BLOCKS = DEFAULT_OPTIONS.maxBlocks;
+
 /** mandate's root keys: the `/.well-known/mandate-keys` document, or keys by kid. */
 export type RootKeys = unknown;
 
@@ -42,12 +45,19 @@ function parent(token: string, keys: RootKeys): wasm.Biscuit {
   if (Buffer.byteLength(token) > MAX_TOKEN_BYTES) throw new InvalidInput("token", `larger than ${MAX_TOKEN_BYTES} bytes`);
   const set: KeySet = keys instanceof Map ? (keys as KeySet) : keySet(keys);
   let kid: number | undefined;
+  let blocks: number;
   try {
-    // Reads the token's kid (and refuses hostile blocks) before biscuit-wasm parses it.
-    kid = read(token, Number.MAX_SAFE_INTEGER).rootKeyId;
+    // Reads the token's kid (and refuses hostile blocks, and more blocks than a verifier
+    // accepts) before biscuit-wasm parses it.
+    const decoded = read(token, MAX_BLOCKS);
+    kid = decoded.rootKeyId;
+    blocks = decoded.blocks.length + 1;
   } catch (error) {
     if (error instanceof VerificationError) throw new InvalidInput("token", `${error.code}: ${error.message}`);
     throw error;
+  }
+  if (blocks >= MAX_BLOCKS) {
+    throw new InvalidInput("token", `it has ${blocks} blocks, the most a verifier accepts: no block can be appended`);
   }
   const root = kid === undefined ? undefined : set.get(kid);
   if (root === undefined) throw new InvalidInput("token", "signed with an unknown root key");

@@ -38,7 +38,12 @@ export interface MandateMcpOptions {
   verifier: Verifier;
   /** This server's tool id in mandate (`crm`). */
   tool: string;
-  /** The URL clients address this server at (scheme, host, port): DPoP proofs name it. */
+  /**
+   * The URL clients address this server at (scheme, host, port, and a path prefix if a proxy
+   * strips one): a DPoP proof must name it followed by the request's path. The request target
+   * only ever contributes its path: an absolute-form target or one starting with `//` is
+   * answered 400.
+   */
   publicUrl: string;
   /** The operation a tool's call performs (default: the tool's name). */
   operation?: (toolName: string) => string;
@@ -79,9 +84,38 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
+/** `publicUrl` without query, fragment or trailing slash; refused unless an absolute http(s) URL. */
+function publicBase(publicUrl: string): string {
+  let url: URL;
+  try {
+    url = new URL(publicUrl);
+  } catch {
+    throw new TypeError("publicUrl must be an absolute http or https URL");
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || url.username !== "" || url.password !== ""
+    || url.search !== "" || url.hash !== "") {
+    throw new TypeError("publicUrl must be an http or https URL without credentials, query or fragment");
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
+}
+
+/**
+ * The path of a request target in origin form (`/mcp?x=1` gives `/mcp`), or `undefined` for any
+ * other form: absolute (`https://other.example/mcp`), authority or asterisk form, and a path
+ * starting with `//`, which URL resolution reads as another host.
+ */
+function requestPath(target: string | undefined): string | undefined {
+  if (target === undefined || !target.startsWith("/") || target.startsWith("//")) return undefined;
+  return target.split(/[?#]/)[0];
+}
+
 /** Verifies mandates in front of a `StreamableHTTPServerTransport`. */
 export class MandateMcp {
-  constructor(private readonly options: MandateMcpOptions) {}
+  private readonly base: string;
+
+  constructor(private readonly options: MandateMcpOptions) {
+    this.base = publicBase(options.publicUrl);
+  }
 
   private metadata(): Array<[string, string]> {
     return this.options.resourceMetadata === undefined ? [] : [["resource_metadata", this.options.resourceMetadata]];
@@ -148,6 +182,11 @@ export class MandateMcp {
     let text = "";
     let messages: Message[] = [];
     let parsed: unknown;
+    const path = requestPath(req.url);
+    if (path === undefined) {
+      send(res, 400, rpcError(null, INVALID_REQUEST, "the request target must be a path starting with a single `/`"));
+      return;
+    }
     if (req.method === "POST") {
       try {
         text = await readBody(req);
@@ -159,7 +198,7 @@ export class MandateMcp {
       messages = (Array.isArray(parsed) ? parsed : [parsed]).filter((m): m is Message => typeof m === "object" && m !== null);
     }
     const firstId = messages[0]?.id;
-    const presentation = await this.presentation(req, res, firstId);
+    const presentation = await this.presentation(req, res, firstId, `${this.base}${path}`);
     if (presentation === undefined) return;
     for (const message of messages) {
       if (message.method !== "tools/call") continue;
@@ -186,7 +225,7 @@ export class MandateMcp {
   }
 
   /** The request's mandate, checked with its proof; `undefined` when the refusal was answered. */
-  private async presentation(req: IncomingMessage, res: ServerResponse, id: unknown): Promise<Presentation | undefined> {
+  private async presentation(req: IncomingMessage, res: ServerResponse, id: unknown, url: string): Promise<Presentation | undefined> {
     const authorization = req.headers.authorization ?? "";
     const match = /^(Bearer|DPoP) +(\S+)$/i.exec(authorization);
     if (match === null) {
@@ -204,7 +243,6 @@ export class MandateMcp {
       if (scheme === "dpop" && proofs.length === 0) {
         throw new ProofRefused("missing", "the mandate is bound to a key: present it as `Authorization: DPoP` with a `DPoP` proof");
       }
-      const url = new URL(req.url ?? "/", this.options.publicUrl).toString();
       return await this.options.verifier.present(token, { proof: proofs[0], method: req.method ?? "GET", url });
     } catch (error) {
       if (!(error instanceof VerificationError)) throw error;

@@ -2,13 +2,20 @@
  * Keeping a verifier's copy of mandate's revocation feed (`src/verifier/revocations.rs`): catch
  * up by polling `GET /v1/revocations?after=N&limit=1000`, then follow the Server-Sent Events
  * stream `GET /v1/revocations/stream?after=N`, falling back to polling when it drops. Entries are
- * kept until their mandate's expiry plus 30 s (the clock skew a verifier tolerates). A copy that
- * has not synced for 30 s fails closed: `stale()` names why, and the verifier refuses every call
- * with `revocations_stale` until a sync succeeds again.
+ * kept until their mandate's expiry plus 31 s: the 30 s clock skew a verifier tolerates, plus the
+ * second a verifier's whole-second time adds (a token expiring at E is accepted until
+ * `floor(now) - 30 > E`, that is while `now < E + 31 s`). A copy that has not synced for 30 s
+ * fails closed: `stale()` names why, and the verifier refuses every call with
+ * `revocations_stale` until a sync succeeds again.
+ *
+ * Nothing unreadable is skipped: a page without `items` and `next_after`, an entry that is not
+ * one, or an event whose data does not parse fails the sync (the copy is not marked fresh, and
+ * nothing of that page is applied); on a bad event the stream is dropped and the feed polled
+ * again from the last entry read, so no later entry moves the cursor past a lost one.
  */
 
 import type { Clock, RevocationCheck } from "./verifier.js";
-import { SYSTEM_CLOCK } from "./verifier.js";
+import { SYSTEM_CLOCK, isRfc3339 } from "./verifier.js";
 
 /** How the copy is kept. */
 export interface FollowerOptions {
@@ -23,8 +30,11 @@ export interface FollowerOptions {
   clock?: Clock;
 }
 
-/** The clock skew a verifier tolerates: entries are kept this long past their expiry. */
-const KEPT_PAST_EXPIRY_MS = 30_000;
+/**
+ * Entries are kept this long past their expiry: the clock skew a verifier tolerates (30 s) and
+ * one second, as a verifier compares whole seconds (`floor(now) - skew > expires` is expired).
+ */
+const KEPT_PAST_EXPIRY_MS = 30_000 + 1_000;
 /** mandate sends a keep-alive every 5 s: a connection silent for 15 s is dead. */
 const SILENCE_MS = 15_000;
 /** Largest event accepted. */
@@ -36,12 +46,27 @@ interface FeedEntry {
   expires_at: string;
 }
 
-function entries(value: unknown): FeedEntry[] {
-  const items = Array.isArray(value) ? value : [value];
-  return items.filter((e): e is FeedEntry =>
-    typeof e === "object" && e !== null && Number.isSafeInteger((e as FeedEntry).seq)
-    && typeof (e as FeedEntry).revocation_id === "string" && /^[0-9a-fA-F]+$/.test((e as FeedEntry).revocation_id)
-    && typeof (e as FeedEntry).expires_at === "string" && Number.isFinite(Date.parse((e as FeedEntry).expires_at)));
+/** The feed sent something this follower cannot read: the sync fails. */
+class Unreadable extends Error {
+  constructor(what: string) {
+    super(`the revocation feed sent ${what}`);
+    this.name = "Unreadable";
+  }
+}
+
+function isEntry(e: unknown): e is FeedEntry {
+  if (typeof e !== "object" || e === null || Array.isArray(e)) return false;
+  const { seq, revocation_id: id, expires_at: expires } = e as Partial<Record<keyof FeedEntry, unknown>>;
+  return typeof seq === "number" && Number.isSafeInteger(seq)
+    && typeof id === "string" && id.length > 0 && id.length % 2 === 0 && /^[0-9a-fA-F]+$/.test(id)
+    && isRfc3339(expires) && Number.isFinite(Date.parse(expires));
+}
+
+/** Every entry of `value` (one entry or a list), refusing all of them if one is not an entry. */
+function entries(value: unknown, what: string): FeedEntry[] {
+  const items: unknown[] = Array.isArray(value) ? value : [value];
+  if (!items.every(isEntry)) throw new Unreadable(`${what} with an entry that is not one`);
+  return items as FeedEntry[];
 }
 
 /** A copy of the revocation feed that a `Verifier` consults on every call. */
@@ -107,11 +132,20 @@ export class RevocationFollower implements RevocationCheck {
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       });
       if (!response.ok) throw new Error(`the revocation feed answered ${response.status}`);
-      const page = (await response.json()) as { items?: unknown; next_after?: unknown };
-      const items = Array.isArray(page.items) ? entries(page.items) : [];
+      let page: { items?: unknown; next_after?: unknown };
+      try {
+        page = (await response.json()) as { items?: unknown; next_after?: unknown };
+      } catch {
+        throw new Unreadable("a page that is not JSON");
+      }
+      if (typeof page !== "object" || page === null || !Array.isArray(page.items)
+        || typeof page.next_after !== "number" || !Number.isSafeInteger(page.next_after)) {
+        throw new Unreadable("a page without `items` and `next_after`");
+      }
+      const items = entries(page.items, "a page");
       read += items.length;
       this.apply(items);
-      const next = typeof page.next_after === "number" ? page.next_after : cursor;
+      const next = page.next_after;
       // Done when the feed is exhausted, or a page moves the cursor nowhere.
       if (items.length === 0 || next <= cursor || this.cursor <= cursor) {
         this.succeeded();
@@ -145,12 +179,16 @@ export class RevocationFollower implements RevocationCheck {
         while ((end = buffer.indexOf("\n\n")) >= 0) {
           const event = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
+          // An unreadable event ends the stream here, before any later event moves the cursor:
+          // the caller polls again from the last entry applied.
           const parsed = event.split("\n").filter((l) => l.startsWith("data:")).flatMap((l) => {
+            let data: unknown;
             try {
-              return entries(JSON.parse(l.slice(5).trim()));
+              data = JSON.parse(l.slice(5).trim());
             } catch {
-              return [];
+              throw new Unreadable("an event that is not JSON");
             }
+            return entries(data, "an event");
           });
           this.apply(parsed);
         }

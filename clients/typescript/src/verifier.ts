@@ -3,8 +3,9 @@
  * and agent keys and verifies mandates offline, one call at a time.
  *
  * Keys are fetched on first use, refetched when older than 5 minutes, and on an unknown kid or
- * attesting key at most once per 30 s; after an hour without a successful fetch verification
- * fails closed. Each fetch times out after 5 s. A token's signature and attestation checks are
+ * attesting key at most once per 30 s; after an hour without a successful fetch every
+ * verification fails closed (and the keys are asked for at most once per 30 s) until a fetch
+ * succeeds. Each fetch times out after 5 s. A token's signature and attestation checks are
  * remembered (10,000 tokens, by SHA-256) until it expires or the keys are refetched; revocation,
  * the holder's proof and the authorizer run on every call.
  */
@@ -12,9 +13,10 @@
 import { createHash } from "node:crypto";
 
 import { ProofRefused, RevocationsStale, TooLarge, UnknownKey } from "./errors.js";
+import { parseJson } from "./json.js";
 import { tokenHash } from "./pop/proof.js";
 import { Proofs, type ProofSettings } from "./pop/replay.js";
-import { RUN_LIMITS, ed25519PublicKey, type RunLimits } from "./token/biscuit.js";
+import { RUN_LIMITS, ed25519PublicKey, wasmHeapBytes, type RunLimits } from "./token/biscuit.js";
 import type { AgentKeys } from "./token/chain.js";
 import { MAX_TOKEN_BYTES, checkToken, type Checked, type KeySet, type ReadOut, type Verified, type VerifyOptions } from "./token/verify.js";
 import { read } from "./token/vocabulary.js";
@@ -84,7 +86,7 @@ export interface Call {
 
 /** The published key documents, as mandate serves them. */
 export interface KeysDocument {
-  keys: Array<{ kid: number; algorithm: string; public_key: string; status?: string; created_at?: string }>;
+  keys: Array<{ kid: number; algorithm: string; public_key: string; status: "active" | "verify_only"; created_at: string }>;
 }
 export interface AgentKeysDocument {
   agents: Array<{ agent: string; public_keys: string[] }>;
@@ -111,27 +113,73 @@ function publicKeyHex(text: unknown): string {
   return hex;
 }
 
-/** The verification keys of a `/.well-known/mandate-keys` document. */
+/**
+ * `value` as a JSON object with exactly the members `names` (the Rust documents deny unknown
+ * fields, and none of these members is optional).
+ */
+function members(value: unknown, names: readonly string[], what: string): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new KeyDocumentError(`${what} is a JSON object`);
+  const object = value as Record<string, unknown>;
+  for (const name of Object.keys(object)) {
+    if (!names.includes(name)) throw new KeyDocumentError(`${what} has an unknown field \`${name}\``);
+  }
+  for (const name of names) {
+    if (!Object.hasOwn(object, name)) throw new KeyDocumentError(`${what} has no \`${name}\``);
+  }
+  return object;
+}
+
+/** An RFC 3339 date and time as chrono reads one (`2026-01-02T03:04:05Z`, an offset, a fraction). */
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** Whether `text` is an RFC 3339 timestamp naming a real date and time. */
+export function isRfc3339(text: unknown): text is string {
+  const match = typeof text === "string" ? RFC3339.exec(text) : null;
+  if (match === null) return false;
+  const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const days = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  return month >= 1 && month <= 12 && day >= 1 && day <= days && hour <= 23 && minute <= 59 && second <= 60;
+}
+
+/** The statuses of a published root key. */
+const KEY_STATUSES = ["active", "verify_only"];
+
+/**
+ * The verification keys of a `/.well-known/mandate-keys` document, read as the Rust
+ * `KeysDocument`: exactly `keys`, each key exactly `kid` (32-bit), `algorithm` (`ed25519`),
+ * `public_key`, `status` (`active` or `verify_only`) and `created_at` (RFC 3339); kids unique.
+ */
 export function keySet(document: unknown): KeySet {
-  const keys = (document as KeysDocument | undefined)?.keys;
+  const { keys } = members(document, ["keys"], "a keys document");
   if (!Array.isArray(keys)) throw new KeyDocumentError("`keys` is a list");
   const set: KeySet = new Map();
-  for (const key of keys) {
-    if (!Number.isInteger(key?.kid) || key.kid < 0 || key.kid > 0xffffffff) throw new KeyDocumentError("a kid is a 32-bit integer");
-    if (key.algorithm !== "ed25519") throw new KeyDocumentError(`kid ${key.kid}: unsupported algorithm (only ed25519)`);
-    if (set.has(key.kid)) throw new KeyDocumentError(`kid ${key.kid} is published twice`);
-    set.set(key.kid, publicKeyHex(key.public_key));
+  for (const entry of keys) {
+    const key = members(entry, ["kid", "algorithm", "public_key", "status", "created_at"], "a key");
+    const kid = key.kid;
+    if (typeof kid !== "number" || !Number.isInteger(kid) || kid < 0 || kid > 0xffffffff) throw new KeyDocumentError("a kid is a 32-bit integer");
+    if (key.algorithm !== "ed25519") throw new KeyDocumentError(`kid ${kid}: unsupported algorithm (only ed25519)`);
+    if (typeof key.status !== "string" || !KEY_STATUSES.includes(key.status)) {
+      throw new KeyDocumentError(`kid ${kid}: status is \`active\` or \`verify_only\``);
+    }
+    if (!isRfc3339(key.created_at)) throw new KeyDocumentError(`kid ${kid}: created_at is an RFC 3339 time`);
+    const hex = publicKeyHex(key.public_key);
+    if (set.has(kid)) throw new KeyDocumentError(`kid ${kid} is published twice`);
+    set.set(kid, hex);
   }
   return set;
 }
 
-/** The agents' keys of a `/.well-known/mandate-agent-keys` document. */
+/**
+ * The agents' keys of a `/.well-known/mandate-agent-keys` document, read as the Rust
+ * `AgentKeysDocument`: exactly `agents`, each exactly `agent` and `public_keys`.
+ */
 export function agentKeys(document: unknown): AgentKeys {
-  const agents = (document as AgentKeysDocument | undefined)?.agents;
+  const { agents } = members(document, ["agents"], "an agent keys document");
   if (!Array.isArray(agents)) throw new KeyDocumentError("`agents` is a list");
   const map: AgentKeys = new Map();
-  for (const entry of agents) {
-    if (typeof entry?.agent !== "string" || !Array.isArray(entry.public_keys)) throw new KeyDocumentError("an agent has an id and keys");
+  for (const item of agents) {
+    const entry = members(item, ["agent", "public_keys"], "an agent");
+    if (typeof entry.agent !== "string" || !Array.isArray(entry.public_keys)) throw new KeyDocumentError("an agent has an id and keys");
     const keys = map.get(entry.agent) ?? new Set<string>();
     for (const key of entry.public_keys) keys.add(publicKeyHex(key));
     map.set(entry.agent, keys);
@@ -231,7 +279,14 @@ export class Verifier {
    * who acts and the right used; throws a `VerificationError` whose `code` says why not.
    */
   async verify(token: string, call: Call): Promise<Verified> {
-    return this.authorize(await this.present(token, call), call);
+    const entry = await this.checked(token);
+    try {
+      this.alive(entry);
+      return this.authorize(new Presentation(entry, this.prove(entry, call)), call);
+    } finally {
+      // With caching off this call is the token's only holder: free its wasm memory now.
+      if (this.options.cacheCapacity === 0) entry.checked.free();
+    }
   }
 
   /**
@@ -262,6 +317,15 @@ export class Verifier {
     return this.proofs.nonce(Math.floor(this.clock.now() / 1000));
   }
 
+  /**
+   * The size in bytes of biscuit-wasm's heap, shared by every verifier in this process (or
+   * `undefined` where it cannot be reached). It grows with every verification and never
+   * shrinks: watch it, and recycle the process or worker before it nears 4 GiB (README, "Limits").
+   */
+  static wasmHeapBytes(): number | undefined {
+    return wasmHeapBytes();
+  }
+
   /** How many checked tokens are remembered. */
   get cachedTokens(): number {
     return this.tokens.size;
@@ -273,7 +337,8 @@ export class Verifier {
     const get = async (path: string): Promise<unknown> => {
       const response = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(this.options.fetchTimeoutMs) });
       if (!response.ok) throw new KeyDocumentError(`${path} answered ${response.status}`);
-      return response.json();
+      // Read as serde_json does: `1.0` is not a kid.
+      return parseJson(await response.text());
     };
     const keys = keySet(await get("/.well-known/mandate-keys"));
     const agents = agentKeys(await get("/.well-known/mandate-agent-keys"));
@@ -354,23 +419,33 @@ export class Verifier {
     }
   }
 
-  /** Refreshes keys older than the TTL, or on an unknown key at most once per refetch interval. */
+  /** Whether the keys were last fetched longer than the maximum key age ago (or never). */
+  private keysTooOld(now: number): boolean {
+    return this.lastSuccess === undefined || now - this.lastSuccess > this.options.maxKeyAgeMs;
+  }
+
+  /**
+   * Refreshes keys older than the TTL, or on an unknown key (or keys past the maximum age) at most
+   * once per refetch interval; then refuses, on every call, keys older than the maximum age,
+   * whether or not a fetch was due.
+   */
   private async refreshIfDue(unknown: boolean): Promise<void> {
     if (this.fixed) return;
     const now = this.clock.monotonic();
     const age = this.lastFetch === undefined ? undefined : now - this.lastFetch;
-    const due = age === undefined || age >= this.options.keyTtlMs || (unknown && age >= this.options.refetchIntervalMs);
-    if (!due) return;
-    this.fetching ??= this.refresh().finally(() => {
-      this.fetching = undefined;
-    });
-    try {
-      await this.fetching;
-    } catch {
-      // Count the attempt, so an unreachable mandate is not asked on every request.
-      this.lastFetch = now;
-      const tooOld = this.lastSuccess === undefined || now - this.lastSuccess > this.options.maxKeyAgeMs;
-      if (tooOld) throw new UnknownKey();
+    const due = age === undefined || age >= this.options.keyTtlMs
+      || ((unknown || this.keysTooOld(now)) && age >= this.options.refetchIntervalMs);
+    if (due) {
+      this.fetching ??= this.refresh().finally(() => {
+        this.fetching = undefined;
+      });
+      try {
+        await this.fetching;
+      } catch {
+        // Count the attempt, so an unreachable mandate is not asked on every request.
+        this.lastFetch = now;
+      }
     }
+    if (this.keysTooOld(this.clock.monotonic())) throw new UnknownKey();
   }
 }

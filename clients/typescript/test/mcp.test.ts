@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { createServer, type Server as HttpServer } from "node:http";
+import { createServer, request, type Server as HttpServer } from "node:http";
 import { after, before, describe, it } from "node:test";
 
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -112,6 +112,32 @@ describe("MCP middleware", () => {
     assert.equal(body.error.code, -32602);
     assert.deepEqual(body.error.data, { reason: "argument_not_allowed", tool: "crm", operation: "write", argument: "ticket", requirement: "must start with `T-`" });
     assert.match(raw.headers.get("www-authenticate") ?? "", /^Bearer error="insufficient_scope", scope="crm:write"/);
+  });
+
+  /** A request with exactly this request target (`http.request` sends `path` as it is). */
+  const rawTarget = (target: string, headers: Record<string, string>) => new Promise<number>((resolve, reject) => {
+    const sent = request({
+      host: "127.0.0.1", port: Number(new URL(url).port), path: target, method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json, text/event-stream", "content-length": Buffer.byteLength(initialize), ...headers },
+    }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    sent.on("error", reject);
+    sent.end(initialize);
+  });
+
+  it("names this server in the proof's URL whatever the request target says", async () => {
+    const holder = HolderSecret.generate("EdDSA");
+    const { token } = await service.mint([{ tool: "crm", operations: ["read"] }], { holder_key: holder.publicKey.toJwk() });
+    const dpop = (proofUrl: string) => ({ authorization: `DPoP ${token}`, dpop: createProof(holder, { method: "POST", url: proofUrl, token }) });
+    // Proofs made for other servers, replayed here with targets that would name those servers.
+    assert.equal(await rawTarget("//evil.example/mcp", dpop("http://evil.example/mcp")), 400, "a target starting with //");
+    assert.equal(await rawTarget("https://other.example/mcp", dpop("https://other.example/mcp")), 400, "an absolute-form target");
+    assert.equal(await rawTarget("http://evil.example/mcp", dpop(url)), 400, "an absolute-form target, even with a proof for here");
+    // A proof names this server and the path; the query is not part of it.
+    assert.equal(await rawTarget("/mcp?x=1", dpop(url)), 200);
+    assert.equal(await rawTarget("/mcp", dpop("http://evil.example/mcp")), 401, "a proof for another server");
   });
 
   it("checks a bound mandate's proof on each request", async () => {

@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 
@@ -15,6 +16,29 @@ const vectors = parseJson(readFileSync(repoPath("tests/vectors/mandate-v1.json")
   cases: Array<{ name: string; calls: Array<{ expect: { verified: { holder_key?: string } | null } }> }>;
 };
 const url = "https://crm.example.com/v1/tickets";
+
+/** The order of the Ed25519 base point. */
+const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+const littleEndian = (bytes: Uint8Array): bigint => BigInt(`0x${Buffer.from(bytes).reverse().toString("hex") || "0"}`);
+const bytes32 = (value: bigint): Buffer => Buffer.from(value.toString(16).padStart(64, "0"), "hex").reverse();
+
+/**
+ * An Ed25519 signature of `message` by `secret` whose R is the identity (a point of small
+ * order): S = k·a, so [S]B = R + [k]A holds and a cofactorless check accepts it; ed25519-dalek's
+ * `verify_strict` does not.
+ */
+function smallOrderSignature(secret: HolderSecret, message: Uint8Array): Buffer {
+  const digest = createHash("sha512").update(secret.privateBytes()).digest();
+  const clamped = Buffer.from(digest.subarray(0, 32));
+  clamped[0] = (clamped[0] as number) & 248;
+  clamped[31] = ((clamped[31] as number) & 127) | 64;
+  const a = littleEndian(clamped);
+  const publicKey = Buffer.from(String(secret.publicKey.toJwk().x), "base64url");
+  const r = Buffer.alloc(32);
+  r[0] = 1;
+  const k = littleEndian(createHash("sha512").update(Buffer.concat([r, publicKey, message])).digest()) % L;
+  return Buffer.concat([r, bytes32((k * a) % L)]);
+}
 const NOW = 1_800_000_000;
 
 describe("holder keys", () => {
@@ -45,6 +69,27 @@ describe("holder keys", () => {
     const p256 = HolderSecret.generate("ES256").publicKey.toJwk();
     assert.throws(() => HolderKey.fromJwk({ ...p256, y: p256.x }), /P-256/);
     assert.throws(() => HolderKey.fromJwk({ kty: "RSA", n: "x", e: "AQAB" }), /only Ed25519/);
+  });
+});
+
+describe("Ed25519 signatures", () => {
+  it("are checked strictly: no small-order R, no unreduced S", () => {
+    const secret = HolderSecret.generate("EdDSA");
+    const message = Buffer.from("a message");
+    const good = secret.sign(message);
+    assert.ok(secret.publicKey.verifies(message, good));
+    assert.equal(secret.publicKey.verifies(message, smallOrderSignature(secret, message)), false, "small-order R");
+    const unreduced = Buffer.concat([good.subarray(0, 32), bytes32(littleEndian(good.subarray(32)) + L)]);
+    assert.equal(secret.publicKey.verifies(message, unreduced), false, "S + L");
+
+    // A proof signed so is refused as an unverified signature.
+    const header = Buffer.from(JSON.stringify({ typ: "dpop+jwt", alg: "EdDSA", jwk: secret.publicKey.toJwk() })).toString("base64url");
+    const claims = Buffer.from(JSON.stringify({ jti: "j", htm: "POST", htu: url, iat: NOW })).toString("base64url");
+    const input = `${header}.${claims}`;
+    const jwt = `${input}.${smallOrderSignature(secret, Buffer.from(input)).toString("base64url")}`;
+    const expected = { method: "POST", url, ath: undefined, holder: undefined, now: NOW, maxAgeSeconds: 60, maxAheadSeconds: 30 };
+    assert.throws(() => checkProof(jwt, expected), { problem: "signature" });
+    assert.equal(checkProof(`${input}.${secret.sign(Buffer.from(input)).toString("base64url")}`, expected).jti, "j");
   });
 });
 

@@ -98,6 +98,16 @@ function smallOrder(bytes: Uint8Array): boolean {
   return SMALL_ORDER.includes(copy.toString("hex"));
 }
 
+/** The order of the Ed25519 base point. */
+const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+
+/** Whether an Ed25519 signature's R is not of small order and its S is reduced (`verify_strict`). */
+function strictlyShaped(signature: Uint8Array): boolean {
+  const r = signature.subarray(0, 32);
+  const s = BigInt(`0x${Buffer.from(signature.subarray(32, 64)).reverse().toString("hex")}`);
+  return !smallOrder(r) && s < L;
+}
+
 /** A holder's public key. */
 export class HolderKey {
   private constructor(
@@ -173,11 +183,16 @@ export class HolderKey {
     return encodeBase64Url(createHash("sha256").update(canonical).digest());
   }
 
-  /** Whether `signature` (JWS form, 64 bytes) signs `message`. */
+  /**
+   * Whether `signature` (JWS form, 64 bytes) signs `message`. An Ed25519 signature is checked as
+   * ed25519-dalek's `verify_strict` (mandate's): one whose R is a point of small order, or whose
+   * S is not reduced (S >= L), is refused before Node's cofactorless check, which accepts a
+   * small-order R.
+   */
   verifies(message: Uint8Array, signature: Uint8Array): boolean {
     if (signature.length !== 64) return false;
     try {
-      if (this.algorithm === "EdDSA") return verify(null, message, this.key, signature);
+      if (this.algorithm === "EdDSA") return strictlyShaped(signature) && verify(null, message, this.key, signature);
       return verify("sha256", message, { key: this.key, dsaEncoding: "ieee-p1363" }, signature);
     } catch {
       return false;

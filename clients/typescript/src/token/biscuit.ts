@@ -17,6 +17,47 @@ import type { ArgValue, Scalar } from "./constraints.js";
 
 export { wasm };
 
+/**
+ * biscuit-wasm's linear memory, reached by importing the module's `.wasm` file (the instance
+ * biscuit-wasm itself imported: ES modules are instantiated once per URL), or `undefined` where
+ * the loader does not allow that.
+ */
+const memory: { readonly buffer: ArrayBuffer } | undefined = await (async () => {
+  try {
+    const url = new URL("./biscuit_bg.wasm", import.meta.resolve("@biscuit-auth/biscuit-wasm"));
+    const instance = (await import(url.href)) as { memory?: unknown };
+    // The WebAssembly global, typed here as this package's `lib` does not declare it.
+    const Memory = (globalThis as unknown as { WebAssembly: { Memory: new () => { readonly buffer: ArrayBuffer } } }).WebAssembly.Memory;
+    return instance.memory instanceof Memory ? instance.memory : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+/**
+ * The size of biscuit-wasm's heap in bytes (`undefined` if it cannot be reached). biscuit-wasm
+ * 0.6.0 allocates with `wee_alloc`, which reuses freed memory poorly: the heap grows with every
+ * authorization (about 19 KB per `verify` call) and never shrinks, and the module aborts near
+ * 4 GiB. See "Limits" in the README.
+ */
+export function wasmHeapBytes(): number | undefined {
+  return memory?.buffer.byteLength;
+}
+
+/** Past this heap size a process warning says to recycle the process. */
+const HEAP_WARNING_BYTES = 1 << 30;
+let warned = false;
+
+function warnOnHeap(): void {
+  if (warned || memory === undefined || memory.buffer.byteLength < HEAP_WARNING_BYTES) return;
+  warned = true;
+  process.emitWarning(
+    `biscuit-wasm's heap is ${Math.round(memory.buffer.byteLength / 2 ** 20)} MiB and only grows (about 19 KB per verification); `
+    + "it aborts near 4 GiB: recycle this process or worker (see Limits in @mandate/client's README)",
+    { code: "MANDATE_WASM_HEAP" },
+  );
+}
+
 /** Bounds on one authorization. */
 export interface RunLimits {
   maxFacts: number;
@@ -61,58 +102,92 @@ export interface CallFacts {
 
 const term = (value: ArgValue): unknown => ("scalar" in value ? value.scalar : { set: value.list.map((v: Scalar) => v) });
 
-/** Runs the authorizer on `token` with the call's facts and the one policy, within `limits`. */
-export function authorize(token: wasm.Biscuit, facts: CallFacts, limits: RunLimits): void {
-  const params: Record<string, unknown> = {
-    time: { date: new Date(facts.time * 1000).toISOString() },
-    tool: facts.tool,
-    operation: facts.operation,
+/**
+ * The verifier's Datalog, parsed once. Parsing the source text anew took about a fifth of a
+ * cached call; a parsed fact or policy takes its parameters with `set` and is copied into the
+ * builder by `addFact` / `addPolicy`, so one of each serves every call. Every parameter of a
+ * template is set before each use (a fact or policy with an unset parameter is refused), and
+ * calls never interleave (all of this is synchronous), so no call sees another's values.
+ */
+interface Templates {
+  time: wasm.Fact;
+  tool: wasm.Fact;
+  operation: wasm.Fact;
+  resource: wasm.Fact;
+  holderProof: wasm.Fact;
+  arg: wasm.Fact;
+  allow: wasm.Policy;
+}
+
+let parsed: Templates | undefined;
+
+function templates(): Templates {
+  parsed ??= {
+    time: wasm.Fact.fromString("time({time})"),
+    tool: wasm.Fact.fromString("tool({tool})"),
+    operation: wasm.Fact.fromString("operation({operation})"),
+    resource: wasm.Fact.fromString("resource({resource})"),
+    holderProof: wasm.Fact.fromString("holder_proof({holder_proof})"),
+    arg: wasm.Fact.fromString("arg({path}, {value})"),
+    allow: wasm.Policy.fromString("allow if mandate_schema(1), right({tool}, {operation})"),
   };
-  let source = "time({time});\ntool({tool});\noperation({operation});\n";
-  if (facts.resource !== undefined) {
-    source += "resource({resource});\n";
-    params.resource = facts.resource;
+  return parsed;
+}
+
+/** An authorizer for `token` with the call's facts and the one policy. */
+function build(token: wasm.Biscuit, facts: CallFacts): wasm.Authorizer {
+  const t = templates();
+  const builder = new wasm.AuthorizerBuilder();
+  try {
+    t.time.set("time", { date: new Date(facts.time * 1000).toISOString() });
+    builder.addFact(t.time);
+    t.tool.set("tool", facts.tool);
+    builder.addFact(t.tool);
+    t.operation.set("operation", facts.operation);
+    builder.addFact(t.operation);
+    if (facts.resource !== undefined) {
+      t.resource.set("resource", facts.resource);
+      builder.addFact(t.resource);
+    }
+    if (facts.holderProof !== undefined) {
+      t.holderProof.set("holder_proof", facts.holderProof);
+      builder.addFact(t.holderProof);
+    }
+    for (const [path, value] of facts.args) {
+      t.arg.set("path", path);
+      t.arg.set("value", term(value));
+      builder.addFact(t.arg);
+    }
+    t.allow.set("tool", facts.tool);
+    t.allow.set("operation", facts.operation);
+    builder.addPolicy(t.allow);
+  } catch (error) {
+    builder.free();
+    throw error;
   }
-  if (facts.holderProof !== undefined) {
-    source += "holder_proof({holder_proof});\n";
-    params.holder_proof = facts.holderProof;
-  }
-  let i = 0;
-  for (const [path, value] of facts.args) {
-    source += `arg({path${i}}, {value${i}});\n`;
-    params[`path${i}`] = path;
-    params[`value${i}`] = term(value);
-    i++;
-  }
-  source += "allow if mandate_schema(1), right({tool}, {operation});";
+  // Consumes the builder.
+  return builder.buildAuthenticated(token);
+}
+
+/**
+ * Runs the authorizer on `token` with the call's facts and the one policy, within `limits`, once:
+ * a run that reaches a limit (time included) is refused, never run again with a fresh budget.
+ */
+export function authorize(token: wasm.Biscuit, facts: CallFacts, limits: RunLimits): void {
+  const run = {
+    max_facts: limits.maxFacts,
+    max_iterations: limits.maxIterations,
+    max_time_micro: limits.maxTimeMs * 1000,
+  };
   let authorizer: wasm.Authorizer | undefined;
   try {
-    const builder = new wasm.AuthorizerBuilder();
-    builder.addCodeWithParameters(source, params, {});
-    authorizer = builder.buildAuthenticated(token);
-    const run = {
-      max_facts: limits.maxFacts,
-      max_iterations: limits.maxIterations,
-      max_time_micro: limits.maxTimeMs * 1000,
-    };
-    try {
-      authorizer.authorizeWithLimits(run);
-    } catch (error) {
-      // A pause of this process (garbage collection, a busy machine) can cost one run its
-      // time budget: a timeout is run once more, and refused if it times out again. Facts and
-      // iterations are deterministic and never retried.
-      if (inner(error, "RunLimit") !== "Timeout") throw error;
-      authorizer.free();
-      authorizer = undefined;
-      const again = new wasm.AuthorizerBuilder();
-      again.addCodeWithParameters(source, params, {});
-      authorizer = again.buildAuthenticated(token);
-      authorizer.authorizeWithLimits(run);
-    }
+    authorizer = build(token, facts);
+    authorizer.authorizeWithLimits(run);
   } catch (error) {
     throw mapBiscuit(error);
   } finally {
     authorizer?.free();
+    warnOnHeap();
   }
 }
 

@@ -3,6 +3,11 @@
  * objects: the token container, its signed blocks, and each block's symbols, facts, rules,
  * checks and expressions. Only what a mandate verifier reads is kept; unknown fields are
  * skipped as protobuf requires, and nesting is bounded.
+ *
+ * A singular field (scalar, message, or a member of a oneof) that occurs twice in one message is
+ * refused: prost, which biscuit-wasm decodes with, merges two occurrences of an embedded message
+ * (or of the same oneof member) where a decoder keeping the last would read something else, and a
+ * correct serializer never writes one twice. Two members of one oneof are refused alike.
  */
 
 import {
@@ -90,11 +95,33 @@ function each(bytes: Uint8Array, read: (field: Field) => void): void {
   for (const field of fields(bytes)) read(field);
 }
 
+/** A oneof's key in `Singular`: every member of the oneof counts as the same field. */
+const ONEOF = -1;
+
+/** The singular fields seen so far in one message: a second occurrence is refused. */
+class Singular {
+  private readonly seen = new Set<number>();
+
+  /** Marks `key` (a field number, or `ONEOF`) as read, refusing it if it was read before. */
+  once(key: number): void {
+    if (this.seen.has(key)) {
+      throw new WireError(key === ONEOF ? "a oneof is set twice" : `singular field ${key} occurs twice`);
+    }
+    this.seen.add(key);
+  }
+}
+
 function publicKey(bytes: Uint8Array): PublicKeyProto {
   const key: PublicKeyProto = { algorithm: 0, key: new Uint8Array() };
+  const single = new Singular();
   each(bytes, (f) => {
-    if (f.number === 1) key.algorithm = int32Of(f);
-    else if (f.number === 2) key.key = bytesOf(f);
+    if (f.number === 1) {
+      single.once(1);
+      key.algorithm = int32Of(f);
+    } else if (f.number === 2) {
+      single.once(2);
+      key.key = bytesOf(f);
+    }
   });
   return key;
 }
@@ -104,7 +131,9 @@ function signedBlock(bytes: Uint8Array): SignedBlockProto {
     block: new Uint8Array(), nextKey: undefined, signature: new Uint8Array(),
     externalSignature: undefined, version: undefined,
   };
+  const single = new Singular();
   each(bytes, (f) => {
+    if (f.number >= 1 && f.number <= 5) single.once(f.number);
     switch (f.number) {
       case 1: block.block = bytesOf(f); break;
       case 2: block.nextKey = publicKey(bytesOf(f)); break;
@@ -113,9 +142,15 @@ function signedBlock(bytes: Uint8Array): SignedBlockProto {
         const external: { signature: Uint8Array; publicKey: PublicKeyProto | undefined } = {
           signature: new Uint8Array(), publicKey: undefined,
         };
+        const inner = new Singular();
         each(bytesOf(f), (g) => {
-          if (g.number === 1) external.signature = bytesOf(g);
-          else if (g.number === 2) external.publicKey = publicKey(bytesOf(g));
+          if (g.number === 1) {
+            inner.once(1);
+            external.signature = bytesOf(g);
+          } else if (g.number === 2) {
+            inner.once(2);
+            external.publicKey = publicKey(bytesOf(g));
+          }
         });
         block.externalSignature = external;
         break;
@@ -130,22 +165,48 @@ function signedBlock(bytes: Uint8Array): SignedBlockProto {
 export function decodeBiscuit(bytes: Uint8Array): BiscuitProto {
   const token: BiscuitProto = { rootKeyId: undefined, authority: undefined, blocks: [] };
   let proof = false;
+  const single = new Singular();
   each(bytes, (f) => {
+    if (f.number === 1 || f.number === 2 || f.number === 4) single.once(f.number);
     switch (f.number) {
       case 1: token.rootKeyId = uint32Of(f); break;
       case 2: token.authority = signedBlock(bytesOf(f)); break;
       case 3: token.blocks.push(signedBlock(bytesOf(f))); break;
-      case 4: bytesOf(f); proof = true; break;
+      case 4: proofOf(bytesOf(f)); proof = true; break;
     }
   });
   if (token.authority === undefined || !proof) throw new WireError("a token has an authority block and a proof");
   return token;
 }
 
+/** The token's proof: a oneof of the next secret and the final signature, each bytes. */
+function proofOf(bytes: Uint8Array): void {
+  const single = new Singular();
+  each(bytes, (f) => {
+    if (f.number === 1 || f.number === 2) {
+      single.once(ONEOF);
+      bytesOf(f);
+    }
+  });
+}
+
+/** A `Scope`: a oneof of a scope type and a public key index. Only its shape is checked. */
+function scopeOf(bytes: Uint8Array): void {
+  const single = new Singular();
+  each(bytes, (f) => {
+    if (f.number === 1 || f.number === 2) {
+      single.once(ONEOF);
+      int64Of(f);
+    }
+  });
+}
+
 function term(bytes: Uint8Array, depth: number): TermProto {
   if (depth > MAX_DEPTH) throw new WireError("terms nested too deep");
   let out: TermProto = { kind: "none" };
+  const single = new Singular();
   each(bytes, (f) => {
+    if (f.number >= 1 && f.number <= 10) single.once(ONEOF);
     switch (f.number) {
       case 1: out = { kind: "variable", value: uint32Of(f) }; break;
       case 2: out = { kind: "integer", value: int64Of(f) }; break;
@@ -177,9 +238,15 @@ function repeatedTerms(bytes: Uint8Array, depth: number): TermProto[] {
 
 function operator(bytes: Uint8Array): { op: number; ffiName: bigint | undefined } {
   const out = { op: 0, ffiName: undefined as bigint | undefined };
+  const single = new Singular();
   each(bytes, (f) => {
-    if (f.number === 1) out.op = int32Of(f);
-    else if (f.number === 2) out.ffiName = uint64Of(f);
+    if (f.number === 1) {
+      single.once(1);
+      out.op = int32Of(f);
+    } else if (f.number === 2) {
+      single.once(2);
+      out.ffiName = uint64Of(f);
+    }
   });
   return out;
 }
@@ -187,7 +254,9 @@ function operator(bytes: Uint8Array): { op: number; ffiName: bigint | undefined 
 function op(bytes: Uint8Array, depth: number): OpProto {
   if (depth > MAX_DEPTH) throw new WireError("closures nested too deep");
   let out: OpProto = { kind: "none" };
+  const single = new Singular();
   each(bytes, (f) => {
+    if (f.number >= 1 && f.number <= 4) single.once(ONEOF);
     switch (f.number) {
       case 1: out = { kind: "value", term: term(bytesOf(f), depth + 1) }; break;
       case 2: out = { kind: "unary", ...operator(bytesOf(f)) }; break;
@@ -209,18 +278,22 @@ function op(bytes: Uint8Array, depth: number): OpProto {
 
 function predicate(bytes: Uint8Array): PredicateProto {
   const out: PredicateProto = { name: -1, terms: [] };
+  const single = new Singular();
   each(bytes, (f) => {
-    if (f.number === 1) out.name = symbolId(uint64Of(f));
-    else if (f.number === 2) out.terms.push(term(bytesOf(f), 0));
+    if (f.number === 1) {
+      single.once(1);
+      out.name = symbolId(uint64Of(f));
+    } else if (f.number === 2) out.terms.push(term(bytesOf(f), 0));
   });
   return out;
 }
 
 function rule(bytes: Uint8Array): RuleProto {
   const out: RuleProto = { head: { name: -1, terms: [] }, body: [], expressions: [], scope: 0 };
+  const single = new Singular();
   each(bytes, (f) => {
     switch (f.number) {
-      case 1: out.head = predicate(bytesOf(f)); break;
+      case 1: single.once(1); out.head = predicate(bytesOf(f)); break;
       case 2: out.body.push(predicate(bytesOf(f))); break;
       case 3: {
         const ops: OpProto[] = [];
@@ -230,7 +303,7 @@ function rule(bytes: Uint8Array): RuleProto {
         out.expressions.push(ops);
         break;
       }
-      case 4: bytesOf(f); out.scope++; break;
+      case 4: scopeOf(bytesOf(f)); out.scope++; break;
     }
   });
   return out;
@@ -241,15 +314,20 @@ export function decodeBlock(bytes: Uint8Array): BlockProto {
   const block: BlockProto = {
     symbols: [], version: undefined, facts: [], rules: 0, checks: [], scope: 0, publicKeys: 0,
   };
+  const single = new Singular();
   each(bytes, (f) => {
     switch (f.number) {
       case 1: block.symbols.push(stringOf(f)); break;
-      case 2: stringOf(f); break;
-      case 3: block.version = uint32Of(f); break;
+      case 2: single.once(2); stringOf(f); break;
+      case 3: single.once(3); block.version = uint32Of(f); break;
       case 4: {
         let fact: PredicateProto | undefined;
+        const inner = new Singular();
         each(bytesOf(f), (g) => {
-          if (g.number === 1) fact = predicate(bytesOf(g));
+          if (g.number === 1) {
+            inner.once(1);
+            fact = predicate(bytesOf(g));
+          }
         });
         if (fact === undefined) throw new WireError("a fact has a predicate");
         block.facts.push(fact);
@@ -258,14 +336,18 @@ export function decodeBlock(bytes: Uint8Array): BlockProto {
       case 5: rule(bytesOf(f)); block.rules++; break;
       case 6: {
         const check: CheckProto = { queries: [], kind: undefined };
+        const inner = new Singular();
         each(bytesOf(f), (g) => {
           if (g.number === 1) check.queries.push(rule(bytesOf(g)));
-          else if (g.number === 2) check.kind = int32Of(g);
+          else if (g.number === 2) {
+            inner.once(2);
+            check.kind = int32Of(g);
+          }
         });
         block.checks.push(check);
         break;
       }
-      case 7: bytesOf(f); block.scope++; break;
+      case 7: scopeOf(bytesOf(f)); block.scope++; break;
       case 8: publicKey(bytesOf(f)); block.publicKeys++; break;
     }
   });
