@@ -6,15 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo bench --bench vector -- --noplot >/dev/null
+cargo bench --bench vector -- --noplot >/dev/null 2>&1 || { echo "cargo bench --bench vector failed" >&2; exit 1; }
 rust() { # criterion's mean, in microseconds
     python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['mean']['point_estimate']/1000, 1))" \
         "target/criterion/vector/$1/new/estimates.json"
 }
 RUST_COLD=$(rust cold)
 RUST_CACHED=$(rust cached)
-PY=$(cd clients/python && "${PYTHON:-python3}" bench_verify.py)
-TS=$(cd clients/typescript && node --experimental-wasm-modules --no-warnings bench/verify.mjs)
+PY=$(cd clients/python && "${PYTHON:-python3}" bench_verify.py | tail -n 1)
+# biscuit-wasm prints a line of its own when it loads: the figures are the last line.
+TS=$(cd clients/typescript && npx tsc -p . && node --experimental-wasm-modules --no-warnings bench/verify.mjs | tail -n 1)
 
 python3 - "$RUST_COLD" "$RUST_CACHED" "$PY" "$TS" <<'PY'
 import json, sys
