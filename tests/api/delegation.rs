@@ -186,16 +186,21 @@ async fn a_verifier_learns_an_agent_key_registered_after_it_fetched() {
     );
 }
 
-#[tokio::test]
-async fn a_remembered_token_is_still_authorized_per_call_expires_and_is_rechecked_with_new_keys() {
-    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
-    let (idp, secret) = mint_setup(&app).await;
+/// A mandate for alice's orchestrator to read the CRM for `ttl` seconds.
+async fn crm_reader(app: &TestApp, ttl: i64) -> String {
+    let (idp, secret) = mint_setup(app).await;
     let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
     let request = crate::helpers::callers::Mint::new(&jwt)
         .scope("crm", &["read"])
-        .ttl(120);
+        .ttl(ttl);
     let minted = app.mint(&secret, &request).await;
-    let token = minted["token"].as_str().unwrap();
+    minted["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_still_authorized_per_call_expires_and_is_rechecked_with_new_keys() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let token = &crm_reader(&app, 120).await;
     let (attested, registered) = attested_by_helper(&app, token).await;
 
     let clock: mandate::clock::SharedClock = app.clock.clone();
@@ -305,13 +310,7 @@ async fn a_suspended_sub_agents_key_is_withdrawn_and_its_attestations_no_longer_
 #[tokio::test]
 async fn keys_not_refreshed_for_longer_than_their_maximum_age_are_refused_on_every_call() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
-    let (idp, secret) = mint_setup(&app).await;
-    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
-    let request = crate::helpers::callers::Mint::new(&jwt)
-        .scope("crm", &["read"])
-        .ttl(900);
-    let minted = app.mint(&secret, &request).await;
-    let token = minted["token"].as_str().unwrap().to_owned();
+    let token = crm_reader(&app, 900).await;
     let clock = app.clock.clone();
     let shared: mandate::clock::SharedClock = clock.clone();
     let mut settings = VerifierSettings::new(app.base.clone());
@@ -347,15 +346,7 @@ async fn keys_not_refreshed_for_longer_than_their_maximum_age_are_refused_on_eve
 #[tokio::test]
 async fn keys_too_old_to_trust_are_asked_for_again_within_the_refetch_interval() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
-    let (idp, secret) = mint_setup(&app).await;
-    let jwt = idp.sign("rsa-1", &idp.claims("alice", &["support"], app.clock.now()));
-    let request = crate::helpers::callers::Mint::new(&jwt)
-        .scope("crm", &["read"])
-        .ttl(900);
-    let token = app.mint(&secret, &request).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = crm_reader(&app, 900).await;
     // The verifier reaches mandate through a relay that can be cut.
     let (relay, up) = relay(app.base.clone()).await;
     let clock = app.clock.clone();
