@@ -1,6 +1,9 @@
 """Time per ``verify`` call for the 2-block token of vector ``narrowed``: cold (first sight of
 the token: vocabulary, signatures, then the call) and cached (the same token again: revocation,
-expiry and the authorizer only). Prints ``{"cold_us": …, "cached_us": …}``."""
+expiry and the authorizer only). Prints ``{"cold_us": …, "cached_us": …}``.
+
+It measures the source tree, not an installed package: it puts ``src`` first on ``sys.path``
+itself (the tests, unlike it, import the installed package)."""
 
 from __future__ import annotations
 

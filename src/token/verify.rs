@@ -43,7 +43,7 @@ pub struct AccessRequest {
 }
 
 /// The largest clock skew, in seconds, a verifier should tolerate on expiry (the verifier's
-/// default). The revocation feed keeps an entry this long past its mandate's expiry.
+/// default). The revocation feed keeps an entry a second longer ([`KEEP_REVOKED_SECONDS`]).
 pub const MAX_SKEW_SECONDS: i64 = 30;
 
 /// How long past its mandate's expiry a revocation must stay known: a verifier compares expiry

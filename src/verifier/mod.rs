@@ -158,6 +158,8 @@ pub struct Verifier {
     revocations: Arc<dyn RevocationCheck>,
     proofs: Proofs,
     clock: SharedClock,
+    /// Held while the keys are fetched, so concurrent calls do not fetch them again.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -190,6 +192,7 @@ impl Verifier {
             cache: RwLock::new(Cached::default()),
             revocations,
             clock,
+            fetching: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -283,29 +286,29 @@ impl Verifier {
                 .last_success
                 .is_some_and(|at| now.saturating_duration_since(at) <= self.settings.max_key_age)
         };
-        let (age, untrusted) = {
-            let cache = self.cache.read().await;
-            let age = cache.last_fetch.map(|at| now.saturating_duration_since(at));
-            (age, !trusted(&cache))
-        };
-        // Keys too old to trust are asked for as often as an unknown key is, so verification
-        // resumes soon after mandate is reachable again.
-        let due = match age {
+        let due = |cache: &Cached| match cache.last_fetch {
             None => true,
-            Some(age) => {
+            Some(at) => {
+                let age = now.saturating_duration_since(at);
+                // Keys too old to trust are asked for as often as an unknown key is, so
+                // verification resumes soon after mandate is reachable again.
                 age >= self.settings.key_ttl
-                    || ((unknown || untrusted) && age >= self.settings.refetch_interval)
+                    || ((unknown || !trusted(cache)) && age >= self.settings.refetch_interval)
             }
         };
-        if due {
-            if let Err(error) = self.refresh().await {
-                tracing::warn!(%error, "cannot refresh mandate's keys");
-                // Count the attempt, so an unreachable mandate is not asked on every request.
-                self.cache.write().await.last_fetch = Some(now);
+        if due(&*self.cache.read().await) {
+            // One fetch at a time: calls that find a fetch due wait for the one under way,
+            // and fetch only if it left one still due.
+            let _fetching = self.fetching.lock().await;
+            if due(&*self.cache.read().await) {
+                if let Err(error) = self.refresh().await {
+                    tracing::warn!(%error, "cannot refresh mandate's keys");
+                    // Count the attempt, so an unreachable mandate is not asked on every
+                    // request.
+                    self.cache.write().await.last_fetch = Some(now);
+                }
             }
         }
-        // Keys not fetched successfully for longer than `max_key_age` are not trusted, on every
-        // call, whether or not this call was due to fetch them.
         if !trusted(&*self.cache.read().await) {
             return Err(TokenError::UnknownKey);
         }

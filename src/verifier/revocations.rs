@@ -196,7 +196,7 @@ impl RevocationSync {
     }
 
     /// Follows the stream until it ends (which is always an error: the stream is endless);
-    /// every event or keep-alive counts as a sync. [`RevocationSync::spawn`] calls this after
+    /// every complete event or keep-alive counts as a sync. [`RevocationSync::spawn`] calls this after
     /// each successful poll.
     pub async fn follow(&self) -> Result<(), FetchError> {
         let cursor = self.status().cursor;
@@ -214,30 +214,24 @@ impl RevocationSync {
             return Err(http(format!("answered {}", response.status())));
         }
         let mut body = response.bytes_stream();
-        let mut buffer = String::new();
+        let mut events = EventReader::default();
         // mandate sends a keep-alive every 5 s: a silent connection is a dead one.
         while let Some(chunk) = tokio::time::timeout(Duration::from_secs(15), body.next())
             .await
             .map_err(|_| http("no keep-alive for 15 s".to_owned()))?
         {
             let chunk = chunk.map_err(|e| http(e.to_string()))?;
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let event: String = buffer.drain(..end + 2).collect();
-                // An event that cannot be read ends the stream: the poll that follows reads the
-                // feed again from the last entry applied.
-                let entries = event
-                    .lines()
-                    .filter_map(|line| line.strip_prefix("data:"))
-                    .map(|data| serde_json::from_str::<Entry>(data.trim()))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| http(format!("an event that is not a feed entry: {e}")))?;
-                self.apply(&entries).map_err(http)?;
+            for data in events.feed(&chunk).map_err(|e| http(e.to_owned()))? {
+                // A keep-alive is an event without data. An event that cannot be read ends
+                // the stream: the poll that follows reads the feed again from the last entry
+                // applied.
+                if !data.is_empty() {
+                    let entry: Entry = serde_json::from_str(&data)
+                        .map_err(|e| http(format!("an event that is not a feed entry: {e}")))?;
+                    self.apply(std::slice::from_ref(&entry)).map_err(http)?;
+                }
+                self.succeeded();
             }
-            if buffer.len() > 1 << 20 {
-                return Err(http("an event larger than 1 MiB".to_owned()));
-            }
-            self.succeeded();
         }
         Err(http("the stream ended".to_owned()))
     }
@@ -274,6 +268,65 @@ impl RevocationSync {
             since_last_sync_ms: since.map(|d| d.as_millis()),
             stale: since.is_none_or(|d| d > self.settings.max_staleness),
         }
+    }
+}
+
+/// Most bytes of one line, or of one event's data, read from the stream.
+const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// Reads Server-Sent Events from the stream's bytes as the WHATWG parser does: a line ends with
+/// CRLF, LF or CR (whatever a proxy rewrote them to, and wherever the chunks split), `data:`
+/// lines are joined with LF, a blank line ends an event, and other fields and comments carry
+/// nothing the copy needs.
+#[derive(Debug, Default)]
+struct EventReader {
+    line: Vec<u8>,
+    data: String,
+    /// The last byte was a CR: an LF right after it ends no second line.
+    after_cr: bool,
+}
+
+impl EventReader {
+    /// Reads `bytes`; the data of every event they complete (empty for a keep-alive).
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<String>, &'static str> {
+        let mut events = Vec::new();
+        for &byte in bytes {
+            if std::mem::take(&mut self.after_cr) && byte == b'\n' {
+                continue;
+            }
+            match byte {
+                b'\r' | b'\n' => {
+                    self.after_cr = byte == b'\r';
+                    if let Some(event) = self.end_line()? {
+                        events.push(event);
+                    }
+                }
+                _ if self.line.len() >= MAX_EVENT_BYTES => {
+                    return Err("a line longer than 1 MiB");
+                }
+                _ => self.line.push(byte),
+            }
+        }
+        Ok(events)
+    }
+
+    fn end_line(&mut self) -> Result<Option<String>, &'static str> {
+        let line = std::mem::take(&mut self.line);
+        if line.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.data)));
+        }
+        let line = String::from_utf8(line).map_err(|_| "a line that is not UTF-8")?;
+        if let Some(value) = line.strip_prefix("data:") {
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            if self.data.len() + value.len() >= MAX_EVENT_BYTES {
+                return Err("an event larger than 1 MiB");
+            }
+            if !self.data.is_empty() {
+                self.data.push('\n');
+            }
+            self.data.push_str(value);
+        }
+        Ok(None)
     }
 }
 
@@ -324,5 +377,32 @@ impl RevocationCheck for RevocationSync {
         } else {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventReader;
+
+    #[test]
+    fn events_end_with_any_line_ending_wherever_the_chunks_split() {
+        let stream = ": keep-alive\r\n\r\nevent: revocation\rid: 7\rdata: {\"a\":\r\ndata: 1}\r\r\ndata: x\n\n";
+        for split in 0..stream.len() {
+            let mut reader = EventReader::default();
+            let (head, tail) = stream.as_bytes().split_at(split);
+            let mut events = reader.feed(head).unwrap();
+            events.extend(reader.feed(tail).unwrap());
+            assert_eq!(events, ["", "{\"a\":\n1}", "x"], "split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_line_or_an_event_over_1_mib_is_refused() {
+        let mut reader = EventReader::default();
+        assert!(reader.feed(&vec![b'a'; (1 << 20) + 1]).is_err());
+        let mut reader = EventReader::default();
+        let line = format!("data: {}\n", "b".repeat(600 * 1024));
+        assert!(reader.feed(line.as_bytes()).is_ok());
+        assert!(reader.feed(line.as_bytes()).is_err());
     }
 }

@@ -201,6 +201,7 @@ struct Ask {
     arguments: Option<Value>,
     now: DateTime<Utc>,
     proof: Option<String>,
+    url: &'static str,
 }
 
 fn ask(tool: &'static str, operation: &'static str) -> Ask {
@@ -211,6 +212,7 @@ fn ask(tool: &'static str, operation: &'static str) -> Ask {
         arguments: None,
         now: epoch(),
         proof: None,
+        url: URL,
     }
 }
 
@@ -231,6 +233,28 @@ impl Ask {
         self.proof = Some(proof);
         self
     }
+    fn addressed(mut self, url: &'static str) -> Self {
+        self.url = url;
+        self
+    }
+}
+
+/// A proof whose `htu` is written as given, query included (`proof::create` drops the query,
+/// as a client should): verifiers ignore it.
+fn proof_with_htu(holder: &HolderSecret, htu: &str, token: &str, at: DateTime<Utc>) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let header = json!({"typ": "dpop+jwt", "alg": holder.public().algorithm(),
+                        "jwk": holder.public().to_jwk()});
+    let claims = json!({"jti": uuid::Uuid::now_v7().to_string(), "htm": METHOD, "htu": htu,
+                        "iat": at.timestamp(), "ath": proof::token_hash(token)});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = URL_SAFE_NO_PAD.encode(holder.sign(input.as_bytes()));
+    format!("{input}.{signature}")
 }
 
 /// A proof by holder `who` for a call presenting `token`.
@@ -436,11 +460,14 @@ fn drafts(keys: &Keys) -> (Vec<Draft>, Vec<Vec<u8>>) {
     let expiry = epoch() + Duration::minutes(5);
     cases.push(draft(
         "expired",
-        "Within the verifier's 30 s clock skew past expiry the mandate still works; after it, \
-         it has expired.",
+        "Within the verifier's 30 s clock skew past expiry the mandate still works, to the end \
+         of the 30th second (expiry is compared in whole seconds); after it, it has expired.",
         valid.clone(),
         vec![
             ask("crm", "read").at(expiry + Duration::seconds(29)),
+            ask("crm", "read").at(expiry + Duration::seconds(30)),
+            // Expiry is compared in whole seconds after the skew.
+            ask("crm", "read").at(expiry + Duration::milliseconds(30_500)),
             ask("crm", "read").at(expiry + Duration::seconds(31)),
         ],
     ));
@@ -484,7 +511,8 @@ fn drafts(keys: &Keys) -> (Vec<Draft>, Vec<Vec<u8>>) {
         "bound",
         "A mandate bound to the orchestrator's Ed25519 key: its proof for this call is \
          accepted once; a replay, a missing proof, another key's proof, another method or URL, \
-         a stale proof and a proof for another token are refused.",
+         a stale proof and a proof for another token are refused. URLs compare normalized, \
+         without query or fragment.",
         bound.clone(),
         vec![
             ask("crm", "read").proved(good_proof.clone()),
@@ -508,13 +536,15 @@ fn drafts(keys: &Keys) -> (Vec<Draft>, Vec<Vec<u8>>) {
             )),
             ask("crm", "read").proved(proof(orchestrator, METHOD, URL, &valid, epoch())),
             ask("crm", "read").proved("not.a.proof".into()),
-            ask("crm", "read").proved(proof(
+            ask("crm", "read").proved(proof_with_htu(
                 orchestrator,
-                METHOD,
-                "HTTPS://CRM.example.com:443/v1/tickets?page=2",
+                "HTTPS://CRM.example.com:443/v1/tickets?page=2#top",
                 &bound,
                 epoch() - Duration::seconds(59),
             )),
+            ask("crm", "read")
+                .proved(proof_for(keys, "orchestrator", &bound))
+                .addressed("https://crm.example.com/v1/tickets?page=3"),
         ],
     ));
     let mut p256_spec = spec("8");
@@ -711,7 +741,7 @@ async fn verdict(verifier: &Verifier, clock: &ManualClock, token: &str, call: &A
         token,
         proof: call.proof.as_deref(),
         method: METHOD,
-        url: URL,
+        url: call.url,
     };
     let access = Access {
         tool: call.tool.into(),
@@ -735,14 +765,19 @@ async fn verdict(verifier: &Verifier, clock: &ManualClock, token: &str, call: &A
     }
 }
 
+/// The settings of the verifier the verdicts come from: `VerifierSettings::new`'s defaults.
 fn settings() -> Value {
+    let settings = VerifierSettings::new("");
+    let options = &settings.options;
     json!({
-        "max_token_bytes": mandate::token::MAX_TOKEN_BYTES,
-        "max_blocks": 16,
-        "clock_skew_seconds": mandate::token::verify::MAX_SKEW_SECONDS,
-        "proof_max_age_seconds": 60,
-        "proof_max_ahead_seconds": 30,
-        "run_limits": {"max_facts": 1000, "max_iterations": 100, "max_time_ms": 20},
+        "max_token_bytes": options.max_bytes,
+        "max_blocks": options.max_blocks,
+        "clock_skew_seconds": options.skew.num_seconds(),
+        "proof_max_age_seconds": settings.proofs.max_age.num_seconds(),
+        "proof_max_ahead_seconds": settings.proofs.max_ahead.num_seconds(),
+        "run_limits": {"max_facts": options.limits.max_facts,
+                       "max_iterations": options.limits.max_iterations,
+                       "max_time_ms": options.limits.max_time.as_millis()},
     })
 }
 
@@ -801,7 +836,7 @@ async fn generate() -> Vectors {
                 .into(),
                 proof: ask.proof.clone(),
                 method: METHOD.into(),
-                url: URL.into(),
+                url: ask.url.into(),
                 expect: verdict(&verifier, &clock, &draft.token, ask).await,
             });
         }
@@ -815,10 +850,12 @@ async fn generate() -> Vectors {
     vectors
 }
 
-/// What stays the same from one generation to the next: everything but keys, tokens, proofs
-/// and the revocation ids they make (a holder's thumbprint reads as the holder's name).
+/// What stays the same from one generation to the next: everything but key material, tokens'
+/// signatures, proofs' signatures and `jti`s, and the revocation ids they make. A token reads
+/// as its blocks' Datalog, a proof as its claims, a holder's thumbprint as the holder's name and
+/// a token's hash as the first case holding that token.
 fn shape(vectors: &Vectors) -> Value {
-    let names: BTreeMap<String, String> = vectors
+    let holders: BTreeMap<String, String> = vectors
         .holders
         .iter()
         .map(|(name, jwk)| {
@@ -826,23 +863,78 @@ fn shape(vectors: &Vectors) -> Value {
             (key.public().thumbprint(), name.clone())
         })
         .collect();
+    let mut hashes = BTreeMap::new();
+    for case in &vectors.cases {
+        hashes
+            .entry(proof::token_hash(&case.token))
+            .or_insert_with(|| case.name.clone());
+    }
     let mut value = serde_json::to_value(vectors).unwrap();
-    for key in ["keys", "agent_keys", "revocations", "holders"] {
-        value[key] = Value::Null;
+    value["holders"] = json!(vectors.holders.keys().collect::<Vec<_>>());
+    for key in value["keys"]["keys"].as_array_mut().unwrap() {
+        key["public_key"] = Value::Null;
+    }
+    for agent in value["agent_keys"]["agents"].as_array_mut().unwrap() {
+        agent["public_keys"] = json!(agent["public_keys"].as_array().unwrap().len());
+    }
+    for item in value["revocations"]["items"].as_array_mut().unwrap() {
+        item["revocation_id"] = Value::Null;
     }
     for case in value["cases"].as_array_mut().unwrap() {
-        case["token"] = Value::Null;
+        case["token"] = blocks(case["token"].as_str().unwrap(), &holders);
         for call in case["calls"].as_array_mut().unwrap() {
-            call["proof"] = Value::Bool(!call["proof"].is_null());
+            call["proof"] = match call["proof"].as_str() {
+                Some(jwt) => claims(jwt, &holders, &hashes),
+                None => Value::Null,
+            };
             if let Some(verified) = call["expect"]["verified"].as_object_mut() {
                 verified.remove("revocation_ids");
                 if let Some(Value::String(jkt)) = verified.get_mut("holder_key") {
-                    *jkt = names[jkt.as_str()].clone();
+                    *jkt = holders[jkt.as_str()].clone();
                 }
             }
         }
     }
     value
+}
+
+/// A token's blocks as printed Datalog, holders' thumbprints by name (the length of what is
+/// not a Biscuit).
+fn blocks(token: &str, holders: &BTreeMap<String, String>) -> Value {
+    let Ok(biscuit) = UnverifiedBiscuit::from_base64(token) else {
+        return json!({"unreadable_bytes": token.len()});
+    };
+    (0..biscuit.block_count())
+        .map(|i| {
+            let source = biscuit.print_block_source(i).unwrap();
+            holders
+                .iter()
+                .fold(source, |source, (jkt, name)| source.replace(jkt, name))
+        })
+        .collect()
+}
+
+/// A proof's header and claims, with what a generation draws at random named instead.
+fn claims(
+    jwt: &str,
+    holders: &BTreeMap<String, String>,
+    hashes: &BTreeMap<String, String>,
+) -> Value {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let part = |i: usize| -> Option<Value> {
+        let bytes = URL_SAFE_NO_PAD.decode(jwt.split('.').nth(i)?).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let (Some(mut header), Some(mut claims)) = (part(0), part(1)) else {
+        return json!({"unreadable": jwt});
+    };
+    let key = mandate::token::pop::HolderKey::from_jwk(&header["jwk"]).unwrap();
+    header["jwk"] = json!(holders[&key.thumbprint()]);
+    claims["jti"] = Value::Null;
+    claims["iat"] = json!(claims["iat"].as_i64().unwrap() - epoch().timestamp());
+    claims["ath"] = json!(hashes.get(claims["ath"].as_str().unwrap()));
+    json!({"header": header, "claims": claims})
 }
 
 /// Where two JSON values first differ, as a path (`cases[3].calls[0].expect`).

@@ -15,13 +15,12 @@ import pytest
 from service import DevService, mandate_service  # noqa: F401  (the session fixture)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def run_example(service: DevService, calls_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # The installed package, as a user has it (no source tree on the path).
     env = dict(
         os.environ,
-        PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
         MANDATE_URL=service.base_url,
         MANDATE_AGENT_SECRET=service.orchestrator_secret,
         MANDATE_ADMIN_TOKEN=service.admin_token(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 import biscuit_auth
@@ -250,7 +251,9 @@ def test_keys_older_than_the_max_key_age_are_refused_on_every_call_while_mandate
                 assert refused.value.code == "unknown_key", moment
             asked = switch.asked
             switch.down = False
-            clock.moment = 4200.0  # the last attempt (3900 s) is as old as the key TTL: due again
+            # Keys too old to trust are asked for again once the refetch interval has passed
+            # since the last attempt (3900 s), not only after the key TTL.
+            clock.moment = 3931.0
             await verifier.verify(token, tool="crm", operation="read")
             assert switch.asked > asked
 
@@ -274,3 +277,132 @@ def test_check_token_takes_no_decode_from_its_caller(vectors: dict[str, Any]) ->
     with pytest.raises(TypeError):
         check_token(_valid(vectors), keys, decoded=vocabulary.read(narrowed))  # type: ignore[call-arg]
     assert check_token(_valid(vectors), keys).decoded == vocabulary.read(_valid(vectors))
+
+
+class _SetClock:
+    """A wall time and a monotonic time the test sets."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.moment = 0.0
+
+    def now(self) -> float:
+        return self.at
+
+    def monotonic(self) -> float:
+        return self.moment
+
+
+def _vector_time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.parametrize("cache_capacity", [10_000, 0])
+def test_expiry_with_skew_is_compared_in_whole_seconds(vectors: dict[str, Any], cache_capacity: int) -> None:
+    # The Rust verifier's rule: expired once floor(now - skew) > expires_at.
+    case = next(c for c in vectors["cases"] if c["name"] == "valid")
+    expires = _vector_time("2026-06-01T12:05:00Z")
+    clock = _SetClock(_vector_time(case["calls"][0]["now"]))
+    verifier = Verifier.from_documents(
+        vectors["keys"], vectors["agent_keys"], clock=clock, settings=VerifierSettings(cache_capacity=cache_capacity)
+    )
+
+    async def scenario() -> None:
+        await verifier.verify(case["token"], tool="crm", operation="read")
+        for after in (30.0, 30.5, 30.999):
+            clock.at = expires + after
+            await verifier.verify(case["token"], tool="crm", operation="read")
+            checked = await verifier.checked(case["token"])
+            verifier.authorize_proven(checked, None, tool="crm", operation="read")
+        clock.at = expires + 31.0
+        with pytest.raises(VerificationError) as refused:
+            await verifier.verify(case["token"], tool="crm", operation="read")
+        assert refused.value.code == "expired"
+
+    asyncio.run(scenario())
+
+
+class _KeyServer:
+    """The vectors' key documents over a mock transport, until ``down`` is set; each answer takes
+    ``delay`` seconds, so that concurrent calls overlap a fetch."""
+
+    def __init__(self, vectors: dict[str, Any]) -> None:
+        self.vectors = vectors
+        self.down = False
+        self.asked = 0
+        self.delay = 0.0
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.asked += 1
+        await asyncio.sleep(self.delay)
+        if self.down:
+            raise httpx.ConnectError("mandate is down", request=request)
+        keys = request.url.path == "/.well-known/mandate-keys"
+        return httpx.Response(200, json=self.vectors["keys"] if keys else self.vectors["agent_keys"])
+
+
+def test_keys_too_old_to_trust_are_asked_for_again_once_the_refetch_interval_has_passed(
+    vectors: dict[str, Any],
+) -> None:
+    case = next(c for c in vectors["cases"] if c["name"] == "valid")
+    clock, server = _SetClock(_vector_time(case["calls"][0]["now"])), _KeyServer(vectors)
+
+    async def verify(verifier: Verifier) -> str:
+        try:
+            await verifier.verify(case["token"], tool="crm", operation="read")
+        except VerificationError as error:
+            return error.code
+        return "allow"
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as http:
+            verifier = Verifier("http://mandate.test", clock=clock, http=http)
+            assert await verify(verifier) == "allow"
+            server.down = True
+            clock.moment = 3500.0  # a refresh is due by the TTL and fails: the keys are young enough
+            assert await verify(verifier) == "allow"
+            clock.moment = 3601.0  # past the maximum age: refused, and asked for (in vain)
+            assert await verify(verifier) == "unknown_key"
+            asked = server.asked
+            clock.moment = 3620.0
+            assert await verify(verifier) == "unknown_key"
+            assert server.asked == asked, "not asked again within the refetch interval"
+
+            server.down = False  # mandate is back at 3620 s
+            clock.moment = 3625.0
+            assert await verify(verifier) == "unknown_key", "the last attempt is 24 s old"
+            clock.moment = 3632.0  # 31 s after the last attempt, 12 s after mandate came back
+            assert await verify(verifier) == "allow"
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_calls_due_a_key_fetch_start_one(vectors: dict[str, Any]) -> None:
+    case = next(c for c in vectors["cases"] if c["name"] == "valid")
+    clock, server = _SetClock(_vector_time(case["calls"][0]["now"])), _KeyServer(vectors)
+
+    async def verify(verifier: Verifier) -> str:
+        try:
+            await verifier.verify(case["token"], tool="crm", operation="read")
+        except VerificationError as error:
+            return error.code
+        return "allow"
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as http:
+            verifier = Verifier("http://mandate.test", clock=clock, http=http)
+            server.delay = 0.05
+            assert await asyncio.gather(*(verify(verifier) for _ in range(20))) == ["allow"] * 20
+            assert server.asked == 2, "one fetch of the two documents"
+
+            server.down = True
+            clock.moment = 3601.0  # too old to trust, and due: every call refused, one attempt
+            assert set(await asyncio.gather(*(verify(verifier) for _ in range(20)))) == {"unknown_key"}
+            assert server.asked == 3, "one attempt (the first document fails)"
+
+            server.down = False
+            clock.moment = 3632.0
+            assert await asyncio.gather(*(verify(verifier) for _ in range(20))) == ["allow"] * 20
+            assert server.asked == 5, "one fetch again"
+
+    asyncio.run(scenario())

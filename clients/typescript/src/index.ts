@@ -5,7 +5,7 @@
  * - `attenuate`, `attest`, `rebind`: holder operations (`holder.ts`).
  * - `HolderSecret`, `HolderKey`, `createProof`: proof of possession (`pop/`).
  * - `RevocationFollower`: follows mandate's revocation feed (`revocations.ts`).
- * - `mandateMcp`: verifying mandates in an MCP server (`mcp.ts`).
+ * - `MandateMcp`: verifying mandates in an MCP server (`mcp.ts`).
  * - Errors: `VerificationError` and its subclasses carry mandate's reason codes (`errors.ts`).
  */
 

@@ -390,6 +390,9 @@ export class Verifier {
     await this.refreshIfDue(false);
     const cached = this.tokens.get(digest);
     if (cached !== undefined) {
+      // Dropped once the expiry instant is reached, as the Rust cache drops it (`expires_at <=
+      // now`; in whole seconds the same, `expiresAt` being whole): only a cache rule, the call's
+      // expiry with skew is `alive`'s and the authorizer's.
       if (cached.generation === this.generation && cached.checked.expiresAt * 1000 > this.clock.now()) return cached;
       this.tokens.delete(digest);
     }

@@ -445,7 +445,8 @@ pub struct FeedPage {
     /// Pass as `after` next time (the last `seq` returned, or the one given).
     pub next_after: i64,
     /// How long past its mandate's expiry an entry stays listed: the largest clock skew a
-    /// verifier may tolerate on expiry. Keep entries at least this long.
+    /// verifier may tolerate on expiry, plus the second a whole-second comparison leaves.
+    /// Keep entries at least this long.
     pub kept_past_expiry_seconds: i64,
 }
 

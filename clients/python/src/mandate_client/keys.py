@@ -7,8 +7,9 @@ A malformed document raises :class:`KeyDocumentError` and nothing of it is used.
 
 :class:`KeyCache` holds the documents a verifier last fetched, as mandate's
 ``src/verifier/mod.rs`` keeps them: refetched every ``key_ttl``, on an unknown kid or attesting
-key at most once per ``refetch_interval``, and no longer trusted, on every verification, once
-the last successful fetch is older than ``max_key_age``.
+key (or keys too old to trust) at most once per ``refetch_interval``, and no longer trusted, on
+every verification, once the last successful fetch is older than ``max_key_age``. One fetch runs
+at a time: calls arriving while it runs wait for it, and do not fetch again.
 """
 
 from __future__ import annotations
@@ -172,16 +173,23 @@ class KeyCache:
 
     async def refresh_if_due(self, unknown: bool) -> bool:
         """Refreshes the keys when they are older than ``key_ttl``, or when a token needs a key
-        not here (``unknown``) and the last attempt is older than ``refetch_interval``. Whether
-        the keys can be trusted: not once the last successful fetch is older than
-        ``max_key_age``, checked on every call, whether or not this one was due to fetch."""
+        not here (``unknown``) or the keys are too old to trust, and the last attempt is older
+        than ``refetch_interval``. Whether the keys can be trusted: not once the last successful
+        fetch is older than ``max_key_age``, checked on every call, whether or not this one was
+        due to fetch.
+
+        The lock makes a fetch single flight: a call waiting for it reads the clock and the
+        last attempt only once the fetch before it is over, so it finds no fetch due."""
         if self.base_url is None:
             return True
         async with self._lock:
             now = self._monotonic()
             last = self.last_fetch
             age = None if last is None else max(0.0, now - last)
-            due = age is None or age >= self.key_ttl or (unknown and age >= self.refetch_interval)
+            # Keys too old to trust are asked for as often as an unknown key is, so verification
+            # resumes soon after mandate is reachable again.
+            untrusted = not self._trusted(now)
+            due = age is None or age >= self.key_ttl or ((unknown or untrusted) and age >= self.refetch_interval)
             if due:
                 try:
                     await self.refresh()
@@ -189,8 +197,12 @@ class KeyCache:
                     log.warning("cannot refresh mandate's keys: %s", type(error).__name__)
                     # Count the attempt, so an unreachable mandate is not asked on every request.
                     self.last_fetch = now
-            success = self.last_success
-            return success is not None and now - success <= self.max_key_age
+            return self._trusted(now)
+
+    def _trusted(self, now: float) -> bool:
+        """Whether the last successful fetch is at most ``max_key_age`` old at ``now``."""
+        success = self.last_success
+        return success is not None and now - success <= self.max_key_age
 
     async def aclose(self) -> None:
         """Closes the HTTP client this cache made."""

@@ -139,7 +139,8 @@ class VerifierSettings:
     """How a :class:`Verifier` fetches keys and verifies (``VerifierSettings::new`` in Rust)."""
 
     options: VerifyOptions = VerifyOptions()
-    #: An unknown kid or attesting key refetches the keys at most once per this many seconds.
+    #: An unknown kid or attesting key, or keys too old to trust, refetch the keys at most once
+    #: per this many seconds.
     refetch_interval: float = 30.0
     #: Keys are refetched this often anyway.
     key_ttl: float = 300.0
@@ -169,7 +170,8 @@ class Verifier:
     ``await verifier.verify(token, tool=..., operation=...)`` answers a :class:`Verified` or
     raises a :class:`VerificationError` with mandate's refusal code. Keys are fetched on first
     use, refetched every 5 minutes, and on an unknown kid or attesting key at most once per
-    30 s; after an hour without a successful fetch the verifier fails closed. Checked tokens
+    30 s; after an hour without a successful fetch the verifier fails closed, asking again at
+    most once per 30 s until a fetch succeeds. Checked tokens
     are cached (10,000, keyed by SHA-256, dropped on key refresh and expiry).
     """
 

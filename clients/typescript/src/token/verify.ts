@@ -96,10 +96,13 @@ export class Checked {
     this.biscuit.free();
   }
 
-  /** Refuses a token that is revoked, or expired at `now` less the skew. */
+  /**
+   * Refuses a token that is revoked, or expired at `now` less the skew, in whole seconds as the
+   * Rust verifier compares: expired once `floor(now - skew) > expiresAt`.
+   */
   alive(isRevoked: (id: string) => boolean, now: number, options: VerifyOptions): void {
     if (this.readOut.revocation_ids.some(isRevoked)) throw new Revoked();
-    if (now - options.skewSeconds > this.expiresAt) throw new Expired();
+    if (expiredAt(now, options.skewSeconds, this.expiresAt)) throw new Expired();
   }
 
   /** The rights still usable: the mandate's, less what any later block leaves out. */
@@ -158,13 +161,22 @@ export class Checked {
     if (this.readOut.revocation_ids.some(isRevoked)) throw new Revoked();
     // Whole seconds, as Biscuit dates are.
     const now = Math.floor(request.now - options.skewSeconds);
-    if (now > this.expiresAt) throw new Expired();
+    if (expiredAt(request.now, options.skewSeconds, this.expiresAt)) throw new Expired();
     if (now < 0) throw new Malformed("time out of range");
     authorize(this.biscuit, {
       time: now, tool: request.tool, operation: request.operation, resource: request.resource, holderProof: proven, args,
     }, options.limits);
     return { ...structuredClone(this.readOut), right: { tool: request.tool, operation: request.operation } };
   }
+}
+
+/**
+ * Whether a token expiring at `expiresAt` (whole seconds) is expired at `now` (seconds, maybe
+ * fractional) less `skewSeconds`: the Rust verifier's rule, `floor(now - skew) > expiresAt`, so a
+ * token works until the second after `expiresAt + skew` begins.
+ */
+export function expiredAt(now: number, skewSeconds: number, expiresAt: number): boolean {
+  return Math.floor(now - skewSeconds) > expiresAt;
 }
 
 const unbound = () => new ProofRefused("unbound", "the mandate is not bound to a key: present it as `Authorization: Bearer`");
