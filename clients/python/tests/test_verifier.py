@@ -4,6 +4,7 @@ mandate service: keys fetched from it, revocations followed from its feed, recei
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from mandate_client.revocations import RevocationFollower
 from mandate_client.verify import Verifier, VerifierSettings, check_token
 from mandate_client.keys import RootKeys
 from mandate_client import vocabulary
+from conftest import VECTORS
 from service import DevService, mandate_service  # noqa: F401
 
 NOW = "2026-06-01T12:00:00Z"
@@ -27,11 +29,14 @@ def _valid(vectors: dict[str, Any]) -> str:
     return next(c["token"] for c in vectors["cases"] if c["name"] == "valid")
 
 
-_ROOT = "f8711c2e53bb83afbb58e6de55bd45c2d10ea0c3b0da2cf8f2b64fc0efe26d73"  # the vectors' kid 1
+def _root() -> str:
+    """The vectors' root key (kid 1), as hex."""
+    keys = json.loads(VECTORS.read_text())["keys"]["keys"]
+    return str(next(k for k in keys if k["kid"] == 1)["public_key"]).removeprefix("ed25519/")
 
 
 def _append(token: str, source: str, params: dict[str, Any] | None = None) -> str:
-    root = biscuit_auth.PublicKey.from_bytes(bytes.fromhex(_ROOT), biscuit_auth.Algorithm.Ed25519)  # type: ignore[call-arg]
+    root = biscuit_auth.PublicKey.from_bytes(bytes.fromhex(_root()), biscuit_auth.Algorithm.Ed25519)  # type: ignore[call-arg]
     token_ = biscuit_auth.Biscuit.from_base64(token, root)
     return token_.append(biscuit_auth.BlockBuilder(source, params)).to_base64()
 

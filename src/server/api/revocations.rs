@@ -444,9 +444,8 @@ pub struct FeedPage {
     pub items: Vec<FeedEntry>,
     /// Pass as `after` next time (the last `seq` returned, or the one given).
     pub next_after: i64,
-    /// How long past its mandate's expiry an entry stays listed: the largest clock skew a
-    /// verifier may tolerate on expiry, plus the second a whole-second comparison leaves.
-    /// Keep entries at least this long.
+    /// How long past its mandate's expiry an entry stays listed (the largest skew a verifier may
+    /// tolerate, plus a second: expiry compares whole seconds). Keep entries at least this long.
     pub kept_past_expiry_seconds: i64,
 }
 
