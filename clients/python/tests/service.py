@@ -56,6 +56,15 @@ class ServiceError(RuntimeError):
     """The development service could not be started or a CLI call failed."""
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a ``mandate`` process the tests start: this one's, less what would
+    configure it from outside the test (``MANDATE_CONFIG``) or what mandate refuses as unknown
+    (``MANDATE_BIN``, which only tells the tests where the binary is), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MANDATE_BIN", "MANDATE_CONFIG")}
+    env.update(extra)
+    return env
+
+
 def mandate_binary() -> Path:
     """The mandate binary the tests run: ``$MANDATE_BIN`` or ``<repo>/target/debug/mandate``."""
     configured = os.environ.get("MANDATE_BIN")
@@ -94,8 +103,7 @@ class DevService:
 
     def start(self) -> "DevService":
         """Starts the process and waits until ``/readyz`` answers 200."""
-        env = dict(os.environ, MANDATE_LISTEN=f"127.0.0.1:{self.port}")
-        env.pop("MANDATE_CONFIG", None)
+        env = child_env(MANDATE_LISTEN=f"127.0.0.1:{self.port}")
         self._process = subprocess.Popen(
             [str(self.binary), "serve", "--dev"],
             cwd=self.directory,
@@ -155,6 +163,7 @@ class DevService:
         done = subprocess.run(
             [str(self.binary), *args],
             cwd=self.directory,
+            env=child_env(),
             input=stdin,
             capture_output=True,
             text=True,

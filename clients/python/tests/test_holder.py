@@ -12,7 +12,7 @@ from typing import Any, Iterator, Literal, Mapping
 
 import biscuit_auth
 import pytest
-from service import DevService, mandate_service  # noqa: F401  (the session fixture)
+from service import DevService, child_env, mandate_service  # noqa: F401  (the session fixture)
 
 from mandate_client import holder
 from mandate_client.client import SyncMandateClient, Unauthorized
@@ -42,7 +42,7 @@ class World:
         done = subprocess.run(
             [str(self.service.binary), "token", "verify", "--mandate", self.service.base_url,
              "--tool", "crm", "--operation", operation, *extra],
-            input=token, capture_output=True, text=True, timeout=30,
+            input=token, capture_output=True, text=True, timeout=30, env=child_env(),
         )
         return done.returncode == 0, done.stdout if done.returncode == 0 else done.stderr
 

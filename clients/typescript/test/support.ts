@@ -19,6 +19,13 @@ export function repoPath(path: string): string {
 }
 
 /** The mandate binary. */
+/** The environment of a `mandate` process the tests start: this one's, less `MANDATE_BIN` (it
+ * only tells the tests where the binary is, and mandate refuses unknown `MANDATE_*` variables). */
+export function childEnv(): NodeJS.ProcessEnv {
+  const { MANDATE_BIN: _binary, ...inherited } = process.env;
+  return inherited;
+}
+
 export function mandateBin(): string {
   const bin = process.env.MANDATE_BIN ?? repoPath("target/debug/mandate");
   if (!existsSync(bin)) {
@@ -48,7 +55,7 @@ export class Service {
     const dir = mkdtempSync(join(tmpdir(), "mandate-ts-"));
     const port = await freePort();
     const child = spawn(bin, ["serve", "--dev"], {
-      cwd: dir, env: { ...process.env, MANDATE_LISTEN: `127.0.0.1:${port}` }, stdio: ["ignore", "ignore", "pipe"],
+      cwd: dir, env: { ...childEnv(), MANDATE_LISTEN: `127.0.0.1:${port}` }, stdio: ["ignore", "ignore", "pipe"],
     });
     let log = "";
     child.stderr?.on("data", (chunk: Buffer) => { log = (log + chunk.toString()).slice(-4000); });
@@ -74,7 +81,7 @@ export class Service {
 
   /** Runs the mandate CLI in the service's directory. */
   cli(args: string[], input?: string): string {
-    return execFileSync(mandateBin(), args, { cwd: this.dir, input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
+    return execFileSync(mandateBin(), args, { cwd: this.dir, env: childEnv(), input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
   }
 
   /** A human token for `alice` in group `staff` from the built-in identity provider. */
