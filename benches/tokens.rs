@@ -45,6 +45,7 @@ fn now() -> DateTime<Utc> {
 
 fn spec() -> MandateSpec {
     MandateSpec {
+        approvals: vec![],
         holder_key: None,
         mandate_id: "0194f3c2-6f1e-7c3a-9d2b-5e8f1a2b3c4d".into(),
         task_id: "task-42".into(),
@@ -193,6 +194,8 @@ fn policies(c: &mut Criterion) {
                 tool: format!("tool-{i}"),
                 operations: vec!["read".into(), "write".into()],
                 constraints: Default::default(),
+                approval: None,
+                arguments: None,
             })
             .collect()
     };
@@ -321,6 +324,7 @@ fn proofs(c: &mut Criterion) {
         let jkt = holder.public().thumbprint();
         let bound_token = {
             let bound = MandateSpec {
+                approvals: vec![],
                 holder_key: Some(jkt.clone()),
                 ..spec()
             };

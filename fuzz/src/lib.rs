@@ -79,6 +79,7 @@ pub fn asked() -> Vec<Right> {
 /// A mandate for agent `bot`, minted with the fixed root key.
 pub fn mandate() -> String {
     let spec = MandateSpec {
+        approvals: vec![],
         mandate_id: "0192f3c0-0000-7000-8000-000000000001".to_owned(),
         task_id: "task-1".to_owned(),
         task_digest: vec![0xab; 32],

@@ -6,6 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use crate::token::TokenError;
+
 /// JSON-RPC: the body is not JSON.
 pub const PARSE_ERROR: i64 = -32700;
 /// JSON-RPC: not a valid request (a batch, say).
@@ -181,6 +183,60 @@ pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// The refusal of a call: 401 for a token no longer good, 503 when the gateway cannot tell,
+/// 403 naming the operation or the argument otherwise.
+pub fn call_refused(
+    metadata: &str,
+    tool: &str,
+    id: Option<&Value>,
+    name: &str,
+    error: &TokenError,
+) -> Response {
+    let scope = format!("{tool}:{name}");
+    match error {
+        TokenError::Revoked | TokenError::Expired => unauthorized(
+            metadata,
+            Some(("invalid_token", error.code())),
+            id,
+            &format!("the mandate is not accepted: {}", error.code()),
+        ),
+        TokenError::RevocationsStale(_) | TokenError::Busy => {
+            unavailable(id, "the gateway cannot verify mandates now; retry shortly")
+        }
+        TokenError::ArgumentNotAllowed {
+            argument,
+            requirement,
+        } => forbidden(
+            metadata,
+            &scope,
+            id,
+            &format!("the mandate does not allow this call of `{name}`: argument `{argument}` {requirement}"),
+            json!({
+                "reason": "argument_not_allowed", "tool": tool, "operation": name,
+                "argument": argument, "requirement": requirement,
+            }),
+        ),
+        TokenError::ArgumentsNotApproved { .. } => forbidden(
+            metadata,
+            &scope,
+            id,
+            &format!("the mandate's approval of `{name}` is for other arguments than this call's"),
+            json!({
+                "reason": "arguments_not_approved", "tool": tool, "operation": name,
+            }),
+        ),
+        other => forbidden(
+            metadata,
+            &scope,
+            id,
+            &format!("the mandate does not grant `{name}` of `{tool}`"),
+            json!({
+                "reason": other.code(), "tool": tool, "operation": name,
+            }),
+        ),
+    }
 }
 
 #[cfg(test)]

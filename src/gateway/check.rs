@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use super::answers::{self, challenge};
 use super::assertion::{self, arguments_digest, Call};
 use super::config::Check;
-use super::state::{Gateway, Outcome, Refused};
+use super::state::{Gateway, Outcome, Refused, UseRefused};
 use crate::token::TokenError;
 use crate::verifier::Access;
 
@@ -206,6 +206,41 @@ async fn decide(
         .await
     {
         Ok(verified) => {
+            let once = verified.approvals.iter().any(|a| {
+                a.tool == check.tool && &a.operation == operation && a.arguments_sha256.is_some()
+            });
+            if once {
+                let used = gateway
+                    .use_approval(&token, &check.tool, operation, &digest)
+                    .await;
+                let refused = match used {
+                    Ok(()) => None,
+                    Err(UseRefused::Used(detail)) => Some(refuse(
+                        StatusCode::FORBIDDEN,
+                        "Approval used",
+                        &format!("the approval of `{operation}` was for one call, made already: {detail}"),
+                    )),
+                    Err(UseRefused::Unavailable(detail)) => Some(answers::problem(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Try again",
+                        &detail,
+                    )),
+                };
+                if let Some(refused) = refused {
+                    gateway.report(
+                        &token,
+                        &check.tool,
+                        operation,
+                        Outcome {
+                            outcome: "denied",
+                            reason: Some("the approval's one call was not recorded".into()),
+                            arguments_sha256: Some(digest),
+                            ..Outcome::default()
+                        },
+                    );
+                    return refused;
+                }
+            }
             let call = Call {
                 method: method.to_ascii_uppercase(),
                 operation: Some(operation.clone()),

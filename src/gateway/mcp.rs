@@ -23,10 +23,11 @@ use serde_json::{json, Value};
 use super::answers::{self, rpc_error};
 use super::assertion::{self, arguments_digest, Call};
 use super::config::{Route, Upstream};
+use super::once;
 use super::scan::Findings;
 use super::state::{Gateway, Held, Outcome};
 use super::upstream::{self, Answer, Body};
-use crate::token::{Right, TokenError};
+use crate::token::Right;
 use crate::verifier::{Access, Entry};
 
 /// Methods any live mandate of the tool may send.
@@ -220,23 +221,35 @@ async fn call(
         resource: None,
     };
     let started = gateway.clock.instant();
-    if let Err(error) = gateway
+    let verified = match gateway
         .verifier
         .authorize_held(&request.entry, &access, arguments, request.proven.clone())
         .await
     {
-        let refused = denial(gateway, request, name, &error);
-        gateway.report(
-            &request.token,
-            &route.tool,
-            name,
-            Outcome {
-                outcome: "denied",
-                reason: Some(error.to_string()),
-                arguments_sha256: Some(digest),
-                ..Outcome::default()
-            },
-        );
+        Ok(verified) => verified,
+        Err(error) => {
+            let metadata = gateway.metadata_url(&route.path);
+            let id = request.id.as_ref();
+            let refused = answers::call_refused(&metadata, &route.tool, id, name, &error);
+            gateway.report(
+                &request.token,
+                &route.tool,
+                name,
+                Outcome {
+                    outcome: "denied",
+                    reason: Some(error.to_string()),
+                    arguments_sha256: Some(digest),
+                    ..Outcome::default()
+                },
+            );
+            return refused;
+        }
+    };
+    let id = request.id.as_ref();
+    let token = request.token.as_str();
+    if let Err(refused) =
+        once::use_approval(gateway, route, token, id, &verified, name, &digest).await
+    {
         return refused;
     }
     let call = Call {
@@ -301,48 +314,6 @@ async fn call(
 fn elapsed_ms(gateway: &Gateway, started: Instant) -> u64 {
     let elapsed = gateway.clock.instant().saturating_duration_since(started);
     u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The refusal of a call: 401 for a token no longer good, 503 when the gateway cannot tell,
-/// 403 naming the operation or the argument otherwise.
-fn denial(gateway: &Gateway, request: &Request<'_>, name: &str, error: &TokenError) -> Response {
-    let route = request.route;
-    let metadata = gateway.metadata_url(&route.path);
-    let id = request.id.as_ref();
-    let scope = format!("{}:{name}", route.tool);
-    match error {
-        TokenError::Revoked | TokenError::Expired => answers::unauthorized(
-            &metadata,
-            Some(("invalid_token", error.code())),
-            id,
-            &format!("the mandate is not accepted: {}", error.code()),
-        ),
-        TokenError::RevocationsStale(_) | TokenError::Busy => {
-            answers::unavailable(id, "the gateway cannot verify mandates now; retry shortly")
-        }
-        TokenError::ArgumentNotAllowed {
-            argument,
-            requirement,
-        } => answers::forbidden(
-            &metadata,
-            &scope,
-            id,
-            &format!("the mandate does not allow this call of `{name}`: argument `{argument}` {requirement}"),
-            json!({
-                "reason": "argument_not_allowed", "tool": route.tool, "operation": name,
-                "argument": argument, "requirement": requirement,
-            }),
-        ),
-        other => answers::forbidden(
-            &metadata,
-            &scope,
-            id,
-            &format!("the mandate does not grant `{name}` of `{}`", route.tool),
-            json!({
-                "reason": other.code(), "tool": route.tool, "operation": name,
-            }),
-        ),
-    }
 }
 
 /// Sends `message` upstream with an assertion for `call`; an error is the answer to give.

@@ -10,6 +10,7 @@ pub mod assertion;
 pub mod check;
 pub mod config;
 pub mod mcp;
+pub mod once;
 pub mod scan;
 pub mod serve;
 pub mod state;

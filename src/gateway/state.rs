@@ -59,6 +59,14 @@ pub struct Held {
     pub proven: Option<String>,
 }
 
+/// Why the one call an argument-bound approval is for was not recorded with mandate.
+pub enum UseRefused {
+    /// Its one call was made already: refuse this one (mandate's detail).
+    Used(String),
+    /// mandate could not record it: refuse, the call may be retried.
+    Unavailable(String),
+}
+
 /// Why a request's mandate was not accepted, as the answer to give.
 pub enum Refused {
     /// None sent.
@@ -70,6 +78,49 @@ pub enum Refused {
 }
 
 impl Gateway {
+    /// Records with mandate that the call of `operation` of `tool` with arguments of
+    /// `arguments_sha256` uses the mandate's one-call approval of it, before the call goes
+    /// through: whichever gateway records it first lets it through, and every other use is
+    /// refused. Fails closed.
+    pub async fn use_approval(
+        &self,
+        token: &str,
+        tool: &str,
+        operation: &str,
+        arguments_sha256: &str,
+    ) -> Result<(), UseRefused> {
+        let url = format!("{}/v1/approvals/uses", self.config.mandate_url);
+        let body = serde_json::json!({
+            "token": token, "tool": tool, "operation": operation,
+            "arguments_sha256": arguments_sha256,
+        });
+        let sent = self
+            .http
+            .post(&url)
+            .bearer_auth(self.config.credential.as_str())
+            .json(&body)
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| UseRefused::Unavailable(format!("cannot reach mandate: {e}")))?;
+        let status = sent.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let detail = sent
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|p| p.get("detail").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| status.to_string());
+        match status.as_u16() {
+            409 => Err(UseRefused::Used(detail)),
+            _ => Err(UseRefused::Unavailable(format!(
+                "mandate did not record the approval's use: {detail}"
+            ))),
+        }
+    }
+
     /// The RFC 9728 metadata URL of `route`.
     pub fn metadata_url(&self, path: &str) -> String {
         format!(

@@ -175,6 +175,8 @@ fn grant(tool: &str, operations: &[&str]) -> Grant {
         tool: tool.to_owned(),
         operations: operations.iter().map(|o| o.to_string()).collect(),
         constraints: Default::default(),
+        approval: None,
+        arguments: None,
     }
 }
 

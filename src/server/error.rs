@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::admin_tokens::AdminTokenError;
+use super::approvals::ApprovalError;
 use super::caller::NotAnOrchestrator;
 use super::idp::IdpError;
 use super::mint::MintError;
@@ -192,6 +193,32 @@ impl From<MintError> for ApiError {
             MintError::InventoryKeptChanging => ApiError::Unavailable(message),
             MintError::Store(error) => error.into(),
             MintError::Sign(error) => ApiError::Internal(Box::new(error)),
+            MintError::Approval(error) => error.into(),
+        }
+    }
+}
+
+impl From<ApprovalError> for ApiError {
+    fn from(error: ApprovalError) -> Self {
+        let message = error.to_string();
+        match error {
+            ApprovalError::NotFound(_) => ApiError::NotFound(message),
+            ApprovalError::Approver(IdpError::KeysUnavailable) => {
+                ApiError::Unavailable("the issuer's keys cannot be fetched; retry later".to_owned())
+            }
+            ApprovalError::Approver(refused) => ApiError::Unauthorized(format!(
+                "the approver's token was refused ({}): {refused}",
+                refused.code()
+            )),
+            ApprovalError::NotEligible(_) => ApiError::Forbidden(message),
+            ApprovalError::State {
+                state: "denied", ..
+            } => ApiError::Forbidden(message),
+            ApprovalError::State { .. } | ApprovalError::GatedSince(_) => {
+                ApiError::Conflict(message)
+            }
+            ApprovalError::Invalid(invalid) => invalid.into(),
+            ApprovalError::Store(error) => error.into(),
         }
     }
 }

@@ -234,13 +234,14 @@ impl IdentityVerifier {
         })
     }
 
-    /// Validates `token`, presented by the orchestrator `presenter`, against the active
-    /// `issuers` at `now` and returns the principal.
+    /// Validates `token`, presented by the orchestrator `presenter` (`None`: by the human
+    /// themself, as an approver does), against the active `issuers` at `now` and returns the
+    /// principal.
     pub async fn verify(
         &self,
         token: &str,
         issuers: &[&Issuer],
-        presenter: &str,
+        presenter: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Principal, IdpError> {
         let (header, unverified) = peek(token)?;
@@ -286,7 +287,7 @@ impl IdentityVerifier {
             }
         }
         // Bound to its client: only the orchestrator it was issued to may present it.
-        if let Some(claim) = &issuer.client_claim {
+        if let (Some(claim), Some(presenter)) = (&issuer.client_claim, presenter) {
             if claims.get(claim).and_then(Value::as_str) != Some(presenter) {
                 return Err(IdpError::WrongClient);
             }

@@ -7,6 +7,7 @@
 //! - [`startup`] — validates everything, binds, opens the store, loads keys; then runs.
 //! - [`app`] — the router and its middleware, separate from serving so tests bind port 0.
 //! - [`admin_tokens`] — issuing admin API tokens, for the API and the CLI.
+//! - [`approvals`] — human approvals of gated operations: deciding, waiting, one-call use.
 //! - [`api`] — one module per resource.
 //! - [`dev`] — development mode: built-in identity provider and seed inventory.
 //! - [`error`] — the one error type, rendered as RFC 9457 problem+json.
@@ -25,6 +26,7 @@
 pub mod admin_tokens;
 pub mod api;
 pub mod app;
+pub mod approvals;
 pub mod audit;
 pub mod audit_seal;
 pub mod audit_witness;

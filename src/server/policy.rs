@@ -120,6 +120,24 @@ pub struct Evaluation {
     /// For each granted right, the ids of the policies that grant it (a mandate stays live
     /// while one of them still does).
     pub granted_by: Vec<GrantedBy>,
+    /// The granted rights that every policy granting them gates behind human approval, each
+    /// with the rule of the policy it is granted under.
+    pub gated: Vec<Gate>,
+}
+
+/// A granted right that needs human approval first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// The tool.
+    pub tool: String,
+    /// The operation.
+    pub operation: String,
+    /// The policy it is granted under.
+    pub policy: String,
+    /// That policy's issuer (approvers named without one are proven by it).
+    pub policy_issuer: String,
+    /// Its approval rule.
+    pub rule: super::model::approval::ApprovalRule,
 }
 
 /// The policies behind one granted right.
@@ -200,6 +218,7 @@ pub fn evaluate(
     let mut denied = Vec::new();
     let mut policy_ttl: Option<u32> = None;
     let mut granted_by = Vec::new();
+    let mut gated = Vec::new();
     for grant in requested {
         let tool = tools.iter().find(|t| t.id == grant.tool);
         for operation in &grant.operations {
@@ -250,13 +269,29 @@ pub fn evaluate(
                 .iter()
                 .filter(|(_, g)| looser(&grant.constraints, &g.constraints).is_none())
                 .collect();
-            let Some((_, chosen)) = fitting.iter().min_by_key(|(_, g)| g.constraints.len()) else {
+            // A policy granting it without approval is preferred to one gating it.
+            let fewest = |open: bool| {
+                fitting
+                    .iter()
+                    .filter(|(_, g)| g.approval.is_none() == open)
+                    .min_by_key(|(_, g)| g.constraints.len())
+            };
+            let Some((policy, chosen)) = fewest(true).or_else(|| fewest(false)) else {
                 let argument = granting
                     .iter()
                     .find_map(|(_, g)| looser(&grant.constraints, &g.constraints));
                 denied.push(deny(DenialReason::ArgumentsLooserThanPolicy, argument));
                 continue;
             };
+            if let Some(rule) = &chosen.approval {
+                gated.push(Gate {
+                    tool: tool.id.clone(),
+                    operation: operation.clone(),
+                    policy: policy.id.clone(),
+                    policy_issuer: policy.issuer.clone(),
+                    rule: rule.clone(),
+                });
+            }
             let ttl = fitting.iter().map(|(p, _)| p.max_ttl_seconds).max();
             if let Some(ttl) = ttl {
                 policy_ttl = Some(policy_ttl.map_or(ttl, |t| t.min(ttl)));
@@ -295,8 +330,11 @@ pub fn evaluate(
         granted.clear();
         granted_by.clear();
         constraints.clear();
+        gated.clear();
         policy_ttl = None;
     }
+    gated.sort_by(|a, b| (&a.tool, &a.operation).cmp(&(&b.tool, &b.operation)));
+    gated.dedup_by(|a, b| a.tool == b.tool && a.operation == b.operation);
     granted.sort();
     granted.dedup();
     granted_by.sort_by(|a, b| (&a.tool, &a.operation).cmp(&(&b.tool, &b.operation)));
@@ -309,6 +347,7 @@ pub fn evaluate(
         denied,
         policy_ttl,
         granted_by,
+        gated,
     }
 }
 

@@ -11,6 +11,8 @@ fn grant(tool: &str, ops: &[&str]) -> Grant {
         tool: tool.into(),
         operations: ops.iter().map(|o| o.to_string()).collect(),
         constraints: Default::default(),
+        approval: None,
+        arguments: None,
     }
 }
 

@@ -6,6 +6,7 @@ use biscuit_auth::datalog::SymbolTable;
 use biscuit_auth::format::schema::{self, term::Content};
 use chrono::{DateTime, Utc};
 
+use super::approval::{self, Approval, Approver};
 use super::constraints::{read_fact, ArgConstraint};
 use super::{Right, TokenError, SCHEMA_VERSION};
 
@@ -30,6 +31,9 @@ pub struct Authority {
     pub constraints: Vec<ArgConstraint>,
     /// `holder_key($jkt)`: the thumbprint of the key the mandate is bound to, if it is.
     pub holder_key: Option<String>,
+    /// Every gated right's `approval(…)`, with its `approved_by(…)` and `approval_arguments(…)`
+    /// ([`super::approval`]), sorted by tool and operation.
+    pub approvals: Vec<Approval>,
 }
 
 /// Reads the mandate/v1 facts of `block`: exactly one of each single-valued fact, any number
@@ -52,6 +56,7 @@ pub fn read(block: &schema::Block) -> Result<Authority, TokenError> {
     let mut rights = Vec::new();
     let mut constraints = Vec::new();
     let mut holder_key = None;
+    let mut approvals = approval::Read::default();
     for fact in &block.facts {
         let name = table
             .get_symbol(fact.predicate.name)
@@ -75,6 +80,24 @@ pub fn read(block: &schema::Block) -> Result<Authority, TokenError> {
                     return Err(TokenError::Malformed);
                 }
                 once(&mut holder_key, jkt, "holder_key")?
+            }
+            ("approval", [id, tool, operation, at]) => match at.content {
+                Some(Content::Date(at)) => {
+                    let right = (text(id)?, text(tool)?, text(operation)?, at);
+                    approvals.approvals.push(right);
+                }
+                _ => return Err(TokenError::Malformed),
+            },
+            ("approved_by", [id, subject, issuer]) => approvals.approvers.push((
+                text(id)?,
+                Approver {
+                    subject: text(subject)?,
+                    issuer: text(issuer)?,
+                },
+            )),
+            ("approval_arguments", [id, tool, operation, sha256]) => {
+                let digest = (text(id)?, text(tool)?, text(operation)?, text(sha256)?);
+                approvals.arguments.push(digest);
             }
             ("right", [tool, operation]) => rights.push(Right {
                 tool: text(tool)?,
@@ -112,6 +135,7 @@ pub fn read(block: &schema::Block) -> Result<Authority, TokenError> {
             .ok_or(TokenError::Time)?,
         constraints,
         holder_key,
+        approvals: approvals.finish()?,
     })
 }
 

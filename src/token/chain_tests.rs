@@ -55,6 +55,7 @@ fn fixture() -> Fixture {
 
 fn mandate(f: &Fixture, rights: Vec<Right>, expires: i64) -> String {
     let spec = MandateSpec {
+        approvals: vec![],
         holder_key: None,
         mandate_id: "01900000-0000-7000-8000-000000000009".into(),
         task_id: "task".into(),

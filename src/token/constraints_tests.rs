@@ -37,6 +37,7 @@ fn mandate(constraints: Vec<ArgConstraint>) -> (String, KeySet) {
         operation: operation.into(),
     };
     let spec = MandateSpec {
+        approvals: vec![],
         holder_key: None,
         mandate_id: "01900000-0000-7000-8000-00000000000c".into(),
         task_id: "triage".into(),

@@ -35,6 +35,8 @@ pub struct MandateSpec {
     pub constraints: Vec<ArgConstraint>,
     /// The RFC 7638 thumbprint of the key the mandate is bound to ([`super::pop`]), if any.
     pub holder_key: Option<String>,
+    /// The approvals of the rights a policy gates behind human approval ([`super::approval`]).
+    pub approvals: Vec<super::approval::Approval>,
 }
 
 /// A minted mandate.
@@ -89,6 +91,13 @@ pub fn mint(spec: &MandateSpec, root: &KeyPair, kid: u32) -> Result<Minted, Toke
         builder = builder
             .fact(fact("holder_key", &[string(jkt)]))?
             .check(PROOF_CHECK.clone()?)?;
+    }
+    let (facts, checks) = super::approval::compile(&spec.approvals)?;
+    for fact in facts {
+        builder = builder.fact(fact)?;
+    }
+    for check in checks {
+        builder = builder.check(check)?;
     }
     for compiled in constrained(&spec.constraints)? {
         builder = builder.fact(compiled.fact)?.check(compiled.check)?;

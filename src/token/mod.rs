@@ -33,6 +33,7 @@
 //!     expires_at: now + Duration::minutes(10),
 //!     constraints: vec![],
 //!     holder_key: None,
+//!     approvals: vec![],
 //! };
 //! let mandate = mint(&spec, &root, 1)?.token;
 //!
@@ -59,9 +60,11 @@
 //! # Ok::<(), TokenError>(())
 //! ```
 
+pub mod approval;
 pub mod attenuate;
 pub mod attest;
 pub mod authority;
+pub mod canonical;
 mod chain;
 pub mod constraints;
 pub mod inspect;
@@ -164,6 +167,15 @@ pub enum TokenError {
         /// What the constraint requires (`must start with `acme/``).
         requirement: String,
     },
+    /// The operation's approval is bound to other arguments than the call's (or the verifier
+    /// was not given the call's arguments).
+    #[error("the call's arguments are not the ones approved for `{tool}` `{operation}`")]
+    ArgumentsNotApproved {
+        /// The tool.
+        tool: String,
+        /// The operation.
+        operation: String,
+    },
     /// The request is not granted; names the failed checks.
     #[error("not authorized: {0}")]
     NotAuthorized(String),
@@ -196,6 +208,7 @@ impl TokenError {
             TokenError::Proof(proof) => proof.code(),
             TokenError::NotAuthorized(_) => "not_authorized",
             TokenError::ArgumentNotAllowed { .. } => "argument_not_allowed",
+            TokenError::ArgumentsNotApproved { .. } => "arguments_not_approved",
             TokenError::EmptyAttenuation => "empty_attenuation",
             TokenError::RevocationsStale(_) => "revocations_stale",
             TokenError::Biscuit(_) => "invalid",
@@ -228,6 +241,7 @@ mod tests {
 
     fn spec(subject: &str, task: &str) -> MandateSpec {
         MandateSpec {
+            approvals: vec![],
             holder_key: None,
             mandate_id: "01900000-0000-7000-8000-000000000001".into(),
             task_id: task.into(),

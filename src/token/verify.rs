@@ -113,6 +113,10 @@ pub struct Verified {
     /// last one its holders moved the binding to); `None` for a bearer mandate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder_key: Option<String>,
+    /// The human approvals of the rights a policy gates behind approval, by tool and
+    /// operation: who approved and when, and for a one-call approval the arguments' digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<super::approval::Approval>,
 }
 
 /// Bounds on one authorization: enough for any mandate, small enough that no token can make a
@@ -309,6 +313,7 @@ pub fn check(
         revocation_ids: parsed.revocation_ids.iter().map(hex::encode).collect(),
         constraints,
         holder_key,
+        approvals: authority.approvals,
     };
     Ok(Checked { parsed, verified })
 }
@@ -424,23 +429,55 @@ impl Checked {
             Some(arguments) if !wanted.is_empty() => Arguments::from_json(arguments, &wanted),
             _ => Arguments::default(),
         };
-        self.run(is_revoked, request, resource, &stated, proven, options)
+        let approved = self.approved_arguments(request);
+        // The digest is computed only for an operation whose approval is bound to arguments.
+        let digest = match (approved, arguments) {
+            (Some(_), Some(arguments)) => Some(super::canonical::arguments_digest(Some(arguments))),
+            _ => None,
+        };
+        let call = Call {
+            arguments: &stated,
+            arguments_sha256: digest.as_deref(),
+        };
+        self.run(is_revoked, request, resource, &call, proven, options)
             .map_err(|error| match error {
-                TokenError::NotAuthorized(_) | TokenError::Biscuit(_) => {
-                    self.explain(request, &stated).unwrap_or(error)
-                }
+                TokenError::NotAuthorized(_) | TokenError::Biscuit(_) => self
+                    .explain(request, &stated, approved, digest.as_deref())
+                    .unwrap_or(error),
                 other => other,
             })
     }
 
-    /// The first constraint on the call's operation its arguments break, as a refusal.
-    fn explain(&self, request: &AccessRequest, stated: &Arguments) -> Option<TokenError> {
+    /// The digest of the arguments the approval of `request`'s operation is bound to, if it is.
+    fn approved_arguments(&self, request: &AccessRequest) -> Option<&str> {
+        self.verified
+            .approvals
+            .iter()
+            .find(|a| a.tool == request.tool && a.operation == request.operation)
+            .and_then(|a| a.arguments_sha256.as_deref())
+    }
+
+    /// The first constraint on the call's operation its arguments break, or the approval
+    /// bound to other arguments, as a refusal.
+    fn explain(
+        &self,
+        request: &AccessRequest,
+        stated: &Arguments,
+        approved: Option<&str>,
+        digest: Option<&str>,
+    ) -> Option<TokenError> {
         let right = Right {
             tool: request.tool.clone(),
             operation: request.operation.clone(),
         };
         if !self.usable_rights().contains(&right) {
             return None;
+        }
+        if approved.is_some() && approved != digest {
+            return Some(TokenError::ArgumentsNotApproved {
+                tool: request.tool.clone(),
+                operation: request.operation.clone(),
+            });
         }
         self.constraints_on(&request.tool, &request.operation)
             .find_map(|c| match stated.0.get(&c.argument) {
@@ -461,7 +498,7 @@ impl Checked {
         is_revoked: &dyn Fn(&[u8]) -> bool,
         request: &AccessRequest,
         resource: Option<&str>,
-        arguments: &Arguments,
+        call: &Call<'_>,
         proven: Option<&str>,
         options: &VerifyOptions,
     ) -> Result<Verified, TokenError> {
@@ -487,8 +524,11 @@ impl Checked {
         if let Some(jkt) = proven {
             builder = builder.fact(fact("holder_proof", &[string(jkt)]))?;
         }
-        for (path, value) in &arguments.0 {
+        for (path, value) in &call.arguments.0 {
             builder = builder.fact(fact("arg", &[string(path), argument::term(value)]))?;
+        }
+        if let Some(digest) = call.arguments_sha256 {
+            builder = builder.fact(fact("arguments_sha256", &[string(digest)]))?;
         }
         let mut authorizer = builder
             .policy(allow)?
@@ -498,6 +538,13 @@ impl Checked {
         authorizer.authorize().map_err(map_biscuit)?;
         Ok(self.verified.clone())
     }
+}
+
+/// What the verifier states of a call's arguments: the ones its constraints name, and the
+/// digest of them all when its approval is bound to them.
+struct Call<'a> {
+    arguments: &'a Arguments,
+    arguments_sha256: Option<&'a str>,
 }
 
 /// Who a token speaks through, read without authorizing a call (a used token may have expired

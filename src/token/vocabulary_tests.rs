@@ -19,6 +19,7 @@ use crate::token::{Right, TokenError};
 fn mandate() -> (String, KeySet) {
     let root = KeyPair::new();
     let spec = MandateSpec {
+        approvals: vec![],
         holder_key: None,
         mandate_id: "01900000-0000-7000-8000-000000000007".into(),
         task_id: "task".into(),

@@ -143,6 +143,7 @@ mod tests {
     fn checked(expires_at: DateTime<Utc>) -> (String, Checked) {
         let root = biscuit_auth::KeyPair::new();
         let spec = MandateSpec {
+            approvals: vec![],
             holder_key: None,
             mandate_id: "m".into(),
             task_id: "t".into(),

@@ -525,6 +525,7 @@ async fn the_token_commands_make_keys_and_proofs_and_move_the_binding() {
     let root = biscuit_auth::KeyPair::new();
     let now = SystemClock.now();
     let spec = mandate::token::mint::MandateSpec {
+        approvals: vec![],
         mandate_id: "01900000-0000-7000-8000-000000000009".into(),
         task_id: "t".into(),
         task_digest: vec![0; 32],

@@ -381,6 +381,7 @@ fn the_schema_docs_authority_example_is_a_minted_authority_block_and_parses() {
     use mandate::token::mint::{mint, MandateSpec};
     use sha2::Digest as _;
     let spec = MandateSpec {
+        approvals: vec![],
         mandate_id: "01a22658-d042-787f-ad56-cce53d3723bd".into(),
         task_id: "task-01a22658-d042-787f-ad56-cce53d3723bd".into(),
         task_digest: sha2::Sha256::digest(b"Summarise open CRM tickets").to_vec(),

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "domain",
         &[
             "server/mint/",
+            "server/approvals/",
             "server/revoke.rs",
             "server/caller.rs",
             "server/admin_tokens.rs",

@@ -147,6 +147,7 @@ impl Keys {
 /// A mandate for alice through `support-orchestrator`, alive five minutes from [`epoch`].
 fn spec(id: &str) -> MandateSpec {
     MandateSpec {
+        approvals: vec![],
         mandate_id: format!("0195f0c8-0000-7000-8000-{id:0>12}"),
         task_id: format!("task-{id}"),
         task_digest: vec![0x3f; 32],

@@ -21,7 +21,8 @@ def test_every_module_is_under_600_lines() -> None:
 def test_the_verifiers_public_names_stay_importable_from_verify() -> None:
     for name in ("Checked", "Clock", "RevocationCheck", "SyncVerifier", "SystemClock", "Verified", "Verifier",
                  "VerifierSettings", "VerifyOptions", "check_token", "format_time", "arguments_from_json",
-                 "Hop", "Expired", "Revoked", "UnknownKey", "NotAuthorized", "ArgumentNotAllowed"):
+                 "Hop", "Expired", "Revoked", "UnknownKey", "NotAuthorized", "ArgumentNotAllowed",
+                 "ArgumentsNotApproved", "Approval", "Approver"):
         assert hasattr(verify, name), name
     assert set(verify.__all__) <= set(dir(verify))
 

@@ -1,6 +1,6 @@
 /**
- * Strict base64url decoding and constant-time comparison, shared by the token reader and the
- * proof checker. A strict decoder refuses what Node's lenient one would skip: characters outside
+ * Strict base64url decoding, constant-time comparison and Rust's string order, shared by the
+ * token reader and the proof checker. A strict decoder refuses what Node's lenient one would skip: characters outside
  * the alphabet, wrong padding, and non-zero trailing bits (a second spelling of the same bytes).
  */
 
@@ -29,4 +29,9 @@ export function constantTimeEqual(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** Orders strings bytewise (their UTF-8), as Rust orders `String`s. */
+export function compareText(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }

@@ -116,6 +116,17 @@ export class ArgumentNotAllowed extends VerificationError {
   }
 }
 
+/**
+ * The operation's approval is bound to other arguments than the call's (or the verifier was not
+ * given the call's arguments).
+ */
+export class ArgumentsNotApproved extends VerificationError {
+  readonly code = "arguments_not_approved";
+  constructor(readonly tool: string, readonly operation: string) {
+    super(`the call's arguments are not the ones approved for \`${tool}\` \`${operation}\``);
+  }
+}
+
 /** The request is not granted. */
 export class NotAuthorized extends VerificationError {
   readonly code = "not_authorized";

@@ -6,6 +6,7 @@
  * - `HolderSecret`, `HolderKey`, `createProof`: proof of possession (`pop/`).
  * - `RevocationFollower`: follows mandate's revocation feed (`revocations.ts`).
  * - `MandateMcp`: verifying mandates in an MCP server (`mcp.ts`).
+ * - `canonicalJson`, `argumentsSha256`: RFC 8785 JSON and the digest a one-call approval binds (`token/canonical.ts`).
  * - Errors: `VerificationError` and its subclasses carry mandate's reason codes (`errors.ts`).
  */
 
@@ -13,6 +14,8 @@ export * from "./errors.js";
 export { Verifier, Presentation, keySet, agentKeys, revocationList, SYSTEM_CLOCK, KeyDocumentError } from "./verifier.js";
 export type { Call, Clock, RevocationCheck, VerifierOptions, KeysDocument, AgentKeysDocument } from "./verifier.js";
 export type { Verified, ReadOut } from "./token/verify.js";
+export type { Approval, Approver } from "./token/approval.js";
+export { canonicalJson, argumentsSha256, CanonicalJsonError } from "./token/canonical.js";
 export type { Right } from "./token/vocabulary.js";
 export type { Hop } from "./token/chain.js";
 export type { ArgConstraint, Constraint, Scalar } from "./token/constraints.js";

@@ -2,15 +2,17 @@
 //! mandate.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::extract::ApiJson;
+use crate::server::approvals::{ApprovalView, POLL_INTERVAL};
 use crate::server::caller::Orchestrator;
 use crate::server::error::{ApiError, Problem};
-use crate::server::mint::{mint, Issued, MintRequest, RequestMeta};
+use crate::server::mint::{mint, Issued, MintRequest, Outcome, RequestMeta};
 use crate::server::model::Grant;
 use crate::server::state::AppState;
 use crate::token::pop::HolderKey;
@@ -69,6 +71,9 @@ pub fn request_meta(headers: &HeaderMap, endpoint: &'static str) -> RequestMeta 
     responses(
         (status = 201, description = "Minted and recorded", body = Issued,
          headers(("cache-control" = String, description = "no-store"))),
+        (status = 202, description = "A requested operation needs human approval: nothing is minted yet. Poll `poll` or stream `stream`; once approved, POST `mandate` for the mandate", body = ApprovalView,
+         headers(("location" = String, description = "The approval request"),
+                 ("retry-after" = u64, description = "Seconds between polls"))),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Bad agent secret, or the subject token was refused (`reason` names the check)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A sub-agent, or operations denied (`denied` lists each with its reason)", body = Problem, content_type = "application/problem+json"),
@@ -87,7 +92,7 @@ pub async fn create_mandate(
     orchestrator: Orchestrator,
     headers: HeaderMap,
     ApiJson(body): ApiJson<MintBody>,
-) -> Result<(StatusCode, [(HeaderName, &'static str); 1], Json<Issued>), ApiError> {
+) -> Result<Response, ApiError> {
     let holder_key = body
         .holder_key
         .as_ref()
@@ -102,16 +107,30 @@ pub async fn create_mandate(
         scope: body.scope,
         ttl_seconds: body.ttl_seconds,
     };
-    let issued = mint(
+    let outcome = mint(
         &state,
         &orchestrator,
         request,
         request_meta(&headers, "/v1/mandates"),
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(issued),
-    ))
+    match outcome {
+        Outcome::Issued(issued) => Ok((
+            StatusCode::CREATED,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(issued),
+        )
+            .into_response()),
+        Outcome::Pending(request) => {
+            let view = ApprovalView::of(&request, state.clock.now());
+            let mut response = (StatusCode::ACCEPTED, Json(&view)).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(POLL_INTERVAL));
+            if let Ok(location) = HeaderValue::from_str(&view.poll) {
+                headers.insert(header::LOCATION, location);
+            }
+            Ok(response)
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agent_auth;
+pub mod approvals;
 pub mod dev_idp;
 pub mod docs;
 pub mod dpop;
@@ -36,6 +37,7 @@ use super::state::AppState;
         (name = "mandates", description = "Minting mandates (agent secret)"),
         (name = "revocations", description = "Revocation, the revocation feed, introspection"),
         (name = "receipts", description = "Verifiers' reports of what was done with mandates"),
+        (name = "approvals", description = "Human approvals of gated operations (approvers' IdP tokens, agent secrets)"),
         (name = "admin", description = "Inventory, policies and audit for IAM teams (admin tokens)")
     ),
     components(schemas(crate::server::error::Problem, crate::server::error::FieldError)),
@@ -80,6 +82,18 @@ impl utoipa::Modify for SecuritySchemes {
             ),
         );
         components.add_security_scheme(
+            "approver_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "The approver's own token from a trusted issuer, issued after the request was made",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "client_basic",
             SecurityScheme::Http(
                 HttpBuilder::new()
@@ -108,6 +122,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::token))
         .routes(routes!(revocations::revoke))
         .routes(routes!(revocations::complete))
+        // Approvals: approvers decide (their IdP token); orchestrators wait and collect.
+        .routes(routes!(approvals::waiting))
+        .routes(routes!(approvals::show))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::deny))
+        .routes(routes!(approvals::collect_mandate))
+        .routes(routes!(approvals::events))
+        .routes(routes!(approvals::record_use))
         // A token's holder: revoking its own branch.
         .routes(routes!(revocations::revoke_branch))
         // Verifiers and gateways: the revocation feed, introspection, receipts.

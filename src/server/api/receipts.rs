@@ -164,6 +164,12 @@ async fn allowed_then(
         skew: chrono::Duration::seconds(MAX_SKEW_SECONDS),
         ..VerifyOptions::default()
     };
+    let approved_digest = checked
+        .verified()
+        .approvals
+        .iter()
+        .find(|a| a.tool == receipt.tool && a.operation == receipt.operation)
+        .and_then(|a| a.arguments_sha256.clone());
     // The reporter checked the holder's proof of possession; the grant is checked here.
     let allowed = crate::verifier::pool::run(move || {
         let holder = checked.verified().holder_key.clone();
@@ -175,8 +181,15 @@ async fn allowed_then(
     if let Err(TokenError::Busy) = allowed {
         return Err(busy());
     }
+    // Of an operation approved for one call, the digest must be the approved one.
+    let approved = approved_digest.as_deref();
     let allowed = match allowed {
         Err(TokenError::ArgumentNotAllowed { .. }) if constrained => Ok(()),
+        Err(TokenError::ArgumentsNotApproved { .. })
+            if approved.is_some() && approved == receipt.arguments_sha256.as_deref() =>
+        {
+            Ok(())
+        }
         other => other.map(|_| ()),
     };
     Ok(allowed.map_err(|e| {
@@ -420,6 +433,24 @@ pub struct Action {
     /// What the reporter added: the arguments' digest, a denial's reason, what became of the
     /// output, the latency.
     pub details: ReceiptDetails,
+    /// The human approval the mandate carries for this operation: who approved it, when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub approval: Option<crate::token::approval::Approval>,
+}
+
+/// The approval an issuance recorded for `operation` of `tool`, if it carries one.
+fn approval_of(
+    mandate: &crate::server::store::Issuance,
+    tool: &str,
+    operation: &str,
+) -> Option<crate::token::approval::Approval> {
+    let approvals = mandate.request_meta.get("approvals")?;
+    let approvals: Vec<crate::token::approval::Approval> =
+        serde_json::from_value(approvals.clone()).ok()?;
+    approvals
+        .into_iter()
+        .find(|a| a.tool == tool && a.operation == operation)
 }
 
 /// What agents did, on behalf of whom, through which hops: by principal, agent, tool, mandate,
@@ -464,6 +495,7 @@ pub async fn attribution(
         .await?
         .into_iter()
         .map(|(receipt, mandate)| Action {
+            approval: approval_of(&mandate, &receipt.tool, &receipt.operation),
             occurred_at: receipt.occurred_at,
             principal: ActionPrincipal {
                 subject: mandate.principal_subject,

@@ -30,12 +30,14 @@ use super::state::AppState;
 use super::store::snapshot::Inventory;
 use super::store::{new_id, StoreError};
 use super::telemetry::MintOutcome;
+use crate::server::model::approval::ApprovalRequest;
 use crate::token::constraints::{stated, ArgConstraint, MAX_CONSTRAINTS};
 use crate::token::mint::{mint as mint_token, MandateSpec, Minted};
 use crate::token::pop::HolderKey;
 use crate::token::{Right, TokenError};
 use tracing::Instrument;
 
+mod approved;
 mod record;
 pub use record::RequestMeta;
 use record::{audit_denial, issuance_meta, record_issuance, Record};
@@ -83,6 +85,19 @@ pub struct Issued {
     /// signed by that key. Absent for a bearer mandate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder_key: Option<String>,
+    /// The human approvals the mandate carries for the rights a policy gates behind approval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<crate::token::approval::Approval>,
+}
+
+/// What a mint answers: the mandate, or the approval request it waits on.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Minted and recorded.
+    Issued(Issued),
+    /// A policy gates a requested operation behind human approval: nothing is minted until the
+    /// request is approved, and then all of it is.
+    Pending(Box<crate::server::model::approval::ApprovalRequest>),
 }
 
 impl MintRequest {
@@ -112,7 +127,7 @@ impl MintRequest {
                 format!("must name at most {MAX_SCOPE_TOOLS} tools"),
             );
         } else {
-            check.grants("scope", &self.scope);
+            check.grants("scope", &self.scope, super::model::GrantsOf::Request);
         }
         if let Some(ttl) = self.ttl_seconds {
             check.ttl("ttl_seconds", ttl, cap);
@@ -160,6 +175,9 @@ pub enum MintError {
     /// The token could not be signed (a bug).
     #[error("the mandate could not be signed")]
     Sign(#[source] TokenError),
+    /// An approval request cannot be collected: unknown to this orchestrator, or not approved.
+    #[error(transparent)]
+    Approval(#[from] crate::server::approvals::ApprovalError),
 }
 
 impl MintError {
@@ -175,6 +193,7 @@ impl MintError {
             }
             MintError::Subject(error) => (MintOutcome::Denied, Some(error.code())),
             MintError::Denied(_) => (MintOutcome::Denied, Some("scope_denied")),
+            MintError::Approval(_) => (MintOutcome::Denied, Some("approval")),
             MintError::Unauthenticated
             | MintError::OrchestratorChanged(_)
             | MintError::Store(_)
@@ -213,16 +232,63 @@ pub async fn mint(
     caller: &Orchestrator,
     request: MintRequest,
     meta: RequestMeta,
+) -> Result<Outcome, MintError> {
+    let started = state.clock.instant();
+    let result = decide_until_current(state, caller, request, meta, None).await;
+    count(state, started, &result);
+    result
+}
+
+/// Mints the mandate an approved request holds, for the orchestrator that asked for it, once:
+/// decided again on the current inventory (the principal as the request proved them, unless
+/// their mandates were revoked since), carrying the approvals.
+#[tracing::instrument(skip_all, fields(agent = %caller.agent.id, approval = %id))]
+pub async fn collect(
+    state: &AppState,
+    caller: &Orchestrator,
+    id: Uuid,
 ) -> Result<Issued, MintError> {
     let started = state.clock.instant();
-    let result = decide_until_current(state, caller, request, meta).await;
-    let (outcome, reason) = match &result {
-        Ok(_) => (MintOutcome::Issued, None),
+    let result = async {
+        let request = crate::server::approvals::collectable(state, &caller.agent.id, id).await?;
+        let held = &request.held;
+        let holder_key = match &held.holder_key {
+            Some(jwk) => Some(HolderKey::from_jwk(jwk).map_err(|e| {
+                MintError::Store(StoreError::Corrupt(format!("held holder key: {e}")))
+            })?),
+            None => None,
+        };
+        let mint = MintRequest {
+            subject_token: String::new(),
+            task_description: held.task_description.clone(),
+            task_ref: held.task_ref.clone(),
+            scope: held.scope.clone(),
+            ttl_seconds: held.ttl_seconds,
+            holder_key,
+        };
+        let meta = RequestMeta {
+            endpoint: "/v1/approvals/{id}/mandate",
+            ..RequestMeta::default()
+        };
+        decide_until_current(state, caller, mint, meta, Some(&request)).await
+    }
+    .await;
+    count(state, started, &result);
+    match result? {
+        Outcome::Issued(issued) => Ok(issued),
+        Outcome::Pending(_) => Err(MintError::InventoryKeptChanging),
+    }
+}
+
+/// Counts a mint's outcome and time in the metrics.
+fn count(state: &AppState, started: std::time::Instant, result: &Result<Outcome, MintError>) {
+    let (outcome, reason) = match result {
+        Ok(Outcome::Issued(_)) => (MintOutcome::Issued, None),
+        Ok(Outcome::Pending(_)) => (MintOutcome::Denied, Some("approval_pending")),
         Err(error) => error.outcome(),
     };
     let took = state.clock.instant().saturating_duration_since(started);
     state.metrics.minted(outcome, reason, took);
-    result
 }
 
 /// Why [`decide`] did not issue.
@@ -253,14 +319,19 @@ async fn decide_until_current(
     caller: &Orchestrator,
     request: MintRequest,
     meta: RequestMeta,
-) -> Result<Issued, MintError> {
-    let checked = request
-        .check(state.config.max_ttl_seconds)
-        .map_err(MintError::from)
-        .and_then(|()| {
-            let id = &caller.agent.id;
-            throttle(state, &state.limits.agents, "agent", id, id)
-        });
+    approved: Option<&ApprovalRequest>,
+) -> Result<Outcome, MintError> {
+    // An approved request's mint was checked and counted when it was requested.
+    let checked = match approved {
+        Some(_) => Ok(()),
+        None => request
+            .check(state.config.max_ttl_seconds)
+            .map_err(MintError::from)
+            .and_then(|()| {
+                let id = &caller.agent.id;
+                throttle(state, &state.limits.agents, "agent", id, id)
+            }),
+    };
     if let Err(refusal) = checked {
         // Answered only to a caller that still authenticates.
         let current = state.inventory.current(state.store.as_ref()).await?;
@@ -274,7 +345,15 @@ async fn decide_until_current(
     // The principal counted against its mint rate, once however often the mint is decided.
     let mut counted = None;
     for decision in 1..=DECISIONS {
-        let attempt = decide(state, &agent, &inventory, &mut counted, &request, &meta);
+        let attempt = decide(
+            state,
+            &agent,
+            &inventory,
+            &mut counted,
+            &request,
+            &meta,
+            approved,
+        );
         match attempt.await {
             Ok(issued) => return Ok(issued),
             Err(Failure::Refused(error)) => return Err(error),
@@ -311,6 +390,7 @@ async fn confirm(state: &AppState, inventory: &Inventory) -> Result<(), Failure>
 /// One decision on `inventory`: the steps of the module's list from the principal on, each in
 /// its own span (`jwt.validate`, `policy.evaluate`, `token.sign`, `store.commit`). `counted`
 /// names the principal already counted against its mint rate by an earlier decision.
+#[allow(clippy::too_many_arguments)]
 async fn decide(
     state: &AppState,
     agent: &Agent,
@@ -318,12 +398,19 @@ async fn decide(
     counted: &mut Option<String>,
     request: &MintRequest,
     meta: &RequestMeta,
-) -> Result<Issued, Failure> {
+    approved: Option<&ApprovalRequest>,
+) -> Result<Outcome, Failure> {
     let now = state.clock.now();
-    let principal = prove_principal(state, agent, inventory, request, now).await?;
+    let principal = match approved {
+        None => prove_principal(state, agent, inventory, request, now).await?,
+        Some(approval) => approved::principal(inventory, approval)
+            .map_err(|error| Failure::Refused(MintError::Subject(error)))?,
+    };
     let bound = request.holder_key.is_some();
     let evaluation = evaluate_scope(agent, inventory, &principal, &request.scope, bound);
-    count_principal(state, agent, &principal, counted, now).await?;
+    if approved.is_none() {
+        count_principal(state, agent, &principal, counted, now).await?;
+    }
     let principal_json = json!({
         "subject": principal.subject, "issuer": principal.issuer_url, "groups": principal.groups,
     });
@@ -348,14 +435,48 @@ async fn decide(
             ),
         ))));
     }
+    match approved {
+        None => {
+            let arguments = approved::bound_arguments(request, &evaluation.gated)
+                .map_err(|e| Failure::Refused(e.into()))?;
+            if !evaluation.gated.is_empty() {
+                confirm(state, inventory).await?;
+                let request_meta = issuance_meta(meta, &evaluation.granted_by);
+                let held = approved::hold(
+                    state,
+                    agent,
+                    inventory,
+                    &principal,
+                    request,
+                    evaluation.gated.iter().zip(arguments).collect(),
+                    request_meta,
+                )
+                .await?;
+                return Ok(Outcome::Pending(Box::new(held)));
+            }
+        }
+        Some(approval) => {
+            if let Err(right) = approved::covers(approval, &evaluation.gated) {
+                confirm(state, inventory).await?;
+                return Err(Failure::Refused(
+                    crate::server::approvals::ApprovalError::GatedSince(right).into(),
+                ));
+            }
+        }
+    }
     let requested_ttl = request.ttl_seconds.and_then(|t| u32::try_from(t).ok());
     let cap = state.config.max_ttl_seconds;
     let ttl = mandate_ttl(requested_ttl, policy_ttl, agent.max_ttl_seconds, cap);
+    let mut expires_at = now + Duration::seconds(i64::from(ttl));
+    if let Some(approval) = approved {
+        expires_at = expires_at.min(approved::latest_expiry(approval));
+    }
     let mandate_id = new_id(now);
-    let task_id = request
-        .task_ref
-        .clone()
-        .unwrap_or_else(|| format!("task-{mandate_id}"));
+    let task_id = match (&request.task_ref, approved) {
+        (Some(task_ref), _) => task_ref.clone(),
+        (None, Some(approval)) => format!("task-{}", approval.id),
+        (None, None) => format!("task-{mandate_id}"),
+    };
     let spec = MandateSpec {
         mandate_id: mandate_id.to_string(),
         task_id,
@@ -364,9 +485,10 @@ async fn decide(
         principal_issuer: principal.issuer_url.clone(),
         agent_id: agent.id.clone(),
         rights: evaluation.granted.clone(),
-        expires_at: now + Duration::seconds(i64::from(ttl)),
+        expires_at,
         constraints: evaluation.constraints.clone(),
         holder_key: request.holder_key.as_ref().map(HolderKey::thumbprint),
+        approvals: approved.map(approved::carried).unwrap_or_default(),
     };
     let (minted, kid) = sign(state, &spec)?;
     let issued = Issued {
@@ -377,20 +499,27 @@ async fn decide(
         constraints: evaluation.constraints.clone(),
         revocation_id: hex::encode(&minted.revocation_id),
         holder_key: spec.holder_key.clone(),
+        approvals: spec.approvals.clone(),
     };
+    let mut request_meta = issuance_meta(meta, &evaluation.granted_by);
+    if let (Some(object), Some(approval)) = (request_meta.as_object_mut(), approved) {
+        object.insert("approval".to_owned(), json!(approval.id));
+        object.insert("approvals".to_owned(), json!(spec.approvals));
+    }
     let record = Record {
         mandate_id,
         spec,
         kid,
         revocation_id: minted.revocation_id,
         task_description: request.task_description.clone(),
-        request_meta: issuance_meta(meta, &evaluation.granted_by),
+        request_meta,
         principal: principal_json,
         decided_at: inventory.generation,
+        approval: approved.map(|a| a.id),
         now,
     };
     record_issuance(state, agent, record).await?;
-    Ok(issued)
+    Ok(Outcome::Issued(issued))
 }
 
 /// Step 2: the human principal, proven by their token against the trusted issuers (the
@@ -410,7 +539,7 @@ async fn prove_principal(
         .collect();
     let proven = state
         .idp
-        .verify(&request.subject_token, &issuers, &agent.id, now)
+        .verify(&request.subject_token, &issuers, Some(&agent.id), now)
         .instrument(tracing::info_span!("jwt.validate"))
         .await
         .and_then(|principal| issued_after_cutoff(inventory, principal));
@@ -457,6 +586,7 @@ fn evaluate_scope(
                 denied: all_binding_required(),
                 policy_ttl: None,
                 granted_by: Vec::new(),
+                gated: Vec::new(),
             };
         }
         let mut all = evaluate(principal, agent, requested, &inventory.policies, tools);

@@ -57,6 +57,8 @@ pub(super) struct Record {
     pub(super) request_meta: serde_json::Value,
     pub(super) principal: serde_json::Value,
     pub(super) decided_at: InventoryGuard,
+    /// The approved request it is minted on, marked issued in the same transaction.
+    pub(super) approval: Option<Uuid>,
     pub(super) now: DateTime<Utc>,
 }
 
@@ -102,17 +104,29 @@ pub(super) async fn record_issuance(
             "expires_at": spec.expires_at, "kid": record.kid,
             "revocation_id": hex::encode(&record.revocation_id),
             "holder_key": spec.holder_key,
+            "approvals": spec.approvals,
         }),
     };
     let mandate = NewMandate {
         issuance,
         audit,
         decided_at: Some(record.decided_at),
+        approval: record.approval,
     };
-    let committed = state
-        .metrics
-        .commit("insert_mandate", state.writers.mandates.submit(mandate))
-        .await;
+    // An approved mint commits alone: its request's state is checked in its transaction.
+    let committed = match record.approval {
+        None => {
+            let submitted = state.writers.mandates.submit(mandate);
+            state.metrics.commit("insert_mandate", submitted).await
+        }
+        Some(_) => {
+            let cap = Some(state.config.max_live_mandates_per_agent);
+            let inserted = state
+                .store
+                .insert_mandates(std::slice::from_ref(&mandate), cap);
+            state.metrics.commit("insert_mandate", inserted).await
+        }
+    };
     let refused = match &committed {
         Err(StoreError::LimitReached(message)) => Some(("live_mandate_limit", message)),
         Err(StoreError::NoLongerActive(message)) => Some(("inventory_changed", message)),

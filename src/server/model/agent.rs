@@ -194,7 +194,7 @@ impl NewAgent {
         check.text("owner", &self.owner, 256, true);
         check.optional_text("team", self.team.as_deref(), 128);
         check.optional_text("description", self.description.as_deref(), 2048);
-        check.grants("ceiling", &self.ceiling);
+        check.grants("ceiling", &self.ceiling, super::GrantsOf::Ceiling);
         if let Some(ttl) = self.max_ttl_seconds {
             check.ttl("max_ttl_seconds", ttl, cap);
         }
@@ -241,7 +241,7 @@ impl AgentPatch {
             check.optional_text("description", description.as_deref(), 2048);
         }
         if let Some(ceiling) = &self.ceiling {
-            check.grants("ceiling", ceiling);
+            check.grants("ceiling", ceiling, super::GrantsOf::Ceiling);
         }
         if let Some(ttl) = self.max_ttl_seconds {
             check.ttl("max_ttl_seconds", ttl, cap);

@@ -4,6 +4,7 @@
 
 pub mod admin_token;
 pub mod agent;
+pub mod approval;
 pub mod issuer;
 pub mod lifecycle;
 pub mod page;
@@ -23,6 +24,17 @@ pub const MAX_ID_LEN: usize = 64;
 /// Most grants in one ceiling or policy, and most operations in one grant or tool.
 pub const MAX_ITEMS: usize = 256;
 
+/// Where a list of grants is: what each may state besides tools and operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantsOf {
+    /// An agent's ceiling.
+    Ceiling,
+    /// A policy: grants may require approval.
+    Policy,
+    /// A mint request: grants may name the arguments of an approved call.
+    Request,
+}
+
 /// Tool operations granted together: `{tool, operations}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +50,15 @@ pub struct Grant {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schema(example = json!({"repo": {"prefix": "acme/"}, "labels": {"one_of": ["bug", "triage"]}}))]
     pub constraints: BTreeMap<String, Constraint>,
+    /// In a policy only: the human approval these operations need before a mandate grants
+    /// them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<approval::ApprovalRule>,
+    /// In a mint request only: the exact arguments (a JSON object) of the one call an approval
+    /// that binds arguments is asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, example = json!({"id": "cust-42"}))]
+    pub arguments: Option<serde_json::Value>,
 }
 
 impl Grant {
@@ -47,6 +68,8 @@ impl Grant {
             tool: tool.into(),
             operations,
             constraints: BTreeMap::new(),
+            approval: None,
+            arguments: None,
         }
     }
 }
@@ -169,20 +192,58 @@ impl Validation {
         }
     }
 
-    /// Grants: well-formed ids, at least one operation each, no tool or operation twice.
-    pub fn grants(&mut self, field: &str, grants: &[Grant]) {
+    /// Grants: well-formed ids, at least one operation each, no operation of a tool twice;
+    /// `approval` only where `kind` allows it, `arguments` only in a request.
+    pub fn grants(&mut self, field: &str, grants: &[Grant], kind: GrantsOf) {
         if grants.len() > MAX_ITEMS {
             self.fail(field, format!("must have at most {MAX_ITEMS} entries"));
             return;
         }
-        let mut tools = BTreeSet::new();
+        let mut operations = BTreeSet::new();
         for (i, grant) in grants.iter().enumerate() {
             self.id(&format!("{field}[{i}].tool"), &grant.tool);
-            if !tools.insert(&grant.tool) {
-                self.fail(
-                    format!("{field}[{i}].tool"),
-                    format!("`{}` is listed twice", grant.tool),
-                );
+            for operation in &grant.operations {
+                if !operations.insert((&grant.tool, operation)) {
+                    self.fail(
+                        format!("{field}[{i}].operations"),
+                        format!("`{}` `{operation}` is listed twice", grant.tool),
+                    );
+                }
+            }
+            match (&grant.approval, kind) {
+                (Some(rule), GrantsOf::Policy) => {
+                    rule.check(self, &format!("{field}[{i}].approval"))
+                }
+                (Some(_), _) => self.fail(
+                    format!("{field}[{i}].approval"),
+                    "only a policy's grants require approval",
+                ),
+                (None, _) => {}
+            }
+            match (&grant.arguments, kind) {
+                (Some(serde_json::Value::Object(_)), GrantsOf::Request) => {
+                    let size = crate::token::canonical::canonical(
+                        grant.arguments.as_ref().unwrap_or(&serde_json::Value::Null),
+                    )
+                    .len();
+                    if size > approval::MAX_ARGUMENTS_BYTES {
+                        self.fail(
+                            format!("{field}[{i}].arguments"),
+                            format!(
+                                "must be at most {} bytes as canonical JSON",
+                                approval::MAX_ARGUMENTS_BYTES
+                            ),
+                        );
+                    }
+                }
+                (Some(_), GrantsOf::Request) => {
+                    self.fail(format!("{field}[{i}].arguments"), "must be a JSON object")
+                }
+                (Some(_), _) => self.fail(
+                    format!("{field}[{i}].arguments"),
+                    "only a mint request names the arguments of an approved call",
+                ),
+                (None, _) => {}
             }
             if grant.operations.is_empty() {
                 self.fail(
@@ -346,20 +407,21 @@ mod tests {
     #[test]
     fn grants_need_operations_and_no_repeats() {
         let mut check = Validation::new();
+        let crm = |operations: &[&str]| {
+            Grant::new("crm", operations.iter().map(|o| o.to_string()).collect())
+        };
+        let mut approved = crm(&["delete"]);
+        approved.arguments = Some(serde_json::json!({"id": 1}));
         check.grants(
             "grants",
             &[
-                Grant {
-                    tool: "crm".into(),
-                    operations: vec![],
-                    constraints: Default::default(),
-                },
-                Grant {
-                    tool: "crm".into(),
-                    operations: vec!["read".into(), "read".into()],
-                    constraints: Default::default(),
-                },
+                crm(&[]),
+                crm(&["read", "read"]),
+                crm(&["write"]),
+                crm(&["write"]),
+                approved,
             ],
+            GrantsOf::Policy,
         );
         let Err(Invalid(errors)) = check.finish() else {
             panic!("expected errors")
@@ -369,8 +431,10 @@ mod tests {
             fields,
             [
                 "grants[0].operations",
-                "grants[1].tool",
-                "grants[1].operations[1]"
+                "grants[1].operations",
+                "grants[1].operations[1]",
+                "grants[3].operations",
+                "grants[4].arguments",
             ]
         );
     }

@@ -187,7 +187,7 @@ fn check_body(check: &mut Validation, policy: &Policy) {
     if policy.grants.is_empty() {
         check.fail("grants", "must grant at least one tool operation");
     }
-    check.grants("grants", &policy.grants);
+    check.grants("grants", &policy.grants, super::GrantsOf::Policy);
 }
 
 impl NewPolicy {

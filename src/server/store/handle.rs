@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::approvals::ApprovalStore;
 use super::core_store::CoreStore;
 use super::error::StoreError;
 use super::inventory::{
@@ -29,6 +30,7 @@ pub trait Store:
     + MandateStore
     + RevocationStore
     + ReporterStore
+    + ApprovalStore
 {
 }
 
@@ -41,6 +43,7 @@ impl<T> Store for T where
         + MandateStore
         + RevocationStore
         + ReporterStore
+        + ApprovalStore
 {
 }
 

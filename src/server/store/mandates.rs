@@ -121,6 +121,9 @@ pub struct NewMandate {
     pub audit: NewAuditEvent,
     /// The inventory generation it was decided at, if it must still be current at commit.
     pub decided_at: Option<InventoryGuard>,
+    /// The approved request it is issued on, marked issued in the same transaction (which
+    /// fails if the request is no longer approved and unexpired).
+    pub approval: Option<Uuid>,
 }
 
 /// Issued mandates.
@@ -151,6 +154,7 @@ pub trait MandateStore: Send + Sync {
             issuance: issuance.clone(),
             audit: audit.clone(),
             decided_at: None,
+            approval: None,
         };
         self.insert_mandates(std::slice::from_ref(&mandate), None)
             .await

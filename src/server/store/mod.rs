@@ -7,9 +7,10 @@
 //! never this file:
 //! - `error` — [`StoreError`]; `core_store` — [`CoreStore`] (health, migrations, root keys, the
 //!   audit trail) and its records; `handle` — [`Store`], the one handle, and whole-list reads.
-//! - `inventory`, `mandates`, `revocations` — the other parts of the handle.
+//! - `inventory`, `mandates`, `revocations`, `approvals` — the other parts of the handle.
 //! - `backend` — what the two SQL backends (`postgres`, `sqlite`) share.
 
+mod approvals;
 mod backend;
 pub mod batch;
 mod core_store;
@@ -25,6 +26,7 @@ mod sqlite;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use approvals::{ApprovalStore, ApprovalUse};
 pub use core_store::{
     chain_hash, change_event, new_id, AuditEvent, AuditOutcome, Backend, Checkpoint, CoreStore,
     MigrationReport, NewAuditEvent, NewRootKey, PoolUsage, RootKeyRecord, Seal, GENESIS,

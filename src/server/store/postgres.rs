@@ -10,15 +10,18 @@ use uuid::Uuid;
 
 use crate::server::model::admin_token::AdminToken;
 use crate::server::model::agent::{Agent, AgentKey, AgentSecretInfo};
+use crate::server::model::approval::{ApprovalRequest, ApprovalState, Decision};
 use crate::server::model::issuer::Issuer;
 use crate::server::model::page::PageRequest;
 use crate::server::model::policy::{AgentScope, Policy};
 use crate::server::model::reporter::Reporter;
 use crate::server::model::tool::Tool;
 use crate::server::secrets::SecretHash;
+use crate::token::approval::Approver;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::approvals::*;
 use super::backend::*;
 use super::core_store::*;
 use super::error::StoreError;
@@ -33,6 +36,10 @@ const MIGRATION_LOCK: i64 = 0x006d_616e_6461_7465;
 
 /// The channel on which revocation commits are announced to every replica.
 const REVOCATION_CHANNEL: &str = "mandate_revocations";
+/// The channel on which approval requests and decisions are announced to every replica.
+const APPROVAL_CHANNEL: &str = "mandate_approvals";
+/// Locks an approval request's row for the deciding transaction.
+const FOR_UPDATE: &str = " FOR UPDATE";
 /// The advisory lock that orders revocation feed entries ("revoke" in ASCII).
 const REVOCATION_LOCK: i64 = 0x7265_766f_6b65;
 
@@ -42,6 +49,7 @@ pub struct PostgresStore {
     pool: PgPool,
     seal: Seal,
     signal: tokio::sync::broadcast::Sender<()>,
+    approvals: tokio::sync::broadcast::Sender<()>,
     listener: Arc<tokio::task::AbortHandle>,
 }
 
@@ -55,12 +63,15 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         let (signal, _) = tokio::sync::broadcast::channel(64);
-        let listener =
-            Arc::new(listen_for_revocations(pool.clone(), signal.clone()).abort_handle());
+        let (approvals, _) = tokio::sync::broadcast::channel(64);
+        let listener = Arc::new(
+            listen_for_revocations(pool.clone(), signal.clone(), approvals.clone()).abort_handle(),
+        );
         Ok(Self {
             pool,
             seal: Seal::default(),
             signal,
+            approvals,
             listener,
         })
     }
@@ -112,11 +123,12 @@ impl PostgresStore {
     }
 }
 
-/// Relays every replica's revocation commits (NOTIFY) to this process's subscribers. The
-/// listener reconnects by itself when the connection drops.
+/// Relays every replica's revocation and approval commits (NOTIFY) to this process's
+/// subscribers. The listener reconnects by itself when the connection drops.
 fn listen_for_revocations(
     pool: PgPool,
     signal: tokio::sync::broadcast::Sender<()>,
+    approvals: tokio::sync::broadcast::Sender<()>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -128,7 +140,8 @@ fn listen_for_revocations(
                     continue;
                 }
             };
-            if let Err(error) = listener.listen(REVOCATION_CHANNEL).await {
+            let channels = [REVOCATION_CHANNEL, APPROVAL_CHANNEL];
+            if let Err(error) = listener.listen_all(channels).await {
                 tracing::warn!(%error, "cannot listen for revocations; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
@@ -136,8 +149,13 @@ fn listen_for_revocations(
             // Subscribers re-read the feed after any wake-up, so one after a reconnect covers
             // what was missed meanwhile.
             let _ = signal.send(());
-            while listener.recv().await.is_ok() {
-                let _ = signal.send(());
+            let _ = approvals.send(());
+            while let Ok(notification) = listener.recv().await {
+                if notification.channel() == APPROVAL_CHANNEL {
+                    let _ = approvals.send(());
+                } else {
+                    let _ = signal.send(());
+                }
             }
         }
     })
@@ -147,6 +165,15 @@ fn listen_for_revocations(
 async fn serialize_revocations(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(REVOCATION_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Announces an approval change to every replica when the transaction commits.
+async fn notify_approvals(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(APPROVAL_CHANNEL)
         .execute(conn)
         .await?;
     Ok(())
@@ -330,3 +357,4 @@ include!("sql/policies.rs");
 include!("sql/mandates.rs");
 include!("sql/revocations.rs");
 include!("sql/reporters.rs");
+include!("sql/approvals.rs");

@@ -10,17 +10,20 @@ use uuid::Uuid;
 
 use crate::server::model::admin_token::AdminToken;
 use crate::server::model::agent::{Agent, AgentKey, AgentSecretInfo};
+use crate::server::model::approval::{ApprovalRequest, ApprovalState, Decision};
 use crate::server::model::issuer::Issuer;
 use crate::server::model::page::PageRequest;
 use crate::server::model::policy::{AgentScope, Policy};
 use crate::server::model::reporter::Reporter;
 use crate::server::model::tool::Tool;
 use crate::server::secrets::SecretHash;
+use crate::token::approval::Approver;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::approvals::*;
 use super::backend::*;
 use super::core_store::*;
 use super::error::StoreError;
@@ -36,6 +39,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     seal: Seal,
     signal: tokio::sync::broadcast::Sender<()>,
+    approvals: tokio::sync::broadcast::Sender<()>,
 }
 
 impl SqliteStore {
@@ -55,10 +59,12 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         let (signal, _) = tokio::sync::broadcast::channel(64);
+        let (approvals, _) = tokio::sync::broadcast::channel(64);
         Ok(Self {
             pool,
             seal: Seal::default(),
             signal,
+            approvals,
         })
     }
 
@@ -90,6 +96,14 @@ impl SqliteStore {
 
 /// SQLite has one writer at a time: feed entries already commit in `seq` order.
 async fn serialize_revocations(_conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    Ok(())
+}
+
+/// SQLite's `BEGIN IMMEDIATE` already holds the write lock: no row lock to take.
+const FOR_UPDATE: &str = "";
+
+/// One process owns the file: approval waiters are woken in-process after commit.
+async fn notify_approvals(_conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
@@ -238,3 +252,4 @@ include!("sql/policies.rs");
 include!("sql/mandates.rs");
 include!("sql/revocations.rs");
 include!("sql/reporters.rs");
+include!("sql/approvals.rs");

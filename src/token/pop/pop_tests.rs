@@ -315,6 +315,7 @@ fn right(tool: &str, operation: &str) -> Right {
 
 fn bound_mandate(root: &KeyPair, jkt: Option<String>) -> String {
     let spec = MandateSpec {
+        approvals: vec![],
         mandate_id: "01900000-0000-7000-8000-000000000001".into(),
         task_id: "t".into(),
         task_digest: vec![0; 32],

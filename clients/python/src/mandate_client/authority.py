@@ -1,7 +1,7 @@
 """The authority block of a mandate/v1 token (mandate's ``src/token/authority.rs``): what the
 issuer states (mandate id, principal, agent, task, rights, expiry, argument constraints, the
-holder's key), read from the block's serialized facts. Trust it only once the signatures
-verify; :mod:`mandate_client.verify` does that.
+holder's key, the approvals of gated rights), read from the block's serialized facts. Trust it
+only once the signatures verify; :mod:`mandate_client.verify` does that.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from typing import Any
 
 from . import _wire
 from ._datalog import Refusal, SymbolTable
+from .approval import Approval, ApprovalFacts, Approver
 from .constraints import ArgConstraint, read_constraint
 from .errors import Malformed
 
-__all__ = ["SCHEMA_VERSION", "Authority", "Right", "read_authority"]
+__all__ = ["SCHEMA_VERSION", "Approval", "Approver", "Authority", "Right", "read_authority"]
 
 #: The schema version every mandate states.
 SCHEMA_VERSION = 1
@@ -45,6 +46,9 @@ class Authority:
     expires_at: int
     constraints: tuple[ArgConstraint, ...]
     holder_key: str | None
+    #: Every gated right's ``approval(…)`` with its ``approved_by(…)`` and
+    #: ``approval_arguments(…)`` (:mod:`mandate_client.approval`), sorted by tool and operation.
+    approvals: tuple[Approval, ...] = ()
 
 
 def read_authority(block: _wire.Block) -> Authority:
@@ -65,6 +69,7 @@ def read_authority(block: _wire.Block) -> Authority:
     found: dict[str, Any] = {}
     rights: list[Right] = []
     constraints: list[ArgConstraint] = []
+    approvals = ApprovalFacts()
 
     def once(name: str, value: Any) -> None:
         if name in found:
@@ -95,6 +100,14 @@ def read_authority(block: _wire.Block) -> Authority:
             if not (len(jkt) == 43 and re.fullmatch(r"[A-Za-z0-9_-]+", jkt)):
                 raise Malformed("not a mandate/v1 token")
             once(name, jkt)
+        elif name == "approval" and len(terms) == 4:
+            if terms[3][0] != "date":
+                raise Malformed("not a mandate/v1 token")
+            approvals.approvals.append((text(terms[0]), text(terms[1]), text(terms[2]), terms[3][1]))
+        elif name == "approved_by" and len(terms) == 3:
+            approvals.approvers.append((text(terms[0]), Approver(text(terms[1]), text(terms[2]))))
+        elif name == "approval_arguments" and len(terms) == 4:
+            approvals.arguments.append((text(terms[0]), text(terms[1]), text(terms[2]), text(terms[3])))
         elif name == "right" and len(terms) == 2:
             rights.append(Right(text(terms[0]), text(terms[1])))
         elif name == "constraint":
@@ -133,4 +146,5 @@ def read_authority(block: _wire.Block) -> Authority:
         expires_at=int(found["expires"]),
         constraints=tuple(constraints),
         holder_key=found.get("holder_key"),
+        approvals=approvals.finish(),
     )

@@ -6,7 +6,7 @@ signature is checked or any Datalog runs, then its signatures (the root key its
 ``root_key_id`` names), its hops and its holder binding: what holds while the keys stay the
 same. :class:`Checked` does the rest per call: revocation, expiry (30 s of clock skew), the
 proof's thumbprint against the holder, and the authorizer run with ``time``, ``tool``,
-``operation``, ``resource``, ``holder_proof`` and ``arg`` facts, the policy
+``operation``, ``resource``, ``holder_proof``, ``arg`` and ``arguments_sha256`` facts, the policy
 ``allow if mandate_schema(1), right($tool, $op)`` and explicit run limits (1,000 facts,
 100 iterations, 20 ms).
 
@@ -24,13 +24,19 @@ import biscuit_auth
 
 from . import _biscuit
 from . import vocabulary as vocab
+from ._time import format_time
+from .approval import Approval, Approver
+from .canonical import arguments_sha256
 from .errors import VerificationError
 from .keys import AgentKeys, RootKeys
 from .pop import HolderKey, InvalidProof, constant_time_eq, token_hash
 from .vocabulary import ArgConstraint, Attestation, Narrowing, Rebind, Right
 
 __all__ = [
+    "Approval",
+    "Approver",
     "ArgumentNotAllowed",
+    "ArgumentsNotApproved",
     "BadSignature",
     "Checked",
     "Expired",
@@ -128,6 +134,18 @@ class ArgumentNotAllowed(_Coded):
         self.requirement = requirement
 
 
+class ArgumentsNotApproved(_Coded):
+    """The operation's approval is bound to other arguments than the call's (or the verifier
+    was not given the call's arguments)."""
+
+    code = "arguments_not_approved"
+
+    def __init__(self, tool: str, operation: str) -> None:
+        super().__init__(f"the call's arguments are not the ones approved for `{tool}` `{operation}`")
+        self.tool = tool
+        self.operation = operation
+
+
 class RevocationsStale(_Coded):
     """revocation list stale"""
 
@@ -153,24 +171,6 @@ class VerifyOptions:
     max_facts: int = 1000
     max_iterations: int = 100
     max_time: timedelta = timedelta(milliseconds=20)
-
-
-def format_time(seconds: int) -> str:
-    """RFC 3339 in UTC with a ``Z`` (years past 9999 included, as chrono writes them)."""
-    days, rest = divmod(seconds, 86400)
-    # Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + 3 if mp < 10 else mp - 9
-    year = yoe + era * 400 + (1 if month <= 2 else 0)
-    hour, rest = divmod(rest, 3600)
-    minute, second = divmod(rest, 60)
-    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}Z"
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,8 @@ class Verified:
     revocation_ids: tuple[str, ...]
     constraints: tuple[ArgConstraint, ...]
     holder_key: str | None = None
+    #: The human approvals of the rights a policy gates behind approval, by tool and operation.
+    approvals: tuple[Approval, ...] = ()
     right_used: Right | None = None
 
     @property
@@ -208,7 +210,8 @@ class Verified:
         return datetime.fromtimestamp(self.expires_at, timezone.utc)
 
     def to_json(self) -> dict[str, Any]:
-        """The read-out as mandate's verifier writes it (``holder_key`` only when bound)."""
+        """The read-out as mandate's verifier writes it (``holder_key`` only when bound,
+        ``approvals`` only when there are some)."""
         out: dict[str, Any] = {
             "agent_id": self.agent_id,
             "constraints": [c.to_json() for c in self.constraints],
@@ -223,6 +226,8 @@ class Verified:
         }
         if self.holder_key is not None:
             out["holder_key"] = self.holder_key
+        if self.approvals:
+            out["approvals"] = [a.to_json() for a in self.approvals]
         return out
 
 
@@ -315,7 +320,8 @@ class Checked:
     ) -> Verified:
         """Authorizes one call at ``now`` (seconds) for a caller that proved it holds the key
         with thumbprint ``proven`` (``None``: no proof). A refusal a constraint explains names
-        the argument."""
+        the argument; an approval bound to other arguments (or a call without them) is refused
+        as :class:`ArgumentsNotApproved`."""
         holder = self.verified.holder_key
         if holder is None and proven is not None:
             raise InvalidProof("the mandate is not bound to a key: present it as `Authorization: Bearer`")
@@ -327,18 +333,33 @@ class Checked:
             raise InvalidProof("the proof is signed by a key other than the mandate's holder")
         wanted = sorted({c.argument for c in self.constraints_on(tool, operation)})
         stated = arguments_from_json(arguments, wanted) if arguments is not None and wanted else {}
+        approved = self.approved_arguments(tool, operation)
+        # The digest is computed only for an operation whose approval is bound to arguments.
+        digest = _digest(arguments) if approved is not None and arguments is not None else None
         try:
-            self._run(is_revoked, tool, operation, now, resource, stated, proven, options)
+            self._run(is_revoked, tool, operation, now, resource, stated, digest, proven, options)
         except (NotAuthorized, Invalid) as error:
-            explained = self._explain(tool, operation, stated)
+            explained = self._explain(tool, operation, stated, approved, digest)
             if explained is not None:
                 raise explained from None
             raise error
         return _with_right(self.verified, Right(tool, operation))
 
-    def _explain(self, tool: str, operation: str, stated: Mapping[str, Any]) -> VerificationError | None:
+    def approved_arguments(self, tool: str, operation: str) -> str | None:
+        """The digest of the arguments the approval of ``operation`` of ``tool`` is bound to,
+        if it is."""
+        for approval in self.verified.approvals:
+            if (approval.tool, approval.operation) == (tool, operation):
+                return approval.arguments_sha256
+        return None
+
+    def _explain(
+        self, tool: str, operation: str, stated: Mapping[str, Any], approved: str | None, digest: str | None
+    ) -> VerificationError | None:
         if Right(tool, operation) not in self.usable_rights():
             return None
+        if approved is not None and approved != digest:
+            return ArgumentsNotApproved(tool, operation)
         for c in self.constraints_on(tool, operation):
             if c.argument in stated:
                 if c.constraint.allows(stated[c.argument]):
@@ -355,6 +376,7 @@ class Checked:
         now: int,
         resource: str | None,
         stated: Mapping[str, Any],
+        digest: str | None,
         proven: str | None,
         options: VerifyOptions,
     ) -> None:
@@ -381,6 +403,9 @@ class Checked:
             source.append(f"arg({{p{i}}}, {{v{i}}});")
             params[f"p{i}"] = path
             params[f"v{i}"] = set(value) if isinstance(value, tuple) else value
+        if digest is not None:
+            source.append("arguments_sha256({sha256});")
+            params["sha256"] = digest
         source.append("allow if mandate_schema(1), right({tool}, {operation});")
         try:
             builder = biscuit_auth.AuthorizerBuilder(" ".join(source), params)
@@ -402,6 +427,15 @@ class Checked:
             raise Invalid() from None
         except (biscuit_auth.DataLogError, biscuit_auth.BiscuitBuildError, ValueError, TypeError):
             raise Invalid() from None
+
+
+def _digest(arguments: Any) -> str | None:
+    """The SHA-256 of the call's arguments in canonical JSON; ``None`` (no fact stated, so an
+    approval bound to arguments refuses the call) for arguments that have no canonical form."""
+    try:
+        return arguments_sha256(arguments)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _with_right(verified: Verified, right: Right) -> Verified:
@@ -458,6 +492,7 @@ def _check_decoded(token: str, decoded: vocab.Decoded, keys: RootKeys, agent_key
         revocation_ids=revocation_ids,
         constraints=tuple(constraints),
         holder_key=holder,
+        approvals=authority.approvals,
     )
     return Checked(
         biscuit=biscuit,

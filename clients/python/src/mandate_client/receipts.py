@@ -8,7 +8,7 @@ receipts; a full queue drops the new one and logs it), and a background task sen
 at most 100 when full or every ``flush_interval``.
 
 A call's arguments are reported only as a hash: SHA-256 (hex) of their RFC 8785 canonical JSON
-(:func:`canonical_json`).
+(:func:`canonical_json`, from :mod:`mandate_client.canonical`).
 
 A refused call is reported too (:meth:`ReceiptReporter.report_denied`, outcome ``denied`` with
 the refusal as its reason), as mandate's gateway reports it: only once the token itself has
@@ -18,18 +18,16 @@ verified, since the service records a receipt only for a token its own keys veri
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import math
 import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any, Literal
 
 import httpx
 
+from .canonical import MAX_DEPTH, arguments_sha256, canonical_json
 from .errors import VerificationError
 
 __all__ = ["ReceiptReporter", "UseReport", "arguments_sha256", "canonical_json"]
@@ -44,95 +42,8 @@ BATCH = 100
 Outcome = Literal["success", "failure", "denied"]
 #: Longest reason the service records, in characters.
 MAX_REASON = 512
-#: The deepest arrays and objects hashed (deeper arguments are reported without a digest).
-MAX_DEPTH = 64
 # The service's identifiers (tools, operations): `[a-z0-9][a-z0-9._-]*`, at most 64 bytes.
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-
-
-# --- RFC 8785 ----------------------------------------------------------------------------------
-
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _string(text: str) -> str:
-    out = ['"']
-    for c in text:
-        if c in _ESCAPES:
-            out.append(_ESCAPES[c])
-        elif ord(c) < 0x20:
-            out.append(f"\\u{ord(c):04x}")
-        elif 0xD800 <= ord(c) <= 0xDFFF:
-            raise ValueError("a string holds a lone surrogate, which JSON text cannot")
-        else:
-            out.append(c)
-    out.append('"')
-    return "".join(out)
-
-
-def _number(value: float) -> str:
-    """A number as ECMAScript's ``Number.prototype.toString`` writes it (RFC 8785 3.2.2.3)."""
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError("NaN and infinities are not JSON")
-    if value == 0:
-        return "0"
-    sign = "-" if value < 0 else ""
-    # repr gives the shortest digits that round-trip, as ECMAScript requires.
-    _, digits_tuple, exponent = Decimal(repr(abs(value))).as_tuple()
-    digits = "".join(map(str, digits_tuple)).rstrip("0")
-    trimmed = len("".join(map(str, digits_tuple))) - len(digits)
-    k = len(digits)
-    n = k + int(exponent) + trimmed
-    if k <= n <= 21:
-        body = digits + "0" * (n - k)
-    elif 0 < n <= 21:
-        body = digits[:n] + "." + digits[n:]
-    elif -6 < n <= 0:
-        body = "0." + "0" * (-n) + digits
-    else:
-        e = n - 1
-        mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
-        body = f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
-    return sign + body
-
-
-def canonical_json(value: Any) -> str:
-    """RFC 8785 (JCS) canonical JSON of ``value``: members sorted by their UTF-16 code units,
-    no whitespace, numbers as ECMAScript writes doubles, minimal string escapes. Raises
-    ``ValueError`` for what has no JSON form (``NaN``, a lone surrogate, a non-JSON type) and for
-    arrays and objects nested deeper than :data:`MAX_DEPTH`."""
-    return _canonical(value, 0)
-
-
-def _canonical(value: Any, depth: int) -> str:
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        # JSON numbers are doubles: an integer beyond 2^53 is written as the double it becomes.
-        return str(value) if abs(value) <= 2**53 else _number(float(value))
-    if isinstance(value, float):
-        return _number(value)
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, (list, tuple, dict)) and depth >= MAX_DEPTH:
-        raise ValueError(f"arrays and objects nested deeper than {MAX_DEPTH}")
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_canonical(v, depth + 1) for v in value) + "]"
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise ValueError("object member names are strings")
-        members = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be"))
-        return "{" + ",".join(_string(k) + ":" + _canonical(v, depth + 1) for k, v in members) + "}"
-    raise ValueError(f"{type(value).__name__} is not a JSON type")
-
-
-def arguments_sha256(arguments: Any) -> str:
-    """SHA-256, hex, of the RFC 8785 canonical JSON of a call's arguments."""
-    return hashlib.sha256(canonical_json(arguments).encode("utf-8")).hexdigest()
 
 
 # --- reporting ---------------------------------------------------------------------------------

@@ -10,8 +10,12 @@
 5. the proof of possession: a bound mandate needs a DPoP proof of its current holder, an unbound
    one must come as Bearer;
 6. the authorizer, with ``time``, ``tool``, ``operation``, ``resource``, ``holder_proof`` and
-   ``arg`` facts, the policy ``allow if mandate_schema(1), right($tool, $op)`` and explicit run
-   limits (1,000 facts, 100 iterations, 20 ms).
+   ``arg`` facts (and ``arguments_sha256``, the SHA-256 of the call's arguments in RFC 8785
+   canonical JSON, for an operation whose approval is bound to them), the policy
+   ``allow if mandate_schema(1), right($tool, $op)`` and explicit run limits (1,000 facts,
+   100 iterations, 20 ms). A refusal is explained, when it can be, by the approval bound to
+   other arguments (``arguments_not_approved``), then by the first argument constraint broken
+   (``argument_not_allowed``).
 
 :func:`check_token` does 1 to 3 (what holds while the keys stay the same); :class:`Checked`
 does the rest per call (both in :mod:`.checked`, re-exported here). :class:`Verifier` keeps
@@ -38,7 +42,10 @@ from .checked import (
     MAX_DEPTH,
     MAX_SKEW_SECONDS,
     MAX_TOKEN_BYTES,
+    Approval,
+    Approver,
     ArgumentNotAllowed,
+    ArgumentsNotApproved,
     BadSignature,
     Checked,
     Expired,
@@ -63,7 +70,10 @@ from .pop import InvalidProof, ProofChecker
 from .vocabulary import Attestation
 
 __all__ = [
+    "Approval",
+    "Approver",
     "ArgumentNotAllowed",
+    "ArgumentsNotApproved",
     "BadSignature",
     "Checked",
     "Clock",

@@ -4,15 +4,20 @@
  * Reading them here, rather than by querying an authorizer, runs no Datalog at all.
  */
 
+import { compareText } from "../encoding.js";
 import { Malformed } from "../errors.js";
 import type { BlockProto, TermProto } from "../wire/schema.js";
 import { SymbolOverlap, SymbolTable } from "../wire/symbols.js";
 import { isThumbprint } from "../pop/keys.js";
+import { finishApprovals, type ApprovalFacts, type AuthorityApproval } from "./approval.js";
 import { ConstraintRefusal, readFact, type ArgConstraint } from "./constraints.js";
 import type { Right } from "./vocabulary.js";
 
 /** The schema version every mandate states as `mandate_schema(1)`. */
 export const SCHEMA_VERSION = 1n;
+
+/** The last second chrono represents (+262142-12-31T23:59:59Z): later dates are out of range. */
+const MAX_SECONDS = 8_210_266_876_799n;
 
 /** What the authority block states. */
 export interface Authority {
@@ -29,11 +34,11 @@ export interface Authority {
   constraints: ArgConstraint[];
   /** `holder_key($jkt)`, if the mandate is bound to a key. */
   holderKey: string | undefined;
-}
-
-/** Orders strings bytewise, as Rust does. */
-export function compareText(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  /**
+   * Every gated right's `approval(…)` with its `approved_by(…)` and `approval_arguments(…)`
+   * (`approval.ts`), sorted by tool and operation.
+   */
+  approvals: AuthorityApproval[];
 }
 
 /** Orders rights by tool, then operation. */
@@ -41,7 +46,10 @@ export function compareRights(a: Right, b: Right): number {
   return compareText(a.tool, b.tool) || compareText(a.operation, b.operation);
 }
 
-/** Reads the mandate/v1 facts of `block`: one of each single-valued fact, any number of rights. */
+/**
+ * Reads the mandate/v1 facts of `block`: one of each single-valued fact, any number of rights,
+ * constraints and approvals.
+ */
 export function readAuthority(block: BlockProto): Authority {
   let table: SymbolTable;
   try {
@@ -62,11 +70,12 @@ export function readAuthority(block: BlockProto): Authority {
   };
   const rights: Right[] = [];
   const constraints: ArgConstraint[] = [];
+  const approvals: ApprovalFacts = { approvals: [], approvers: [], arguments: [] };
   for (const fact of block.facts) {
     const name = table.get(fact.name);
     if (name === undefined) throw new Malformed();
     const terms = fact.terms;
-    const [a, b] = terms;
+    const [a, b, c, d] = terms;
     const arity = (n: number) => terms.length === n;
     if (name === "mandate_schema" && arity(1)) {
       if (a?.kind !== "integer") throw new Malformed();
@@ -82,6 +91,14 @@ export function readAuthority(block: BlockProto): Authority {
       const jkt = text(a);
       if (!isThumbprint(jkt)) throw new Malformed();
       once(name, jkt);
+    } else if (name === "approval" && arity(4)) {
+      if (d?.kind !== "date") throw new Malformed();
+      if (d.value > MAX_SECONDS) throw new Malformed("time out of range");
+      approvals.approvals.push({ id: text(a), tool: text(b), operation: text(c), at: Number(d.value) });
+    } else if (name === "approved_by" && arity(3)) {
+      approvals.approvers.push({ id: text(a), approver: { subject: text(b), issuer: text(c) } });
+    } else if (name === "approval_arguments" && arity(4)) {
+      approvals.arguments.push({ id: text(a), tool: text(b), operation: text(c), sha256: text(d) });
     } else if (name === "right" && arity(2)) rights.push({ tool: text(a), operation: text(b) });
     else if (name === "constraint") {
       try {
@@ -104,7 +121,7 @@ export function readAuthority(block: BlockProto): Authority {
   const [principalSubject, principalIssuer] = required<[string, string]>("principal");
   const expires = required<bigint>("expires");
   // chrono's range: later dates are refused as out of range.
-  if (expires > 8_210_266_876_799n) throw new Malformed("time out of range");
+  if (expires > MAX_SECONDS) throw new Malformed("time out of range");
   rights.sort(compareRights);
   return {
     mandateId: required<string>("mandate"),
@@ -116,6 +133,7 @@ export function readAuthority(block: BlockProto): Authority {
     expiresAt: Number(expires),
     constraints,
     holderKey: found.get("holder_key") as string | undefined,
+    approvals: finishApprovals(approvals),
   };
 }
 

@@ -98,6 +98,8 @@ export interface CallFacts {
   /** The thumbprint of the key whose proof was checked. */
   holderProof: string | undefined;
   args: Map<string, ArgValue>;
+  /** The SHA-256 of the call's arguments, for an operation whose approval is bound to them. */
+  argumentsSha256?: string | undefined;
 }
 
 const term = (value: ArgValue): unknown => ("scalar" in value ? value.scalar : { set: value.list.map((v: Scalar) => v) });
@@ -116,6 +118,7 @@ interface Templates {
   resource: wasm.Fact;
   holderProof: wasm.Fact;
   arg: wasm.Fact;
+  argumentsSha256: wasm.Fact;
   allow: wasm.Policy;
 }
 
@@ -129,6 +132,7 @@ function templates(): Templates {
     resource: wasm.Fact.fromString("resource({resource})"),
     holderProof: wasm.Fact.fromString("holder_proof({holder_proof})"),
     arg: wasm.Fact.fromString("arg({path}, {value})"),
+    argumentsSha256: wasm.Fact.fromString("arguments_sha256({sha256})"),
     allow: wasm.Policy.fromString("allow if mandate_schema(1), right({tool}, {operation})"),
   };
   return parsed;
@@ -157,6 +161,10 @@ function build(token: wasm.Biscuit, facts: CallFacts): wasm.Authorizer {
       t.arg.set("path", path);
       t.arg.set("value", term(value));
       builder.addFact(t.arg);
+    }
+    if (facts.argumentsSha256 !== undefined) {
+      t.argumentsSha256.set("sha256", facts.argumentsSha256);
+      builder.addFact(t.argumentsSha256);
     }
     t.allow.set("tool", facts.tool);
     t.allow.set("operation", facts.operation);
@@ -245,12 +253,13 @@ check if tool($tool), operation($operation), !($tool == "n" && $operation == "n"
 check if arg("n", $v), $v >= 1, $v <= 9, $v == 5;
 check if arg("l", $v), {"p", "q"}.contains($v), $v.length() <= 3;
 check if arg("a", $v), $v.length() <= 9;
-check if holder_proof($k);`, { t: "a", o: "b", e: { date: "2100-01-01T00:00:00Z" } }, {});
+check if holder_proof($k);
+check if tool($tool), operation($operation), !($tool == {t} && $operation == {o}) or arguments_sha256("d");`, { t: "a", o: "b", e: { date: "2100-01-01T00:00:00Z" } }, {});
   const token = builder.build(pair.getPrivateKey());
   const parsed = wasm.Biscuit.fromBase64WithProvider(token.toBase64(), () => pair.getPublicKey());
   const args = new Map<string, ArgValue>([["a", { scalar: "x.y" }], ["b", { scalar: "xz" }], ["n", { scalar: 5 }], ["l", { list: ["p"] }]]);
   for (let i = 0; i < 5; i++) {
-    authorize(parsed, { time: 0, tool: "a", operation: "b", resource: "r", holderProof: "k", args },
+    authorize(parsed, { time: 0, tool: "a", operation: "b", resource: "r", holderProof: "k", args, argumentsSha256: "d" },
       { maxFacts: 1000, maxIterations: 100, maxTimeMs: 10_000 });
   }
 }

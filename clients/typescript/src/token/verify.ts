@@ -2,15 +2,17 @@
  * Verifying a mandate offline (`src/token/verify.rs`): the checks that hold while the keys stay
  * the same (`checkToken`: size, block vocabulary, signatures, authority, hops, binding), and the
  * per-call ones (`Checked.authorizeHeld`: revocation, expiry with clock skew, the holder's proof,
- * the authorizer with the call's facts and explicit run limits, and naming the constraint a
- * refused call breaks).
+ * the authorizer with the call's facts and explicit run limits, and naming the approval bound to
+ * other arguments, or else the constraint, a refused call breaks).
  */
 
 import type * as wasm from "@biscuit-auth/biscuit-wasm";
 
-import { ArgumentNotAllowed, Expired, Malformed, NotAuthorized, ProofRefused, Revoked, TooLarge, UnknownKey, VerificationError } from "../errors.js";
+import { ArgumentNotAllowed, ArgumentsNotApproved, Expired, Malformed, NotAuthorized, ProofRefused, Revoked, TooLarge, UnknownKey, VerificationError } from "../errors.js";
 import { constantTimeEqual } from "../encoding.js";
+import { approvalReadOut, type Approval } from "./approval.js";
 import { readAuthority, type Authority } from "./authority.js";
+import { CanonicalJsonError, argumentsSha256 } from "./canonical.js";
 import { RUN_LIMITS, authorize, ed25519PublicKey, revocationIds, verifySignatures, type RunLimits } from "./biscuit.js";
 import { hops, holder, type AgentKeys, type Hop } from "./chain.js";
 import { allows, argumentsFromJson, describe, type ArgConstraint, type ArgValue } from "./constraints.js";
@@ -50,6 +52,11 @@ export interface ReadOut {
   constraints: ArgConstraint[];
   /** The thumbprint of the key the token is bound to now; absent for a bearer mandate. */
   holder_key?: string;
+  /**
+   * The human approvals of the rights a policy gates behind approval, by tool and operation:
+   * who approved and when, and for a one-call approval the arguments' digest. Absent when none.
+   */
+  approvals?: Approval[];
 }
 
 /** A verified call: who acts, and the right it used. */
@@ -132,23 +139,38 @@ export class Checked {
       throw new ProofRefused("wrong_key", "the proof is signed by a key other than the mandate's holder");
     }
     const wanted = new Set(this.constraintsOn(request.tool, request.operation).map((c) => c.argument));
-    const stated = request.arguments !== undefined && request.arguments !== null && wanted.size > 0
+    const given = request.arguments !== undefined && request.arguments !== null;
+    const stated = given && wanted.size > 0
       ? argumentsFromJson(request.arguments, wanted)
       : new Map<string, ArgValue>();
+    const approved = this.approvedArguments(request.tool, request.operation);
+    // The digest is computed only for an operation whose approval is bound to arguments.
+    const digest = approved !== undefined && given ? digestOf(request.arguments) : undefined;
     try {
-      return this.run(isRevoked, request, stated, proven, options);
+      return this.run(isRevoked, request, stated, digest, proven, options);
     } catch (error) {
       if (error instanceof NotAuthorized || (error instanceof VerificationError && error.code === "invalid")) {
-        throw this.explain(request, stated) ?? error;
+        throw this.explain(request, stated, approved, digest) ?? error;
       }
       throw error;
     }
   }
 
-  /** The first constraint on the call's operation its arguments break, as a refusal. */
-  private explain(request: CallRequest, stated: Map<string, ArgValue>): ArgumentNotAllowed | undefined {
+  /** The digest of the arguments the approval of `operation` of `tool` is bound to, if it is. */
+  approvedArguments(tool: string, operation: string): string | undefined {
+    return this.authority.approvals.find((a) => a.tool === tool && a.operation === operation)?.argumentsSha256;
+  }
+
+  /**
+   * The approval bound to other arguments than the call's, or the first constraint on the call's
+   * operation its arguments break, as a refusal.
+   */
+  private explain(
+    request: CallRequest, stated: Map<string, ArgValue>, approved: string | undefined, digest: string | undefined,
+  ): ArgumentNotAllowed | ArgumentsNotApproved | undefined {
     const usable = this.usableRights().some((r) => r.tool === request.tool && r.operation === request.operation);
     if (!usable) return undefined;
+    if (approved !== undefined && approved !== digest) return new ArgumentsNotApproved(request.tool, request.operation);
     for (const c of this.constraintsOn(request.tool, request.operation)) {
       const value = stated.get(c.argument);
       if (value === undefined) return new ArgumentNotAllowed(c.argument, `${describe(c.constraint)} (the call does not give it)`);
@@ -157,7 +179,10 @@ export class Checked {
     return undefined;
   }
 
-  private run(isRevoked: (id: string) => boolean, request: CallRequest, args: Map<string, ArgValue>, proven: string | undefined, options: VerifyOptions): Verified {
+  private run(
+    isRevoked: (id: string) => boolean, request: CallRequest, args: Map<string, ArgValue>, argumentsSha256: string | undefined,
+    proven: string | undefined, options: VerifyOptions,
+  ): Verified {
     if (this.readOut.revocation_ids.some(isRevoked)) throw new Revoked();
     // Whole seconds, as Biscuit dates are.
     const now = Math.floor(request.now - options.skewSeconds);
@@ -165,6 +190,7 @@ export class Checked {
     if (now < 0) throw new Malformed("time out of range");
     authorize(this.biscuit, {
       time: now, tool: request.tool, operation: request.operation, resource: request.resource, holderProof: proven, args,
+      argumentsSha256,
     }, options.limits);
     return { ...structuredClone(this.readOut), right: { tool: request.tool, operation: request.operation } };
   }
@@ -177,6 +203,16 @@ export class Checked {
  */
 export function expiredAt(now: number, skewSeconds: number, expiresAt: number): boolean {
   return Math.floor(now - skewSeconds) > expiresAt;
+}
+
+/** The SHA-256 of a call's arguments; `undefined` (no fact stated) for arguments with no canonical form. */
+function digestOf(args: unknown): string | undefined {
+  try {
+    return argumentsSha256(args);
+  } catch (error) {
+    if (error instanceof CanonicalJsonError) return undefined;
+    throw error;
+  }
 }
 
 const unbound = () => new ProofRefused("unbound", "the mandate is not bound to a key: present it as `Authorization: Bearer`");
@@ -234,5 +270,6 @@ function checked(biscuit: wasm.Biscuit, decoded: Decoded, trust: Trust): Checked
     constraints,
   };
   if (holderKey !== undefined) readOut.holder_key = holderKey;
+  if (authority.approvals.length > 0) readOut.approvals = authority.approvals.map((a) => approvalReadOut(a, rfc3339));
   return new Checked(biscuit, authority, decoded.blocks, readOut, expiresAt);
 }

@@ -286,6 +286,7 @@ impl MandateStore for ThisStore {
                 }
             }
         }
+        issue_approved(&mut tx, batch).await?;
         let events: Vec<&NewAuditEvent> = batch.iter().map(|m| &m.audit).collect();
         insert_chained(&mut tx, &chain(state.head, &events, sealer(&self.seal).as_deref()), &buckets).await?;
         tx.commit().await?;

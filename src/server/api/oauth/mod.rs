@@ -13,11 +13,13 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod ciba;
+
 use super::dpop;
 use super::mandates::request_meta;
 use crate::server::caller::{agent_in_inventory, Orchestrator};
 use crate::server::error::ApiError;
-use crate::server::mint::{mint, MintRequest};
+use crate::server::mint::{mint, Issued, MintRequest, Outcome};
 use crate::server::model::Grant;
 use crate::server::policy::DenialReason;
 use crate::server::state::AppState;
@@ -71,6 +73,8 @@ struct Refusal {
     error: &'static str,
     description: String,
     retry_after: Option<u64>,
+    /// Members added to the error object (a pending approval's `auth_req_id` and the rest).
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 fn refuse(status: StatusCode, error: &'static str, description: impl Into<String>) -> Refusal {
@@ -79,18 +83,20 @@ fn refuse(status: StatusCode, error: &'static str, description: impl Into<String
         error,
         description: description.into(),
         retry_after: None,
+        extra: serde_json::Map::new(),
     }
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
+        let mut body = serde_json::Map::new();
+        body.insert("error".to_owned(), self.error.into());
+        body.insert("error_description".to_owned(), self.description.into());
+        body.extend(self.extra);
         let mut response = (
             self.status,
             [(header::CACHE_CONTROL, "no-store")],
-            Json(OAuthError {
-                error: self.error.to_owned(),
-                error_description: self.description,
-            }),
+            Json(serde_json::Value::Object(body)),
         )
             .into_response();
         if self.error == "invalid_client" {
@@ -301,6 +307,8 @@ fn parse_scope(scope: &str) -> Result<Vec<Grant>, Refusal> {
                 tool: tool.to_owned(),
                 operations: vec![operation.to_owned()],
                 constraints: Default::default(),
+                approval: None,
+                arguments: None,
             }),
         }
     }
@@ -343,11 +351,14 @@ async fn exchange(
 ) -> Result<TokenResponse, Refusal> {
     let form = parse_form(headers, body)?;
     let grant_type = required(&form, "grant_type")?;
+    if grant_type == ciba::GRANT {
+        return ciba::poll(state, headers, &form).await;
+    }
     if grant_type != TOKEN_EXCHANGE {
         return Err(refuse(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            format!("only {TOKEN_EXCHANGE} is supported"),
+            format!("only {TOKEN_EXCHANGE} and {} are supported", ciba::GRANT),
         ));
     }
     let orchestrator = client(state, headers, &form).await?;
@@ -394,14 +405,26 @@ async fn exchange(
         ttl_seconds,
     };
     let now = state.clock.now();
-    let issued = mint(
+    let outcome = mint(
         state,
         &orchestrator,
         request,
         request_meta(headers, "/oauth2/token"),
     )
     .await?;
-    Ok(TokenResponse {
+    match outcome {
+        Outcome::Issued(issued) => Ok(token_response(issued, bound, now)),
+        Outcome::Pending(approval) => Err(ciba::pending(&approval, now)),
+    }
+}
+
+/// The RFC 8693 answer for a minted mandate.
+fn token_response(
+    issued: Issued,
+    bound: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> TokenResponse {
+    TokenResponse {
         access_token: issued.token,
         issued_token_type: MANDATE_TOKEN_TYPE.to_owned(),
         token_type: if bound { "DPoP" } else { "Bearer" }.to_owned(),
@@ -414,7 +437,7 @@ async fn exchange(
             .join(" "),
         mandate_id: issued.mandate_id.to_string(),
         revocation_id: issued.revocation_id,
-    })
+    }
 }
 
 /// OAuth 2.0 Token Exchange (RFC 8693): a human's JWT for a mandate. Form parameters:
@@ -422,13 +445,19 @@ async fn exchange(
 /// `task_description`, optional `task_ref`, `ttl_seconds`, `requested_token_type`; the
 /// orchestrator authenticates with HTTP Basic (agent id, agent secret) or `actor_token` (its
 /// secret, `actor_token_type` = `urn:mandate:params:oauth:token-type:agent-secret`).
+///
+/// A scope with an operation a policy gates behind human approval answers 400
+/// `authorization_pending` with CIBA's acknowledgement fields (`auth_req_id`,
+/// `binding_message`, `expires_in`, `interval`); the orchestrator then polls with
+/// `grant_type=urn:openid:params:grant-type:ciba` and `auth_req_id`, and gets
+/// `authorization_pending`, `slow_down`, `expired_token`, `access_denied` or the mandate.
 #[utoipa::path(
     post, path = "/oauth2/token", tag = "mandates", security((), ("client_basic" = [])),
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
                  description = "RFC 8693 token exchange parameters"),
     responses(
         (status = 200, description = "Minted and recorded", body = TokenResponse),
-        (status = 400, description = "invalid_request, invalid_scope, unsupported_grant_type or unauthorized_client", body = OAuthError),
+        (status = 400, description = "invalid_request, invalid_scope, unsupported_grant_type or unauthorized_client; for a gated operation authorization_pending with auth_req_id, binding_message, expires_in and interval; when polling, authorization_pending, slow_down, expired_token, access_denied or invalid_grant", body = OAuthError),
         (status = 401, description = "invalid_client", body = OAuthError),
         (status = 413, description = "Body too large", body = OAuthError),
         (status = 500, description = "server_error", body = OAuthError),
