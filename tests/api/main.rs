@@ -4,6 +4,7 @@
 mod admin_access;
 mod admin_inventory;
 mod admin_validation;
+mod approvals;
 mod attribution;
 mod audit_forgery;
 mod audit_stress;

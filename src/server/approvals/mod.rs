@@ -58,6 +58,14 @@ pub enum ApprovalError {
         /// More about it.
         detail: String,
     },
+    /// The request was denied: who denied, and why.
+    #[error("approval request {id} was denied ({reasons})")]
+    Denied {
+        /// The request.
+        id: Uuid,
+        /// `denied by SUBJECT: REASON`, each.
+        reasons: String,
+    },
     /// A right the request was not approved for is gated now.
     #[error(
         "`{}` `{}` needs an approval this request was not made for; request the mandate anew",
@@ -370,7 +378,10 @@ pub fn not_collectable(request: &ApprovalRequest, state: ApprovalState) -> Appro
                 .filter(|d| d.verdict == Verdict::Deny)
                 .map(|d| format!("denied by {}: {}", d.approver.subject, d.reason))
                 .collect();
-            format!(" ({})", reasons.join("; "))
+            return ApprovalError::Denied {
+                id: request.id,
+                reasons: reasons.join("; "),
+            };
         }
         ApprovalState::Expired => " and gives no mandate; request it anew".to_owned(),
         ApprovalState::Issued => ": its mandate was issued already".to_owned(),

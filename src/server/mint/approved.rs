@@ -2,7 +2,7 @@
 //! policies gate an operation behind approval, and minting it once the request is approved.
 //! The decisions in between are `approvals`' (`crate::server::approvals`).
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::json;
 
 use super::MintRequest;
@@ -216,7 +216,11 @@ pub(super) fn covers(request: &ApprovalRequest, gates: &[Gate]) -> Result<(), Ri
 /// What the mandate carries of an approved request: each gated right with the approvers who
 /// counted toward it.
 pub(super) fn carried(request: &ApprovalRequest) -> Vec<Approval> {
-    let approved_at = request.decided_at.unwrap_or(request.created_at);
+    // Whole seconds, as the token states dates.
+    let approved_at = request
+        .decided_at
+        .unwrap_or(request.created_at)
+        .trunc_subsecs(0);
     request
         .gated
         .iter()
