@@ -214,6 +214,8 @@ async fn call(
             );
         }
     }
+    // MCP's arguments are optional: none are `{}`, as the digest has it.
+    let arguments = Some(arguments.unwrap_or_else(|| json!({})));
     let digest = arguments_digest(arguments.as_ref());
     let access = Access {
         tool: route.tool.clone(),

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::keys::{self, KeyError};
 use super::model::agent::{AgentKind, AgentSecretInfo, NewAgent};
+use super::model::approval::{ApprovalRule, Approvers, NamedApprovers, DEFAULT_VALID_SECONDS};
 use super::model::issuer::NewIssuer;
 use super::model::policy::{AgentScope, NewPolicy};
 use super::model::tool::{NewTool, ToolKind};
@@ -230,7 +231,7 @@ async fn trust_dev_issuer(
     Ok(())
 }
 
-/// The tools `crm` and `calendar`, each offering `read` and `write`.
+/// The tools `crm` (`read`, `write`, `delete`) and `calendar` (`read`, `write`).
 async fn seed_tools(store: &dyn Store, now: DateTime<Utc>) -> Result<(), StoreError> {
     for (id, name, kind) in [
         ("crm", "CRM API", ToolKind::Api),
@@ -242,7 +243,10 @@ async fn seed_tools(store: &dyn Store, now: DateTime<Utc>) -> Result<(), StoreEr
             kind,
             owner: "dev@localhost".to_owned(),
             description: Some("Seeded by serve --dev".to_owned()),
-            operations: vec!["read".to_owned(), "write".to_owned()],
+            operations: match id {
+                "crm" => vec!["read".to_owned(), "write".to_owned(), "delete".to_owned()],
+                _ => vec!["read".to_owned(), "write".to_owned()],
+            },
         }
         .into_tool(now);
         if store.tool(id).await?.is_none() {
@@ -255,8 +259,8 @@ async fn seed_tools(store: &dyn Store, now: DateTime<Utc>) -> Result<(), StoreEr
     Ok(())
 }
 
-/// The orchestrator `dev-orchestrator`, with a ceiling of CRM reads and writes and calendar
-/// reads.
+/// The orchestrator `dev-orchestrator`, with a ceiling of CRM reads, writes and deletions and
+/// calendar reads.
 async fn seed_orchestrator(
     store: &dyn Store,
     cap: u32,
@@ -270,7 +274,7 @@ async fn seed_orchestrator(
         team: None,
         description: Some("Seeded by serve --dev".to_owned()),
         ceiling: vec![
-            grant("crm", &["read", "write"]),
+            grant("crm", &["read", "write", "delete"]),
             grant("calendar", &["read"]),
         ],
         max_ttl_seconds: None,
@@ -284,11 +288,16 @@ async fn seed_orchestrator(
     Ok(())
 }
 
-/// The policy `dev-staff`: group `staff` delegates the orchestrator's ceiling to it.
+/// The policy `dev-staff`: group `staff` delegates the orchestrator's ceiling to it, CRM
+/// deletions each once bob has approved that one call.
 async fn seed_policy(store: &dyn Store, cap: u32, now: DateTime<Utc>) -> Result<(), StoreError> {
     let policy = NewPolicy {
         id: "dev-staff".to_owned(),
-        name: Some("Staff may delegate CRM reads and writes, and calendar reads".to_owned()),
+        name: Some(
+            "Staff may delegate CRM reads and writes, calendar reads, and CRM deletions bob \
+             approves"
+                .to_owned(),
+        ),
         description: None,
         issuer: DEV_ISSUER.to_owned(),
         subjects: vec![],
@@ -297,6 +306,21 @@ async fn seed_policy(store: &dyn Store, cap: u32, now: DateTime<Utc>) -> Result<
         grants: vec![
             grant("crm", &["read", "write"]),
             grant("calendar", &["read"]),
+            Grant {
+                approval: Some(ApprovalRule {
+                    approvers: Approvers::Named(NamedApprovers {
+                        issuer: None,
+                        subjects: vec!["bob".to_owned()],
+                        groups: vec![],
+                    }),
+                    required: 1,
+                    principal_counts: false,
+                    valid_seconds: DEFAULT_VALID_SECONDS,
+                    bind_arguments: true,
+                    webhook: None,
+                }),
+                ..grant("crm", &["delete"])
+            },
         ],
         max_ttl_seconds: i64::from(900.min(cap)),
         require_binding: false,
@@ -383,7 +407,8 @@ fn walkthrough(secret_path: &Path, service: &str) -> String {
     format!(
         "\nmandate is running in development mode on {service}\n\
          Seeded: issuer {DEV_ISSUER}, tools crm and calendar, orchestrator {DEV_AGENT}, policy dev-staff\n\
-         (group \"staff\" may delegate crm read/write and calendar read). The orchestrator's secret\n\
+         (group \"staff\" may delegate crm read/write and calendar read, and crm delete once bob\n\
+         approves the call). The orchestrator's secret\n\
          is in {secret} (shown nowhere else). Mint a mandate:\n\n\
          \x20 SECRET=$(cat {secret})\n\
          \x20 TOKEN=$(cargo run -q --release -- dev login alice --group staff)\n\

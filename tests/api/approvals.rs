@@ -877,3 +877,93 @@ async fn a_decision_on_one_replica_reaches_a_waiter_on_the_other() {
     let (status, _) = collect(&a, &secret, &id).await;
     assert_eq!(status, 201);
 }
+
+#[tokio::test]
+async fn a_second_call_on_a_one_call_approval_is_refused_by_the_gateway() {
+    use crate::gateway::{client, gateway, inventory, require_sdk, Upstream};
+    require_sdk();
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, _) = mint_setup(&app).await;
+    let (secret, credential) = inventory(&app).await;
+    // whoami only once bob approves the one call.
+    app.admin_ok(
+        Method::PATCH,
+        "/v1/admin/policies/tracker-rest",
+        Some(
+            json!({"grants": [{"tool": "tracker", "operations": ["issues.read", "secrets.leak"]}]}),
+        ),
+        200,
+    )
+    .await;
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/policies",
+        Some(
+            json!({"id": "tracker-whoami", "issuer": "test-idp", "groups": ["support"],
+                    "agents": ["mcp-bot"], "max_ttl_seconds": 600,
+                    "grants": [{"tool": "tracker", "operations": ["whoami"],
+                                "approval": {"approvers": {"subjects": ["bob"]},
+                                             "bind_arguments": true}}]}),
+        ),
+        201,
+    )
+    .await;
+    let mut body = mint_body(
+        &token(&app, &idp, "alice", &["support"]),
+        json!([{"tool": "tracker", "operations": ["whoami"], "arguments": {}}]),
+    );
+    body["task"]["description"] = json!("Say who calls, once");
+    let (status, pending) = app.agent(&secret).mint_body(body).await;
+    assert_eq!(status, 202, "{pending}");
+    let id = pending["id"].as_str().unwrap();
+    let bob = token(&app, &idp, "bob", &[]);
+    let (status, _) = decide(&app, &bob, id, "approve", "once is fine").await;
+    assert_eq!(status, 200);
+    let (status, issued) = collect(&app, &secret, id).await;
+    assert_eq!(status, 201, "{issued}");
+    let mandate = issued["token"].as_str().unwrap();
+
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = format!(
+        "[[route]]\npath = \"/mcp/tracker\"\ntool = \"tracker\"\nupstream = \"http://127.0.0.1:{}/mcp\"\n",
+        upstream.port
+    );
+    let base = gateway(&app, &credential, &routes, dir.path()).await;
+    let url = format!("{base}/mcp/tracker");
+    // Other arguments than the approved ones: refused, and the approval stays unused.
+    let other = client(
+        &url,
+        Some(mandate),
+        json!([{"op": "call", "name": "whoami", "arguments": {"as": "root"}}]),
+    )
+    .await;
+    assert_eq!(other["results"][0]["status"], 403, "{other}");
+    // The approved call goes through once; the second is refused.
+    let run = client(
+        &url,
+        Some(mandate),
+        json!([{"op": "call", "name": "whoami", "arguments": {}},
+               {"op": "call", "name": "whoami", "arguments": {}}]),
+    )
+    .await;
+    assert!(run["results"][0]["content"].is_array(), "{run}");
+    assert_eq!(run["results"][1]["status"], 403, "{run}");
+    assert!(run["results"][1]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("was for one call, made already"));
+    let executed = upstream
+        .calls()
+        .iter()
+        .filter(|c| c["tool"] == "whoami")
+        .count();
+    assert_eq!(executed, 1, "the upstream ran the approved call once");
+    let events = app.store.audit_events(0, 1000).await.unwrap();
+    let used: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "approval.used")
+        .collect();
+    assert_eq!(used.len(), 1);
+    assert_eq!(used[0].actor, "reporter:edge-gw");
+}

@@ -594,9 +594,15 @@ fn readme_block(marker: &str) -> String {
 /// being free), and `cargo run -q --release --` runs the binary under test. Nothing tells the
 /// block where the service listens.
 async fn run_readme_block(marker: &str, dir: &Path, listen: &str) -> std::process::Output {
+    // A gateway a block starts listens on a free port too.
+    let gateway = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
     let script = format!(
         "set -euo pipefail\ncargo() {{ while [ \"$1\" != \"--\" ]; do shift; done; shift; \"$README_BIN\" \"$@\"; }}\n{}",
-        readme_block(marker).replace("127.0.0.1:8080", listen)
+        readme_block(marker)
+            .replace("127.0.0.1:8080", listen)
+            .replace("127.0.0.1:8090", &gateway.to_string())
     );
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
@@ -656,12 +662,28 @@ async fn the_readme_walkthrough_mints_a_mandate_as_written() {
     let out = run_readme_block("walkthrough", tmp.path(), &listen).await;
     // The first admin session runs against the same service, still running.
     let admin = run_readme_block("first admin session", tmp.path(), &listen).await;
+    let approval = run_readme_block("approval walkthrough", tmp.path(), &listen).await;
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
     assert!(out.status.success(), "{out:?}");
     assert!(admin.status.success(), "{admin:?}");
+    // bob reads what he approves; the mandate goes through the gateway once.
+    let said = String::from_utf8_lossy(&approval.stdout).into_owned();
+    assert!(approval.status.success(), "{approval:?}");
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "dev-orchestrator asks to crm delete {\"id\":\"cust-42\"} for alice, for the task \
+             \"Remove the duplicate record cust-42\"",
+            "approved",
+            "first call: 200",
+            "second call: 403",
+        ],
+        "{approval:?}"
+    );
     // Two JSON documents: the tool as created, then every tool, the new one with its owner.
     let answers: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&admin.stdout)
         .into_iter()
@@ -703,7 +725,10 @@ async fn the_readme_walkthrough_mints_a_mandate_as_written() {
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&grants).unwrap(),
         serde_json::json!([{"tool": "crm", "operations": ["read", "write"]},
-                           {"tool": "calendar", "operations": ["read"]}])
+                           {"tool": "calendar", "operations": ["read"]},
+                           {"tool": "crm", "operations": ["delete"],
+                            "approval": {"approvers": {"subjects": ["bob"]}, "required": 1,
+                                         "valid_seconds": 900, "bind_arguments": true}}])
     );
 }
 

@@ -81,7 +81,7 @@ impl Upstream {
     }
 
     /// Every tool call the upstream executed.
-    fn calls(&self) -> Vec<Value> {
+    pub(crate) fn calls(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.calls)
             .unwrap_or_default()
             .lines()
@@ -91,7 +91,7 @@ impl Upstream {
 }
 
 /// Runs the SDK client against `url` with `steps`; its one JSON line.
-async fn client(url: &str, token: Option<&str>, steps: Value) -> Value {
+pub(crate) async fn client(url: &str, token: Option<&str>, steps: Value) -> Value {
     let mut command = tokio::process::Command::new("python3");
     command
         .arg(mcp_dir().join("client.py"))

@@ -412,6 +412,57 @@ fn drafts(keys: &Keys) -> (Vec<Draft>, Vec<Vec<u8>>) {
         ],
     ));
 
+    let approval = |arguments: Option<Value>| mandate::token::approval::Approval {
+        id: "0195f0c8-0000-7000-8000-0000000000a1".into(),
+        tool: "crm".into(),
+        operation: "delete".into(),
+        approved_at: epoch() - Duration::minutes(1),
+        approvers: vec![
+            mandate::token::approval::Approver {
+                subject: "bob".into(),
+                issuer: "https://login.example.com/".into(),
+            },
+            mandate::token::approval::Approver {
+                subject: "carol".into(),
+                issuer: "https://login.example.com/".into(),
+            },
+        ],
+        arguments_sha256: arguments.map(|a| mandate::token::canonical::arguments_digest(Some(&a))),
+    };
+    let approved = |id: &str, arguments: Option<Value>| {
+        let mut spec = spec(id);
+        spec.rights.push(right("crm", "delete"));
+        spec.rights.sort();
+        spec.approvals = vec![approval(arguments)];
+        minted(&spec, keys)
+    };
+    cases.push(draft(
+        "approved",
+        "crm delete was gated behind human approval: bob and carol approved it, and the read-out \
+         names them.",
+        approved("a1", None),
+        vec![ask("crm", "delete"), ask("crm", "read")],
+    ));
+    let bound = json!({"id": "cust-42", "hard": false, "reason": "dupé", "n": 1e21});
+    cases.push(draft(
+        "approved_for_one_call",
+        "The approval of crm delete is bound to one call's arguments (SHA-256 of RFC 8785 \
+         canonical JSON): the same arguments in any order pass; other arguments, none, or the \
+         bound ones nested deeper are refused as arguments_not_approved. Other operations are \
+         not bound.",
+        approved("a2", Some(bound.clone())),
+        vec![
+            ask("crm", "delete")
+                .with(json!({"n": 1e21, "reason": "dupé", "hard": false, "id": "cust-42"})),
+            ask("crm", "delete")
+                .with(json!({"id": "cust-43", "hard": false, "reason": "dupé", "n": 1e21})),
+            ask("crm", "delete").with(json!({"id": "cust-42"})),
+            ask("crm", "delete"),
+            ask("crm", "delete").with(json!({"call": bound})),
+            ask("crm", "write").with(json!({"anything": true})),
+        ],
+    ));
+
     let to_helper = delegate(&valid, "helper");
     let attested = attest(&to_helper, "helper", &keys.helper).unwrap();
     cases.push(draft(

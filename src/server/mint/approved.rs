@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::json;
 
-use super::MintRequest;
+use super::request::MintRequest;
 use crate::server::approvals::{self, binding_message};
 use crate::server::model::agent::Agent;
 use crate::server::model::approval::{

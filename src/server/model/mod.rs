@@ -5,6 +5,7 @@
 pub mod admin_token;
 pub mod agent;
 pub mod approval;
+pub mod approval_rule;
 pub mod issuer;
 pub mod lifecycle;
 pub mod page;
@@ -14,6 +15,7 @@ pub mod tool;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::token::approval::MAX_APPROVERS;
 use crate::token::constraints::{valid_path, Constraint, MAX_GRANT_CONSTRAINTS};
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -53,7 +55,7 @@ pub struct Grant {
     /// In a policy only: the human approval these operations need before a mandate grants
     /// them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approval: Option<approval::ApprovalRule>,
+    pub approval: Option<approval_rule::ApprovalRule>,
     /// In a mint request only: the exact arguments (a JSON object) of the one call an approval
     /// that binds arguments is asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,7 +214,7 @@ impl Validation {
             }
             match (&grant.approval, kind) {
                 (Some(rule), GrantsOf::Policy) => {
-                    rule.check(self, &format!("{field}[{i}].approval"))
+                    self.approval_rule(&format!("{field}[{i}].approval"), rule)
                 }
                 (Some(_), _) => self.fail(
                     format!("{field}[{i}].approval"),
@@ -226,12 +228,12 @@ impl Validation {
                         grant.arguments.as_ref().unwrap_or(&serde_json::Value::Null),
                     )
                     .len();
-                    if size > approval::MAX_ARGUMENTS_BYTES {
+                    if size > approval_rule::MAX_ARGUMENTS_BYTES {
                         self.fail(
                             format!("{field}[{i}].arguments"),
                             format!(
                                 "must be at most {} bytes as canonical JSON",
-                                approval::MAX_ARGUMENTS_BYTES
+                                approval_rule::MAX_ARGUMENTS_BYTES
                             ),
                         );
                     }
@@ -253,6 +255,74 @@ impl Validation {
             }
             self.ids(&format!("{field}[{i}].operations"), &grant.operations);
             self.constraints(&format!("{field}[{i}].constraints"), &grant.constraints);
+        }
+    }
+
+    /// An approval rule of a policy grant at `field`.
+    pub fn approval_rule(&mut self, field: &str, rule: &approval_rule::ApprovalRule) {
+        let check = self;
+        if rule.required == 0 || rule.required as usize > MAX_APPROVERS {
+            check.fail(
+                format!("{field}.required"),
+                format!("must be 1 to {MAX_APPROVERS}"),
+            );
+        }
+        if !approval_rule::VALID_SECONDS.contains(&rule.valid_seconds) {
+            check.fail(
+                format!("{field}.valid_seconds"),
+                format!(
+                    "must be {} to {} seconds",
+                    approval_rule::VALID_SECONDS.start(),
+                    approval_rule::VALID_SECONDS.end()
+                ),
+            );
+        }
+        match &rule.approvers {
+            approval_rule::Approvers::Principal(_) => {
+                if rule.required != 1 {
+                    check.fail(
+                        format!("{field}.required"),
+                        "the principal alone approves: required must be 1",
+                    );
+                }
+            }
+            approval_rule::Approvers::Named(named) => {
+                if let Some(issuer) = &named.issuer {
+                    check.id(&format!("{field}.approvers.issuer"), issuer);
+                }
+                if named.subjects.is_empty() && named.groups.is_empty() {
+                    check.fail(
+                        format!("{field}.approvers"),
+                        "name at least one subject or group",
+                    );
+                }
+                for (name, values) in [("subjects", &named.subjects), ("groups", &named.groups)] {
+                    if values.len() > MAX_ITEMS {
+                        check.fail(
+                            format!("{field}.approvers.{name}"),
+                            format!("must have at most {MAX_ITEMS} entries"),
+                        );
+                    }
+                    for (i, value) in values.iter().enumerate() {
+                        check.text(&format!("{field}.approvers.{name}[{i}]"), value, 256, true);
+                    }
+                }
+                let named_count = named.subjects.len();
+                if named.groups.is_empty() && (rule.required as usize) > named_count {
+                    check.fail(
+                        format!("{field}.required"),
+                        format!("only {named_count} subjects are named"),
+                    );
+                }
+            }
+        }
+        if let Some(url) = &rule.webhook {
+            if approval_rule::webhook_url(url).is_none() {
+                check.fail(
+                    format!("{field}.webhook"),
+                    "must be an https URL, or http on a loopback address, of at most 512 bytes",
+                );
+            }
         }
     }
 

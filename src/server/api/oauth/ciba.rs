@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{client, refuse, required, token_response, Refusal, TokenResponse};
 use crate::server::approvals::{self, ApprovalError, POLL_INTERVAL};
-use crate::server::mint::collect;
+use crate::server::caller::Orchestrator;
+use crate::server::error::ApiError;
+use crate::server::mint::{collect, Issued};
 use crate::server::model::approval::{ApprovalRequest, ApprovalState};
 use crate::server::state::AppState;
 
@@ -31,14 +31,22 @@ const MAX_REMEMBERED_POLLS: usize = 10_000;
 static LAST_POLLS: LazyLock<Mutex<HashMap<Uuid, Instant>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// The answer to an exchange that waits for approval.
-pub(super) fn pending(request: &ApprovalRequest, now: DateTime<Utc>) -> Refusal {
-    let mut refusal = refuse(
-        StatusCode::BAD_REQUEST,
-        "authorization_pending",
-        "a requested operation needs human approval; poll with auth_req_id",
-    );
-    refusal.extra.extend([
+/// Why a poll gives no mandate.
+pub(super) enum Refused {
+    /// An OAuth error code (answered 400) and its description.
+    OAuth(&'static str, String),
+    /// Any other refusal of the service.
+    Api(ApiError),
+}
+
+/// The description and the CIBA acknowledgement's members of an `authorization_pending`
+/// answer to an exchange that waits for approval.
+pub(super) fn pending(
+    request: &ApprovalRequest,
+    now: DateTime<Utc>,
+) -> (&'static str, serde_json::Map<String, serde_json::Value>) {
+    let mut members = serde_json::Map::new();
+    members.extend([
         ("auth_req_id".to_owned(), request.id.to_string().into()),
         (
             "binding_message".to_owned(),
@@ -50,7 +58,8 @@ pub(super) fn pending(request: &ApprovalRequest, now: DateTime<Utc>) -> Refusal 
         ),
         ("interval".to_owned(), POLL_INTERVAL.into()),
     ]);
-    refusal
+    let description = "a requested operation needs human approval; poll with auth_req_id";
+    (description, members)
 }
 
 /// Whether `id` was polled less than the interval ago (and notes this poll).
@@ -67,30 +76,22 @@ fn too_soon(id: Uuid, now: Instant) -> bool {
     last.is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(POLL_INTERVAL))
 }
 
-/// A poll of the CIBA grant.
+/// A poll of the CIBA grant for `auth_req_id` by `orchestrator`: the mandate, and whether it
+/// is bound to a key.
 pub(super) async fn poll(
     state: &AppState,
-    headers: &HeaderMap,
-    form: &HashMap<String, String>,
-) -> Result<TokenResponse, Refusal> {
-    let orchestrator = client(state, headers, form).await?;
-    let unknown = || {
-        refuse(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "unknown auth_req_id",
-        )
-    };
-    let id: Uuid = required(form, "auth_req_id")?
-        .parse()
-        .map_err(|_| unknown())?;
+    orchestrator: &Orchestrator,
+    auth_req_id: &str,
+) -> Result<(Issued, bool), Refused> {
+    let unknown = || Refused::OAuth("invalid_grant", "unknown auth_req_id".to_owned());
+    let id: Uuid = auth_req_id.parse().map_err(|_| unknown())?;
     let request = match approvals::shown_to_agent(state, &orchestrator.agent.id, id).await {
         Ok(request) => request,
         Err(ApprovalError::NotFound(_)) => return Err(unknown()),
-        Err(error) => return Err(crate::server::error::ApiError::from(error).into()),
+        Err(error) => return Err(Refused::Api(error.into())),
     };
     let now = state.clock.now();
-    let answer = |error, text: String| Err(refuse(StatusCode::BAD_REQUEST, error, text));
+    let answer = |error, text: String| Err(Refused::OAuth(error, text));
     match request.state_at(now) {
         ApprovalState::Pending if too_soon(id, state.clock.instant()) => answer(
             "slow_down",
@@ -114,8 +115,10 @@ pub(super) async fn poll(
         ),
         ApprovalState::Approved => {
             let bound = request.held.holder_key.is_some();
-            let issued = collect(state, &orchestrator, id).await?;
-            Ok(token_response(issued, bound, now))
+            let issued = collect(state, orchestrator, id)
+                .await
+                .map_err(|e| Refused::Api(e.into()))?;
+            Ok((issued, bound))
         }
     }
 }

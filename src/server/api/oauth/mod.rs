@@ -352,7 +352,16 @@ async fn exchange(
     let form = parse_form(headers, body)?;
     let grant_type = required(&form, "grant_type")?;
     if grant_type == ciba::GRANT {
-        return ciba::poll(state, headers, &form).await;
+        let orchestrator = client(state, headers, &form).await?;
+        let auth_req_id = required(&form, "auth_req_id")?;
+        let now = state.clock.now();
+        return match ciba::poll(state, &orchestrator, auth_req_id).await {
+            Ok((issued, bound)) => Ok(token_response(issued, bound, now)),
+            Err(ciba::Refused::OAuth(error, description)) => {
+                Err(refuse(StatusCode::BAD_REQUEST, error, description))
+            }
+            Err(ciba::Refused::Api(error)) => Err(error.into()),
+        };
     }
     if grant_type != TOKEN_EXCHANGE {
         return Err(refuse(
@@ -414,7 +423,16 @@ async fn exchange(
     .await?;
     match outcome {
         Outcome::Issued(issued) => Ok(token_response(issued, bound, now)),
-        Outcome::Pending(approval) => Err(ciba::pending(&approval, now)),
+        Outcome::Pending(approval) => {
+            let (description, members) = ciba::pending(&approval, now);
+            let mut refusal = refuse(
+                StatusCode::BAD_REQUEST,
+                "authorization_pending",
+                description,
+            );
+            refusal.extra = members;
+            Err(refusal)
+        }
     }
 }
 
