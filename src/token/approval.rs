@@ -390,7 +390,10 @@ mod tests {
             },
         ];
         for approval in bad {
-            assert!(compile(std::slice::from_ref(&approval)).is_err(), "{approval:?}");
+            assert!(
+                compile(std::slice::from_ref(&approval)).is_err(),
+                "{approval:?}"
+            );
         }
         // One approval id, two lists of approvers: refused.
         let other = Approval {

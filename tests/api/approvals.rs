@@ -966,4 +966,24 @@ async fn a_second_call_on_a_one_call_approval_is_refused_by_the_gateway() {
         .collect();
     assert_eq!(used.len(), 1);
     assert_eq!(used[0].actor, "reporter:edge-gw");
+
+    // Attribution shows who approved the call that went through (and the refused ones).
+    let mut actions = Vec::new();
+    let started = crate::helpers::real_now();
+    while actions.len() < 3 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (_, found) = app
+            .admin(Method::GET, "/v1/admin/attribution?principal=alice", None)
+            .await;
+        actions = found.as_array().cloned().unwrap_or_default();
+    }
+    assert_eq!(actions.len(), 3, "{actions:?}");
+    let done: Vec<&Value> = actions
+        .iter()
+        .filter(|a| a["outcome"] == "success")
+        .collect();
+    assert_eq!(done.len(), 1, "{actions:?}");
+    assert_eq!(done[0]["operation"], "whoami");
+    assert_eq!(done[0]["approval"]["approvers"][0]["subject"], "bob");
+    assert_eq!(done[0]["approval"]["id"], id);
 }

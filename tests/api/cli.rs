@@ -590,16 +590,18 @@ fn readme_block(marker: &str) -> String {
     block.split_once("```").unwrap().0.to_owned()
 }
 
-/// Runs a README block in `dir` as written: only the port differs (a test cannot count on 8080
-/// being free), and `cargo run -q --release --` runs the binary under test. Nothing tells the
-/// block where the service listens.
+/// Runs a README block in `dir` as written: only the ports differ (a test cannot count on 8080
+/// or 8090 being free), and `cargo run -q --release --` runs the binary under test (in a
+/// subshell, such as a background job, by `exec`, as `cargo run` does: `$!` is the binary).
+/// Nothing tells the block where the service listens.
 async fn run_readme_block(marker: &str, dir: &Path, listen: &str) -> std::process::Output {
     // A gateway a block starts listens on a free port too.
     let gateway = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap();
     let script = format!(
-        "set -euo pipefail\ncargo() {{ while [ \"$1\" != \"--\" ]; do shift; done; shift; \"$README_BIN\" \"$@\"; }}\n{}",
+        "set -euo pipefail\ncargo() {{ while [ \"$1\" != \"--\" ]; do shift; done; shift; \
+         if [ \"$BASH_SUBSHELL\" -gt 0 ]; then exec \"$README_BIN\" \"$@\"; fi; \"$README_BIN\" \"$@\"; }}\n{}",
         readme_block(marker)
             .replace("127.0.0.1:8080", listen)
             .replace("127.0.0.1:8090", &gateway.to_string())
@@ -673,12 +675,17 @@ async fn the_readme_walkthrough_mints_a_mandate_as_written() {
     let said = String::from_utf8_lossy(&approval.stdout).into_owned();
     assert!(approval.status.success(), "{approval:?}");
     let lines: Vec<&str> = said.lines().collect();
+    let gateway = lines
+        .get(2)
+        .and_then(|l| l.strip_prefix("mandate gateway listening on http://"))
+        .unwrap_or_else(|| panic!("the gateway did not say where it listens: {said}"));
     assert_eq!(
         lines,
         [
             "dev-orchestrator asks to crm delete {\"id\":\"cust-42\"} for alice, for the task \
              \"Remove the duplicate record cust-42\"",
             "approved",
+            format!("mandate gateway listening on http://{gateway}").as_str(),
             "first call: 200",
             "second call: 403",
         ],
