@@ -126,7 +126,7 @@ fuzz_target!(|data: &[u8]| {
     let verified = world.runtime.block_on(world.verifier.verify(
         &token,
         &[&world.issuer],
-        "bot",
+        Some("bot"),
         now(),
     ));
     let Ok(principal) = verified else {
