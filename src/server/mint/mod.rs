@@ -228,7 +228,7 @@ pub async fn collect(
 fn count(state: &AppState, started: std::time::Instant, result: &Result<Outcome, MintError>) {
     let (outcome, reason) = match result {
         Ok(Outcome::Issued(_)) => (MintOutcome::Issued, None),
-        Ok(Outcome::Pending(_)) => (MintOutcome::Denied, Some("approval_pending")),
+        Ok(Outcome::Pending(_)) => (MintOutcome::Pending, None),
         Err(error) => error.outcome(),
     };
     let took = state.clock.instant().saturating_duration_since(started);

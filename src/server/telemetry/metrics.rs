@@ -39,6 +39,8 @@ const LATENCY_BUCKETS: [f64; 14] = [
 pub enum MintOutcome {
     /// A mandate was issued.
     Issued,
+    /// A requested operation waits for human approval: an approval request was recorded.
+    Pending,
     /// The principal's token or the requested scope was refused.
     Denied,
     /// The request itself was invalid.
@@ -55,6 +57,7 @@ impl MintOutcome {
     fn label(self) -> &'static str {
         match self {
             MintOutcome::Issued => "issued",
+            MintOutcome::Pending => "pending_approval",
             MintOutcome::Denied => "denied",
             MintOutcome::Invalid => "invalid",
             MintOutcome::RateLimited => "rate_limited",
