@@ -100,9 +100,9 @@ def test_a_refused_subject_token_is_unauthorized_with_its_reason(client: SyncMan
 
 def test_an_operation_no_policy_grants_is_denied_naming_it(client: SyncMandateClient, jwt: str) -> None:
     with pytest.raises(Denied) as refused:
-        client.mint(jwt, TASK, {"crm": ["read", "delete"], "calendar": ["write"]})
+        client.mint(jwt, TASK, {"crm": ["read", "archive"], "calendar": ["write"]})
     denied = {(d.tool, d.operation): d.reason for d in refused.value.denied}
-    assert set(denied) == {("crm", "delete"), ("calendar", "write")}
+    assert set(denied) == {("crm", "archive"), ("calendar", "write")}
     assert all(denied.values())
     assert refused.value.status == 403
 
@@ -152,8 +152,8 @@ def test_exchange_refusals_are_oauth_errors(mandate_service: DevService, client:
     assert "subject_token" in (malformed.value.error_description or "")
 
     with pytest.raises(OAuthError) as scope:
-        client.exchange(jwt, TASK, {"crm": ["delete"]})
-    assert scope.value.error == "invalid_scope" and "crm:delete" in str(scope.value)
+        client.exchange(jwt, TASK, {"calendar": ["write"]})
+    assert scope.value.error == "invalid_scope" and "calendar:write" in str(scope.value)
 
     wrong = "mnd_agt_" + "y" * 40
     with SyncMandateClient(mandate_service.base_url, wrong, agent_id="dev-orchestrator") as intruder:

@@ -4,7 +4,9 @@ service, and the ``sh`` block checked to be the commands ``.ci/run`` runs.
 The preamble each block runs after (documented in the README) binds what a tool server has at
 hand: ``mandate_url``, ``token`` (a mandate for ``crm`` read and write, bound to ``holder``),
 ``dpop_header`` (the holder's proof for ``POST https://crm.example.com/v1/tickets``),
-``verifier`` and ``app`` (a Starlette app whose handler answers the mandate's principal).
+``verifier`` and ``app`` (a Starlette app whose handler answers the mandate's principal). The
+approvals block gets an orchestrator's names instead: ``agent_secret``, ``subject_token``
+(alice, group staff) and ``sign_in(subject)`` (a fresh token of the dev identity provider).
 Blocks may ``await`` at top level, as code inside a coroutine does.
 """
 
@@ -78,7 +80,7 @@ def preamble(service: DevService, operations: list[str], holder: HolderSecret | 
 
 
 def test_the_readme_has_the_blocks_this_test_runs() -> None:
-    assert len(blocks("python")) == 4 and len(blocks("sh")) == 1
+    assert len(blocks("python")) == 5 and len(blocks("sh")) == 1
 
 
 def test_the_install_and_test_commands_are_the_ones_ci_runs() -> None:
@@ -153,3 +155,19 @@ def test_the_mcp_server_with_the_sdks_own_auth(mandate_service: DevService) -> N
         asyncio.run(scenario())
         assert httpx.post(served.url + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
                           headers={"accept": "application/json, text/event-stream"}, timeout=10).status_code == 401
+
+
+def test_human_approvals(mandate_service: DevService) -> None:
+    names = {
+        "mandate_url": mandate_service.base_url,
+        "agent_secret": mandate_service.orchestrator_secret,
+        "subject_token": mandate_service.login("alice", ["staff"]),
+        "sign_in": mandate_service.login,
+        "verifier": Verifier(mandate_service.base_url),
+    }
+    namespace, printed = run(blocks("python")[4], names)
+    mandate = namespace["mandate"]
+    assert [a.subject for a in mandate.approvals[0].approvers] == ["bob"]
+    assert namespace["verified"].approvals == mandate.approvals
+    assert printed.startswith('dev-orchestrator asks to crm delete {"id":"cust-42"} for alice')
+    assert "Approver(subject='bob'" in printed

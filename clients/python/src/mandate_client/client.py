@@ -1,8 +1,14 @@
-"""The orchestrator's side of mandate's HTTP API: mint, exchange, complete, revoke, introspect.
+"""The orchestrator's side of mandate's HTTP API: mint, exchange, complete, revoke, introspect,
+and wait for human approvals.
 
 :class:`MandateClient` is async (``httpx.AsyncClient``); :class:`SyncMandateClient` offers the
 same methods for code without an event loop. An orchestrator authenticates with its agent
 secret; attribution is read with an admin token.
+
+A mint that needs human approval mints nothing yet and raises :class:`ApprovalPending` (no
+refusal) with the :class:`ApprovalRequest`; :meth:`MandateClient.wait_for_approval` waits for
+the decision and :meth:`MandateClient.collect` then takes the mandate. Approvers decide with
+:class:`~mandate_client.approvals.ApproverClient`, also importable from here.
 
 Every refusal of the service becomes a typed exception (all subclasses of
 :class:`~mandate_client.errors.ProblemError`, defined in :mod:`mandate_client.problems`): the
@@ -17,16 +23,20 @@ from __future__ import annotations
 import asyncio
 import base64
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Mapping, NoReturn, Sequence, TypeVar, Union
+from typing import Any, Awaitable, Callable, Mapping, Sequence, TypedDict, TypeVar, Union
 from urllib.parse import quote_plus
 
 import biscuit_auth
 import httpx
 
-from . import _biscuit
+from . import _api, approvals
+from .approvals import ApproverClient, SyncApproverClient
 from .holder import InvalidInput, public_jwk, thumbprint_of
 from .pop import HolderKey, HolderSecret, create_proof
 from .problems import (
+    ApprovalDenied,
+    ApprovalExpired,
+    ApprovalPending,
     BadRequest,
     Conflict,
     Denied,
@@ -43,9 +53,13 @@ from .problems import (
 )
 from .results import (
     Action,
+    ApprovalRequest,
+    ApprovalState,
     BranchRevocation,
+    Decision,
     Denial,
     FieldError,
+    GatedRight,
     Hop,
     Introspection,
     Mandate,
@@ -55,10 +69,11 @@ from .results import (
 
 __all__ = [
     "MandateClient", "SyncMandateClient", "Mandate", "Right", "Hop", "Denial", "FieldError",
-    "Revocation", "BranchRevocation", "Introspection", "Action", "Scope",
+    "Revocation", "BranchRevocation", "Introspection", "Action", "Scope", "Grant",
+    "ApprovalRequest", "ApprovalState", "GatedRight", "Decision", "ApproverClient", "SyncApproverClient",
     "BadRequest", "Unauthorized", "Forbidden", "Denied", "NotFound", "Conflict", "Invalid",
     "RateLimited", "Unavailable", "ServerError", "OAuthError", "UnexpectedResponse",
-    "raise_for_problem",
+    "ApprovalPending", "ApprovalDenied", "ApprovalExpired", "raise_for_problem",
 ]
 
 #: Largest token sent or accepted (the service's own bound).
@@ -68,138 +83,35 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 AGENT_SECRET_TOKEN_TYPE = "urn:mandate:params:oauth:token-type:agent-secret"
 
-#: What to ask for: ``{"crm": ["read"]}``, or grants as the API has them
-#: (``[{"tool": "crm", "operations": ["write"], "constraints": {"ticket": {"prefix": "T-"}}}]``).
-Scope = Union[Mapping[str, Sequence[str]], Sequence[Mapping[str, Any]]]
+
+
+class _GrantRequired(TypedDict):
+    tool: str
+    operations: Sequence[str]
+
+
+class Grant(_GrantRequired, total=False):
+    """One grant of a mint request, as the API has it. ``constraints`` narrows the operations'
+    arguments (``{"ticket": {"prefix": "T-"}}``); ``arguments`` names the exact arguments of the
+    one call an approval bound to arguments is asked for (``{"id": "cust-42"}``): required for
+    such an operation, refused (422) for any other."""
+
+    constraints: Mapping[str, Any]
+    arguments: Mapping[str, Any]
+
+
+#: What to ask for: ``{"crm": ["read"]}``, or :class:`Grant` values
+#: (``[{"tool": "crm", "operations": ["delete"], "arguments": {"id": "cust-42"}}]``).
+Scope = Union[Mapping[str, Sequence[str]], Sequence[Grant], Sequence[Mapping[str, Any]]]
 #: A key to bind a mandate to: a holder's secret, its public key, or a public JWK.
 BindKey = Union[HolderSecret, HolderKey, Mapping[str, Any]]
-
-# -- reading answers --------------------------------------------------------------------------
-
-
-def _unexpected(what: str) -> NoReturn:
-    raise UnexpectedResponse(f"the service's answer has no valid {what}")
-
-
-def _text(body: Mapping[str, Any], key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str):
-        _unexpected(key)
-    return value
-
-
-def _optional_text(body: Mapping[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    return value if isinstance(value, str) else None
-
-
-def _time(body: Mapping[str, Any], key: str) -> datetime:
-    try:
-        return datetime.fromisoformat(_text(body, key).replace("Z", "+00:00"))
-    except ValueError:
-        _unexpected(key)
-
-
-def _rights(items: Any) -> tuple[Right, ...]:
-    if not isinstance(items, list):
-        _unexpected("scope")
-    return tuple(Right(_text(r, "tool"), _text(r, "operation")) for r in items if isinstance(r, Mapping))
-
-
-def _spaced_rights(scope: str) -> tuple[Right, ...]:
-    """``crm:read crm:write`` as rights."""
-    pairs = [item.split(":", 1) for item in scope.split(" ") if ":" in item]
-    return tuple(Right(tool, operation) for tool, operation in pairs)
-
-
-def _hops(items: Any) -> tuple[Hop, ...]:
-    if not isinstance(items, list):
-        return ()
-    return tuple(Hop(_text(h, "agent"), h.get("attested") is True) for h in items if isinstance(h, Mapping))
-
-
-def _object(response: httpx.Response) -> Mapping[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        _unexpected("JSON body")
-    if not isinstance(body, Mapping):
-        _unexpected("JSON object")
-    return body
-
-
-def _issued(response: httpx.Response) -> Mandate:
-    body = _object(response)
-    token = _text(body, "token")
-    holder = _optional_text(body, "holder_key")
-    return Mandate(
-        token=token, mandate_id=_text(body, "mandate_id"), expires_at=_time(body, "expires_at"),
-        scope=_rights(body.get("scope")), revocation_id=_text(body, "revocation_id"), holder_key=holder,
-        token_type="DPoP" if holder else "Bearer",
-        constraints=tuple(c for c in body.get("constraints") or () if isinstance(c, Mapping)),
-    )
-
-
-def _revocation(response: httpx.Response) -> Revocation:
-    body = _object(response)
-    return Revocation(
-        mandate_id=_optional_text(body, "mandate_id"), revocation_id=_text(body, "revocation_id"),
-        revoked_by=_text(body, "revoked_by"), reason=_text(body, "reason"),
-        revoked_at=_time(body, "revoked_at"), expires_at=_time(body, "expires_at"),
-    )
-
-
-def _introspection(response: httpx.Response) -> Introspection:
-    body = _object(response)
-    if body.get("active") is not True:
-        return Introspection(active=False)
-    exp = body.get("exp")
-    cnf = body.get("cnf")
-    return Introspection(
-        active=True, mandate_id=_optional_text(body, "mandate_id"), subject=_optional_text(body, "sub"),
-        issuer=_optional_text(body, "iss"), agent=_optional_text(body, "agent"), hops=_hops(body.get("hops")),
-        scope=_spaced_rights(_optional_text(body, "scope") or ""),
-        expires_at=datetime.fromtimestamp(exp, timezone.utc) if isinstance(exp, int) else None,
-        jkt=_optional_text(cnf, "jkt") if isinstance(cnf, Mapping) else None,
-    )
-
-
-def _action(item: Mapping[str, Any]) -> Action:
-    principal = item.get("principal")
-    if not isinstance(principal, Mapping):
-        _unexpected("principal")
-    details = item.get("details")
-    return Action(
-        occurred_at=_time(item, "occurred_at"), principal_subject=_text(principal, "subject"),
-        principal_issuer=_text(principal, "issuer"), orchestrator=_text(item, "orchestrator"),
-        hops=_hops(item.get("hops")), tool=_text(item, "tool"), operation=_text(item, "operation"),
-        resource=_optional_text(item, "resource"), outcome=_text(item, "outcome"),
-        mandate_id=_text(item, "mandate_id"), task_id=_text(item, "task_id"),
-        receipt_id=_text(item, "receipt_id"), reporter=_optional_text(item, "reporter"),
-        details=dict(details) if isinstance(details, Mapping) else {},
-    )
-
-
-def _root_keys(response: httpx.Response) -> dict[int, biscuit_auth.PublicKey]:
-    keys: dict[int, biscuit_auth.PublicKey] = {}
-    for key in _object(response).get("keys") or ():
-        kid, text = key.get("kid"), key.get("public_key")
-        if not isinstance(kid, int) or not isinstance(text, str) or not text.startswith("ed25519/"):
-            continue
-        try:
-            keys[kid] = _biscuit.public_key(bytes.fromhex(text[8:]))
-        except (ValueError, biscuit_auth.BiscuitValidationError):
-            continue
-    if not keys:
-        _unexpected("root key")
-    return keys
-
 
 # -- building requests ------------------------------------------------------------------------
 
 
 def _grants(scope: Scope) -> list[dict[str, Any]]:
-    """The API's ``scope``: a list of ``{tool, operations[, constraints]}``."""
+    """The API's ``scope``: a list of ``{tool, operations[, constraints][, arguments]}``."""
+    grants: list[dict[str, Any]]
     if isinstance(scope, Mapping):
         grants = [{"tool": tool, "operations": ops} for tool, ops in scope.items()]
     else:
@@ -212,6 +124,8 @@ def _grants(scope: Scope) -> list[dict[str, Any]]:
             or not isinstance(operations, Sequence)
         ):
             raise InvalidInput(f"scope[{i}]", "a grant is {tool: str, operations: [str, …]}")
+        if "arguments" in grant and not isinstance(grant["arguments"], Mapping):
+            raise InvalidInput(f"scope[{i}].arguments", "a call's arguments are a JSON object")
         grant["operations"] = list(operations)
     if not grants:
         raise InvalidInput("scope", "ask for at least one tool operation")
@@ -219,9 +133,10 @@ def _grants(scope: Scope) -> list[dict[str, Any]]:
 
 
 def _oauth_scope(grants: list[dict[str, Any]]) -> str:
-    """The token endpoint's ``tool:operation …``; it cannot carry argument constraints."""
-    if any(grant.get("constraints") for grant in grants):
-        raise InvalidInput("scope", "the token endpoint takes no argument constraints: use mint()")
+    """The token endpoint's ``tool:operation …``; it cannot carry argument constraints or a
+    call's arguments."""
+    if any(grant.get("constraints") or "arguments" in grant for grant in grants):
+        raise InvalidInput("scope", "the token endpoint takes no argument constraints or arguments: use mint()")
     return " ".join(f"{g['tool']}:{op}" for g in grants for op in g["operations"])
 
 
@@ -244,9 +159,10 @@ class MandateClient:
     """An async client for one mandate service.
 
     ``agent_secret`` authenticates the orchestrator (mint, exchange, complete, revoke,
-    introspect); ``agent_id`` is its client id at ``/oauth2/token`` (without it, the secret goes
-    as RFC 8693 ``actor_token``). ``admin_token`` is for :meth:`attribution`. Pass ``http`` to
-    reuse an ``httpx.AsyncClient`` (this client then does not close it)."""
+    introspect, its approval requests); ``agent_id`` is its client id at ``/oauth2/token``
+    (without it, the secret goes as RFC 8693 ``actor_token``). ``admin_token`` is for
+    :meth:`attribution`. Pass ``http`` to reuse an ``httpx.AsyncClient`` (this client then does
+    not close it)."""
 
     def __init__(
         self,
@@ -287,13 +203,7 @@ class MandateClient:
     async def _send(
         self, method: str, path: str, *, secrets: Sequence[str] = (), oauth: bool = False, **kwargs: Any
     ) -> httpx.Response:
-        try:
-            response = await self._http.request(method, self.base_url + path, **kwargs)
-        except httpx.HTTPError as error:
-            # The exception's text can name the URL only; no header is in it.
-            raise Unavailable(503, {"title": "Unreachable", "detail": type(error).__name__}) from None
-        raise_for_problem(response, [s for s in secrets if s], oauth=oauth)
-        return response
+        return await _api.send(self._http, self.base_url + path, method, secrets=secrets, oauth=oauth, **kwargs)
 
     async def mint(
         self,
@@ -306,7 +216,11 @@ class MandateClient:
         task_ref: str | None = None,
     ) -> Mandate:
         """``POST /v1/mandates``: a mandate for ``task`` on behalf of the human whose
-        ``subject_token`` (a JWT) is presented, bound to ``holder_key`` when given."""
+        ``subject_token`` (a JWT) is presented, bound to ``holder_key`` when given.
+
+        When a policy gates a requested operation behind human approval, nothing is minted yet
+        (202): raises :class:`ApprovalPending` with the request; :meth:`wait_for_approval`, then
+        :meth:`collect` for the mandate, which is then all of ``scope``."""
         secret = self._secret()
         body: dict[str, Any] = {
             "subject_token": subject_token,
@@ -321,7 +235,9 @@ class MandateClient:
             "POST", "/v1/mandates", json=body, headers={"authorization": f"Bearer {secret}"},
             secrets=[secret, subject_token],
         )
-        return _issued(response)
+        if response.status_code == 202:
+            raise ApprovalPending(approvals.read(response))
+        return _api.issued(_api.json_object(response))
 
     async def exchange(
         self,
@@ -336,7 +252,9 @@ class MandateClient:
         """``POST /oauth2/token`` (RFC 8693 token exchange): the same mint, in OAuth's words.
 
         With ``holder``, a DPoP proof (RFC 9449) is sent and the mandate is bound to its key
-        (``token_type`` ``DPoP``). Refusals raise :class:`OAuthError`."""
+        (``token_type`` ``DPoP``). Refusals raise :class:`OAuthError`; an exchange waiting for
+        human approval (``authorization_pending``) raises :class:`ApprovalPending`, as
+        :meth:`mint` does."""
         secret = self._secret()
         form: dict[str, str] = {
             "grant_type": TOKEN_EXCHANGE,
@@ -358,23 +276,29 @@ class MandateClient:
         if holder is not None:
             proof = create_proof(holder, "POST", self.base_url + "/oauth2/token")
             headers["dpop"] = proof
-        response = await self._send(
-            "POST", "/oauth2/token", data=form, headers=headers, oauth=True,
-            secrets=[secret, subject_token, proof or ""],
-        )
+        try:
+            response = await self._send(
+                "POST", "/oauth2/token", data=form, headers=headers, oauth=True,
+                secrets=[secret, subject_token, proof or ""],
+            )
+        except OAuthError as error:
+            pending = error.problem.get("auth_req_id")
+            if error.error != "authorization_pending" or not isinstance(pending, str):
+                raise
+            raise ApprovalPending(await self.approval(pending)) from None
         return self._exchanged(response, holder)
 
     @staticmethod
     def _exchanged(response: httpx.Response, holder: HolderSecret | None) -> Mandate:
-        body = _object(response)
+        body = _api.json_object(response)
         expires_in = body.get("expires_in")
         if not isinstance(expires_in, int):
-            _unexpected("expires_in")
-        token_type = _text(body, "token_type")
+            _api.unexpected("expires_in")
+        token_type = _api.text(body, "token_type")
         return Mandate(
-            token=_text(body, "access_token"), mandate_id=_text(body, "mandate_id"),
+            token=_api.text(body, "access_token"), mandate_id=_api.text(body, "mandate_id"),
             expires_at=datetime.now(timezone.utc) + timedelta(seconds=expires_in),
-            scope=_spaced_rights(_text(body, "scope")), revocation_id=_text(body, "revocation_id"),
+            scope=_api.spaced_rights(_api.text(body, "scope")), revocation_id=_api.text(body, "revocation_id"),
             holder_key=thumbprint_of(holder) if holder is not None and token_type == "DPoP" else None,
             token_type=token_type,
         )
@@ -386,7 +310,7 @@ class MandateClient:
             "POST", f"/v1/mandates/{quote_plus(mandate_id)}/complete",
             headers={"authorization": f"Bearer {secret}"}, secrets=[secret],
         )
-        return _revocation(response)
+        return _api.revocation(response)
 
     async def revoke(self, mandate_id: str, reason: str) -> Revocation:
         """``POST /v1/mandates/{id}/revoke``: the mandate and every token derived from it."""
@@ -395,7 +319,7 @@ class MandateClient:
             "POST", f"/v1/mandates/{quote_plus(mandate_id)}/revoke", json={"reason": reason},
             headers={"authorization": f"Bearer {secret}"}, secrets=[secret],
         )
-        return _revocation(response)
+        return _api.revocation(response)
 
     async def revoke_branch(
         self, token: str, reason: str = "branch no longer needed", proof: HolderSecret | str | None = None
@@ -413,9 +337,9 @@ class MandateClient:
             "POST", "/v1/revocations", json={"token": token, "reason": reason}, headers=headers,
             secrets=[token, proof or ""],
         )
-        body = _object(response)
+        body = _api.json_object(response)
         return BranchRevocation(
-            revocation_id=_text(body, "revocation_id"), revoked_at=_time(body, "revoked_at"),
+            revocation_id=_api.text(body, "revocation_id"), revoked_at=_api.time_of(body, "revoked_at"),
             whole_mandate=body.get("whole_mandate") is True,
         )
 
@@ -435,7 +359,7 @@ class MandateClient:
             "POST", "/v1/introspect", json=body, headers={"authorization": f"Bearer {credential}"},
             secrets=[credential, token],
         )
-        return _introspection(response)
+        return _api.introspection(response)
 
     async def attribution(
         self,
@@ -465,15 +389,55 @@ class MandateClient:
         try:
             items = response.json()
         except ValueError:
-            _unexpected("JSON body")
+            _api.unexpected("JSON body")
         if not isinstance(items, list):
-            _unexpected("list of actions")
-        return [_action(item) for item in items if isinstance(item, Mapping)]
+            _api.unexpected("list of actions")
+        return [_api.action(item) for item in items if isinstance(item, Mapping)]
 
     async def root_keys(self) -> dict[int, biscuit_auth.PublicKey]:
         """``GET /.well-known/mandate-keys``: mandate's root public keys by kid (what
         :func:`mandate_client.holder.attest` and ``rebind`` need to read a token)."""
-        return _root_keys(await self._send("GET", "/.well-known/mandate-keys"))
+        return _api.root_keys(await self._send("GET", "/.well-known/mandate-keys"))
+
+    # -- approvals ------------------------------------------------------------------------
+
+    async def approval(self, approval_id: str) -> ApprovalRequest:
+        """``GET /v1/approvals/{id}``: one of this orchestrator's approval requests as it
+        stands (``state``, ``decisions``, ``expires_at``)."""
+        secret = self._secret()
+        response = await self._send(
+            "GET", approvals.path(approval_id), headers={"authorization": f"Bearer {secret}"}, secrets=[secret],
+        )
+        return approvals.read(response)
+
+    async def wait_for_approval(
+        self, approval_id: str, timeout: float | None = None, *, stream: bool = True
+    ) -> ApprovalRequest:
+        """Waits until request ``approval_id`` is decided, for at most ``timeout`` seconds and
+        never past its ``expires_at``: follows its event stream (``stream``), else, or once the
+        stream fails, polls at its ``interval``. Returns the request approved (then
+        :meth:`collect`); raises :class:`ApprovalDenied` (``denials`` say who and why),
+        :class:`ApprovalExpired`, or :class:`ApprovalPending` when ``timeout`` passes first."""
+        secret = self._secret()
+        url = self.base_url + approvals.path(approval_id) + "/events"
+        headers = {"authorization": f"Bearer {secret}"}
+        events = (lambda: approvals.follow(self._http, url, headers)) if stream else None
+        return await approvals.wait_for(lambda: self.approval(approval_id), events, timeout)
+
+    async def collect(self, approval_id: str) -> Mandate:
+        """``POST /v1/approvals/{id}/mandate``: the mandate of an approved request, once; it
+        carries ``approvals``. Raises :class:`ApprovalDenied` when denied (``detail`` names who
+        and why), :class:`ApprovalExpired` once expired, :class:`Conflict` while pending or
+        once collected, :class:`Denied` when the policies no longer grant the scope."""
+        secret = self._secret()
+        try:
+            response = await self._send(
+                "POST", approvals.path(approval_id) + "/mandate", headers={"authorization": f"Bearer {secret}"},
+                secrets=[secret],
+            )
+        except (Forbidden, Conflict) as error:
+            raise approvals.collect_refusal(error) from None
+        return _api.issued(_api.json_object(response))
 
 
 T = TypeVar("T")
@@ -555,3 +519,16 @@ class SyncMandateClient:
     def root_keys(self) -> dict[int, biscuit_auth.PublicKey]:
         """See :meth:`MandateClient.root_keys`."""
         return self._run(lambda c: c.root_keys())
+
+    def approval(self, approval_id: str) -> ApprovalRequest:
+        """See :meth:`MandateClient.approval`."""
+        return self._run(lambda c: c.approval(approval_id))
+
+    def wait_for_approval(self, approval_id: str, timeout: float | None = None, *,
+                          stream: bool = True) -> ApprovalRequest:
+        """See :meth:`MandateClient.wait_for_approval`."""
+        return self._run(lambda c: c.wait_for_approval(approval_id, timeout, stream=stream))
+
+    def collect(self, approval_id: str) -> Mandate:
+        """See :meth:`MandateClient.collect`."""
+        return self._run(lambda c: c.collect(approval_id))

@@ -5,6 +5,9 @@ Each is a :class:`~mandate_client.errors.ProblemError` carrying the RFC 9457 pro
 (or, :class:`OAuthError`, the RFC 6749 error of ``/oauth2/token``), with any secret, token or
 proof the request carried scrubbed out. :mod:`mandate_client.client` raises them and
 re-exports every name.
+
+:class:`ApprovalPending` is no refusal: a mint that waits for human approval raises it, so that
+code expecting a mandate is never handed something else.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from typing import Any, Mapping, Sequence
 import httpx
 
 from .errors import MandateError, ProblemError
-from .results import Denial, FieldError
+from .results import ApprovalRequest, Decision, Denial, FieldError
 
 __all__ = [
     "BadRequest", "Unauthorized", "Forbidden", "Denied", "NotFound", "Conflict", "Invalid",
     "RateLimited", "Unavailable", "ServerError", "OAuthError", "UnexpectedResponse",
-    "raise_for_problem",
+    "ApprovalPending", "ApprovalDenied", "ApprovalExpired", "raise_for_problem",
 ]
 
 
@@ -108,6 +111,43 @@ class OAuthError(ProblemError):
 
 class UnexpectedResponse(MandateError):
     """The service answered something that is not the documented shape."""
+
+
+class ApprovalPending(MandateError):
+    """Not a refusal: a requested operation needs human approval, and nothing was minted yet
+    (``POST /v1/mandates`` answered 202, or the token endpoint ``authorization_pending``).
+    ``request`` is the :class:`~mandate_client.results.ApprovalRequest`: wait for it
+    (``wait_for_approval(request.id)``), then collect its mandate (``collect(request.id)``).
+    ``wait_for_approval`` raises it too when its ``timeout`` passes first."""
+
+    def __init__(self, request: ApprovalRequest, message: str | None = None) -> None:
+        super().__init__(message or f"approval request {request.id} is pending until "
+                                    f"{request.expires_at.isoformat()}: {request.binding_message}")
+        self.request = request
+
+
+class ApprovalDenied(Forbidden):
+    """403: an approver denied the approval request; ``detail`` names who and why. ``request``
+    is the request as last read, when :meth:`~mandate_client.client.MandateClient.wait_for_approval`
+    saw the denial (``None`` from ``collect``)."""
+
+    def __init__(self, status: int, problem: Mapping[str, Any], request: ApprovalRequest | None = None) -> None:
+        super().__init__(status, problem)
+        self.request = request
+
+    @property
+    def denials(self) -> tuple[Decision, ...]:
+        """The denying decisions (approver, reason, when), when the request was read."""
+        return self.request.denials if self.request is not None else ()
+
+
+class ApprovalExpired(Conflict):
+    """409: the approval request expired: undecided in time, or approved and not collected in
+    time. It gives no mandate; ask anew. ``request`` as for :class:`ApprovalDenied`."""
+
+    def __init__(self, status: int, problem: Mapping[str, Any], request: ApprovalRequest | None = None) -> None:
+        super().__init__(status, problem)
+        self.request = request
 
 
 _BY_STATUS: dict[int, type[ProblemError]] = {

@@ -1,19 +1,29 @@
-"""What mandate's HTTP API answers, as frozen values: a minted :class:`Mandate`, a
-:class:`Revocation`, an :class:`Introspection`, the attribution trail's :class:`Action`, and
-the parts they share (:class:`Right`, :class:`Hop`, :class:`Denial`, :class:`FieldError`).
-:mod:`mandate_client.client` builds them from the service's JSON and re-exports every name.
+"""What mandate's HTTP API answers, as frozen values: a minted :class:`Mandate` (with the
+:class:`~mandate_client.approval.Approval` of each gated right it carries), an
+:class:`ApprovalRequest` waiting for human approval (its :class:`GatedRight` and
+:class:`Decision` values), a :class:`Revocation`, an :class:`Introspection`, the attribution
+trail's :class:`Action`, and the parts they share (:class:`Right`, :class:`Hop`,
+:class:`Denial`, :class:`FieldError`). :mod:`mandate_client.client` builds them from the
+service's JSON and re-exports every name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
+
+from .approval import Approval, Approver
 
 __all__ = [
-    "Action", "BranchRevocation", "Denial", "FieldError", "Hop", "Introspection", "Mandate",
-    "Revocation", "Right",
+    "Action", "ApprovalRequest", "ApprovalState", "BranchRevocation", "Decision", "Denial", "FieldError",
+    "GatedRight", "Hop", "Introspection", "Mandate", "Revocation", "Right",
 ]
+
+#: Where an approval request is: waiting for decisions, approved (its mandate may be collected),
+#: denied by an approver, expired (undecided, or approved and not collected, in time), or issued
+#: (its mandate was collected).
+ApprovalState = Literal["pending", "approved", "denied", "expired", "issued"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,63 @@ class Mandate:
     token_type: str = "Bearer"
     #: The argument constraints the mandate enforces, as the API states them.
     constraints: tuple[Mapping[str, Any], ...] = ()
+    #: The human approval of each right a policy gates, as a verifier reads it from the token.
+    approvals: tuple[Approval, ...] = ()
+
+
+@dataclass(frozen=True)
+class GatedRight:
+    """One operation of an approval request that needs approval: the policy that gates it, the
+    issuer whose subjects approve it, its rule as the policy stated it (``approvers``,
+    ``required``, ``valid_seconds``, …), and for a rule bound to one call that call's
+    ``arguments`` and their ``arguments_sha256`` (hex, RFC 8785 canonical JSON)."""
+
+    tool: str
+    operation: str
+    policy: str
+    approver_issuer: str
+    rule: Mapping[str, Any]
+    arguments: Mapping[str, Any] | None = None
+    arguments_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One approver's decision on an approval request, and the gated rights it counts toward."""
+
+    approver: Approver
+    verdict: Literal["approve", "deny"]
+    reason: str
+    counts_for: tuple[Right, ...]
+    decided_at: datetime
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A mint waiting for human approval, as ``GET /v1/approvals/{id}`` shows it. Nothing is
+    minted until it is approved; then its orchestrator collects the mandate once, before
+    ``expires_at``. ``binding_message`` is what approvers read (who asks what, for whom, for
+    which task); ``interval`` the seconds between polls."""
+
+    id: str
+    state: ApprovalState
+    binding_message: str
+    agent: str
+    principal: Approver
+    task: str
+    gated: tuple[GatedRight, ...]
+    created_at: datetime
+    expires_at: datetime
+    decisions: tuple[Decision, ...]
+    interval: int
+    decided_at: datetime | None = None
+    #: The mandate collected on it (state ``issued``).
+    mandate_id: str | None = None
+
+    @property
+    def denials(self) -> tuple[Decision, ...]:
+        """The decisions that deny it (one is enough)."""
+        return tuple(d for d in self.decisions if d.verdict == "deny")
 
 
 @dataclass(frozen=True)
