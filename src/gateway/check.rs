@@ -45,7 +45,13 @@ pub async fn envoy(
         path
     };
     let query = uri.query().unwrap_or("").to_owned();
-    decide(&gateway, method.as_str(), &path, &query, &headers, &body).await
+    let call = Seen {
+        method: method.as_str(),
+        path: &path,
+        query: &query,
+        body: Some(&body),
+    };
+    decide(&gateway, &call, &headers).await
 }
 
 /// `/check/nginx`: the subrequest of `auth_request`.
@@ -60,8 +66,48 @@ pub async fn nginx(gateway: Arc<Gateway>, headers: HeaderMap) -> Response {
     };
     let method = header("x-original-method").unwrap_or("GET").to_owned();
     let (path, query) = original.split_once('?').unwrap_or((original, ""));
-    let (path, query) = (path.to_owned(), query.to_owned());
-    decide(&gateway, &method, &path, &query, &headers, &Bytes::new()).await
+    let call = Seen {
+        method: &method,
+        path,
+        query,
+        body: None,
+    };
+    decide(&gateway, &call, &headers).await
+}
+
+/// The call a proxy asks about, as far as the gateway sees it.
+struct Seen<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    /// The body as the proxy forwarded it (`None`: the proxy never forwards one).
+    body: Option<&'a Bytes>,
+}
+
+/// Why the arguments a proxy check sees may not be the whole call, which a one-call approval's
+/// digest must cover: nothing after the check's prefix may name the target, the arguments come
+/// from the query or the body but not both, and a body must be seen (nginx never forwards one;
+/// Envoy only with `with_request_body`).
+fn not_whole_call(call: &Seen<'_>, check: &Check, headers: &HeaderMap) -> Option<&'static str> {
+    let prefix = check.prefix.trim_end_matches('/');
+    if call.path.trim_end_matches('/') != prefix {
+        return Some("the path names more than the check's prefix");
+    }
+    let Some(body) = call.body else {
+        return Some("nginx's auth_request does not show the gateway the request's body");
+    };
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if body.is_empty() && (declared > 0 || headers.contains_key("transfer-encoding")) {
+        return Some("the proxy did not forward the request's body (Envoy: with_request_body)");
+    }
+    if !body.is_empty() && !call.query.is_empty() {
+        return Some("the request has both a query and a body");
+    }
+    None
 }
 
 /// The longest configured prefix covering `path`.
@@ -91,14 +137,9 @@ fn query_arguments(query: &str) -> Value {
     Value::Object(members)
 }
 
-async fn decide(
-    gateway: &Gateway,
-    method: &str,
-    path: &str,
-    query: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Response {
+async fn decide(gateway: &Gateway, call: &Seen<'_>, headers: &HeaderMap) -> Response {
+    let (method, path, query) = (call.method, call.path, call.query);
+    let body = call.body.cloned().unwrap_or_default();
     let refuse = |status, title: &str, detail: &str| {
         let mut response = answers::problem(status, title, detail);
         if status == StatusCode::UNAUTHORIZED {
@@ -180,7 +221,7 @@ async fn decide(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let arguments = if is_json && !body.is_empty() {
-        match serde_json::from_slice::<Value>(body) {
+        match serde_json::from_slice::<Value>(&body) {
             Ok(value @ Value::Object(_)) => value,
             _ => {
                 return refuse(
@@ -209,6 +250,26 @@ async fn decide(
             let once = verified.approvals.iter().any(|a| {
                 a.tool == check.tool && &a.operation == operation && a.arguments_sha256.is_some()
             });
+            if let Some(why) = once.then(|| not_whole_call(call, check, headers)).flatten() {
+                gateway.report(
+                    &token,
+                    &check.tool,
+                    operation,
+                    Outcome {
+                        outcome: "denied",
+                        reason: Some(format!("a one-call approval cannot be checked: {why}")),
+                        arguments_sha256: Some(digest),
+                        ..Outcome::default()
+                    },
+                );
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "One-call approval not checkable here",
+                    &format!(
+                        "the approval of `{operation}` is for one exact call, and {why}: refused"
+                    ),
+                );
+            }
             if once {
                 let used = gateway
                     .use_approval(&token, &check.tool, operation, &digest)

@@ -210,9 +210,9 @@ impl From<ApprovalError> for ApiError {
                 "the approver's token was refused ({}): {refused}",
                 refused.code()
             )),
-            ApprovalError::NotEligible(_) | ApprovalError::Denied { .. } => {
-                ApiError::Forbidden(message)
-            }
+            ApprovalError::NotEligible(_)
+            | ApprovalError::Denied { .. }
+            | ApprovalError::PrincipalRevoked(_) => ApiError::Forbidden(message),
             ApprovalError::State { .. } | ApprovalError::GatedSince(_) => {
                 ApiError::Conflict(message)
             }

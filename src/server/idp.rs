@@ -315,6 +315,12 @@ impl IdentityVerifier {
             groups: groups_of(&claims, issuer.groups_claim.as_deref()),
             issued_at: numeric_date(&claims, "iat")?,
             single_use,
+            client: issuer
+                .client_claim
+                .as_ref()
+                .and_then(|claim| claims.get(claim))
+                .and_then(Value::as_str)
+                .map(|c| c.chars().take(256).collect()),
         })
     }
 

@@ -48,6 +48,9 @@ pub struct Principal {
     pub issued_at: Option<i64>,
     /// For an issuer whose tokens mint once: the token's `jti` and `exp`.
     pub single_use: Option<(String, i64)>,
+    /// For an issuer that names the client a token was issued to (`client_claim`): that
+    /// client, as the token states it.
+    pub client: Option<String>,
 }
 
 /// Whether `policy` covers `principal`: same issuer, and the subject or one of the groups named.

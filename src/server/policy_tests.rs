@@ -79,6 +79,7 @@ fn alice(groups: &[&str]) -> Principal {
         groups: groups.iter().map(|g| g.to_string()).collect(),
         issued_at: None,
         single_use: None,
+        client: None,
     }
 }
 

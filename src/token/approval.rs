@@ -3,8 +3,8 @@
 //! verifier to show offline:
 //!
 //! ```text
-//! approval($approval_id, $tool, $operation, $approved_at);   // one per gated right
-//! approved_by($approval_id, $subject, $issuer);              // one per approver
+//! approval($approval_id, $tool, $operation, $approved_at);       // one per gated right
+//! approved_by($approval_id, $tool, $operation, $subject, $issuer); // one per approver of it
 //! ```
 //!
 //! An approval bound to the exact arguments of the call also states their digest (lowercase hex
@@ -21,7 +21,6 @@
 //! approval is for one call: a gateway records the consuming call with mandate and refuses a
 //! second one. These facts are stated only by the authority block.
 
-use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use biscuit_auth::builder::{fact, string, Check, Fact, Term};
@@ -80,7 +79,6 @@ pub fn is_sha256_hex(text: &str) -> bool {
 pub(super) fn compile(approvals: &[Approval]) -> Result<(Vec<Fact>, Vec<Check>), TokenError> {
     let mut facts = Vec::new();
     let mut checks = Vec::new();
-    let mut approvers: BTreeMap<&str, &[Approver]> = BTreeMap::new();
     for approval in approvals {
         let printable = [&approval.id, &approval.tool, &approval.operation];
         if printable.iter().any(|s| !super::printable(s))
@@ -89,46 +87,13 @@ pub(super) fn compile(approvals: &[Approval]) -> Result<(Vec<Fact>, Vec<Check>),
         {
             return Err(TokenError::Malformed);
         }
-        match approvers.get(approval.id.as_str()) {
-            Some(known) if *known != approval.approvers.as_slice() => {
-                return Err(TokenError::Malformed)
-            }
-            _ => {
-                approvers.insert(&approval.id, &approval.approvers);
-            }
-        }
         let at = u64::try_from(approval.approved_at.timestamp()).map_err(|_| TokenError::Time)?;
+        let (id, tool, operation) = (&approval.id, &approval.tool, &approval.operation);
         facts.push(fact(
             "approval",
-            &[
-                string(&approval.id),
-                string(&approval.tool),
-                string(&approval.operation),
-                Term::Date(at),
-            ],
+            &[string(id), string(tool), string(operation), Term::Date(at)],
         ));
-        if let Some(sha256) = &approval.arguments_sha256 {
-            if !is_sha256_hex(sha256) {
-                return Err(TokenError::Malformed);
-            }
-            facts.push(fact(
-                "approval_arguments",
-                &[
-                    string(&approval.id),
-                    string(&approval.tool),
-                    string(&approval.operation),
-                    string(sha256),
-                ],
-            ));
-            let mut check = ARGUMENTS_CHECK.clone()?;
-            check.set("tool", approval.tool.as_str())?;
-            check.set("operation", approval.operation.as_str())?;
-            check.set("sha256", sha256.as_str())?;
-            checks.push(check);
-        }
-    }
-    for (id, list) in approvers {
-        for approver in list {
+        for approver in &approval.approvers {
             if !super::printable(&approver.subject) || !super::printable(&approver.issuer) {
                 return Err(TokenError::Malformed);
             }
@@ -136,10 +101,26 @@ pub(super) fn compile(approvals: &[Approval]) -> Result<(Vec<Fact>, Vec<Check>),
                 "approved_by",
                 &[
                     string(id),
+                    string(tool),
+                    string(operation),
                     string(&approver.subject),
                     string(&approver.issuer),
                 ],
             ));
+        }
+        if let Some(sha256) = &approval.arguments_sha256 {
+            if !is_sha256_hex(sha256) {
+                return Err(TokenError::Malformed);
+            }
+            facts.push(fact(
+                "approval_arguments",
+                &[string(id), string(tool), string(operation), string(sha256)],
+            ));
+            let mut check = ARGUMENTS_CHECK.clone()?;
+            check.set("tool", tool.as_str())?;
+            check.set("operation", operation.as_str())?;
+            check.set("sha256", sha256.as_str())?;
+            checks.push(check);
         }
     }
     Ok((facts, checks))
@@ -150,8 +131,8 @@ pub(super) fn compile(approvals: &[Approval]) -> Result<(Vec<Fact>, Vec<Check>),
 pub(super) struct Read {
     /// `approval(id, tool, operation, at)`.
     pub(super) approvals: Vec<(String, String, String, u64)>,
-    /// `approved_by(id, subject, issuer)`.
-    pub(super) approvers: Vec<(String, Approver)>,
+    /// `approved_by(id, tool, operation, subject, issuer)`.
+    pub(super) approvers: Vec<((String, String, String), Approver)>,
     /// `approval_arguments(id, tool, operation, sha256)`.
     pub(super) arguments: Vec<(String, String, String, String)>,
 }
@@ -165,7 +146,7 @@ impl Read {
             let mut approvers: Vec<Approver> = self
                 .approvers
                 .iter()
-                .filter(|(of, _)| *of == id)
+                .filter(|((of, t, o), _)| *of == id && *t == tool && *o == operation)
                 .map(|(_, a)| a.clone())
                 .collect();
             approvers.sort();
@@ -203,14 +184,13 @@ impl Read {
             .windows(2)
             .any(|w| w[0].tool == w[1].tool && w[0].operation == w[1].operation);
         // Every approver and digest belongs to an approval.
-        let orphan = self
-            .approvers
-            .iter()
-            .any(|(id, _)| !out.iter().any(|a| &a.id == id))
-            || self.arguments.iter().any(|(id, t, o, _)| {
-                !out.iter()
-                    .any(|a| &a.id == id && &a.tool == t && &a.operation == o)
-            });
+        let orphan = self.approvers.iter().any(|((id, t, o), _)| {
+            !out.iter()
+                .any(|a| &a.id == id && &a.tool == t && &a.operation == o)
+        }) || self.arguments.iter().any(|(id, t, o, _)| {
+            !out.iter()
+                .any(|a| &a.id == id && &a.tool == t && &a.operation == o)
+        });
         if gated_twice || orphan {
             return Err(TokenError::Malformed);
         }
@@ -395,7 +375,7 @@ mod tests {
                 "{approval:?}"
             );
         }
-        // One approval id, two lists of approvers: refused.
+        // One request's approval of two operations by different approvers: each is stated.
         let other = Approval {
             operation: "write".into(),
             approvers: vec![Approver {
@@ -404,7 +384,7 @@ mod tests {
             }],
             ..good.clone()
         };
-        assert!(compile(&[good.clone(), other]).is_err());
+        assert!(compile(&[good.clone(), other]).is_ok());
         assert!(compile(&[good]).is_ok());
     }
 
@@ -416,7 +396,9 @@ mod tests {
             "delete".to_owned(),
             1_800_000_000,
         );
-        let by = ("a".to_owned(), bob());
+        let of =
+            |id: &str, operation: &str| (id.to_owned(), "crm".to_owned(), operation.to_owned());
+        let by = (of("a", "delete"), bob());
         let digest = "0".repeat(64);
         let read = |approvals: Vec<_>, approvers: Vec<_>, arguments: Vec<_>| {
             Read {
@@ -429,8 +411,14 @@ mod tests {
         assert!(read(vec![approval.clone()], vec![by.clone()], vec![]).is_ok());
         // No approver.
         assert!(read(vec![approval.clone()], vec![], vec![]).is_err());
-        // An approver of nothing.
+        // An approver of nothing, or of another operation of the same request.
         assert!(read(vec![], vec![by.clone()], vec![]).is_err());
+        assert!(read(
+            vec![approval.clone()],
+            vec![by.clone(), (of("a", "write"), bob())],
+            vec![]
+        )
+        .is_err());
         // A digest of nothing, two digests, a digest that is not one.
         let args = |id: &str, d: &str| {
             (
@@ -459,7 +447,7 @@ mod tests {
             approval.clone(),
             ("b".to_owned(), "crm".to_owned(), "delete".to_owned(), 1),
         ];
-        let both = vec![by.clone(), ("b".to_owned(), bob())];
+        let both = vec![by.clone(), (of("b", "delete"), bob())];
         assert!(read(twice, both, vec![]).is_err());
     }
 }

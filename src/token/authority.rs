@@ -88,13 +88,14 @@ pub fn read(block: &schema::Block) -> Result<Authority, TokenError> {
                 }
                 _ => return Err(TokenError::Malformed),
             },
-            ("approved_by", [id, subject, issuer]) => approvals.approvers.push((
-                text(id)?,
-                Approver {
+            ("approved_by", [id, tool, operation, subject, issuer]) => {
+                let right = (text(id)?, text(tool)?, text(operation)?);
+                let approver = Approver {
                     subject: text(subject)?,
                     issuer: text(issuer)?,
-                },
-            )),
+                };
+                approvals.approvers.push((right, approver));
+            }
             ("approval_arguments", [id, tool, operation, sha256]) => {
                 let digest = (text(id)?, text(tool)?, text(operation)?, text(sha256)?);
                 approvals.arguments.push(digest);

@@ -57,8 +57,10 @@ fn number(n: &serde_json::Number) -> String {
     if f == 0.0 {
         return "0".to_owned();
     }
+    // Integral doubles below 1e21 print in full from their shortest digits, zero-padded, as
+    // ECMAScript does (2^60 is 1152921504606847000); Rust's `{}` does the same.
     if f.fract() == 0.0 && f.abs() < 1e21 {
-        return format!("{f:.0}");
+        return format!("{f}");
     }
     let abs = f.abs();
     if (1e-6..1e21).contains(&abs) {

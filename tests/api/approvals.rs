@@ -50,6 +50,13 @@ fn token(app: &TestApp, idp: &TestIdp, subject: &str, groups: &[&str]) -> String
     idp.sign("rsa-1", &idp.claims(subject, groups, app.clock.now()))
 }
 
+/// An approver's token, issued a second later than anything before it (a decision needs a
+/// token issued after the request's second).
+fn approver(app: &TestApp, idp: &TestIdp, subject: &str, groups: &[&str]) -> String {
+    app.clock.advance(chrono::Duration::seconds(1));
+    token(app, idp, subject, groups)
+}
+
 /// alice (group support) asks, as bot, for crm read and `delete` (`arguments` for it when
 /// given), for `task`.
 async fn ask(
@@ -131,7 +138,7 @@ async fn a_gated_mint_waits_for_bob_then_carries_his_approval_to_every_verifier(
     assert_eq!((status, polled["state"].clone()), (200, json!("pending")));
 
     // bob sees it waiting for him, and approves.
-    let bob = token(&app, &idp, "bob", &["crm-admins"]);
+    let bob = approver(&app, &idp, "bob", &["crm-admins"]);
     let (status, waiting) = app.as_token(&bob, Method::GET, "/v1/approvals", None).await;
     assert_eq!(status, 200, "{waiting}");
     assert_eq!(waiting["approvals"][0]["id"], id.as_str());
@@ -196,7 +203,7 @@ async fn a_denial_gives_no_mandate_and_says_who_denied_and_why() {
     let (status, pending) = ask(&app, &idp, &secret, "Delete a record", None).await;
     assert_eq!(status, 202, "{pending}");
     let id = pending["id"].as_str().unwrap();
-    let bob = token(&app, &idp, "bob", &[]);
+    let bob = approver(&app, &idp, "bob", &[]);
     // A decision needs a reason: 422 naming it, nothing recorded.
     let (status, invalid) = decide(&app, &bob, id, "deny", " ").await;
     assert_eq!(status, 422, "{invalid}");
@@ -224,7 +231,7 @@ async fn an_undecided_request_expires_and_then_takes_no_decision() {
     let (_, pending) = ask(&app, &idp, &secret, "Delete a record", None).await;
     let id = pending["id"].as_str().unwrap();
     app.clock.advance(chrono::Duration::seconds(301));
-    let bob = token(&app, &idp, "bob", &[]);
+    let bob = approver(&app, &idp, "bob", &[]);
     let (status, late) = decide(&app, &bob, id, "approve", "sorry, late").await;
     assert_eq!(status, 409, "{late}");
     assert!(late["detail"].as_str().unwrap().contains("expired"));
@@ -246,7 +253,7 @@ async fn only_eligible_approvers_decide_and_the_principal_never_approves_their_o
     let (_, pending) = ask(&app, &idp, &secret, "Delete a record", None).await;
     let id = pending["id"].as_str().unwrap();
     // carol is in no named group: 403, and nothing waits for her.
-    let carol = token(&app, &idp, "carol", &["sales"]);
+    let carol = approver(&app, &idp, "carol", &["sales"]);
     let (status, refused) = decide(&app, &carol, id, "approve", "sure").await;
     assert_eq!(status, 403, "{refused}");
     assert!(refused["detail"]
@@ -258,7 +265,7 @@ async fn only_eligible_approvers_decide_and_the_principal_never_approves_their_o
         .await;
     assert_eq!(waiting["approvals"], json!([]));
     // alice is a crm admin too, but she is the principal: 403.
-    let alice = token(&app, &idp, "alice", &["support", "crm-admins"]);
+    let alice = approver(&app, &idp, "alice", &["support", "crm-admins"]);
     let (status, refused) = decide(&app, &alice, id, "approve", "mine").await;
     assert_eq!(status, 403, "{refused}");
     assert!(refused["detail"]
@@ -273,7 +280,7 @@ async fn only_eligible_approvers_decide_and_the_principal_never_approves_their_o
         assert_eq!(response.status().as_u16(), 401, "{bad:?}");
     }
     // An unknown request: 404.
-    let dave = token(&app, &idp, "dave", &["crm-admins"]);
+    let dave = approver(&app, &idp, "dave", &["crm-admins"]);
     let unknown = "01900000-0000-7000-8000-000000000000";
     let (status, _) = decide(&app, &dave, unknown, "approve", "x").await;
     assert_eq!(status, 404);
@@ -309,7 +316,7 @@ async fn where_the_policy_says_so_the_principal_approves_as_one_of_two() {
     let (idp, secret) = gated(&app, rule).await;
     let (_, pending) = ask(&app, &idp, &secret, "Delete a record", None).await;
     let id = pending["id"].as_str().unwrap();
-    let alice = token(&app, &idp, "alice", &[]);
+    let alice = approver(&app, &idp, "alice", &[]);
     let (status, once) = decide(&app, &alice, id, "approve", "mine, and I mean it").await;
     assert_eq!((status, once["state"].clone()), (200, json!("pending")));
     // The same approver twice counts once: 409, still pending.
@@ -319,7 +326,7 @@ async fn where_the_policy_says_so_the_principal_approves_as_one_of_two() {
         .as_str()
         .unwrap()
         .contains("already decided"));
-    let bob = token(&app, &idp, "bob", &[]);
+    let bob = approver(&app, &idp, "bob", &[]);
     let (status, approved) = decide(&app, &bob, id, "approve", "agreed").await;
     assert_eq!(
         (status, approved["state"].clone()),
@@ -340,12 +347,26 @@ async fn where_the_policy_says_so_the_principal_approves_as_one_of_two() {
 async fn a_principal_rule_is_the_principals_own_fresh_approval() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let (idp, secret) = gated(&app, json!({"approvers": "principal"})).await;
-    let (_, pending) = ask(&app, &idp, &secret, "Delete a record", None).await;
+    // The subject token the orchestrator minted with is one it holds: it cannot approve.
+    let subject_token = token(&app, &idp, "alice", &["support"]);
+    let mut body = mint_body(
+        &subject_token,
+        json!([{"tool": "crm", "operations": ["delete"]}]),
+    );
+    body["task"]["description"] = json!("Delete a record");
+    let (status, pending) = app.agent(&secret).mint_body(body).await;
+    assert_eq!(status, 202, "{pending}");
     let id = pending["id"].as_str().unwrap();
-    let bob = token(&app, &idp, "bob", &[]);
+    let (status, refused) = decide(&app, &subject_token, id, "approve", "the agent says so").await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(refused["detail"]
+        .as_str()
+        .unwrap()
+        .contains("issued after the request"));
+    let bob = approver(&app, &idp, "bob", &[]);
     let (status, _) = decide(&app, &bob, id, "approve", "not mine to approve").await;
     assert_eq!(status, 403);
-    let alice = token(&app, &idp, "alice", &[]);
+    let alice = approver(&app, &idp, "alice", &[]);
     let (status, approved) = decide(&app, &alice, id, "approve", "yes, delete it").await;
     assert_eq!(
         (status, approved["state"].clone()),
@@ -381,7 +402,7 @@ async fn an_approval_bound_to_arguments_is_for_that_call_and_that_request_only()
         .as_str()
         .unwrap()
         .contains(r#"crm delete {"hard":false,"id":"cust-42"}"#));
-    let bob = token(&app, &idp, "bob", &[]);
+    let bob = approver(&app, &idp, "bob", &[]);
     decide(&app, &bob, &id, "approve", "that one record").await;
     let (_, issued) = collect(&app, &secret, &id).await;
     let mandate = issued["token"].as_str().unwrap();
@@ -653,7 +674,7 @@ async fn the_token_endpoint_answers_as_ciba_polling_does() {
     let unknown: Value = post(unknown).await.unwrap().json().await.unwrap();
     assert_eq!(error(unknown), "invalid_grant");
 
-    let bob = token(&app, &idp, "bob", &[]);
+    let bob = approver(&app, &idp, "bob", &[]);
     let (status, _) = decide(&app, &bob, &id, "approve", "fine").await;
     assert_eq!(status, 200);
     app.clock.advance(chrono::Duration::seconds(5));
@@ -669,7 +690,7 @@ async fn the_token_endpoint_answers_as_ciba_polling_does() {
     // Denied and expired requests, in CIBA's words.
     let (_, denied) = ask(&app, &idp, &secret, "Delete another", None).await;
     let denied_id = denied["id"].as_str().unwrap().to_owned();
-    let bob = token(&app, &idp, "bob", &[]);
+    let bob = approver(&app, &idp, "bob", &[]);
     let (status, _) = decide(&app, &bob, &denied_id, "deny", "no").await;
     assert_eq!(status, 200);
     let poll_of = |id: &str| {
@@ -709,7 +730,7 @@ async fn webhooks_announce_requests_and_decisions_signed_with_the_published_root
     let (idp, secret) = gated(&app, rule).await;
     let (_, pending) = ask(&app, &idp, &secret, "Delete a record", None).await;
     let id = pending["id"].as_str().unwrap().to_owned();
-    let bob = token(&app, &idp, "bob", &[]);
+    let bob = approver(&app, &idp, "bob", &[]);
     decide(&app, &bob, &id, "approve", "ok").await;
     let deliveries = wait_for(&received, 2).await;
     let root = app.state.keys.active().keypair().public().to_bytes();
@@ -810,7 +831,7 @@ async fn a_pending_request_survives_a_restart() {
     first.stop().await;
 
     let second = TestApp::spawn_with(TestDatabase::at(&url), key).await;
-    let bob = token(&second, &idp, "bob", &[]);
+    let bob = approver(&second, &idp, "bob", &[]);
     let (_, waiting) = second
         .as_token(&bob, Method::GET, "/v1/approvals", None)
         .await;
@@ -851,12 +872,14 @@ async fn a_decision_on_one_replica_reaches_a_waiter_on_the_other() {
             .expect("the stream ended early");
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
-    // bob approves on replica b, with b's clock (the same instant).
+    // The stream re-reads on its own 5 s after this event; a wake-up must come sooner.
+    let first_event = crate::helpers::real_now();
+    // bob approves on replica b, on the same clock as a.
     b.clock.set(a.clock.now());
-    let bob = token(&b, &idp, "bob", &[]);
+    let bob = approver(&b, &idp, "bob", &[]);
+    a.clock.set(b.clock.now());
     let (status, _) = decide(&b, &bob, &id, "approve", "from the other replica").await;
     assert_eq!(status, 200);
-    let started = crate::helpers::real_now();
     while !seen.contains("\"state\":\"approved\"") {
         let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
             .await
@@ -869,11 +892,8 @@ async fn a_decision_on_one_replica_reaches_a_waiter_on_the_other() {
     }
     assert!(seen.contains("\"state\":\"approved\""), "{seen}");
     // Woken by the other replica's NOTIFY, not by its own 5 s re-read.
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
+    let waited = first_event.elapsed();
+    assert!(waited < Duration::from_secs(4), "{waited:?}");
     let (status, _) = collect(&a, &secret, &id).await;
     assert_eq!(status, 201);
 }
@@ -916,7 +936,7 @@ async fn a_second_call_on_a_one_call_approval_is_refused_by_the_gateway() {
     let (status, pending) = app.agent(&secret).mint_body(body).await;
     assert_eq!(status, 202, "{pending}");
     let id = pending["id"].as_str().unwrap();
-    let bob = token(&app, &idp, "bob", &[]);
+    let bob = approver(&app, &idp, "bob", &[]);
     let (status, _) = decide(&app, &bob, id, "approve", "once is fine").await;
     assert_eq!(status, 200);
     let (status, issued) = collect(&app, &secret, id).await;
@@ -986,4 +1006,212 @@ async fn a_second_call_on_a_one_call_approval_is_refused_by_the_gateway() {
     assert_eq!(done[0]["operation"], "whoami");
     assert_eq!(done[0]["approval"]["approvers"][0]["subject"], "bob");
     assert_eq!(done[0]["approval"]["id"], id);
+}
+
+#[tokio::test]
+async fn each_gated_operation_carries_the_approvers_who_counted_toward_it() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = gated(&app, bob_approves()).await;
+    // writes too are gated now, by carol.
+    app.admin_ok(
+        Method::PATCH,
+        "/v1/admin/policies/support-crm",
+        Some(json!({"grants": [{"tool": "crm", "operations": ["read"]}]})),
+        200,
+    )
+    .await;
+    app.admin_ok(
+        Method::POST,
+        "/v1/admin/policies",
+        Some(
+            json!({"id": "crm-write", "issuer": "test-idp", "groups": ["support"],
+                    "agents": ["bot"], "max_ttl_seconds": 600,
+                    "grants": [{"tool": "crm", "operations": ["write"],
+                                "approval": {"approvers": {"subjects": ["carol"]}}}]}),
+        ),
+        201,
+    )
+    .await;
+    let mut body = mint_body(
+        &token(&app, &idp, "alice", &["support"]),
+        json!([{"tool": "crm", "operations": ["read", "write", "delete"]}]),
+    );
+    body["task"]["description"] = json!("Clean up the ACME records");
+    let (status, pending) = app.agent(&secret).mint_body(body).await;
+    assert_eq!(status, 202, "{pending}");
+    let id = pending["id"].as_str().unwrap();
+    let gated: Vec<&str> = pending["gated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(gated, ["delete", "write"]);
+    let bob = approver(&app, &idp, "bob", &[]);
+    let (_, half) = decide(&app, &bob, id, "approve", "the deletion").await;
+    assert_eq!(
+        half["state"], "pending",
+        "carol has not approved the writes"
+    );
+    let carol = approver(&app, &idp, "carol", &[]);
+    let (_, approved) = decide(&app, &carol, id, "approve", "the writes").await;
+    assert_eq!(approved["state"], "approved");
+    let (status, issued) = collect(&app, &secret, id).await;
+    assert_eq!(status, 201, "{issued}");
+    let verified = app
+        .verifier()
+        .verify(
+            issued["token"].as_str().unwrap(),
+            &Access {
+                tool: "crm".into(),
+                operation: "write".into(),
+                resource: None,
+            },
+        )
+        .await
+        .unwrap();
+    let by: Vec<(String, String)> = verified
+        .approvals
+        .iter()
+        .map(|a| (a.operation.clone(), a.approvers[0].subject.clone()))
+        .collect();
+    assert_eq!(
+        by,
+        [
+            ("delete".into(), "bob".into()),
+            ("write".into(), "carol".into())
+        ]
+    );
+    assert!(verified.approvals.iter().all(|a| a.approvers.len() == 1));
+}
+
+#[tokio::test]
+async fn a_rule_changed_or_a_principal_revoked_since_the_request_gives_no_mandate() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (idp, secret) = gated(&app, bob_approves()).await;
+    let (_, first) = ask(&app, &idp, &secret, "Delete a record", None).await;
+    let first = first["id"].as_str().unwrap().to_owned();
+    let (_, second) = ask(&app, &idp, &secret, "Delete another", None).await;
+    let second = second["id"].as_str().unwrap().to_owned();
+    let bob = approver(&app, &idp, "bob", &[]);
+    for id in [&first, &second] {
+        let (status, _) = decide(&app, &bob, id, "approve", "fine").await;
+        assert_eq!(status, 200);
+    }
+    // The rule now wants two approvers: the approval given under the old one no longer counts.
+    app.admin_ok(
+        Method::PATCH,
+        "/v1/admin/policies/crm-delete",
+        Some(json!({"grants": [{"tool": "crm", "operations": ["delete"],
+                                "approval": {"approvers": {"subjects": ["bob", "carol"]},
+                                             "required": 2}}]})),
+        200,
+    )
+    .await;
+    let (status, refused) = collect(&app, &secret, &first).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["detail"].as_str().unwrap().contains("rule changed"));
+    // Back to bob alone, but alice was offboarded after the request: 403.
+    app.admin_ok(
+        Method::PATCH,
+        "/v1/admin/policies/crm-delete",
+        Some(json!({"grants": [{"tool": "crm", "operations": ["delete"],
+                                "approval": bob_approves()}]})),
+        200,
+    )
+    .await;
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/v1/admin/revocations",
+            Some(
+                json!({"principal": {"subject": "alice", "issuer": idp.issuer},
+                        "reason": "offboarded"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, refused) = collect(&app, &secret, &second).await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(refused["detail"]
+        .as_str()
+        .unwrap()
+        .contains("revoked after"));
+    assert_eq!(app.count("SELECT count(*) FROM mandates").await, 0);
+}
+
+#[tokio::test]
+async fn a_proxy_check_lets_a_one_call_approval_through_only_when_it_sees_the_whole_call() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let rule = json!({"approvers": {"subjects": ["bob"]}, "bind_arguments": true});
+    let (idp, secret) = gated(&app, rule).await;
+    let (_, pending) = ask(
+        &app,
+        &idp,
+        &secret,
+        "Delete cust-42",
+        Some(json!({"id": "cust-42"})),
+    )
+    .await;
+    let id = pending["id"].as_str().unwrap();
+    let bob = approver(&app, &idp, "bob", &[]);
+    decide(&app, &bob, id, "approve", "that one").await;
+    let (_, issued) = collect(&app, &secret, id).await;
+    let mandate = issued["token"].as_str().unwrap().to_owned();
+    let credential = app
+        .admin_ok(
+            Method::POST,
+            "/v1/admin/reporters",
+            Some(
+                json!({"id": "crm-gw", "display_name": "CRM gateway", "kind": "gateway",
+                        "owner": "ops@example.com"}),
+            ),
+            201,
+        )
+        .await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let routes =
+        "[[check]]\nprefix = \"/crm\"\ntool = \"crm\"\noperations = { DELETE = \"delete\" }\n";
+    let base = crate::gateway::gateway(&app, &credential, routes, dir.path()).await;
+    let call = |path: &str, nginx: bool, body: Option<Value>| {
+        let mut request = if nginx {
+            app.client
+                .get(format!("{base}/check/nginx"))
+                .header("x-original-method", "DELETE")
+                .header("x-original-uri", path)
+        } else {
+            app.client.delete(format!("{base}/check/envoy{path}"))
+        };
+        request = request.bearer_auth(&mandate);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send()
+    };
+    // What the gateway cannot see whole is refused, and leaves the approval unused.
+    for (path, nginx, body) in [
+        ("/crm?id=cust-42", true, None),
+        ("/crm/records/cust-99?id=cust-42", false, None),
+        ("/crm?id=cust-99", false, Some(json!({"id": "cust-42"}))),
+    ] {
+        let answer = call(path, nginx, body.clone()).await.unwrap();
+        assert_eq!(answer.status().as_u16(), 403, "{path} {nginx} {body:?}");
+        let problem: Value = answer.json().await.unwrap();
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("for one exact call"),
+            "{problem}"
+        );
+    }
+    // Seen whole, once: then refused.
+    let first = call("/crm?id=cust-42", false, None).await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    assert!(first.headers().contains_key("mandate-assertion"));
+    let second = call("/crm?id=cust-42", false, None).await.unwrap();
+    assert_eq!(second.status().as_u16(), 403);
 }

@@ -194,9 +194,9 @@ pub async fn deny(
         (status = 201, description = "Minted and recorded, carrying the approvals", body = Issued,
          headers(("cache-control" = String, description = "no-store"))),
         (status = 401, description = "Bad agent secret", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Denied (the detail names who and why), or the policies no longer grant the scope", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Denied (the detail names who and why), the principal's mandates revoked since the request, or the policies no longer grant the scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such request of this orchestrator", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Still pending, expired, or its mandate was issued already", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Still pending, expired, its mandate issued already, or an operation's gating policy or rule changed since the request (request anew)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable; nothing was issued", body = Problem, content_type = "application/problem+json"),
     )
 )]

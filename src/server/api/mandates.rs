@@ -80,7 +80,7 @@ pub fn request_meta(headers: &HeaderMap, endpoint: &'static str) -> RequestMeta 
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, named", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The orchestrator already holds the most live mandates allowed, or it or a tool stopped being active (or its secret was changed) while the mandate was minted; nothing was issued", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The orchestrator already holds the most live mandates allowed (or pending approval requests), or it or a tool stopped being active (or its secret was changed) while the mandate was minted, or a gating policy names approvers of an issuer that is not trusted; nothing was issued", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The orchestrator or the principal has reached its mint rate limit; nothing was issued",
          body = Problem, content_type = "application/problem+json",
          headers(("retry-after" = u64, description = "Seconds until a mint is allowed again"))),

@@ -33,8 +33,8 @@ use crate::token::Right;
 
 /// How often, in seconds, a waiter is asked to poll.
 pub const POLL_INTERVAL: u64 = 5;
-/// Most pending requests one approver's list shows.
-pub const MAX_LISTED: u32 = 200;
+/// How many of the oldest pending requests an approver's list is drawn from.
+pub const MAX_LISTED: u32 = 1000;
 
 /// Why an approval operation refused.
 #[derive(Debug, thiserror::Error)]
@@ -66,12 +66,16 @@ pub enum ApprovalError {
         /// `denied by SUBJECT: REASON`, each.
         reasons: String,
     },
-    /// A right the request was not approved for is gated now.
+    /// A right the request was not approved for is gated now, or its rule changed.
     #[error(
-        "`{}` `{}` needs an approval this request was not made for; request the mandate anew",
+        "`{}` `{}` needs an approval this request was not made for (its policy or rule changed \
+         since); request the mandate anew",
         .0.tool, .0.operation
     )]
     GatedSince(Right),
+    /// The principal's mandates were revoked after the request was made.
+    #[error("the principal's mandates were revoked after approval request {0} was made")]
+    PrincipalRevoked(Uuid),
     /// A field of the request.
     #[error(transparent)]
     Invalid(#[from] super::model::Invalid),
@@ -149,7 +153,8 @@ impl ApprovalView {
 }
 
 /// What approvers read before deciding: who asks, for whom, which task, which operations and
-/// arguments. Bounded: the task and the arguments are cut at 200 characters each.
+/// arguments. Bounded: the task and the arguments are cut at 200 characters each, the whole at
+/// [`MAX_BINDING_MESSAGE`].
 pub fn binding_message(principal: &str, agent: &str, task: &str, gated: &[GatedRight]) -> String {
     let cut = |text: &str| -> String {
         let mut out: String = text.chars().take(200).collect();
@@ -170,12 +175,21 @@ pub fn binding_message(principal: &str, agent: &str, task: &str, gated: &[GatedR
             None => format!("{} {}", g.tool, g.operation),
         })
         .collect();
-    format!(
+    let message = format!(
         "{agent} asks to {} for {principal}, for the task \"{}\"",
         operations.join(", "),
         cut(task)
-    )
+    );
+    if message.chars().count() <= MAX_BINDING_MESSAGE {
+        return message;
+    }
+    let mut cut: String = message.chars().take(MAX_BINDING_MESSAGE - 1).collect();
+    cut.push('…');
+    cut
 }
+
+/// Longest binding message, in characters.
+pub const MAX_BINDING_MESSAGE: usize = 1024;
 
 /// Announces a request's change to the policies' webhooks (in the background).
 pub fn announce(state: &AppState, request: &ApprovalRequest, event: &'static str) {
@@ -213,6 +227,14 @@ pub async fn approver(state: &AppState, token: &str) -> Result<Principal, Approv
         .verify(token, &issuers, None, now)
         .await
         .map_err(ApprovalError::Approver)?;
+    // A token issued to an agent's client is the agent's to present, never an approval.
+    if let Some(client) = &principal.client {
+        if inventory.agent_exists(client) {
+            return Err(ApprovalError::NotEligible(format!(
+                "this token was issued to agent `{client}`: approve with a token of your own"
+            )));
+        }
+    }
     let Some(issued_at) = principal.issued_at else {
         return Err(ApprovalError::Approver(IdpError::Malformed(
             "an approver's token must state when it was issued (iat)",
@@ -421,9 +443,11 @@ pub async fn decide(
             detail: "; it takes no more decisions".to_owned(),
         });
     }
+    // Strictly after the request's second: the mint's own subject token, issued at the latest
+    // in that second, never decides on it.
     if approver
         .issued_at
-        .is_none_or(|iat| iat < request.created_at.timestamp())
+        .is_none_or(|iat| iat <= request.created_at.timestamp())
     {
         return Err(ApprovalError::NotEligible(format!(
             "sign in again: a decision needs a token issued after the request was made ({})",

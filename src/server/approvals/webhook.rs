@@ -1,6 +1,6 @@
 //! Approval webhooks: each new request and each decision is POSTed to the webhooks of the
 //! policies that gate it, signed with mandate's active root key so that a receiver checks it
-//! against the published keys (`GET /v1/keys`) and needs no shared secret:
+//! against the published keys (`GET /.well-known/mandate-keys`) and needs no shared secret:
 //!
 //! ```text
 //! Mandate-Signature: t=<unix seconds>, kid=<root kid>, ed25519=<base64url signature>

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::json;
 
 use super::request::MintRequest;
-use crate::server::approvals::{self, binding_message};
+use crate::server::approvals::{self, binding_message, ApprovalError};
 use crate::server::model::agent::Agent;
 use crate::server::model::approval::{
     ApprovalRequest, ApprovalState, Approvers, GatedRight, HeldMint, Verdict,
@@ -178,12 +178,12 @@ pub(super) async fn hold(
 pub(super) fn principal(
     inventory: &Inventory,
     request: &ApprovalRequest,
-) -> Result<Principal, crate::server::idp::IdpError> {
+) -> Result<Principal, ApprovalError> {
     if inventory
         .cutoff(&request.principal_issuer, &request.principal_subject)
         .is_some_and(|cutoff| cutoff >= request.created_at)
     {
-        return Err(crate::server::idp::IdpError::IssuedBeforeRevocation);
+        return Err(ApprovalError::PrincipalRevoked(request.id));
     }
     Ok(Principal {
         issuer_id: request.held.principal_issuer_id.clone(),
@@ -192,18 +192,21 @@ pub(super) fn principal(
         groups: request.held.principal_groups.clone(),
         issued_at: None,
         single_use: None,
+        client: None,
     })
 }
 
-/// Whether the gates the policies set now are among those the request was approved for (a
-/// right gated since needs a new request).
+/// Whether every gate the policies set now is one the request was approved under, by the same
+/// policy and rule: a right gated since, or whose rule changed, needs a new request.
 pub(super) fn covers(request: &ApprovalRequest, gates: &[Gate]) -> Result<(), Right> {
     for gate in gates {
-        if !request
-            .gated
-            .iter()
-            .any(|g| g.tool == gate.tool && g.operation == gate.operation)
-        {
+        let same = request.gated.iter().any(|g| {
+            g.tool == gate.tool
+                && g.operation == gate.operation
+                && g.policy == gate.policy
+                && g.rule == gate.rule
+        });
+        if !same {
             return Err(Right {
                 tool: gate.tool.clone(),
                 operation: gate.operation.clone(),
@@ -237,6 +240,7 @@ pub(super) fn carried(request: &ApprovalRequest) -> Vec<Approval> {
                 .collect();
             approvers.sort();
             approvers.dedup();
+            approvers.truncate(crate::token::approval::MAX_APPROVERS);
             Approval {
                 id: request.id.to_string(),
                 tool: g.tool.clone(),

@@ -348,7 +348,7 @@ async fn decide(
     let principal = match approved {
         None => prove_principal(state, agent, inventory, request, now).await?,
         Some(approval) => approved::principal(inventory, approval)
-            .map_err(|error| Failure::Refused(MintError::Subject(error)))?,
+            .map_err(|error| Failure::Refused(error.into()))?,
     };
     let bound = request.holder_key.is_some();
     let evaluation = evaluate_scope(agent, inventory, &principal, &request.scope, bound);

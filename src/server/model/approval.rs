@@ -1,5 +1,5 @@
-//! Human approvals: the rule a policy grant sets for who must approve its operations, and the
-//! approval requests a mint asking for such an operation creates, with their decisions.
+//! Human approvals: the approval requests a mint asking for a gated operation creates, with
+//! their decisions (the rule a policy grant sets is in `approval_rule`, re-exported here).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -10,6 +10,8 @@ pub const VALID_SECONDS: std::ops::RangeInclusive<u32> = 60..=86_400;
 pub const DEFAULT_VALID_SECONDS: u32 = 900;
 /// Longest reason an approver gives.
 pub const MAX_REASON: usize = 1024;
+/// Most approval requests one orchestrator may have pending at once.
+pub const MAX_PENDING_PER_AGENT: u32 = 100;
 /// Largest arguments (as RFC 8785 JSON) a request may bind an approval to.
 pub const MAX_ARGUMENTS_BYTES: usize = 8 * 1024;
 

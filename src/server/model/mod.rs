@@ -224,11 +224,17 @@ impl Validation {
             }
             match (&grant.arguments, kind) {
                 (Some(serde_json::Value::Object(_)), GrantsOf::Request) => {
-                    let size = crate::token::canonical::canonical(
+                    let canonical = crate::token::canonical::canonical(
                         grant.arguments.as_ref().unwrap_or(&serde_json::Value::Null),
-                    )
-                    .len();
-                    if size > approval_rule::MAX_ARGUMENTS_BYTES {
+                    );
+                    // JSON escapes a NUL as \u0000, which Postgres refuses to store.
+                    if canonical.contains("\\u0000") {
+                        self.fail(
+                            format!("{field}[{i}].arguments"),
+                            "must not contain NUL characters",
+                        );
+                    }
+                    if canonical.len() > approval_rule::MAX_ARGUMENTS_BYTES {
                         self.fail(
                             format!("{field}[{i}].arguments"),
                             format!(

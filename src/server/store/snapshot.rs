@@ -38,6 +38,11 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Whether `id` is an active agent holding a secret (one that presents tokens).
+    pub fn agent_exists(&self, id: &str) -> bool {
+        self.agents_by_secret.values().any(|a| a.id == id)
+    }
+
     /// The active agent whose unrevoked secret has this hash.
     pub fn agent_with_secret(&self, hash: &SecretHash) -> Option<&Agent> {
         self.agents_by_secret.get(hash)

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::server::model::admin_token::AdminToken;
 use crate::server::model::agent::{Agent, AgentKey, AgentSecretInfo};
-use crate::server::model::approval::{ApprovalRequest, ApprovalState, Decision};
+use crate::server::model::approval::{
+    ApprovalRequest, ApprovalState, Decision, MAX_PENDING_PER_AGENT,
+};
 use crate::server::model::issuer::Issuer;
 use crate::server::model::page::PageRequest;
 use crate::server::model::policy::{AgentScope, Policy};

@@ -17,9 +17,10 @@ use uuid::Uuid;
 use crate::server::approvals::{self, ApprovalError, POLL_INTERVAL};
 use crate::server::caller::Orchestrator;
 use crate::server::error::ApiError;
-use crate::server::mint::{collect, Issued};
+use crate::server::mint::{collect, Issued, MintError};
 use crate::server::model::approval::{ApprovalRequest, ApprovalState};
 use crate::server::state::AppState;
+use crate::server::store::StoreError;
 
 /// CIBA's grant type.
 pub const GRANT: &str = "urn:openid:params:grant-type:ciba";
@@ -60,6 +61,20 @@ pub(super) fn pending(
     ]);
     let description = "a requested operation needs human approval; poll with auth_req_id";
     (description, members)
+}
+
+/// A refused collection in CIBA's words where they fit: a principal revoked since is
+/// `access_denied`; a rule changed since, or a mandate collected meanwhile, `invalid_grant`.
+fn collect_refused(error: MintError) -> Refused {
+    let text = error.to_string();
+    match error {
+        MintError::Approval(ApprovalError::PrincipalRevoked(_) | ApprovalError::Denied { .. }) => {
+            Refused::OAuth("access_denied", text)
+        }
+        MintError::Approval(ApprovalError::GatedSince(_) | ApprovalError::State { .. })
+        | MintError::Store(StoreError::Conflict(_)) => Refused::OAuth("invalid_grant", text),
+        other => Refused::Api(other.into()),
+    }
 }
 
 /// Whether `id` was polled less than the interval ago (and notes this poll).
@@ -115,10 +130,10 @@ pub(super) async fn poll(
         ),
         ApprovalState::Approved => {
             let bound = request.held.holder_key.is_some();
-            let issued = collect(state, orchestrator, id)
-                .await
-                .map_err(|e| Refused::Api(e.into()))?;
-            Ok((issued, bound))
+            match collect(state, orchestrator, id).await {
+                Ok(issued) => Ok((issued, bound)),
+                Err(error) => Err(collect_refused(error)),
+            }
         }
     }
 }

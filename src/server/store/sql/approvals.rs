@@ -93,6 +93,22 @@ impl ApprovalStore for ThisStore {
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        // Bounded per orchestrator: pending requests are what approvers' lists are drawn from.
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM approval_requests WHERE agent_id = $1 AND state = 'pending' \
+             AND expires_at > $2",
+        )
+        .bind(&request.agent_id)
+        .bind(db_time(request.created_at))
+        .fetch_one(&mut *tx)
+        .await?;
+        if pending >= i64::from(MAX_PENDING_PER_AGENT) {
+            return Err(StoreError::LimitReached(format!(
+                "agent `{}` already has {MAX_PENDING_PER_AGENT} approval requests pending, the \
+                 most allowed; wait for their decisions or let them expire",
+                request.agent_id
+            )));
+        }
         sqlx::query(
             "INSERT INTO approval_requests (id, agent_id, principal_subject, principal_issuer, \
              binding_message, gated, held, state, created_at, expires_at) \
@@ -147,11 +163,26 @@ impl ApprovalStore for ThisStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
-        let mut requests = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut request = approval_from_row(row)?;
-            request.decisions = decisions_of(&mut conn, request.id).await?;
-            requests.push(request);
+        let mut requests = rows
+            .iter()
+            .map(approval_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Their decisions in one query.
+        let decisions = sqlx::query(
+            "SELECT d.* FROM approval_decisions d JOIN (SELECT id FROM approval_requests \
+             WHERE state = 'pending' AND expires_at > $1 ORDER BY created_at, id LIMIT $2) p \
+             ON p.id = d.approval_id ORDER BY d.decided_at, d.approver_issuer, d.approver_subject",
+        )
+        .bind(db_time(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in &decisions {
+            use sqlx::Row as _;
+            let id: Uuid = row.try_get("approval_id")?;
+            if let Some(request) = requests.iter_mut().find(|r| r.id == id) {
+                request.decisions.push(decision_from_row(row)?);
+            }
         }
         Ok(requests)
     }
