@@ -224,6 +224,7 @@ fn policies(c: &mut Criterion) {
         groups: vec!["group-3".into(), "group-7".into()],
         issued_at: None,
         single_use: None,
+        client: None,
     };
     let requested = grants(4);
     let evaluation = evaluate(&principal, &agent, &requested, &policies, &tools);
