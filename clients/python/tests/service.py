@@ -180,6 +180,12 @@ class DevService:
             args += ["--group", group]
         return self.run(args)
 
+    def login_later(self, subject: str, groups: Sequence[str] = ()) -> str:
+        """:meth:`login` in the next whole second: a token issued after anything done before it,
+        as a decision on an approval request needs (its ``iat`` after the request's second)."""
+        time.sleep(1.01 - time.time() % 1)
+        return self.login(subject, groups)
+
     def admin_token(self, name: str | None = None) -> str:
         """An admin token (role admin); without a name, one token shared by the session."""
         if name is None:

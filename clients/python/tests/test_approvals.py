@@ -50,7 +50,8 @@ def mint(approvals: str = "", params: dict[str, Any] | None = None) -> str:
 def bound(tool: str = "crm", operation: str = "write", sha256: str = APPROVED) -> str:
     """One approval of ``operation`` of ``tool`` bound to the arguments of digest ``sha256``."""
     return mint(
-        'approval("apr-1", {tool}, {operation}, {at}); approved_by("apr-1", "bob", "https://idp.example.com/"); '
+        'approval("apr-1", {tool}, {operation}, {at}); '
+        'approved_by("apr-1", {tool}, {operation}, "bob", "https://idp.example.com/"); '
         'approval_arguments("apr-1", {tool}, {operation}, {sha256}); ' + ARGUMENTS_CHECK,
         {"tool": tool, "operation": operation, "sha256": sha256},
     )
@@ -71,11 +72,12 @@ def refusal(token: str, operation: str = "write", arguments: Any = None) -> str:
 
 def test_approvals_are_read_with_their_approvers_sorted_and_shown_in_the_read_out() -> None:
     token = mint(
-        'approval("apr-2", "mail", "send", {at}); approved_by("apr-2", "dora", "https://idp.example.com/"); '
+        'approval("apr-2", "mail", "send", {at}); '
+        'approved_by("apr-2", "mail", "send", "dora", "https://idp.example.com/"); '
         'approval("apr-1", "crm", "write", {at}); '
-        'approved_by("apr-1", "carol", "https://idp.example.com/"); '
-        'approved_by("apr-1", "bob", "https://other.example.com/"); '
-        'approved_by("apr-1", "bob", "https://idp.example.com/");'
+        'approved_by("apr-1", "crm", "write", "carol", "https://idp.example.com/"); '
+        'approved_by("apr-1", "crm", "write", "bob", "https://other.example.com/"); '
+        'approved_by("apr-1", "crm", "write", "bob", "https://idp.example.com/");'
     )
     verified = check_token(token, KEYS).verified
     bob, bob_elsewhere, carol = (
@@ -100,6 +102,26 @@ def test_approvals_are_read_with_their_approvers_sorted_and_shown_in_the_read_ou
             "id": "apr-2", "tool": "mail", "operation": "send", "approved_at": "2026-03-01T10:02:00Z",
             "approvers": [{"subject": "dora", "issuer": "https://idp.example.com/"}],
         },
+    ]
+
+
+def test_one_approval_gating_two_operations_lists_each_its_own_approvers() -> None:
+    token = mint(
+        'approval("apr-1", "crm", "write", {at}); approval("apr-1", "mail", "send", {at}); '
+        'approved_by("apr-1", "mail", "send", "dora", "https://idp.example.com/"); '
+        'approved_by("apr-1", "crm", "write", "carol", "https://idp.example.com/"); '
+        'approved_by("apr-1", "crm", "write", "bob", "https://idp.example.com/");'
+    )
+    verified = check_token(token, KEYS).verified
+    bob, carol, dora = (Approver(name, "https://idp.example.com/") for name in ("bob", "carol", "dora"))
+    assert verified.approvals == (
+        Approval("apr-1", "crm", "write", int(AT.timestamp()), (bob, carol)),
+        Approval("apr-1", "mail", "send", int(AT.timestamp()), (dora,)),
+    )
+    assert [a["approvers"] for a in verified.to_json()["approvals"]] == [
+        [{"subject": "bob", "issuer": "https://idp.example.com/"},
+         {"subject": "carol", "issuer": "https://idp.example.com/"}],
+        [{"subject": "dora", "issuer": "https://idp.example.com/"}],
     ]
 
 
@@ -140,40 +162,58 @@ def test_the_verifier_answers_the_approvals_and_refuses_other_arguments() -> Non
     [
         pytest.param('approval("apr-1", "crm", "write", {at});', id="an approval nobody approved"),
         pytest.param(
-            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); approved_by("apr-2", "eve", "i");',
+            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); '
+            'approved_by("apr-2", "crm", "write", "eve", "i");',
             id="an approver of no approval",
         ),
         pytest.param(
-            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); '
+            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); '
+            'approved_by("apr-1", "crm", "read", "eve", "i");',
+            id="an approver of another operation of the same approval",
+        ),
+        pytest.param(
+            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); '
+            'approved_by("apr-1", "mail", "write", "eve", "i");',
+            id="an approver of another tool of the same approval",
+        ),
+        pytest.param(
+            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i");',
+            id="an approver in the former three-term form",
+        ),
+        pytest.param(
+            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); '
             f'approval_arguments("apr-1", "crm", "read", "{APPROVED}");',
             id="a digest of another operation",
         ),
         pytest.param(
-            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); '
+            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); '
             f'approval_arguments("apr-1", "crm", "write", "{APPROVED}"); '
             f'approval_arguments("apr-1", "crm", "write", "{"0" * 64}");',
             id="two digests for one approval",
         ),
         pytest.param(
-            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); '
+            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); '
             f'approval_arguments("apr-1", "crm", "write", "{APPROVED.upper()}");',
             id="a digest in uppercase hex",
         ),
         pytest.param(
-            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); '
+            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); '
             'approval_arguments("apr-1", "crm", "write", "abc");',
             id="a digest too short",
         ),
         pytest.param(
-            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); '
-            'approval("apr-2", "crm", "write", {at}); approved_by("apr-2", "bob", "i");',
+            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); '
+            'approval("apr-2", "crm", "write", {at}); approved_by("apr-2", "crm", "write", "bob", "i");',
             id="two approvals of one operation",
         ),
         pytest.param(
-            'approval("apr-1", "crm", "write", "yesterday"); approved_by("apr-1", "bob", "i");',
+            'approval("apr-1", "crm", "write", "yesterday"); approved_by("apr-1", "crm", "write", "bob", "i");',
             id="an approval time that is no date",
         ),
-        pytest.param('approved_by("apr-1", "bob", 3);', id="an approver that is no string"),
+        pytest.param(
+            'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", 3);',
+            id="an approver that is no string",
+        ),
     ],
 )
 def test_malformed_approvals_are_refused(approvals: str) -> None:
@@ -184,7 +224,8 @@ def test_malformed_approvals_are_refused(approvals: str) -> None:
 
 def test_a_later_block_may_not_state_an_approval() -> None:
     token = biscuit_auth.Biscuit.from_base64(mint(), ROOT.public_key)
-    for fact in ('approval("apr-1", "crm", "write", 2026-03-01T10:02:00Z)', 'approved_by("apr-1", "bob", "i")',
+    for fact in ('approval("apr-1", "crm", "write", 2026-03-01T10:02:00Z)',
+                 'approved_by("apr-1", "crm", "write", "bob", "i")',
                  f'approval_arguments("apr-1", "crm", "write", "{APPROVED}")'):
         appended = token.append(biscuit_auth.BlockBuilder(fact)).to_base64()
         with pytest.raises(VerificationError) as refused:
@@ -222,7 +263,7 @@ def test_the_approval_explains_a_refusal_before_the_argument_constraints() -> No
         'or arg("ticket", $value), $value.starts_with("T-");'
     )
     token = mint(
-        'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); '
+        'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); '
         'approval_arguments("apr-1", "crm", "write", {sha256}); ' + ARGUMENTS_CHECK + " " + constrained,
         {"tool": "crm", "operation": "write", "sha256": arguments_sha256({"ticket": "X-1"})},
     )

@@ -78,7 +78,7 @@ def ask(service: DevService, client: SyncMandateClient, arguments: dict[str, Any
 
 def approver(service: DevService, subject: str) -> SyncApproverClient:
     """``subject`` signed in just now (a decision needs a token newer than the request)."""
-    return SyncApproverClient(service.base_url, service.login(subject))
+    return SyncApproverClient(service.base_url, service.login_later(subject))
 
 
 # -- the orchestrator -------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_waiting_follows_the_event_stream_until_bob_decides(mandate_service: Dev
 
             async def bob_decides() -> None:
                 await asyncio.sleep(0.5)
-                async with ApproverClient(mandate_service.base_url, mandate_service.login("bob")) as bob:
+                async with ApproverClient(mandate_service.base_url, mandate_service.login_later("bob")) as bob:
                     await bob.approve(request.id, "fine")
 
             started = time.monotonic()
@@ -184,7 +184,7 @@ def test_waiting_by_polling_sees_a_denial_at_the_next_interval(mandate_service: 
 
     async def deny_soon() -> None:
         await asyncio.sleep(0.5)
-        async with ApproverClient(mandate_service.base_url, mandate_service.login("bob")) as bob:
+        async with ApproverClient(mandate_service.base_url, mandate_service.login_later("bob")) as bob:
             await bob.deny(request.id, "wrong record")
 
     async def scenario() -> None:

@@ -6,7 +6,8 @@ hand: ``mandate_url``, ``token`` (a mandate for ``crm`` read and write, bound to
 ``dpop_header`` (the holder's proof for ``POST https://crm.example.com/v1/tickets``),
 ``verifier`` and ``app`` (a Starlette app whose handler answers the mandate's principal). The
 approvals block gets an orchestrator's names instead: ``agent_secret``, ``subject_token``
-(alice, group staff) and ``sign_in(subject)`` (a fresh token of the dev identity provider).
+(alice, group staff) and ``sign_in(subject)`` (a fresh token of the dev identity provider,
+issued in the next whole second).
 Blocks may ``await`` at top level, as code inside a coroutine does.
 """
 
@@ -162,7 +163,7 @@ def test_human_approvals(mandate_service: DevService) -> None:
         "mandate_url": mandate_service.base_url,
         "agent_secret": mandate_service.orchestrator_secret,
         "subject_token": mandate_service.login("alice", ["staff"]),
-        "sign_in": mandate_service.login,
+        "sign_in": mandate_service.login_later,
         "verifier": Verifier(mandate_service.base_url),
     }
     namespace, printed = run(blocks("python")[4], names)

@@ -38,7 +38,7 @@ function mint(approvals = "", params: Record<string, unknown> = {}): string {
 
 /** One approval of `operation` of `tool` bound to the arguments of digest `sha256`. */
 function bound(tool = "crm", operation = "write", sha256 = APPROVED): string {
-  return mint('approval("apr-1", {tool}, {operation}, {at}); approved_by("apr-1", "bob", "https://idp.example.com/"); '
+  return mint('approval("apr-1", {tool}, {operation}, {at}); approved_by("apr-1", {tool}, {operation}, "bob", "https://idp.example.com/"); '
     + `approval_arguments("apr-1", {tool}, {operation}, {sha256}); ${ARGUMENTS_CHECK}`, { tool, operation, sha256 });
 }
 
@@ -68,9 +68,10 @@ function refusal(token: string, operation = "write", args: unknown = undefined):
 
 describe("approvals", () => {
   it("are read with their approvers sorted and deduplicated, and shown in the read-out", () => {
-    const token = mint('approval("apr-2", "mail", "send", {at}); approved_by("apr-2", "dora", "https://idp.example.com/"); '
-      + 'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "carol", "https://idp.example.com/"); '
-      + 'approved_by("apr-1", "bob", "https://other.example.com/"); approved_by("apr-1", "bob", "https://idp.example.com/");');
+    const token = mint('approval("apr-2", "mail", "send", {at}); approved_by("apr-2", "mail", "send", "dora", "https://idp.example.com/"); '
+      + 'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "carol", "https://idp.example.com/"); '
+      + 'approved_by("apr-1", "crm", "write", "bob", "https://other.example.com/"); '
+      + 'approved_by("apr-1", "crm", "write", "bob", "https://idp.example.com/");');
     const expected: Approval[] = [
       {
         id: "apr-1", tool: "crm", operation: "write", approved_at: AT,
@@ -81,6 +82,21 @@ describe("approvals", () => {
         ],
       },
       { id: "apr-2", tool: "mail", operation: "send", approved_at: AT, approvers: [{ subject: "dora", issuer: "https://idp.example.com/" }] },
+    ];
+    assert.deepEqual(check(token).readOut.approvals, expected);
+  });
+
+  it("of one request gating two operations list each only its own approvers", () => {
+    const token = mint('approval("apr-1", "crm", "write", {at}); approval("apr-1", "mail", "send", {at}); '
+      + 'approved_by("apr-1", "mail", "send", "dora", "https://idp.example.com/"); '
+      + 'approved_by("apr-1", "crm", "write", "carol", "https://idp.example.com/"); '
+      + 'approved_by("apr-1", "crm", "write", "bob", "https://idp.example.com/");');
+    const expected: Approval[] = [
+      {
+        id: "apr-1", tool: "crm", operation: "write", approved_at: AT,
+        approvers: [{ subject: "bob", issuer: "https://idp.example.com/" }, { subject: "carol", issuer: "https://idp.example.com/" }],
+      },
+      { id: "apr-1", tool: "mail", operation: "send", approved_at: AT, approvers: [{ subject: "dora", issuer: "https://idp.example.com/" }] },
     ];
     assert.deepEqual(check(token).readOut.approvals, expected);
   });
@@ -108,14 +124,17 @@ describe("approvals", () => {
 
   const malformed: Array<[string, string]> = [
     ["an approval nobody approved", 'approval("apr-1", "crm", "write", {at});'],
-    ["an approver of no approval", 'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); approved_by("apr-2", "eve", "i");'],
-    ["a digest of another operation", `approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); approval_arguments("apr-1", "crm", "read", "${APPROVED}");`],
-    ["two digests for one approval", `approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); approval_arguments("apr-1", "crm", "write", "${APPROVED}"); approval_arguments("apr-1", "crm", "write", "${"0".repeat(64)}");`],
-    ["a digest in uppercase hex", `approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); approval_arguments("apr-1", "crm", "write", "${APPROVED.toUpperCase()}");`],
-    ["a digest too short", 'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); approval_arguments("apr-1", "crm", "write", "abc");'],
-    ["two approvals of one operation", 'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); approval("apr-2", "crm", "write", {at}); approved_by("apr-2", "bob", "i");'],
-    ["an approval time that is no date", 'approval("apr-1", "crm", "write", "yesterday"); approved_by("apr-1", "bob", "i");'],
-    ["an approver that is no string", 'approved_by("apr-1", "bob", 3);'],
+    ["an approver of no approval", 'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); approved_by("apr-2", "crm", "write", "eve", "i");'],
+    ["an approver of another operation of the same approval", 'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); approved_by("apr-1", "crm", "read", "eve", "i");'],
+    ["an approver of another tool of the same approval", 'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); approved_by("apr-1", "mail", "write", "eve", "i");'],
+    ["an approver in the former three-term form", 'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i");'],
+    ["a digest of another operation", `approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); approval_arguments("apr-1", "crm", "read", "${APPROVED}");`],
+    ["two digests for one approval", `approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); approval_arguments("apr-1", "crm", "write", "${APPROVED}"); approval_arguments("apr-1", "crm", "write", "${"0".repeat(64)}");`],
+    ["a digest in uppercase hex", `approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); approval_arguments("apr-1", "crm", "write", "${APPROVED.toUpperCase()}");`],
+    ["a digest too short", 'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); approval_arguments("apr-1", "crm", "write", "abc");'],
+    ["two approvals of one operation", 'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); approval("apr-2", "crm", "write", {at}); approved_by("apr-2", "crm", "write", "bob", "i");'],
+    ["an approval time that is no date", 'approval("apr-1", "crm", "write", "yesterday"); approved_by("apr-1", "crm", "write", "bob", "i");'],
+    ["an approver that is no string", 'approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", 3);'],
   ];
   for (const [name, approvals] of malformed) {
     it(`are malformed with ${name}`, () => {
@@ -124,7 +143,7 @@ describe("approvals", () => {
   }
 
   it("may not be stated by a later block", () => {
-    for (const fact of ['approval("apr-1", "crm", "write", 2026-03-01T10:02:00Z)', 'approved_by("apr-1", "bob", "i")',
+    for (const fact of ['approval("apr-1", "crm", "write", 2026-03-01T10:02:00Z)', 'approved_by("apr-1", "crm", "write", "bob", "i")',
       `approval_arguments("apr-1", "crm", "write", "${APPROVED}")`]) {
       assert.throws(() => check(append(mint(), fact)), { code: "not_mandate_block" }, fact);
     }
@@ -156,7 +175,7 @@ describe("an approval bound to arguments", () => {
     const constrained = 'constraint("crm", "write", "ticket", "prefix", "T-"); '
       + 'check if tool($tool), operation($operation), !($tool == "crm" && $operation == "write") '
       + 'or arg("ticket", $value), $value.starts_with("T-");';
-    const token = mint('approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "bob", "i"); '
+    const token = mint('approval("apr-1", "crm", "write", {at}); approved_by("apr-1", "crm", "write", "bob", "i"); '
       + `approval_arguments("apr-1", "crm", "write", {sha256}); ${ARGUMENTS_CHECK} ${constrained}`,
     { tool: "crm", operation: "write", sha256: argumentsSha256({ ticket: "X-1" }) });
     assert.equal(refusal(token, "write", { ticket: "Y-1" }), "arguments_not_approved", "other arguments the constraint refuses too");

@@ -2,8 +2,11 @@
 gates behind approval is minted only once the approvers have approved, and the authority block
 then says so, for any verifier to show offline::
 
-    approval($approval_id, $tool, $operation, $approved_at);   // one per gated right
-    approved_by($approval_id, $subject, $issuer);              // one per approver
+    approval($approval_id, $tool, $operation, $approved_at);          // one per gated right
+    approved_by($approval_id, $tool, $operation, $subject, $issuer);  // one per approver of it
+
+One approval request may gate several operations, each approved by different people: a gated
+right's approvers are the ``approved_by`` facts with its id, tool and operation.
 
 An approval bound to the exact arguments of the call also states their digest (lowercase hex
 SHA-256 of the arguments in RFC 8785 canonical JSON, :mod:`mandate_client.canonical`) and checks
@@ -92,8 +95,8 @@ class ApprovalFacts:
 
     #: ``approval(id, tool, operation, at)``.
     approvals: list[tuple[str, str, str, int]] = field(default_factory=list)
-    #: ``approved_by(id, subject, issuer)``.
-    approvers: list[tuple[str, Approver]] = field(default_factory=list)
+    #: ``approved_by(id, tool, operation, subject, issuer)``, keyed by ``(id, tool, operation)``.
+    approvers: list[tuple[tuple[str, str, str], Approver]] = field(default_factory=list)
     #: ``approval_arguments(id, tool, operation, sha256)``.
     arguments: list[tuple[str, str, str, str]] = field(default_factory=list)
 
@@ -102,8 +105,9 @@ class ApprovalFacts:
         its approvers (at least one) and at most one digest; anything else is malformed."""
         out: list[Approval] = []
         for id, tool, operation, at in self.approvals:
-            approvers = sorted({a for of, a in self.approvers if of == id})
-            digests = [d for of, t, o, d in self.arguments if (of, t, o) == (id, tool, operation)]
+            right = (id, tool, operation)
+            approvers = sorted({a for of, a in self.approvers if of == right})
+            digests = [d for of, t, o, d in self.arguments if (of, t, o) == right]
             if not approvers or len(digests) > 1:
                 raise Malformed("an approval names at least one approver and at most one digest")
             digest = digests[0] if digests else None
@@ -116,10 +120,9 @@ class ApprovalFacts:
         gated_twice = any(
             (a.tool, a.operation) == (b.tool, b.operation) for a, b in zip(out, out[1:])
         )
-        # Every approver and digest belongs to an approval.
-        ids = {a.id for a in out}
+        # Every approver and digest belongs to an approval of its id, tool and operation.
         rights = {(a.id, a.tool, a.operation) for a in out}
-        orphan = any(id not in ids for id, _ in self.approvers) or any(
+        orphan = any(right not in rights for right, _ in self.approvers) or any(
             (id, t, o) not in rights for id, t, o, _ in self.arguments
         )
         if gated_twice or orphan:

@@ -104,8 +104,9 @@ def read_authority(block: _wire.Block) -> Authority:
             if terms[3][0] != "date":
                 raise Malformed("not a mandate/v1 token")
             approvals.approvals.append((text(terms[0]), text(terms[1]), text(terms[2]), terms[3][1]))
-        elif name == "approved_by" and len(terms) == 3:
-            approvals.approvers.append((text(terms[0]), Approver(text(terms[1]), text(terms[2]))))
+        elif name == "approved_by" and len(terms) == 5:
+            right = (text(terms[0]), text(terms[1]), text(terms[2]))
+            approvals.approvers.append((right, Approver(text(terms[3]), text(terms[4]))))
         elif name == "approval_arguments" and len(terms) == 4:
             approvals.arguments.append((text(terms[0]), text(terms[1]), text(terms[2]), text(terms[3])))
         elif name == "right" and len(terms) == 2:

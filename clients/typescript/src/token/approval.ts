@@ -4,9 +4,12 @@
  * then says so, for any verifier to show offline:
  *
  * ```text
- * approval($approval_id, $tool, $operation, $approved_at);   // one per gated right
- * approved_by($approval_id, $subject, $issuer);              // one per approver
+ * approval($approval_id, $tool, $operation, $approved_at);          // one per gated right
+ * approved_by($approval_id, $tool, $operation, $subject, $issuer);  // one per approver of it
  * ```
+ *
+ * One approval request may gate several operations, each approved by different people: a gated
+ * right's approvers are the `approved_by` facts with its id, tool and operation.
  *
  * An approval bound to the exact arguments of the call also states their digest (lowercase hex
  * SHA-256 of the arguments in RFC 8785 canonical JSON, `canonical.ts`) and checks it:
@@ -67,8 +70,8 @@ export function isSha256Hex(text: string): boolean {
 export interface ApprovalFacts {
   /** `approval(id, tool, operation, at)`, `at` in seconds. */
   approvals: Array<{ id: string; tool: string; operation: string; at: number }>;
-  /** `approved_by(id, subject, issuer)`. */
-  approvers: Array<{ id: string; approver: Approver }>;
+  /** `approved_by(id, tool, operation, subject, issuer)`. */
+  approvers: Array<{ id: string; tool: string; operation: string; approver: Approver }>;
   /** `approval_arguments(id, tool, operation, sha256)`. */
   arguments: Array<{ id: string; tool: string; operation: string; sha256: string }>;
 }
@@ -81,7 +84,7 @@ export function finishApprovals(facts: ApprovalFacts): AuthorityApproval[] {
   const out: AuthorityApproval[] = [];
   for (const { id, tool, operation, at } of facts.approvals) {
     const approvers = facts.approvers
-      .filter((a) => a.id === id)
+      .filter((a) => a.id === id && a.tool === tool && a.operation === operation)
       .map((a) => a.approver)
       .sort((a, b) => compareText(a.subject, b.subject) || compareText(a.issuer, b.issuer))
       .filter((a, i, all) => i === 0 || a.subject !== all[i - 1]?.subject || a.issuer !== all[i - 1]?.issuer);
@@ -95,9 +98,11 @@ export function finishApprovals(facts: ApprovalFacts): AuthorityApproval[] {
   }
   out.sort((a, b) => compareText(a.tool, b.tool) || compareText(a.operation, b.operation));
   const gatedTwice = out.some((a, i) => i > 0 && a.tool === out[i - 1]?.tool && a.operation === out[i - 1]?.operation);
-  // Every approver and digest belongs to an approval.
-  const orphan = facts.approvers.some((a) => !out.some((o) => o.id === a.id))
-    || facts.arguments.some((d) => !out.some((o) => o.id === d.id && o.tool === d.tool && o.operation === d.operation));
+  // Every approver and digest belongs to an approval of its id, tool and operation.
+  const gates = (o: AuthorityApproval, f: { id: string; tool: string; operation: string }) =>
+    o.id === f.id && o.tool === f.tool && o.operation === f.operation;
+  const orphan = facts.approvers.some((a) => !out.some((o) => gates(o, a)))
+    || facts.arguments.some((d) => !out.some((o) => gates(o, d)));
   if (gatedTwice || orphan) throw new Malformed();
   return out;
 }

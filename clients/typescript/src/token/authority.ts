@@ -95,8 +95,9 @@ export function readAuthority(block: BlockProto): Authority {
       if (d?.kind !== "date") throw new Malformed();
       if (d.value > MAX_SECONDS) throw new Malformed("time out of range");
       approvals.approvals.push({ id: text(a), tool: text(b), operation: text(c), at: Number(d.value) });
-    } else if (name === "approved_by" && arity(3)) {
-      approvals.approvers.push({ id: text(a), approver: { subject: text(b), issuer: text(c) } });
+    } else if (name === "approved_by" && arity(5)) {
+      const approver = { subject: text(d), issuer: text(terms[4]) };
+      approvals.approvers.push({ id: text(a), tool: text(b), operation: text(c), approver });
     } else if (name === "approval_arguments" && arity(4)) {
       approvals.arguments.push({ id: text(a), tool: text(b), operation: text(c), sha256: text(d) });
     } else if (name === "right" && arity(2)) rights.push({ tool: text(a), operation: text(b) });
