@@ -137,6 +137,48 @@ fn query_arguments(query: &str) -> Value {
     Value::Object(members)
 }
 
+/// For an operation the mandate's approval allows once: that one call, seen whole and recorded
+/// with mandate, or why not and the refusal to answer.
+async fn one_call(
+    gateway: &Gateway,
+    call: &Seen<'_>,
+    check: &Check,
+    headers: &HeaderMap,
+    token: &str,
+    operation: &str,
+    digest: &str,
+) -> Option<(String, Response)> {
+    if let Some(why) = not_whole_call(call, check, headers) {
+        let detail =
+            format!("the approval of `{operation}` is for one exact call, and {why}: refused");
+        let refused = answers::problem(
+            StatusCode::FORBIDDEN,
+            "One-call approval not checkable here",
+            &detail,
+        );
+        return Some((
+            format!("a one-call approval cannot be checked: {why}"),
+            refused,
+        ));
+    }
+    match gateway
+        .use_approval(token, &check.tool, operation, digest)
+        .await
+    {
+        Ok(()) => None,
+        Err(UseRefused::Used(detail)) => {
+            let detail =
+                format!("the approval of `{operation}` was for one call, made already: {detail}");
+            let refused = answers::problem(StatusCode::FORBIDDEN, "Approval used", &detail);
+            Some((detail, refused))
+        }
+        Err(UseRefused::Unavailable(detail)) => {
+            let refused = answers::problem(StatusCode::SERVICE_UNAVAILABLE, "Try again", &detail);
+            Some((detail, refused))
+        }
+    }
+}
+
 async fn decide(gateway: &Gateway, call: &Seen<'_>, headers: &HeaderMap) -> Response {
     let (method, path, query) = (call.method, call.path, call.query);
     let body = call.body.cloned().unwrap_or_default();
@@ -250,57 +292,24 @@ async fn decide(gateway: &Gateway, call: &Seen<'_>, headers: &HeaderMap) -> Resp
             let once = verified.approvals.iter().any(|a| {
                 a.tool == check.tool && &a.operation == operation && a.arguments_sha256.is_some()
             });
-            if let Some(why) = once.then(|| not_whole_call(call, check, headers)).flatten() {
+            let refused = if once {
+                one_call(gateway, call, check, headers, &token, operation, &digest).await
+            } else {
+                None
+            };
+            if let Some((reason, refused)) = refused {
                 gateway.report(
                     &token,
                     &check.tool,
                     operation,
                     Outcome {
                         outcome: "denied",
-                        reason: Some(format!("a one-call approval cannot be checked: {why}")),
+                        reason: Some(reason),
                         arguments_sha256: Some(digest),
                         ..Outcome::default()
                     },
                 );
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    "One-call approval not checkable here",
-                    &format!(
-                        "the approval of `{operation}` is for one exact call, and {why}: refused"
-                    ),
-                );
-            }
-            if once {
-                let used = gateway
-                    .use_approval(&token, &check.tool, operation, &digest)
-                    .await;
-                let refused = match used {
-                    Ok(()) => None,
-                    Err(UseRefused::Used(detail)) => Some(refuse(
-                        StatusCode::FORBIDDEN,
-                        "Approval used",
-                        &format!("the approval of `{operation}` was for one call, made already: {detail}"),
-                    )),
-                    Err(UseRefused::Unavailable(detail)) => Some(answers::problem(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Try again",
-                        &detail,
-                    )),
-                };
-                if let Some(refused) = refused {
-                    gateway.report(
-                        &token,
-                        &check.tool,
-                        operation,
-                        Outcome {
-                            outcome: "denied",
-                            reason: Some("the approval's one call was not recorded".into()),
-                            arguments_sha256: Some(digest),
-                            ..Outcome::default()
-                        },
-                    );
-                    return refused;
-                }
+                return refused;
             }
             let call = Call {
                 method: method.to_ascii_uppercase(),

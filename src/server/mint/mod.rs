@@ -24,8 +24,8 @@ use super::caller::Orchestrator;
 use super::idp::IdpError;
 use super::limits::{retry_after_seconds, RateLimiter};
 use super::model::agent::Agent;
-use super::model::{Grant, Invalid};
-use super::policy::{evaluate, mandate_ttl, Denial, DenialReason, Evaluation, Principal};
+use super::model::Invalid;
+use super::policy::{mandate_ttl, Denial, Principal};
 use super::state::AppState;
 use super::store::snapshot::Inventory;
 use super::store::{new_id, StoreError};
@@ -40,9 +40,11 @@ use tracing::Instrument;
 mod approved;
 mod record;
 mod request;
+mod scope;
 pub use record::RequestMeta;
 use record::{audit_denial, issuance_meta, record_issuance, Record};
 pub use request::{MintRequest, MAX_SCOPE_TOOLS, MAX_TASK_BYTES};
+use scope::evaluate_scope;
 
 /// A minted mandate, as answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -496,73 +498,6 @@ async fn prove_principal(
             Err(Failure::Refused(MintError::Subject(error)))
         }
     }
-}
-
-/// Step 3: what the policies grant of the requested operations, and what they deny. An
-/// unbound request (`bound` false) gets nothing from a policy that requires binding, and
-/// nothing at all from an agent that does: what only binding would grant is denied as
-/// `binding_required`.
-fn evaluate_scope(
-    agent: &Agent,
-    inventory: &Inventory,
-    principal: &Principal,
-    requested: &[Grant],
-    bound: bool,
-) -> Evaluation {
-    tracing::info_span!("policy.evaluate").in_scope(|| {
-        let tools = &inventory.tools;
-        let binding_required = |operation: &str, tool: &str| Denial {
-            tool: tool.to_owned(),
-            operation: operation.to_owned(),
-            reason: DenialReason::BindingRequired,
-            argument: None,
-        };
-        let all_binding_required = || {
-            requested
-                .iter()
-                .flat_map(|g| g.operations.iter().map(|o| binding_required(o, &g.tool)))
-                .collect()
-        };
-        if !bound && agent.require_binding {
-            return Evaluation {
-                granted: Vec::new(),
-                constraints: Vec::new(),
-                denied: all_binding_required(),
-                policy_ttl: None,
-                granted_by: Vec::new(),
-                gated: Vec::new(),
-            };
-        }
-        let mut all = evaluate(principal, agent, requested, &inventory.policies, tools);
-        // Unbound and no policy requires binding: the evaluation over every policy decides.
-        if bound || !inventory.policies.iter().any(|p| p.require_binding) {
-            for right in &mut all.granted_by {
-                right.bound = bound;
-            }
-            return all;
-        }
-        let open: Vec<_> = inventory
-            .policies
-            .iter()
-            .filter(|p| !p.require_binding)
-            .cloned()
-            .collect();
-        let mut unbound = evaluate(principal, agent, requested, &open, tools);
-        let granted_when_bound = |d: &Denial| {
-            !all.denied
-                .iter()
-                .any(|a| a.tool == d.tool && a.operation == d.operation)
-        };
-        for denial in &mut unbound.denied {
-            if granted_when_bound(denial) {
-                *denial = binding_required(&denial.operation, &denial.tool);
-            }
-        }
-        if unbound.policy_ttl.is_none() && unbound.denied.is_empty() && all.policy_ttl.is_some() {
-            unbound.denied = all_binding_required();
-        }
-        unbound
-    })
 }
 
 /// Step 4: one mint from the principal's allowance, once however often the mint is decided;
