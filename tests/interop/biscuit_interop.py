@@ -51,6 +51,15 @@ def append(token, keys, path):
     return parsed.append(biscuit.BlockBuilder(source)).to_base64()
 
 
+def unhurried(builder):
+    """Run limits no load on a test machine reaches (a second, not biscuit's default
+    millisecond): the verdict is the Datalog's alone."""
+    limits = builder.limits()
+    limits.max_time = datetime.timedelta(seconds=1)
+    builder.set_limits(limits)
+    return builder
+
+
 def verify(token, keys, now, tool, operation):
     """What a downstream service does: supply time, tool and operation; allow on a right."""
     parsed = biscuit.Biscuit.from_base64(token, keys)
@@ -59,7 +68,7 @@ def verify(token, keys, now, tool, operation):
         "allow if mandate_schema(1), right({tool}, {operation});",
         {"now": now, "tool": tool, "operation": operation},
     )
-    authorizer = builder.build(parsed)
+    authorizer = unhurried(builder).build(parsed)
     try:
         authorizer.authorize()
     except biscuit.AuthorizationError as error:
@@ -82,7 +91,7 @@ def verify_call(token, keys, now, tool, operation, arguments):
         if isinstance(value, list):
             value = set(value)
         builder.add_fact(biscuit.Fact("arg({path}, {value})", {"path": path, "value": value}))
-    authorizer = builder.build(parsed)
+    authorizer = unhurried(builder).build(parsed)
     try:
         authorizer.authorize()
     except biscuit.AuthorizationError as error:
