@@ -9,7 +9,7 @@ use super::request::MintRequest;
 use crate::server::approvals::{self, binding_message, ApprovalError};
 use crate::server::model::agent::Agent;
 use crate::server::model::approval::{
-    ApprovalRequest, ApprovalState, Approvers, GatedRight, HeldMint, Verdict,
+    ApprovalRequest, ApprovalState, Approvers, GatedRight, HeldMint,
 };
 use crate::server::model::{Invalid, Validation};
 use crate::server::policy::{Gate, Principal};
@@ -228,18 +228,7 @@ pub(super) fn carried(request: &ApprovalRequest) -> Vec<Approval> {
         .gated
         .iter()
         .map(|g| {
-            let right = Right {
-                tool: g.tool.clone(),
-                operation: g.operation.clone(),
-            };
-            let mut approvers: Vec<_> = request
-                .decisions
-                .iter()
-                .filter(|d| d.verdict == Verdict::Approve && d.counts_for.contains(&right))
-                .map(|d| d.approver.clone())
-                .collect();
-            approvers.sort();
-            approvers.dedup();
+            let mut approvers = request.approvers_of(g);
             approvers.truncate(crate::token::approval::MAX_APPROVERS);
             Approval {
                 id: request.id.to_string(),

@@ -146,12 +146,16 @@ impl ApprovalRequest {
         }
     }
 
-    /// The approvals given so far.
-    pub fn approvers(&self) -> Vec<Approver> {
+    /// The distinct approvers who approved `gated` (counting toward it), sorted.
+    pub fn approvers_of(&self, gated: &GatedRight) -> Vec<Approver> {
+        let right = Right {
+            tool: gated.tool.clone(),
+            operation: gated.operation.clone(),
+        };
         let mut approvers: Vec<Approver> = self
             .decisions
             .iter()
-            .filter(|d| d.verdict == Verdict::Approve)
+            .filter(|d| d.verdict == Verdict::Approve && d.counts_for.contains(&right))
             .map(|d| d.approver.clone())
             .collect();
         approvers.sort();
@@ -165,36 +169,14 @@ impl ApprovalRequest {
         if self.decisions.iter().any(|d| d.verdict == Verdict::Deny) {
             return ApprovalState::Denied;
         }
-        let satisfied = self.gated.iter().all(|gated| {
-            let right = Right {
-                tool: gated.tool.clone(),
-                operation: gated.operation.clone(),
-            };
-            let mut approvers: Vec<&Approver> = self
-                .decisions
-                .iter()
-                .filter(|d| d.verdict == Verdict::Approve && d.counts_for.contains(&right))
-                .map(|d| &d.approver)
-                .collect();
-            approvers.sort();
-            approvers.dedup();
-            approvers.len() >= gated.rule.required as usize
-        });
+        let satisfied = self
+            .gated
+            .iter()
+            .all(|gated| self.approvers_of(gated).len() >= gated.rule.required as usize);
         if satisfied {
             ApprovalState::Approved
         } else {
             ApprovalState::Pending
         }
-    }
-
-    /// The gated rights.
-    pub fn rights(&self) -> Vec<Right> {
-        self.gated
-            .iter()
-            .map(|g| Right {
-                tool: g.tool.clone(),
-                operation: g.operation.clone(),
-            })
-            .collect()
     }
 }
